@@ -1,0 +1,1 @@
+"""zhtext CLI: embed commands."""

@@ -1,0 +1,1 @@
+"""zhtext CLI: evaluate_segment commands."""

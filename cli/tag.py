@@ -1,0 +1,1 @@
+"""zhtext CLI: tag commands."""

@@ -1,0 +1,5 @@
+"""``python -m zhtext`` runs the same CLI as the ``zhtext`` command."""
+
+from zhtext_cli.app import main
+
+main()

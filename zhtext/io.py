@@ -1,0 +1,201 @@
+"""Reading text from paths or stdin, and writing outputs atomically.
+
+Input is streamed in fixed-size byte chunks, so neither a huge file nor a huge line has to fit in
+memory at once. The encoding is detected from the first chunk: a UTF-8 BOM, then strict UTF-8, then
+GB18030; ``encoding=`` forces one. Undecodable bytes, binary files and missing files raise
+:class:`~zhtext.errors.ZhtextError` with a message fit for one line of a terminal.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from .errors import ZhtextError
+
+CHUNK_BYTES = 1 << 20
+# A line longer than this is handed on in pieces by iter_lines(max_chars=...) callers that allow it.
+DEFAULT_MAX_CHARS = 1 << 22
+
+PathLike = str | os.PathLike
+
+
+def _open_binary(source: PathLike) -> tuple[BinaryIO, str]:
+    """Open a path (or ``-`` for stdin) for binary reading; return the stream and a display name."""
+    if str(source) == "-":
+        return sys.stdin.buffer, "<stdin>"
+    path = Path(source)
+    if path.is_dir():
+        raise ZhtextError(f"{path} is a directory, not a text file")
+    try:
+        return open(path, "rb"), str(path)
+    except FileNotFoundError:
+        raise ZhtextError(f"no such file: {path}") from None
+    except PermissionError:
+        raise ZhtextError(f"permission denied: {path}") from None
+    except OSError as exc:
+        raise ZhtextError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
+def _looks_binary(sample: bytes) -> bool:
+    # NUL never occurs in UTF-8 or GB18030 text; a run of other control bytes is a strong hint too.
+    if b"\x00" in sample:
+        return True
+    controls = sum(1 for b in sample[:4096] if b < 9 or 13 < b < 32 and b != 27)
+    return controls > 0.1 * min(len(sample), 4096)
+
+
+def detect_encoding(sample: bytes, name: str = "<input>") -> str:
+    """Pick the codec for a file from its first bytes: ``utf-8-sig``, ``utf-8`` or ``gb18030``.
+
+    Raises ZhtextError for binary data or bytes that neither UTF-8 nor GB18030 can decode.
+    """
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if _looks_binary(sample):
+        raise ZhtextError(f"{name} looks like a binary file, not text")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        return "utf-8"
+    except UnicodeDecodeError as utf8_err:
+        try:
+            codecs.getincrementaldecoder("gb18030")().decode(sample, final=False)
+            return "gb18030"
+        except UnicodeDecodeError:
+            raise ZhtextError(
+                f"{name}: cannot decode byte at offset {utf8_err.start} as UTF-8 or GB18030 "
+                "(use --encoding to name the right one)"
+            ) from None
+
+
+def iter_text_chunks(
+    source: PathLike, encoding: str | None = None, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[str]:
+    """Decode a path or ``-`` chunk by chunk; yields ``str`` pieces with newlines untouched."""
+    stream, name = _open_binary(source)
+    try:
+        first = stream.read(chunk_bytes)
+        if encoding is None:
+            encoding = detect_encoding(first, name) if first else "utf-8"
+        elif _looks_binary(first) and encoding.lower().replace("_", "-") not in ("utf-16", "utf-32"):
+            raise ZhtextError(f"{name} looks like a binary file, not text")
+        try:
+            decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        except LookupError:
+            raise ZhtextError(f"unknown encoding: {encoding}") from None
+        consumed = 0  # bytes handed to the decoder before the current chunk
+        data = first
+        while data:
+            pending = len(decoder.getstate()[0])
+            try:
+                text = decoder.decode(data, final=False)
+            except UnicodeDecodeError as exc:
+                offset = consumed - pending + exc.start
+                raise ZhtextError(
+                    f"{name}: cannot decode byte at offset {offset} as {encoding}"
+                ) from None
+            consumed += len(data)
+            if text:
+                yield text
+            data = stream.read(chunk_bytes)
+        try:
+            tail = decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            pending = len(decoder.getstate()[0])
+            raise ZhtextError(
+                f"{name}: truncated character at byte offset {consumed - pending} ({encoding})"
+            ) from None
+        if tail:
+            yield tail
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def iter_lines(
+    source: PathLike, encoding: str | None = None, max_chars: int | None = None
+) -> Iterator[str]:
+    """Yield the lines of a path or ``-`` without their line endings (``\\n`` or ``\\r\\n``).
+
+    Only ``\\n`` ends a line (as ``wc -l`` counts), so one output line per input line holds. With
+    ``max_chars``, a line longer than that is yielded in pieces of about ``max_chars`` characters,
+    so memory stays bounded whatever the input; without it, lines are whole.
+    """
+    pieces: list[str] = []  # the current line so far
+    held = 0
+    for chunk in iter_text_chunks(source, encoding):
+        parts = chunk.split("\n")
+        for part in parts[:-1]:
+            pieces.append(part)
+            line = "".join(pieces)
+            pieces, held = [], 0
+            yield line[:-1] if line.endswith("\r") else line
+        if parts[-1]:
+            pieces.append(parts[-1])
+            held += len(parts[-1])
+            if max_chars is not None and held > max_chars:
+                yield "".join(pieces)
+                pieces, held = [], 0
+    if pieces:
+        line = "".join(pieces)
+        yield line[:-1] if line.endswith("\r") else line
+
+
+def iter_many_lines(
+    sources: Iterable[PathLike], encoding: str | None = None, max_chars: int | None = None
+) -> Iterator[str]:
+    """:func:`iter_lines` over several sources, one after another."""
+    for source in sources:
+        yield from iter_lines(source, encoding, max_chars)
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike | None, encoding: str = "utf-8") -> Iterator[IO[str]]:
+    """Open ``path`` for writing text so that it appears whole or not at all.
+
+    Writes go to a temporary file beside the target, renamed over it on success and removed on any
+    error. ``None`` or ``-`` writes to stdout.
+    """
+    if path is None or str(path) == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ZhtextError(f"{target} is a directory; give a file name for the output")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise ZhtextError(f"output folder does not exist: {parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+            yield handle
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Give a temporary path beside ``path`` to write a binary file to; rename it over on success."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise ZhtextError(f"output folder does not exist: {parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
