@@ -48,6 +48,7 @@ class DiscoverStats:
     candidates: int = 0
     words: int = 0
     bits_per_char: list[float] = field(default_factory=list)
+    description_bits: list[float] = field(default_factory=list)  # corpus + lexicon, per char
     seconds: float = 0.0
     peak_mb: float = 0.0
 
@@ -61,7 +62,7 @@ def default_min_count(han_chars: int) -> int:
     return max(2, int(round(2.0 * math.sqrt(han_chars / 2e5))))
 
 
-def default_thresholds(max_n: int, base: float = 2.0, step: float = 4.0) -> dict[int, float]:
+def default_thresholds(max_n: int, base: float = 2.0, step: float = 3.0) -> dict[int, float]:
     """Minimum cohesion (nats) an n-gram needs: ``base`` for pairs, rising ``step`` per character."""
     return {n: base + step * (n - 2) for n in range(2, max_n + 1)}
 
@@ -352,6 +353,10 @@ class Discoverer:
 
         chars = {ids_to_text([i]): int(c) for i, c in enumerate(uni) if c > 0}
         counts = {**chars, **candidates}
+        # Stopping looks at the whole description: the corpus's bits plus the lexicon's spelling
+        # (each multi-character word costs its characters plus an end mark, log2(alphabet) bits
+        # each). Corpus bits alone can only rise when words are pruned.
+        spell_bits = math.log2(len(chars) + 1)
         best: tuple[float, dict[str, int]] | None = None
         log2 = math.log(2.0)
         for it in range(max(1, self.iterations)):
@@ -361,20 +366,28 @@ class Discoverer:
             trie = build_trie(words, weights)
             floor = -math.log(total)
             new = np.zeros(len(words), dtype=np.int64)
+            unknown = np.zeros(1 << 21, dtype=np.int64)  # characters the lexicon lacks, by codepoint
             logp = 0.0
             task = bar.add(f"re-estimating ({it + 1})", total=corpus.han_chars)
             for block in corpus:
                 codes, offsets = fragments(block)
-                _, ids, lp = unigram_route(codes, offsets, trie, floor)
+                ends, ids, lp = unigram_route(codes, offsets, trie, floor)
                 new += np.bincount(ids[ids >= 0], minlength=len(words))
+                if (ids < 0).any():
+                    unknown += np.bincount(codes[ends[ids < 0] - 1], minlength=1 << 21)
                 logp += lp
                 bar.advance(task, len(block))
             bpc = -logp / log2 / corpus.han_chars
-            if best is not None and bpc >= best[0] - 1e-6:
+            segmented = {w: int(c) for w, c in zip(words, new) if c > 0}
+            for cp in np.flatnonzero(unknown):
+                segmented[chr(cp)] = segmented.get(chr(cp), 0) + int(unknown[cp])
+            lexicon_bits = sum(len(w) + 1 for w in segmented if len(w) > 1) * spell_bits
+            described = bpc + lexicon_bits / corpus.han_chars
+            if best is not None and described >= best[0] - 1e-6:
                 break  # no longer falling: keep the previous lexicon
             self.stats.bits_per_char.append(bpc)
-            segmented = {w: int(c) for w, c in zip(words, new) if c > 0}
-            best = (bpc, segmented)
+            self.stats.description_bits.append(described)
+            best = (described, segmented)
             if it + 1 >= self.iterations:
                 break
             counts = self._prune(segmented, min_count)

@@ -20,8 +20,6 @@ from typing import IO, BinaryIO
 from .errors import ZhtextError
 
 CHUNK_BYTES = 1 << 20
-# A line longer than this is handed on in pieces by iter_lines(max_chars=...) callers that allow it.
-DEFAULT_MAX_CHARS = 1 << 22
 
 PathLike = str | os.PathLike
 
@@ -75,9 +73,10 @@ def detect_encoding(sample: bytes, name: str = "<input>") -> str:
 
 
 def iter_text_chunks(
-    source: PathLike, encoding: str | None = None, chunk_bytes: int = CHUNK_BYTES
+    source: PathLike, encoding: str | None = None, chunk_bytes: int | None = None
 ) -> Iterator[str]:
     """Decode a path or ``-`` chunk by chunk; yields ``str`` pieces with newlines untouched."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     stream, name = _open_binary(source)
     try:
         first = stream.read(chunk_bytes)

@@ -39,7 +39,11 @@ class Bar:
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
-            self._finish_last()
+            if exc[0] is not None:
+                # On an error the bars would only bury the one-line message: erase them.
+                self._progress.live.transient = True
+            else:
+                self._finish_last()
             self._progress.__exit__(*exc)
 
     def _finish_last(self) -> None:

@@ -1,0 +1,448 @@
+"""Unigram (maximum-probability) word segmentation, bit-for-bit the same as ``jieba.cut(s, HMM=False)``.
+
+Every dictionary word starting at position i is an edge i -> i + len(word) weighing
+``log(count) - log(total)``; a position where no word starts gets a single-character edge with the
+floor weight ``log(1) - log(total)``. The best route is computed right to left,
+``route[i] = max(w + route[j])``, and on equal scores the longer edge wins, as jieba's tuple ``max``
+does. Weights are combined in jieba's order of float operations, so routes agree to the last bit.
+
+Around the route sit jieba's text rules: only runs of Han characters, ASCII letters/digits and
+``+#&._%-`` (a *block*) are routed; inside a block, consecutive one-character ASCII letter/digit tokens
+are glued back into one token; outside blocks ``\\r\\n`` and every other character are tokens of
+their own. Tokens always concatenate back to the input.
+
+All of it runs in Numba over ``int32`` codepoints of many lines at once; Python strings are made only
+at the edge (one slice per token for :meth:`Segmenter.cut`, one decode per batch for
+:meth:`Segmenter.segment_lines`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from .errors import ZhtextError
+from .io import atomic_path, iter_lines
+from .lexicon import Lexicon, jieba_dict_path
+from .text import ALNUM, CHAR_CLASS, HAN, JOINER, SPACE, from_codes, join_lines, to_codes
+from .trie import Trie, build_trie, trie_child, trie_find, trie_insert
+
+_CR, _LF = 13, 10
+_CACHE_VERSION = 1
+
+# jieba's user dictionary line: word, then optionally " count" and " tag" (lowercase letters).
+_USER_LINE = re.compile(r"^(.+?)(?: ([0-9]+))?(?: ([a-z]+))?$")
+# bytes.strip() in jieba strips ASCII whitespace only (not U+3000 and friends).
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels
+
+
+@njit(cache=True)
+def _route_span(codes, start, end, root, table, word, weight, shift, floor, score, step, ids):
+    """Best route over ``codes[start:end]`` into scratch arrays indexed by ``i - start``.
+
+    ``score[i]``: best log-probability of the rest of the span from ``i``; ``step[i]``: length of the
+    first token from ``i``; ``ids[i]``: its word id (-1 for a floor character). An edge weighs
+    ``weight[node] - shift``: ``shift`` is log(total) when weights are log-counts (jieba's order of
+    operations), 0.0 when they are already log-probabilities.
+    """
+    n = end - start
+    score[n] = 0.0
+    for r in range(n - 1, -1, -1):
+        i = start + r
+        best = -np.inf
+        best_len = 0
+        best_id = -1
+        node = root[codes[i]]
+        j = i + 1
+        while node >= 0:  # node spells codes[i:j]
+            w = weight[node]
+            if w > -np.inf:
+                s = (w - shift) + score[j - start]
+                if s >= best:  # edges come shortest first: on a tie the longer one wins
+                    best = s
+                    best_len = j - i
+                    best_id = word[node]
+            if j >= end:
+                break
+            node = trie_child(root, table, node, codes[j])
+            j += 1
+        if best_len == 0:
+            best = floor + score[r + 1]
+            best_len = 1
+        score[r] = best
+        step[r] = best_len
+        ids[r] = best_id
+
+
+@njit(cache=True)
+def _max_span(offsets):
+    longest = 0
+    for k in range(offsets.shape[0] - 1):
+        longest = max(longest, offsets[k + 1] - offsets[k])
+    return longest
+
+
+@njit(cache=True)
+def _unigram_route_kernel(codes, offsets, root, table, word, weight, floor, out_ends, out_ids):
+    longest = _max_span(offsets)
+    score = np.empty(longest + 1, dtype=np.float64)
+    step = np.empty(longest, dtype=np.int32)
+    ids = np.empty(longest, dtype=np.int32)
+    n_tok = 0
+    logp = 0.0
+    for k in range(offsets.shape[0] - 1):
+        start, end = offsets[k], offsets[k + 1]
+        if start >= end:
+            continue
+        _route_span(codes, start, end, root, table, word, weight, 0.0, floor, score, step, ids)
+        logp += score[0]
+        r = 0
+        while r < end - start:
+            out_ids[n_tok] = ids[r]
+            r += step[r]
+            out_ends[n_tok] = start + r
+            n_tok += 1
+    return n_tok, logp
+
+
+@njit(cache=True)
+def _segment_kernel(codes, offsets, classes, root, table, word, weight, shift, floor, tok_ends, line_tok):
+    """jieba's text rules around :func:`_route_span`: token ends into ``tok_ends``, per line."""
+    longest = _max_span(offsets)
+    score = np.empty(longest + 1, dtype=np.float64)
+    step = np.empty(longest, dtype=np.int32)
+    ids = np.empty(longest, dtype=np.int32)
+    n_tok = 0
+    line_tok[0] = 0
+    for k in range(offsets.shape[0] - 1):
+        i, end = offsets[k], offsets[k + 1]
+        while i < end:
+            c = codes[i]
+            cls = classes[c]
+            if cls == HAN or cls == ALNUM or cls == JOINER:
+                b = i
+                while i < end:
+                    cl = classes[codes[i]]
+                    if cl != HAN and cl != ALNUM and cl != JOINER:
+                        break
+                    i += 1
+                _route_span(codes, b, i, root, table, word, weight, shift, floor, score, step, ids)
+                x = b
+                gluing = False  # inside a run of one-character ASCII letter/digit tokens
+                while x < i:
+                    y = x + step[x - b]
+                    if y == x + 1 and classes[codes[x]] == ALNUM:
+                        gluing = True
+                    else:
+                        if gluing:
+                            tok_ends[n_tok] = x
+                            n_tok += 1
+                            gluing = False
+                        tok_ends[n_tok] = y
+                        n_tok += 1
+                    x = y
+                if gluing:
+                    tok_ends[n_tok] = i
+                    n_tok += 1
+            elif c == _CR and i + 1 < end and codes[i + 1] == _LF:
+                i += 2
+                tok_ends[n_tok] = i
+                n_tok += 1
+            else:
+                i += 1
+                tok_ends[n_tok] = i
+                n_tok += 1
+        line_tok[k + 1] = n_tok
+    return n_tok
+
+
+@njit(cache=True)
+def _join_kernel(codes, offsets, tok_ends, line_tok, sep, out, out_offsets):
+    """Copy each line's tokens into ``out`` with ``sep`` between them."""
+    p = 0
+    out_offsets[0] = 0
+    for k in range(offsets.shape[0] - 1):
+        i = offsets[k]
+        for t in range(line_tok[k], line_tok[k + 1]):
+            if t > line_tok[k]:
+                for c in sep:
+                    out[p] = c
+                    p += 1
+            e = tok_ends[t]
+            while i < e:
+                out[p] = codes[i]
+                p += 1
+                i += 1
+        out_offsets[k + 1] = p
+
+
+# ----------------------------------------------------------------------------------------------
+# Low-level entry point (word discovery uses it)
+
+
+def unigram_route(
+    codes: np.ndarray, offsets: np.ndarray, trie: Trie, floor: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Segment each span ``codes[offsets[k]:offsets[k+1]]`` by the pure maximum-probability route.
+
+    ``trie`` weights are log-probabilities; a character where no word starts is a token of weight
+    ``floor``. No character-class rules apply. Returns ``(ends, ids, logp)``: every token in order
+    with its end offset (absolute, into ``codes``) and word id (-1 for a floor character), and the
+    summed log-probability of all routes.
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.int32)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1 or offsets.shape[0] < 1:
+        raise ValueError("offsets must be a 1-d array with at least one entry")
+    if offsets[0] < 0 or offsets[-1] > codes.shape[0] or np.any(np.diff(offsets) < 0):
+        raise ValueError("offsets must be non-decreasing and within codes")
+    ends = np.empty(codes.shape[0], dtype=np.int64)
+    ids = np.empty(codes.shape[0], dtype=np.int32)
+    n_tok, logp = _unigram_route_kernel(
+        codes, offsets, trie.root, trie.table, trie.word, trie.weight, float(floor), ends, ids
+    )
+    return ends[:n_tok].copy(), ids[:n_tok].copy(), float(logp)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dictionaries
+
+
+def _log_counts(counts: np.ndarray) -> np.ndarray:
+    """``math.log`` of each count (``-inf`` for 0), as jieba computes it.
+
+    One ``math.log`` per distinct count: numpy's vectorised log may differ from libm's in the last
+    bit, and routes must match jieba's to the bit.
+    """
+    if counts.size and counts.min() < 0:
+        raise ZhtextError("a dictionary count is negative")
+    distinct, inverse = np.unique(counts, return_inverse=True)
+    logs = np.array([math.log(c) if c > 0 else -math.inf for c in distinct.tolist()])
+    return logs[inverse.reshape(-1)] if counts.size else np.zeros(0)
+
+
+def _from_lexicon(lexicon: Lexicon) -> tuple[Trie, np.ndarray, int]:
+    """Trie of log-counts, the counts by word id, and the total."""
+    counts = np.fromiter(lexicon.counts.values(), dtype=np.int64, count=len(lexicon))
+    return build_trie(list(lexicon.counts), _log_counts(counts)), counts, int(lexicon.total)
+
+
+def cache_dir() -> Path:
+    """Where built dictionaries are cached: ``$ZHTEXT_CACHE_DIR`` or ``~/.cache/zhtext``."""
+    return Path(os.environ.get("ZHTEXT_CACHE_DIR") or Path.home() / ".cache" / "zhtext")
+
+
+def _cache_file(path: Path) -> Path:
+    stat = path.stat()
+    key = f"{_CACHE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return cache_dir() / f"dict-{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
+
+
+def _save_cache(file: Path, trie: Trie, counts: np.ndarray, total: int) -> None:
+    n = trie.n_nodes
+    cps = np.flatnonzero(trie.root >= 0).astype(np.int32)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(file) as tmp:
+        np.savez(
+            tmp, root_cp=cps, root_node=trie.root[cps], table=trie.table, word=trie.word[:n],
+            weight=trie.weight[:n], size=trie.size, counts=counts, total=np.int64(total),
+        )  # fmt: skip
+
+
+def _load_cache(file: Path) -> tuple[Trie, np.ndarray, int]:
+    with np.load(file) as z:
+        root = np.full(len(CHAR_CLASS), -1, dtype=np.int32)
+        root[z["root_cp"]] = z["root_node"]
+        trie = Trie(root, z["table"], z["word"], z["weight"], z["size"].copy())
+        return trie, z["counts"], int(z["total"])
+
+
+def load_dictionary(path: str | os.PathLike, cache: bool = True) -> tuple[Trie, np.ndarray, int]:
+    """Read a TSV or jieba-format dictionary into (trie of log-counts, counts by id, total).
+
+    The built arrays are cached under :func:`cache_dir`, keyed by the file's path, size and mtime, so
+    the next load skips parsing (jieba's 349k-word dict.txt: ~1 s to parse, ~0.05 s from cache).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ZhtextError(f"dictionary not found: {path}")
+    file = _cache_file(path) if cache else None
+    if file is not None and file.is_file():
+        try:
+            return _load_cache(file)
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # a damaged cache is rebuilt below
+    built = _from_lexicon(Lexicon.load(path))
+    if file is not None:
+        try:
+            _save_cache(file, *built)
+        except (OSError, ZhtextError):
+            pass  # a read-only home only costs speed
+    return built
+
+
+# ----------------------------------------------------------------------------------------------
+# Segmenter
+
+
+class Segmenter:
+    """Maximum-probability segmenter over a dictionary; output identical to ``jieba.cut(s, HMM=False)``.
+
+    ``lexicon``: ``None`` for jieba's own ``dict.txt``, a :class:`~zhtext.lexicon.Lexicon`, or the
+    path of a discovered TSV lexicon or any jieba-format dictionary. ``user_dict``: a jieba user
+    dictionary (``word [count] [tag]`` lines) loaded on top, as :meth:`load_user_dict` does.
+
+    >>> seg = Segmenter()
+    >>> seg.cut("我来到北京清华大学")
+    ['我', '来到', '北京', '清华大学']
+    """
+
+    def __init__(
+        self,
+        lexicon: Lexicon | str | os.PathLike | None = None,
+        user_dict: str | os.PathLike | None = None,
+    ) -> None:
+        if isinstance(lexicon, Lexicon):
+            self._trie, counts, self.total = _from_lexicon(lexicon)
+        else:
+            self._trie, counts, self.total = load_dictionary(
+                jieba_dict_path() if lexicon is None else lexicon
+            )
+        self._counts: list[int] = counts.tolist()  # count by word id
+        self.tags: dict[str, str] = {}
+        if user_dict is not None:
+            self.load_user_dict(user_dict)
+
+    def __repr__(self) -> str:
+        return f"Segmenter({len(self._counts)} words, total={self.total})"
+
+    # Core: codepoints in, token ends out
+    def _token_ends(self, codes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token end offsets (absolute) and the first token of each line (``len(lines) + 1``)."""
+        if self.total <= 0:
+            raise ZhtextError("the dictionary is empty (its counts sum to 0)")
+        log_total = math.log(self.total)
+        floor = math.log(1) - log_total
+        t = self._trie
+        tok_ends = np.empty(codes.shape[0], dtype=np.int64)
+        line_tok = np.empty(offsets.shape[0], dtype=np.int64)
+        n = _segment_kernel(
+            codes, offsets, CHAR_CLASS, t.root, t.table, t.word, t.weight, log_total, floor,
+            tok_ends, line_tok,
+        )  # fmt: skip
+        return tok_ends[:n], line_tok
+
+    def cut(self, text: str) -> list[str]:
+        """The words of ``text``, as ``jieba.lcut(text, HMM=False)`` gives them."""
+        ends = self._token_ends(to_codes(text), np.array([0, len(text)], dtype=np.int64))[0].tolist()
+        return [text[a:b] for a, b in zip([0, *ends], ends)]
+
+    def cut_lines(self, lines: Sequence[str]) -> list[list[str]]:
+        """:meth:`cut` for many lines in one kernel call."""
+        codes, offsets = join_lines(list(lines))
+        ends, line_tok = self._token_ends(codes, offsets)
+        text = from_codes(codes)
+        ends_list = ends.tolist()
+        tokens = [text[a:b] for a, b in zip([0, *ends_list], ends_list)]
+        bounds = line_tok.tolist()
+        return [tokens[a:b] for a, b in zip(bounds, bounds[1:])]
+
+    def segment_lines(self, lines: Sequence[str], sep: str = " ") -> list[str]:
+        """Each line with its words joined by ``sep``: ``sep.join(cut(line))`` for every line.
+
+        The fast path: separators are written into the codepoint array by the kernel and the whole
+        batch is decoded once, so no per-word Python string is ever made.
+        """
+        lines = list(lines)
+        codes, offsets = join_lines(lines)
+        ends, line_tok = self._token_ends(codes, offsets)
+        sep_codes = to_codes(sep)
+        per_line = np.diff(line_tok)
+        n_out = codes.shape[0] + sep_codes.shape[0] * int(np.maximum(per_line - 1, 0).sum())
+        out = np.empty(n_out, dtype=np.int32)
+        out_offsets = np.empty(len(lines) + 1, dtype=np.int64)
+        _join_kernel(codes, offsets, ends, line_tok, sep_codes, out, out_offsets)
+        text = from_codes(out)
+        bounds = out_offsets.tolist()
+        return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+
+    # Dictionary edits, with jieba's semantics
+    def _count(self, word: str, default: int) -> int:
+        """jieba's ``FREQ.get(word, default)``: prefixes of words are present with count 0."""
+        node = trie_find(self._trie, word) if word else -1
+        if node < 0:
+            return default
+        wid = int(self._trie.word[node])
+        return self._counts[wid] if wid >= 0 else 0
+
+    def add_word(self, word: str, freq: int | str | None = None, tag: str | None = None) -> None:
+        """Add ``word`` (or change its count) as ``jieba.add_word`` does.
+
+        Without ``freq`` the count is :meth:`suggest_freq` of the word, just enough for it to be cut
+        out whole. The total grows by the count; a count of 0 removes the word from matching.
+        """
+        if not word:
+            raise ZhtextError("cannot add an empty word")
+        count = int(freq) if freq is not None else self.suggest_freq(word)
+        if count < 0:
+            raise ZhtextError(f"negative count {count} for word {word!r}")
+        log_count = math.log(count) if count > 0 else -math.inf
+        node = trie_find(self._trie, word)
+        wid = int(self._trie.word[node]) if node > 0 else -1
+        if wid >= 0:
+            self._counts[wid] = count
+            self._trie.weight[node] = log_count
+        else:
+            self._trie, _ = trie_insert(self._trie, [word], np.array([log_count]), len(self._counts))
+            self._counts.append(count)
+        self.total += count
+        if tag:
+            self.tags[word] = tag
+
+    def del_word(self, word: str) -> None:
+        """Stop ``word`` from being matched (``add_word(word, 0)``, as in jieba)."""
+        self.add_word(word, 0)
+
+    def suggest_freq(self, segment: str | Sequence[str], tune: bool = False) -> int:
+        """The count that makes ``segment`` come out whole (a str) or split into its parts (a sequence).
+
+        Same arithmetic as ``jieba.suggest_freq``; with ``tune`` the count is also applied.
+        """
+        prob = 1.0
+        if isinstance(segment, str):
+            word = segment
+            for part in self.cut(word):
+                prob *= self._count(part, 1) / float(self.total)
+            count = max(int(prob * self.total) + 1, self._count(word, 1))
+        else:
+            word = "".join(segment)
+            for part in segment:
+                prob *= self._count(part, 1) / float(self.total)
+            count = min(int(prob * self.total), self._count(word, 0))
+        if tune:
+            self.add_word(word, count)
+        return count
+
+    def load_user_dict(self, path: str | os.PathLike) -> None:
+        """Add the words of a jieba user dictionary: one ``word [count] [tag]`` per line.
+
+        Read like ``jieba.load_userdict``: a word may contain spaces (only a trailing `` 123`` and
+        `` tag`` are split off), a missing count is suggested, blank lines are skipped.
+        """
+        for raw in iter_lines(path):
+            line = raw.strip(_ASCII_SPACE).lstrip("\ufeff")
+            if not line:
+                continue
+            word, freq, tag = _USER_LINE.match(line).groups()  # type: ignore[union-attr]
+            self.add_word(word, freq, tag)

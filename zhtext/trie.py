@@ -1,0 +1,206 @@
+"""A character trie stored in flat numpy arrays, so that Numba kernels can walk it.
+
+Layout (node 0 is the root):
+
+- ``root[cp]``: the child of the root for codepoint ``cp`` (-1: none). A direct array over all
+  codepoints is 4 MiB, but only the slice a text uses is ever touched (the Han block is ~84 KiB), and
+  most walks end after one or two characters, so the first step is a single load.
+- ``table``: an open-addressing hash (linear probing) from ``(parent, cp)`` to the child for every
+  deeper edge, as interleaved ``int64`` pairs ``[key, child]`` so one probe touches one cache line.
+- ``word[node]``: the id of the word that ends at ``node`` (its index in the input list), -1 for a
+  node that is only a prefix.
+- ``weight[node]``: that word's weight (float64); ``-inf`` for prefixes and for words that must not
+  be matched (a count of zero, as in jieba: the word still exists, its prefixes are still paths).
+
+Words can be added later (:func:`trie_insert`); the arrays keep spare room and grow by doubling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from .text import to_codes
+
+N_CODEPOINTS = 0x110000
+_CP_BITS = 21  # every codepoint fits in 21 bits, the parent node goes above them
+_EMPTY = -1
+_MIN_TABLE = 1 << 10
+
+
+class Trie(NamedTuple):
+    """Flat trie arrays (see the module docstring). ``size`` = [nodes used, hash entries used]."""
+
+    root: np.ndarray  # int32[0x110000]
+    table: np.ndarray  # int64[2 * H]: key, child
+    word: np.ndarray  # int32[capacity]
+    weight: np.ndarray  # float64[capacity]
+    size: np.ndarray  # int64[2]
+
+    @property
+    def n_nodes(self) -> int:
+        """Nodes in use, the root included."""
+        return int(self.size[0])
+
+
+@njit(cache=True, inline="always")
+def _slot(parent: int, cp: int, mask: int) -> int:
+    # Fibonacci hashing of the packed key; the top bits are the best mixed.
+    key = np.uint64((parent << _CP_BITS) | cp)
+    return int((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
+
+
+@njit(cache=True, inline="always")
+def trie_child(root, table, node: int, cp: int) -> int:
+    """The child of ``node`` for codepoint ``cp``, or -1 (callable from other kernels)."""
+    if node == 0:
+        return root[cp]
+    mask = (table.shape[0] >> 1) - 1
+    key = (node << _CP_BITS) | cp
+    h = _slot(node, cp, mask)
+    while True:
+        k = table[2 * h]
+        if k == key:
+            return table[2 * h + 1]
+        if k == _EMPTY:
+            return -1
+        h = (h + 1) & mask
+
+
+@njit(cache=True)
+def _insert_kernel(root, table, word, weight, size, codes, offsets, first_id, weights, nodes_out):
+    """Insert words ``codes[offsets[k]:offsets[k+1]]`` with ids ``first_id + k`` (room is ensured)."""
+    mask = (table.shape[0] >> 1) - 1
+    n_nodes = size[0]
+    n_entries = size[1]
+    for k in range(offsets.shape[0] - 1):
+        node = 0
+        for p in range(offsets[k], offsets[k + 1]):
+            cp = codes[p]
+            if node == 0:
+                child = root[cp]
+                if child < 0:
+                    child = n_nodes
+                    n_nodes += 1
+                    root[cp] = child
+            else:
+                key = (node << _CP_BITS) | cp
+                h = _slot(node, cp, mask)
+                while table[2 * h] != key and table[2 * h] != _EMPTY:
+                    h = (h + 1) & mask
+                if table[2 * h] == key:
+                    child = table[2 * h + 1]
+                else:
+                    child = n_nodes
+                    n_nodes += 1
+                    n_entries += 1
+                    table[2 * h] = key
+                    table[2 * h + 1] = child
+            node = child
+        if node > 0:  # an empty word has no node
+            word[node] = first_id + k
+            weight[node] = weights[k]
+        nodes_out[k] = node
+    size[0] = n_nodes
+    size[1] = n_entries
+
+
+@njit(cache=True)
+def _rehash_kernel(old, new):
+    mask = (new.shape[0] >> 1) - 1
+    for h in range(old.shape[0] >> 1):
+        key = old[2 * h]
+        if key == _EMPTY:
+            continue
+        node = key >> _CP_BITS
+        cp = key & ((1 << _CP_BITS) - 1)
+        s = _slot(node, cp, mask)
+        while new[2 * s] != _EMPTY:
+            s = (s + 1) & mask
+        new[2 * s] = key
+        new[2 * s + 1] = old[2 * h + 1]
+
+
+@njit(cache=True)
+def _find_kernel(root, table, codes) -> int:
+    node = 0
+    for p in range(codes.shape[0]):
+        node = trie_child(root, table, node, codes[p])
+        if node < 0:
+            return -1
+    return node
+
+
+def _grow(trie: Trie, more_chars: int) -> Trie:
+    """A trie with room for ``more_chars`` new nodes and hash entries (the same one if it has)."""
+    root, table, word, weight, size = trie
+    need_nodes = int(size[0]) + more_chars
+    if need_nodes > word.shape[0]:
+        cap = max(need_nodes, 2 * word.shape[0])
+        word = np.concatenate([word, np.full(cap - word.shape[0], -1, np.int32)])
+        weight = np.concatenate([weight, np.full(cap - weight.shape[0], -np.inf)])
+    need_entries = int(size[1]) + more_chars
+    slots = table.shape[0] // 2
+    if 2 * need_entries > slots:  # keep the load factor at or below one half
+        new_slots = max(_MIN_TABLE, 1 << int(2 * need_entries - 1).bit_length())
+        new = np.full(2 * new_slots, _EMPTY, dtype=np.int64)
+        _rehash_kernel(table, new)
+        table = new
+    return Trie(root, table, word, weight, size)
+
+
+def _words_to_codes(words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return to_codes("".join(words)), offsets
+
+
+def empty_trie(capacity: int = 1024) -> Trie:
+    """A trie with only the root."""
+    return Trie(
+        root=np.full(N_CODEPOINTS, -1, dtype=np.int32),
+        table=np.full(2 * _MIN_TABLE, _EMPTY, dtype=np.int64),
+        word=np.full(max(capacity, 1), -1, dtype=np.int32),
+        weight=np.full(max(capacity, 1), -np.inf),
+        size=np.array([1, 0], dtype=np.int64),
+    )
+
+
+def trie_insert(
+    trie: Trie, words: Sequence[str], weights: np.ndarray, first_id: int
+) -> tuple[Trie, np.ndarray]:
+    """Add ``words`` with ids ``first_id, first_id + 1, ...`` and their weights.
+
+    A word already present takes the new id and weight (the last one wins, as in jieba). Returns the
+    trie (a new object when the arrays had to grow; the old one must not be used afterwards) and the
+    node of each word.
+    """
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    if weights.shape != (len(words),):
+        raise ValueError(f"{len(words)} words but weights of shape {weights.shape}")
+    codes, offsets = _words_to_codes(words)
+    trie = _grow(trie, int(codes.shape[0]))
+    nodes = np.empty(len(words), dtype=np.int64)
+    _insert_kernel(*trie, codes, offsets, first_id, weights, nodes)
+    return trie, nodes
+
+
+def build_trie(words: Sequence[str], weights: np.ndarray) -> Trie:
+    """Build a trie of ``words``; word ``i`` gets id ``i`` and weight ``weights[i]``.
+
+    A weight of ``-inf`` keeps the word (and its prefixes) in the trie without making it a match.
+    """
+    n_chars = sum(len(w) for w in words)
+    trie, _ = trie_insert(empty_trie(n_chars + 1), words, weights, 0)
+    return trie
+
+
+def trie_find(trie: Trie, word: str) -> int:
+    """The node that spells ``word`` (a word or only a prefix), or -1 when it is not in the trie."""
+    if not word:
+        return 0
+    return int(_find_kernel(trie.root, trie.table, to_codes(word)))
