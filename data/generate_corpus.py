@@ -21,27 +21,31 @@ OBJECTS = "电脑 自行车 报告 计划 实验 项目 问题 文章 照片 衣
 ADJS = "漂亮 安静 热闹 干净 认真 仔细 重要 复杂 简单 有趣 辛苦 便宜 新鲜 危险 舒服 紧张 顺利 清楚".split()
 ADVS = "非常 已经 经常 突然 终于 一起 马上 仍然 特别 尤其 似乎 几乎".split()
 FEELINGS = "高兴 满意 惊讶 担心 失望 感动 兴奋 难过".split()
+DETS = "那份 这个 一份 那些 这些 每个 另一个 整个".split()
+PRONS = "它 他们 她 我们 你们 大家 对方 自己".split()
+CONJ = "但是 可是 不过 然而 于是 所以".split()
 IDIOMS = "一帆风顺 实事求是 与众不同 全心全意 井井有条 兴高采烈 千方百计 自言自语".split()
 
 TEMPLATES = [
     "{time}{name}和{people}一起去{place}{verb}{obj}。",
-    "{name}{adv}{adj}地{verb}了那份{obj}，大家都很{feel}。",
+    "{name}{adv}{adj}地{verb}了{det}{obj}，{pron}都很{feel}。",
     "在{place}里，{people}{adv}{verb}新的{obj}。",
     "{time}的{place}{adv}{adj}，{people}们{idiom}。",
-    "{name}说：“我们{adv}要{verb}这个{obj}，因为它很{adj}。”",
-    "{people}把{obj}带到{place}，{time}{verb}完了。",
+    "{name}说：“{pron}{adv}要{verb}{det}{obj}，因为{pron2}很{adj}。”",
+    "{people}把{obj}带到{place}，{time}{conj}{verb}了{det}{obj2}。",
     "为了{verb}{obj}，{name}{idiom}，{people}也{adv}{feel}。",
     "{place}的{people}{time}{verb}了{obj}和{obj2}。",
     "{name}觉得{place}的{obj}{adv}{adj}。",
-    "虽然{obj}很{adj}，但是{people}{adv}{verb}了它。",
-    "{time}，{name}在{place}遇到了{people}，两个人讨论{obj}。",
+    "虽然{obj}很{adj}，{conj}{people}{adv}{verb}了{pron}。",
+    "{time}，{name}在{place}{verb}{people}，{pron}讨论{obj}。",
     "关于{obj}的{verb}，{people}和{name}的看法{adv}不同。",
-    "{name}{time}去{place}，{verb}了一些{obj}，觉得很{feel}。",
+    "{name}{time}去{place}，{verb}了{det}{obj}，{pron}觉得很{feel}。",
     "如果{time}天气{adj}，{people}就去{place}{verb}{obj}。",
 ]
 
 PLANTED = sorted(
     set(PEOPLE + NAMES + PLACES + TIMES + VERBS + OBJECTS + ADJS + ADVS + FEELINGS + IDIOMS)
+    | {w for w in DETS + PRONS + CONJ if len(w) > 1}
 )
 
 
@@ -50,7 +54,8 @@ def sentence(rng: random.Random) -> str:
     return pick(TEMPLATES).format(
         time=pick(TIMES), name=pick(NAMES), people=pick(PEOPLE), place=pick(PLACES),
         verb=pick(VERBS), obj=pick(OBJECTS), obj2=pick(OBJECTS), adj=pick(ADJS),
-        adv=pick(ADVS), feel=pick(FEELINGS), idiom=pick(IDIOMS),
+        adv=pick(ADVS), feel=pick(FEELINGS), idiom=pick(IDIOMS), det=pick(DETS),
+        pron=pick(PRONS), pron2=pick(PRONS), conj=pick(CONJ),
     )
 
 
