@@ -1,1 +1,72 @@
-"""zhtext CLI: segment commands."""
+"""``zhtext segment``: split text into words, one output line per input line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from zhtext.io import atomic_output, iter_lines
+from zhtext.segment import Segmenter
+
+from .base import app, console
+
+
+@app.command()
+def segment(
+    file: str = typer.Argument("-", help="Text file to segment; '-' or nothing reads stdin."),
+    dictionary: Path | None = typer.Option(
+        None,
+        "--dict",
+        help="Dictionary: a discovered TSV lexicon or a jieba-format dict "
+        "(default: jieba's own dict.txt).",
+        show_default=False,
+    ),
+    user_dict: Path | None = typer.Option(
+        None,
+        "--user-dict",
+        help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.",
+    ),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Write here (default: stdout)."),
+    sep: str = typer.Option(
+        " ", "--sep", help="Put this between words (a tab: --sep $'\\t').", show_default="space"
+    ),
+    encoding: str | None = typer.Option(
+        None, "--encoding", help="Force the input encoding (default: detect UTF-8/GB18030)."
+    ),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Segment text into words: the most probable route through a unigram dictionary.
+
+    Output is the same as jieba.cut(line, HMM=False), tens of times faster.
+    Each input line becomes one output line, its words joined by --sep.
+    Big files stream in batches; -o files appear whole or not at all.
+
+    Example: zhtext segment novel.txt --dict lexicon.tsv -o novel.seg.txt
+    """
+    segmenter = Segmenter(dictionary, user_dict=user_dict)
+    lines = iter_lines(file, encoding)
+    to_terminal = out is None and sys.stdout.isatty()
+    show = not quiet and file != "-" and not to_terminal and console.is_terminal
+    with atomic_output(out) as handle, Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), TimeRemainingColumn(), console=console, disable=not show,
+    ) as progress:  # fmt: skip
+        size = Path(file).stat().st_size if show and Path(file).is_file() else None
+        task = progress.add_task("segmenting", total=size)
+        for batch, segmented in segmenter.segment_batches(lines, sep):
+            handle.write("\n".join(segmented))
+            handle.write("\n")
+            if size is not None:  # UTF-8 bytes approximate the file's bytes well enough
+                progress.advance(
+                    task, sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch)
+                )
+        progress.update(task, completed=size)

@@ -78,9 +78,7 @@ class Whitening:
     """
 
     def __init__(self, dim: int | None = None, eps: float = 1e-9, **settings: Any) -> None:
-        if dim is not None and dim <= 0:
-            raise ZhtextError(f"whitening dimension must be positive, got {dim}")
-        self.dim = dim
+        self._dim: int | None = None
         self.eps = eps
         self.settings: dict[str, Any] = dict(settings)
         self.n = 0
@@ -90,6 +88,21 @@ class Whitening:
         self._mu: np.ndarray | None = None
         self._W: np.ndarray | None = None
         self._S: np.ndarray | None = None
+        self.dim = dim
+
+    @property
+    def dim(self) -> int | None:
+        """Whitened dimensions kept (the first ``dim`` columns of W); None keeps them all."""
+        return self._dim
+
+    @dim.setter
+    def dim(self, value: int | None) -> None:
+        if value is not None and value <= 0:
+            raise ZhtextError(f"whitening dimension must be positive, got {value}")
+        width = self._W.shape[1] if self._W is not None else None
+        if value is not None and width is not None and value > width:
+            raise ZhtextError(f"whitening dimension {value} exceeds the vectors' {width}")
+        self._dim = value
 
     # -- fitting
 
@@ -152,8 +165,7 @@ class Whitening:
         self._mu = self._shift + mean_shifted
         self._W = w
         self._S = s
-        if self.dim is not None and self.dim > w.shape[1]:
-            raise ZhtextError(f"whitening dimension {self.dim} exceeds the vectors' {w.shape[1]}")
+        self.dim = self._dim  # now checked against the vectors' dimension
 
     # -- the fitted transform
 
@@ -235,11 +247,10 @@ class Whitening:
             raise ZhtextError(f"{path} is not a zhtext whitening file ({exc})") from None
         if mu.ndim != 1 or w.shape != (len(mu), len(mu)) or s.shape != mu.shape:
             raise ZhtextError(f"{path}: whitening arrays have inconsistent shapes")
-        obj = cls(dim=meta.get("dim"), eps=meta.get("eps", 1e-9), **meta.get("settings", {}))
+        obj = cls(eps=meta.get("eps", 1e-9), **meta.get("settings", {}))
         obj.n = int(meta.get("n", 0))
         obj._mu, obj._W, obj._S = mu, w, s
-        if obj.dim is not None and obj.dim > len(mu):
-            raise ZhtextError(f"{path}: dimension {obj.dim} exceeds the vectors' {len(mu)}")
+        obj.dim = meta.get("dim")
         return obj
 
 

@@ -1,4 +1,4 @@
-"""Unigram (maximum-probability) word segmentation, bit-for-bit the same as ``jieba.cut(s, HMM=False)``.
+"""Unigram (maximum-probability) word segmentation, the same to the bit as jieba's ``HMM=False``.
 
 Every dictionary word starting at position i is an edge i -> i + len(word) weighing
 ``log(count) - log(total)``; a position where no word starts gets a single-character edge with the
@@ -7,12 +7,12 @@ floor weight ``log(1) - log(total)``. The best route is computed right to left,
 does. Weights are combined in jieba's order of float operations, so routes agree to the last bit.
 
 Around the route sit jieba's text rules: only runs of Han characters, ASCII letters/digits and
-``+#&._%-`` (a *block*) are routed; inside a block, consecutive one-character ASCII letter/digit tokens
-are glued back into one token; outside blocks ``\\r\\n`` and every other character are tokens of
-their own. Tokens always concatenate back to the input.
+``+#&._%-`` (a *block*) are routed; inside a block, consecutive one-character ASCII letter/digit
+tokens are glued back into one token; outside blocks ``\\r\\n`` and every other character are
+tokens of their own. Tokens always concatenate back to the input.
 
-All of it runs in Numba over ``int32`` codepoints of many lines at once; Python strings are made only
-at the edge (one slice per token for :meth:`Segmenter.cut`, one decode per batch for
+All of it runs in Numba over ``int32`` codepoints of many lines at once; Python strings are made
+only at the edge (one slice per token for :meth:`Segmenter.cut`, one decode per batch for
 :meth:`Segmenter.segment_lines`).
 """
 
@@ -22,7 +22,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,13 @@ from numba import njit
 from .errors import ZhtextError
 from .io import atomic_path, iter_lines
 from .lexicon import Lexicon, jieba_dict_path
-from .text import ALNUM, CHAR_CLASS, HAN, JOINER, SPACE, from_codes, join_lines, to_codes
+from .text import ALNUM, CHAR_CLASS, HAN, JOINER, from_codes, join_lines, to_codes
 from .trie import Trie, build_trie, trie_child, trie_find, trie_insert
 
 _CR, _LF = 13, 10
-_CACHE_VERSION = 1
+_CACHE_VERSION = 3
+CACHE_MIN_BYTES = 1 << 20  # smaller dictionaries are parsed every time
+BATCH_CHARS = 1 << 20  # characters per kernel call when streaming: bounded memory, cheap calls
 
 # jieba's user dictionary line: word, then optionally " count" and " tag" (lowercase letters).
 _USER_LINE = re.compile(r"^(.+?)(?: ([0-9]+))?(?: ([a-z]+))?$")
@@ -48,11 +50,13 @@ _ASCII_SPACE = " \t\n\r\x0b\x0c"
 
 
 @njit(cache=True)
-def _route_span(codes, start, end, root, table, word, weight, shift, floor, score, step, ids):
+def _route_span(
+    codes, start, end, root, table, bloom, word, weight, shift, floor, score, step, ids
+):
     """Best route over ``codes[start:end]`` into scratch arrays indexed by ``i - start``.
 
-    ``score[i]``: best log-probability of the rest of the span from ``i``; ``step[i]``: length of the
-    first token from ``i``; ``ids[i]``: its word id (-1 for a floor character). An edge weighs
+    ``score[i]``: best log-probability of the rest of the span from ``i``; ``step[i]``: length of
+    the first token from ``i``; ``ids[i]``: its word id (-1 for a floor character). An edge weighs
     ``weight[node] - shift``: ``shift`` is log(total) when weights are log-counts (jieba's order of
     operations), 0.0 when they are already log-probabilities.
     """
@@ -75,7 +79,7 @@ def _route_span(codes, start, end, root, table, word, weight, shift, floor, scor
                     best_id = word[node]
             if j >= end:
                 break
-            node = trie_child(root, table, node, codes[j])
+            node = trie_child(table, bloom, node, codes[j])
             j += 1
         if best_len == 0:
             best = floor + score[r + 1]
@@ -94,7 +98,9 @@ def _max_span(offsets):
 
 
 @njit(cache=True)
-def _unigram_route_kernel(codes, offsets, root, table, word, weight, floor, out_ends, out_ids):
+def _unigram_route_kernel(
+    codes, offsets, root, table, bloom, word, weight, floor, out_ends, out_ids
+):
     longest = _max_span(offsets)
     score = np.empty(longest + 1, dtype=np.float64)
     step = np.empty(longest, dtype=np.int32)
@@ -105,7 +111,9 @@ def _unigram_route_kernel(codes, offsets, root, table, word, weight, floor, out_
         start, end = offsets[k], offsets[k + 1]
         if start >= end:
             continue
-        _route_span(codes, start, end, root, table, word, weight, 0.0, floor, score, step, ids)
+        _route_span(
+            codes, start, end, root, table, bloom, word, weight, 0.0, floor, score, step, ids
+        )
         logp += score[0]
         r = 0
         while r < end - start:
@@ -117,7 +125,9 @@ def _unigram_route_kernel(codes, offsets, root, table, word, weight, floor, out_
 
 
 @njit(cache=True)
-def _segment_kernel(codes, offsets, classes, root, table, word, weight, shift, floor, tok_ends, line_tok):
+def _segment_kernel(
+    codes, offsets, classes, root, table, bloom, word, weight, shift, floor, tok_ends, line_tok
+):
     """jieba's text rules around :func:`_route_span`: token ends into ``tok_ends``, per line."""
     longest = _max_span(offsets)
     score = np.empty(longest + 1, dtype=np.float64)
@@ -137,7 +147,9 @@ def _segment_kernel(codes, offsets, classes, root, table, word, weight, shift, f
                     if cl != HAN and cl != ALNUM and cl != JOINER:
                         break
                     i += 1
-                _route_span(codes, b, i, root, table, word, weight, shift, floor, score, step, ids)
+                _route_span(
+                    codes, b, i, root, table, bloom, word, weight, shift, floor, score, step, ids
+                )
                 x = b
                 gluing = False  # inside a run of one-character ASCII letter/digit tokens
                 while x < i:
@@ -174,16 +186,16 @@ def _join_kernel(codes, offsets, tok_ends, line_tok, sep, out, out_offsets):
     out_offsets[0] = 0
     for k in range(offsets.shape[0] - 1):
         i = offsets[k]
-        for t in range(line_tok[k], line_tok[k + 1]):
-            if t > line_tok[k]:
-                for c in sep:
-                    out[p] = c
-                    p += 1
-            e = tok_ends[t]
-            while i < e:
-                out[p] = codes[i]
+        first = line_tok[k]
+        for t in range(first, line_tok[k + 1]):
+            if t > first:
+                for q in range(sep.shape[0]):
+                    out[p + q] = sep[q]
+                p += sep.shape[0]
+            for q in range(i, tok_ends[t]):  # plain index loops: LLVM vectorises these best
+                out[p] = codes[q]
                 p += 1
-                i += 1
+            i = tok_ends[t]
         out_offsets[k + 1] = p
 
 
@@ -209,10 +221,13 @@ def unigram_route(
         raise ValueError("offsets must be non-decreasing and within codes")
     ends = np.empty(codes.shape[0], dtype=np.int64)
     ids = np.empty(codes.shape[0], dtype=np.int32)
-    n_tok, logp = _unigram_route_kernel(
-        codes, offsets, trie.root, trie.table, trie.word, trie.weight, float(floor), ends, ids
-    )
-    return ends[:n_tok].copy(), ids[:n_tok].copy(), float(logp)
+    if codes.size and (codes.min() < 0 or codes.max() >= trie.root.shape[0]):
+        raise ValueError("codes must be Unicode codepoints (0..0x10FFFF)")
+    # trie[:5] = root, table, bloom, word, weight
+    n_tok, logp = _unigram_route_kernel(codes, offsets, *trie[:5], float(floor), ends, ids)
+    if 2 * n_tok < codes.shape[0]:  # give most of the preallocated room back
+        return ends[:n_tok].copy(), ids[:n_tok].copy(), float(logp)
+    return ends[:n_tok], ids[:n_tok], float(logp)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,20 +258,29 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ZHTEXT_CACHE_DIR") or Path.home() / ".cache" / "zhtext")
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def _cache_file(path: Path) -> Path:
+    """``dict-<path>-<state>.npz``: one file per dictionary path, renamed when the file changes."""
     stat = path.stat()
-    key = f"{_CACHE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return cache_dir() / f"dict-{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
+    where = str(path.resolve())
+    state = f"{_CACHE_VERSION}|{stat.st_size}|{stat.st_mtime_ns}"
+    return cache_dir() / f"dict-{_digest(where)}-{_digest(state)}.npz"
 
 
 def _save_cache(file: Path, trie: Trie, counts: np.ndarray, total: int) -> None:
     n = trie.n_nodes
     cps = np.flatnonzero(trie.root >= 0).astype(np.int32)
     file.parent.mkdir(parents=True, exist_ok=True)
+    for stale in file.parent.glob(file.name.rsplit("-", 1)[0] + "-*.npz"):
+        stale.unlink(missing_ok=True)  # an older state of the same dictionary
     with atomic_path(file) as tmp:
         np.savez(
-            tmp, root_cp=cps, root_node=trie.root[cps], table=trie.table, word=trie.word[:n],
-            weight=trie.weight[:n], size=trie.size, counts=counts, total=np.int64(total),
+            tmp, root_cp=cps, root_node=trie.root[cps], table=trie.table, bloom=trie.bloom,
+            word=trie.word[:n], weight=trie.weight[:n], size=trie.size, counts=counts,
+            total=np.int64(total),
         )  # fmt: skip
 
 
@@ -264,19 +288,21 @@ def _load_cache(file: Path) -> tuple[Trie, np.ndarray, int]:
     with np.load(file) as z:
         root = np.full(len(CHAR_CLASS), -1, dtype=np.int32)
         root[z["root_cp"]] = z["root_node"]
-        trie = Trie(root, z["table"], z["word"], z["weight"], z["size"].copy())
+        trie = Trie(root, z["table"], z["bloom"], z["word"], z["weight"], z["size"].copy())
         return trie, z["counts"], int(z["total"])
 
 
 def load_dictionary(path: str | os.PathLike, cache: bool = True) -> tuple[Trie, np.ndarray, int]:
     """Read a TSV or jieba-format dictionary into (trie of log-counts, counts by id, total).
 
-    The built arrays are cached under :func:`cache_dir`, keyed by the file's path, size and mtime, so
-    the next load skips parsing (jieba's 349k-word dict.txt: ~1 s to parse, ~0.05 s from cache).
+    Files of at least :data:`CACHE_MIN_BYTES` are cached under :func:`cache_dir`, keyed by the
+    file's path, size and mtime, so the next load skips parsing (jieba's 349k-word dict.txt: ~1 s
+    to parse and build, ~0.02 s from the cache). Smaller files parse fast enough not to litter it.
     """
     path = Path(path)
     if not path.is_file():
         raise ZhtextError(f"dictionary not found: {path}")
+    cache = cache and path.stat().st_size >= CACHE_MIN_BYTES
     file = _cache_file(path) if cache else None
     if file is not None and file.is_file():
         try:
@@ -297,7 +323,7 @@ def load_dictionary(path: str | os.PathLike, cache: bool = True) -> tuple[Trie, 
 
 
 class Segmenter:
-    """Maximum-probability segmenter over a dictionary; output identical to ``jieba.cut(s, HMM=False)``.
+    """Maximum-probability segmenter over a dictionary; the output of ``jieba.cut(s, HMM=False)``.
 
     ``lexicon``: ``None`` for jieba's own ``dict.txt``, a :class:`~zhtext.lexicon.Lexicon`, or the
     path of a discovered TSV lexicon or any jieba-format dictionary. ``user_dict``: a jieba user
@@ -334,22 +360,19 @@ class Segmenter:
             raise ZhtextError("the dictionary is empty (its counts sum to 0)")
         log_total = math.log(self.total)
         floor = math.log(1) - log_total
-        t = self._trie
         tok_ends = np.empty(codes.shape[0], dtype=np.int64)
         line_tok = np.empty(offsets.shape[0], dtype=np.int64)
         n = _segment_kernel(
-            codes, offsets, CHAR_CLASS, t.root, t.table, t.word, t.weight, log_total, floor,
-            tok_ends, line_tok,
-        )  # fmt: skip
+            codes, offsets, CHAR_CLASS, *self._trie[:5], log_total, floor, tok_ends, line_tok
+        )
         return tok_ends[:n], line_tok
 
     def cut(self, text: str) -> list[str]:
         """The words of ``text``, as ``jieba.lcut(text, HMM=False)`` gives them."""
-        ends = self._token_ends(to_codes(text), np.array([0, len(text)], dtype=np.int64))[0].tolist()
-        return [text[a:b] for a, b in zip([0, *ends], ends)]
+        return self.cut_lines([text])[0]
 
     def cut_lines(self, lines: Sequence[str]) -> list[list[str]]:
-        """:meth:`cut` for many lines in one kernel call."""
+        """:meth:`cut` for many lines in one kernel call (one Python string per word)."""
         codes, offsets = join_lines(list(lines))
         ends, line_tok = self._token_ends(codes, offsets)
         text = from_codes(codes)
@@ -376,6 +399,24 @@ class Segmenter:
         text = from_codes(out)
         bounds = out_offsets.tolist()
         return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+
+    def segment_batches(
+        self, lines: Iterable[str], sep: str = " ", batch_chars: int = BATCH_CHARS
+    ) -> Iterator[tuple[list[str], list[str]]]:
+        """:meth:`segment_lines` streamed over any number of lines, as (inputs, outputs) batches.
+
+        Batches of about ``batch_chars`` characters bound memory whatever the input size.
+        """
+        batch: list[str] = []
+        held = 0
+        for line in lines:
+            batch.append(line)
+            held += len(line) + 1
+            if held >= batch_chars:
+                yield batch, self.segment_lines(batch, sep)
+                batch, held = [], 0
+        if batch:
+            yield batch, self.segment_lines(batch, sep)
 
     # Dictionary edits, with jieba's semantics
     def _count(self, word: str, default: int) -> int:
@@ -404,7 +445,9 @@ class Segmenter:
             self._counts[wid] = count
             self._trie.weight[node] = log_count
         else:
-            self._trie, _ = trie_insert(self._trie, [word], np.array([log_count]), len(self._counts))
+            self._trie, _ = trie_insert(
+                self._trie, [word], np.array([log_count]), len(self._counts)
+            )
             self._counts.append(count)
         self.total += count
         if tag:
@@ -415,7 +458,7 @@ class Segmenter:
         self.add_word(word, 0)
 
     def suggest_freq(self, segment: str | Sequence[str], tune: bool = False) -> int:
-        """The count that makes ``segment`` come out whole (a str) or split into its parts (a sequence).
+        """The count that makes ``segment`` come out whole (a str) or split into parts (a sequence).
 
         Same arithmetic as ``jieba.suggest_freq``; with ``tune`` the count is also applied.
         """

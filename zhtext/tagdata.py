@@ -38,6 +38,8 @@ __all__ = [
     "read_conll",
     "read_examples",
     "read_segmented",
+    "to_spans",
+    "to_tags",
     "words_of",
 ]
 
@@ -71,14 +73,26 @@ def detect_scheme(tags: Iterable[str]) -> str:
     return "BIO"
 
 
+def to_tags(length: int, spans: Iterable[SpanT], scheme: str) -> list[str]:
+    """Tags of a sequence holding ``spans``; in BMES, :data:`WORD` spans get bare B/M/E/S tags."""
+    if scheme == "BMES":
+        spans = [(s, e, "" if label == WORD else label) for s, e, label in spans]
+    return spans_to_tags(length, spans, scheme)
+
+
+def to_spans(tags: Sequence[str], scheme: str) -> list[SpanT]:
+    """Spans of a tag sequence; bare BMES words are labelled :data:`WORD`."""
+    return [(s, e, label or WORD) for s, e, label in tags_to_spans(tags, scheme)]
+
+
 def convert_tags(tags: Sequence[str], source: str, target: str) -> list[str]:
     """Rewrite a tag sequence from one scheme to another (e.g. BIO -> BIOES) through its spans."""
-    return spans_to_tags(len(tags), tags_to_spans(tags, source), target)
+    return to_tags(len(tags), to_spans(tags, source), target)
 
 
 def example_tags(example: Example, scheme: str) -> list[str]:
     """The tags of ``example`` in ``scheme`` (one per character)."""
-    return spans_to_tags(len(example.text), list(example.spans), scheme)
+    return to_tags(len(example.text), example.spans, scheme)
 
 
 def words_of(text: str, spans: Iterable[SpanT]) -> list[str]:
@@ -121,11 +135,7 @@ def read_conll(path: PathLike) -> Iterator[Example]:
         starts = [0]
         for token in tokens:
             starts.append(starts[-1] + len(token))
-        spans = tuple(
-            (starts[s], starts[e], label) for s, e, label in tags_to_spans(tags, scheme)
-        )
-        if scheme == "BMES":
-            spans = tuple((s, e, WORD) for s, e, _ in spans)
+        spans = tuple((starts[s], starts[e], label) for s, e, label in to_spans(tags, scheme))
         return Example("".join(tokens), spans)
 
     for number, line in enumerate(iter_lines(path), 1):

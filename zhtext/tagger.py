@@ -16,8 +16,9 @@ window and merging tags) always yields one path that obeys the scheme, so no ent
 duplicated at a window seam.
 
 Span scores are exact marginal probabilities: the probability, under the CRF, that the text's tag
-path labels exactly that span (its tags, and for BIO no continuation after it), computed with a
-constrained forward algorithm. An n-best candidate's ``prob`` is the probability of its whole path.
+path labels exactly that span (its tags, and for BIO no continuation after it), read off the
+forward-backward variables (a Numba kernel, linear in the text length). An n-best candidate's
+``prob`` is the probability of its whole tag path.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from numba import njit, prange
 from torch import nn
 
-from .crf import CRF, spans_to_tags, tags_to_spans
+from .crf import CRF
 from .errors import ZhtextError
 from .metrics import PRF, SegScore, entity_scores, score_segmentation
 from .models import (
@@ -49,7 +51,7 @@ from .models import (
     save_task_meta,
     small_bert_config,
 )
-from .tagdata import WORD, Example, read_examples, words_of
+from .tagdata import WORD, Example, read_examples, to_spans, to_tags, words_of
 from .training import TrainConfig, param_groups, seed_everything, train_loop
 
 __all__ = ["Candidate", "Span", "Tagger", "evaluate_tagger", "tag_names"]
@@ -207,6 +209,90 @@ def _encoder_limit(config: Any) -> int:
     return limit
 
 
+# --------------------------------------------------------------------------- exact probabilities
+
+
+@njit(cache=True, parallel=True)
+def _forward_backward_kernel(em, lengths, trans, start, end, alpha, beta, log_z):
+    """Log forward and backward variables of each sequence, in float64; scratch-free."""
+    n_batch, _, n_tags = em.shape
+    for b in prange(n_batch):
+        n = lengths[b]
+        log_z[b] = 0.0
+        if n == 0:
+            continue
+        for j in range(n_tags):
+            alpha[b, 0, j] = start[j] + em[b, 0, j]
+            beta[b, n - 1, j] = end[j]
+        for t in range(1, n):
+            for j in range(n_tags):
+                top = -np.inf
+                for i in range(n_tags):
+                    top = max(top, alpha[b, t - 1, i] + trans[i, j])
+                total = 0.0
+                for i in range(n_tags):
+                    total += np.exp(alpha[b, t - 1, i] + trans[i, j] - top)
+                alpha[b, t, j] = top + np.log(total) + em[b, t, j]
+        for t in range(n - 2, -1, -1):
+            for i in range(n_tags):
+                top = -np.inf
+                for j in range(n_tags):
+                    top = max(top, trans[i, j] + em[b, t + 1, j] + beta[b, t + 1, j])
+                total = 0.0
+                for j in range(n_tags):
+                    total += np.exp(trans[i, j] + em[b, t + 1, j] + beta[b, t + 1, j] - top)
+                beta[b, t, i] = top + np.log(total)
+        top = -np.inf
+        for j in range(n_tags):
+            top = max(top, alpha[b, n - 1, j] + end[j])
+        total = 0.0
+        for j in range(n_tags):
+            total += np.exp(alpha[b, n - 1, j] + end[j] - top)
+        log_z[b] = top + np.log(total)
+
+
+def forward_backward(emissions: np.ndarray, lengths: np.ndarray, trans: np.ndarray,
+                     start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log forward ``alpha [B, L, K]`` (including the emission at t), backward ``beta [B, L, K]``
+    (excluding it) and ``log Z [B]`` of a CRF, so that alpha[t, k] + beta[t, k] - log Z is the log
+    marginal of tag k at t. Scores as :meth:`CRF.constrained` gives them (illegal moves at -1e4)."""
+    em = np.ascontiguousarray(emissions, dtype=np.float64)
+    alpha = np.zeros(em.shape)
+    beta = np.zeros(em.shape)
+    log_z = np.zeros(em.shape[0])
+    if em.size:
+        _forward_backward_kernel(em, np.ascontiguousarray(lengths, dtype=np.int64),
+                                 np.ascontiguousarray(trans, dtype=np.float64),
+                                 np.ascontiguousarray(start, dtype=np.float64),
+                                 np.ascontiguousarray(end, dtype=np.float64), alpha, beta, log_z)
+    return alpha, beta, log_z
+
+
+class _PathScorer:
+    """Exact probabilities of a whole tag path, and of the part of it that labels one span, from
+    the forward-backward variables of one text (O(span length) each)."""
+
+    def __init__(self, em, alpha, beta, log_z, trans, start, end):
+        self.em, self.alpha, self.beta, self.log_z = em, alpha, beta, log_z
+        self.trans, self.start, self.end = trans, start, end
+
+    def path_prob(self, path: np.ndarray) -> float:
+        score = self.start[path[0]] + self.end[path[-1]] + self.em[np.arange(len(path)), path].sum()
+        score += self.trans[path[:-1], path[1:]].sum()
+        return float(np.exp(min(0.0, score - self.log_z)))
+
+    def span_prob(self, path: np.ndarray, start: int, end: int, continuation: int = -1) -> float:
+        """P(tags start..end-1 equal the path's), minus P(that and tag ``continuation`` at end)."""
+        tags = path[start:end]
+        inner = self.em[np.arange(start + 1, end), tags[1:]].sum() + self.trans[tags[:-1], tags[1:]].sum()
+        head = self.alpha[start, tags[0]] + inner
+        prob = np.exp(head + self.beta[end - 1, tags[-1]] - self.log_z)
+        if continuation >= 0:
+            prob -= np.exp(head + self.trans[tags[-1], continuation] + self.em[end, continuation]
+                           + self.beta[end, continuation] - self.log_z)
+        return float(min(1.0, max(0.0, prob)))
+
+
 # --------------------------------------------------------------------------- the tagger
 
 
@@ -290,11 +376,7 @@ class Tagger:
         return padded, mask
 
     def _spans_of(self, text: str, path: np.ndarray) -> list[tuple[int, int, str]]:
-        tags = [self.tags[t] for t in path[: len(text)]]
-        spans = tags_to_spans(tags, self.scheme)
-        if self.scheme == "BMES":
-            return [(s, e, WORD) for s, e, _ in spans]
-        return [(s, e, label) for s, e, label in spans]
+        return to_spans([self.tags[t] for t in path[: len(text)]], self.scheme)
 
     @torch.no_grad()
     def predict(self, texts: Sequence[str], top_k: int = 1) -> list[list[Candidate]]:
@@ -304,6 +386,7 @@ class Tagger:
         texts = list(texts)
         results: list[list[Candidate]] = [[] for _ in texts]
         all_ems = self.emissions(texts)
+        trans, start, end = (p.detach().cpu().double().numpy() for p in self.model.crf.constrained())
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
@@ -314,68 +397,34 @@ class Tagger:
             if top_k == 1:
                 paths = paths[:, None, :]
             begin = time.perf_counter()
+            em_np = em.numpy()
+            lengths = mask.sum(1).numpy().astype(np.int64)
+            alpha, beta, log_z = forward_backward(em_np, lengths, trans, start, end)
             for row, i in enumerate(idx):
-                results[i] = self._candidates(texts[i], em[row], paths[row])
+                n = len(texts[i])
+                scorer = _PathScorer(em_np[row, :n], alpha[row, :n], beta[row, :n], log_z[row],
+                                     trans, start, end)
+                results[i] = self._candidates(texts[i], paths[row], scorer)
             self.timings["score"] += time.perf_counter() - begin
         return results
 
-    def _candidates(self, text: str, em: torch.Tensor, paths: np.ndarray) -> list[Candidate]:
-        n = len(text)
-        if n == 0:
+    def _candidates(self, text: str, paths: np.ndarray, scorer: _PathScorer) -> list[Candidate]:
+        if not text:
             return [Candidate([], 1.0)]
-        em = em[:n]
-        valid = [p[:n] for p in paths if p[0] >= 0]
-        span_lists = [self._spans_of(text, p) for p in valid]
-        path_tensor = torch.as_tensor(np.stack(valid), dtype=torch.long)
-        mask = torch.ones(path_tensor.shape, dtype=torch.bool)
-        em_k = em.unsqueeze(0).expand(len(valid), -1, -1)
-        path_logp = self.model.crf.log_likelihood(em_k, path_tensor, mask)
-        # Span probabilities: one constrained copy of the emissions per distinct span.
-        distinct: dict[tuple[int, int, str], int] = {}
-        for k, spans in enumerate(span_lists):
-            for span in spans:
-                distinct.setdefault(span, k)
-        probs = self._span_probs(em, path_tensor, path_logp, distinct)
         out = []
-        for k, spans in enumerate(span_lists):
-            out.append(Candidate(
-                [Span(s, e, label, text[s:e], probs[(s, e, label)]) for s, e, label in spans],
-                float(math.exp(min(0.0, float(path_logp[k])))),
-            ))
+        inside = {tag[2:]: i for i, tag in enumerate(self.tags) if tag.startswith("I-")}
+        for path in paths:
+            if path[0] < 0:  # fewer allowed paths than top_k
+                break
+            path = path[: len(text)]
+            spans = []
+            for start, end, label in self._spans_of(text, path):
+                # In BIO a span also needs the next tag not to continue it.
+                cont = inside.get(label, -1) if self.scheme == "BIO" and end < len(text) else -1
+                score = scorer.span_prob(path, start, end, cont)
+                spans.append(Span(start, end, label, text[start:end], score))
+            out.append(Candidate(spans, scorer.path_prob(path)))
         return out
-
-    def _span_probs(self, em: torch.Tensor, paths: torch.Tensor, path_logp: torch.Tensor,
-                    spans: dict[tuple[int, int, str], int]) -> dict[tuple[int, int, str], float]:
-        """P(the tag path labels exactly this span) for each span, exactly.
-
-        With the emissions outside a span's tags forbidden on its positions (and, in BIO, its
-        continuation forbidden right after it), log Z shrinks to the log of the paths that label
-        the span; and since the path that produced the span scores the same either way, the ratio
-        of the two partition functions is the difference of that path's two log-likelihoods.
-        """
-        if not spans:
-            return {}
-        keys = list(spans)
-        n, n_tags = em.shape
-        constrained = em.unsqueeze(0).repeat(len(keys), 1, 1)
-        ref = torch.empty((len(keys), n), dtype=torch.long)
-        base = torch.empty(len(keys))
-        tag_index = {tag: i for i, tag in enumerate(self.tags)}
-        for row, key in enumerate(keys):
-            start, end, label = key
-            path = paths[spans[key]]
-            ref[row] = path
-            base[row] = path_logp[spans[key]]
-            allowed = torch.zeros(n_tags, dtype=torch.bool)
-            for t in range(start, end):
-                allowed.zero_()
-                allowed[path[t]] = True
-                constrained[row, t, ~allowed] = -1e4
-            if self.scheme == "BIO" and end < n:
-                constrained[row, end, tag_index[f"I-{label}"]] = -1e4
-        mask = torch.ones((len(keys), n), dtype=torch.bool)
-        logp = base - self.model.crf.log_likelihood(constrained, ref, mask)
-        return {key: float(math.exp(min(0.0, float(v)))) for key, v in zip(keys, logp)}
 
     def __call__(self, texts: str | Sequence[str]) -> list[Span] | list[list[Span]]:
         """The best spans of each text (of one text, given a plain string)."""
@@ -393,7 +442,7 @@ class Tagger:
 
     def tags_of(self, text: str, spans: Iterable[Span]) -> list[str]:
         """The tag of each character of ``text`` for the given spans, in this model's scheme."""
-        return spans_to_tags(len(text), [(s.start, s.end, s.label) for s in spans], self.scheme)
+        return to_tags(len(text), [(s.start, s.end, s.label) for s in spans], self.scheme)
 
     # ---------------------------------------------------------------- save / load
 
@@ -601,7 +650,7 @@ class Tagger:
             for a, b in zip(cuts, cuts[1:]):
                 spans = [(max(s, a) - a, min(e, b) - a, label) for s, e, label in ex.spans
                          if s < b and e > a]
-                tags = spans_to_tags(b - a, spans, self.scheme)
+                tags = to_tags(b - a, spans, self.scheme)
                 rows.append((ids[a:b], [tag_index[t] for t in tags]))
         return rows
 

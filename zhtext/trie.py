@@ -3,10 +3,13 @@
 Layout (node 0 is the root):
 
 - ``root[cp]``: the child of the root for codepoint ``cp`` (-1: none). A direct array over all
-  codepoints is 4 MiB, but only the slice a text uses is ever touched (the Han block is ~84 KiB), and
-  most walks end after one or two characters, so the first step is a single load.
+  codepoints is 4 MiB, but only the slice a text uses is ever touched (the Han block is ~84 KiB),
+  and most walks end after one or two characters, so the first step is a single load.
 - ``table``: an open-addressing hash (linear probing) from ``(parent, cp)`` to the child for every
   deeper edge, as interleaved ``int64`` pairs ``[key, child]`` so one probe touches one cache line.
+- ``bloom``: one bit per (hashed) edge, 8 bits per table slot (1 MiB for jieba's dictionary: it
+  stays in L2). Most walks end on a missing edge; the filter answers those without touching the
+  table, which made segmentation ~30 % faster.
 - ``word[node]``: the id of the word that ends at ``node`` (its index in the input list), -1 for a
   node that is only a prefix.
 - ``weight[node]``: that word's weight (float64); ``-inf`` for prefixes and for words that must not
@@ -23,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .text import to_codes
+from .text import join_lines, to_codes
 
 N_CODEPOINTS = 0x110000
 _CP_BITS = 21  # every codepoint fits in 21 bits, the parent node goes above them
@@ -36,6 +39,7 @@ class Trie(NamedTuple):
 
     root: np.ndarray  # int32[0x110000]
     table: np.ndarray  # int64[2 * H]: key, child
+    bloom: np.ndarray  # uint64[H / 8]: 8 * H bits
     word: np.ndarray  # int32[capacity]
     weight: np.ndarray  # float64[capacity]
     size: np.ndarray  # int64[2]
@@ -47,20 +51,38 @@ class Trie(NamedTuple):
 
 
 @njit(cache=True, inline="always")
-def _slot(parent: int, cp: int, mask: int) -> int:
-    # Fibonacci hashing of the packed key; the top bits are the best mixed.
-    key = np.uint64((parent << _CP_BITS) | cp)
-    return int((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
+def _slot(key: int, mask: int) -> int:
+    # Fibonacci hashing of the packed key; the high bits of the product are the well-mixed ones.
+    return int((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
 
 
 @njit(cache=True, inline="always")
-def trie_child(root, table, node: int, cp: int) -> int:
-    """The child of ``node`` for codepoint ``cp``, or -1 (callable from other kernels)."""
-    if node == 0:
-        return root[cp]
+def _bloom_bit(key: int, mask: int) -> int:
+    # A second multiplier, so the filter bit is independent of the table slot.
+    return int((np.uint64(key) * np.uint64(0xC2B2AE3D27D4EB4F)) >> np.uint64(32)) & (
+        (mask << 3) | 7
+    )
+
+
+@njit(cache=True, inline="always")
+def _set_bloom(bloom, key: int, mask: int) -> None:
+    b = _bloom_bit(key, mask)
+    bloom[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+
+
+@njit(cache=True, inline="always")
+def trie_child(table, bloom, node: int, cp: int) -> int:
+    """The child of ``node`` (not the root: use ``root[cp]``) for codepoint ``cp``, or -1.
+
+    Callable from other kernels. Keeping the root out of this function (no branch on it) made the
+    segmentation kernel ~1.6x faster.
+    """
     mask = (table.shape[0] >> 1) - 1
     key = (node << _CP_BITS) | cp
-    h = _slot(node, cp, mask)
+    b = _bloom_bit(key, mask)
+    if (bloom[b >> 6] >> np.uint64(b & 63)) & np.uint64(1) == 0:
+        return -1
+    h = _slot(key, mask)
     while True:
         k = table[2 * h]
         if k == key:
@@ -71,8 +93,10 @@ def trie_child(root, table, node: int, cp: int) -> int:
 
 
 @njit(cache=True)
-def _insert_kernel(root, table, word, weight, size, codes, offsets, first_id, weights, nodes_out):
-    """Insert words ``codes[offsets[k]:offsets[k+1]]`` with ids ``first_id + k`` (room is ensured)."""
+def _insert_kernel(
+    root, table, bloom, word, weight, size, codes, offsets, first_id, weights, nodes_out
+):
+    """Insert ``codes[offsets[k]:offsets[k+1]]`` as word ``first_id + k`` (room is ensured)."""
     mask = (table.shape[0] >> 1) - 1
     n_nodes = size[0]
     n_entries = size[1]
@@ -88,7 +112,7 @@ def _insert_kernel(root, table, word, weight, size, codes, offsets, first_id, we
                     root[cp] = child
             else:
                 key = (node << _CP_BITS) | cp
-                h = _slot(node, cp, mask)
+                h = _slot(key, mask)
                 while table[2 * h] != key and table[2 * h] != _EMPTY:
                     h = (h + 1) & mask
                 if table[2 * h] == key:
@@ -99,6 +123,7 @@ def _insert_kernel(root, table, word, weight, size, codes, offsets, first_id, we
                     n_entries += 1
                     table[2 * h] = key
                     table[2 * h + 1] = child
+                    _set_bloom(bloom, key, mask)
             node = child
         if node > 0:  # an empty word has no node
             word[node] = first_id + k
@@ -109,54 +134,67 @@ def _insert_kernel(root, table, word, weight, size, codes, offsets, first_id, we
 
 
 @njit(cache=True)
-def _rehash_kernel(old, new):
+def _rehash_kernel(old, new, bloom):
     mask = (new.shape[0] >> 1) - 1
     for h in range(old.shape[0] >> 1):
         key = old[2 * h]
         if key == _EMPTY:
             continue
-        node = key >> _CP_BITS
-        cp = key & ((1 << _CP_BITS) - 1)
-        s = _slot(node, cp, mask)
+        s = _slot(key, mask)
         while new[2 * s] != _EMPTY:
             s = (s + 1) & mask
         new[2 * s] = key
         new[2 * s + 1] = old[2 * h + 1]
+        _set_bloom(bloom, key, mask)
 
 
 @njit(cache=True)
-def _find_kernel(root, table, codes) -> int:
-    node = 0
-    for p in range(codes.shape[0]):
-        node = trie_child(root, table, node, codes[p])
+def _find_kernel(root, table, bloom, codes) -> int:
+    node = root[codes[0]]
+    for p in range(1, codes.shape[0]):
         if node < 0:
             return -1
+        node = trie_child(table, bloom, node, codes[p])
     return node
 
 
 def _grow(trie: Trie, more_chars: int) -> Trie:
     """A trie with room for ``more_chars`` new nodes and hash entries (the same one if it has)."""
-    root, table, word, weight, size = trie
+    root, table, bloom, word, weight, size = trie
     need_nodes = int(size[0]) + more_chars
     if need_nodes > word.shape[0]:
         cap = max(need_nodes, 2 * word.shape[0])
         word = np.concatenate([word, np.full(cap - word.shape[0], -1, np.int32)])
         weight = np.concatenate([weight, np.full(cap - weight.shape[0], -np.inf)])
     need_entries = int(size[1]) + more_chars
-    slots = table.shape[0] // 2
-    if 2 * need_entries > slots:  # keep the load factor at or below one half
-        new_slots = max(_MIN_TABLE, 1 << int(2 * need_entries - 1).bit_length())
-        new = np.full(2 * new_slots, _EMPTY, dtype=np.int64)
-        _rehash_kernel(table, new)
-        table = new
-    return Trie(root, table, word, weight, size)
+    if 2 * need_entries > table.shape[0] // 2:  # keep the load factor at or below one half
+        table, bloom = _rehash(table, need_entries)
+    return Trie(root, table, bloom, word, weight, size)
 
 
-def _words_to_codes(words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-    offsets = np.zeros(len(words) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return to_codes("".join(words)), offsets
+def _rehash(table: np.ndarray, entries: int) -> tuple[np.ndarray, np.ndarray]:
+    """The table (and its filter) moved to the smallest power-of-two size that holds ``entries``
+    at a load factor of at most one half."""
+    slots = max(_MIN_TABLE, 1 << int(2 * entries - 1).bit_length())
+    new = np.full(2 * slots, _EMPTY, dtype=np.int64)
+    bloom = _empty_bloom(slots)
+    _rehash_kernel(table, new, bloom)
+    return new, bloom
+
+
+def _fit(trie: Trie) -> Trie:
+    """Drop the spare room :func:`_grow` reserved: a smaller table and filter stay in cache."""
+    n_nodes, n_entries = int(trie.size[0]), int(trie.size[1])
+    table, bloom = trie.table, trie.bloom
+    if 4 * n_entries < table.shape[0] // 2:  # reserved far more than was used
+        table, bloom = _rehash(table, n_entries)
+    return Trie(
+        trie.root, table, bloom, trie.word[:n_nodes].copy(), trie.weight[:n_nodes].copy(), trie.size
+    )
+
+
+def _empty_bloom(slots: int) -> np.ndarray:
+    return np.zeros(slots // 8, dtype=np.uint64)  # 8 bits per slot
 
 
 def empty_trie(capacity: int = 1024) -> Trie:
@@ -164,6 +202,7 @@ def empty_trie(capacity: int = 1024) -> Trie:
     return Trie(
         root=np.full(N_CODEPOINTS, -1, dtype=np.int32),
         table=np.full(2 * _MIN_TABLE, _EMPTY, dtype=np.int64),
+        bloom=_empty_bloom(_MIN_TABLE),
         word=np.full(max(capacity, 1), -1, dtype=np.int32),
         weight=np.full(max(capacity, 1), -np.inf),
         size=np.array([1, 0], dtype=np.int64),
@@ -182,7 +221,7 @@ def trie_insert(
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     if weights.shape != (len(words),):
         raise ValueError(f"{len(words)} words but weights of shape {weights.shape}")
-    codes, offsets = _words_to_codes(words)
+    codes, offsets = join_lines(list(words))
     trie = _grow(trie, int(codes.shape[0]))
     nodes = np.empty(len(words), dtype=np.int64)
     _insert_kernel(*trie, codes, offsets, first_id, weights, nodes)
@@ -196,11 +235,11 @@ def build_trie(words: Sequence[str], weights: np.ndarray) -> Trie:
     """
     n_chars = sum(len(w) for w in words)
     trie, _ = trie_insert(empty_trie(n_chars + 1), words, weights, 0)
-    return trie
+    return _fit(trie)
 
 
 def trie_find(trie: Trie, word: str) -> int:
     """The node that spells ``word`` (a word or only a prefix), or -1 when it is not in the trie."""
     if not word:
         return 0
-    return int(_find_kernel(trie.root, trie.table, to_codes(word)))
+    return int(_find_kernel(trie.root, trie.table, trie.bloom, to_codes(word)))

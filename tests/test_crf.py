@@ -1,0 +1,254 @@
+"""CRF layer: likelihood and marginals against brute force, constraints, spans, window mode."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from zhtext.crf import CRF, SCHEMES, allowed_transitions, spans, spans_to_tags, tags_to_spans
+from zhtext.errors import ZhtextError
+
+LABELS = {
+    "BIO": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+    "BIOES": ["O", "B-PER", "I-PER", "E-PER", "S-PER"],
+    "BMES": ["B", "M", "E", "S"],
+}
+
+
+def make_crf(scheme: str | None, n_tags: int = 3, seed: int = 0, **kwargs) -> CRF:
+    torch.manual_seed(seed)
+    labels = LABELS[scheme] if scheme else None
+    crf = CRF(len(labels) if labels else n_tags, labels, scheme, **kwargs).double()
+    with torch.no_grad():  # larger than the default init, so paths differ clearly
+        for p in crf.parameters():
+            p.normal_()
+    return crf
+
+
+def random_batch(n_tags: int, seed: int, n_batch: int = 5, max_len: int = 4):
+    gen = torch.Generator().manual_seed(seed)
+    emissions = torch.randn(n_batch, max_len, n_tags, generator=gen, dtype=torch.float64)
+    lengths = torch.randint(0, max_len + 1, (n_batch,), generator=gen)
+    lengths[0], lengths[1] = 0, 1
+    mask = torch.arange(max_len)[None, :] < lengths[:, None]
+    tags = torch.randint(0, n_tags, (n_batch, max_len), generator=gen)
+    return emissions, mask, tags.masked_fill(~mask, -100)
+
+
+def enumerate_paths(crf: CRF, emissions: torch.Tensor, length: int):
+    """Every path of ``length`` tokens and its unnormalised score, with the constrained parameters."""
+    trans, start, end = (p.detach() for p in crf.constrained())
+    for path in itertools.product(range(crf.num_tags), repeat=length):
+        score = start[path[0]] + end[path[-1]] + sum(emissions[t, tag] for t, tag in enumerate(path))
+        score = score + sum(trans[a, b] for a, b in zip(path, path[1:]))
+        yield path, score
+
+
+def is_allowed(path, allowed, start_ok, end_ok) -> bool:
+    return bool(start_ok[path[0]] and end_ok[path[-1]] and all(allowed[a, b] for a, b in zip(path, path[1:])))
+
+
+@pytest.mark.parametrize("scheme", [None, *SCHEMES])
+def test_log_likelihood_and_marginals_match_brute_force(scheme):
+    crf = make_crf(scheme)
+    emissions, mask, tags = random_batch(crf.num_tags, seed=len(scheme or ""))
+    log_lik = crf.log_likelihood(emissions, tags, mask)
+    marginals = crf.marginals(emissions, mask)
+    assert log_lik.shape == (emissions.shape[0],) and marginals.shape == emissions.shape
+    for b, n in enumerate(mask.sum(1).tolist()):
+        if n == 0:
+            assert log_lik[b] == 0 and (marginals[b] == 0).all()
+            continue
+        scored = list(enumerate_paths(crf, emissions[b], n))
+        log_z = torch.logsumexp(torch.stack([s for _, s in scored]), 0)
+        gold = dict(scored)[tuple(tags[b, :n].tolist())]
+        torch.testing.assert_close(log_lik[b], gold - log_z)
+        expected = torch.zeros(n, crf.num_tags, dtype=torch.float64)
+        for path, score in scored:
+            expected[torch.arange(n), torch.tensor(path)] += torch.exp(score - log_z)
+        torch.testing.assert_close(marginals[b, :n], expected)
+        assert (marginals[b, n:] == 0).all()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_decode_matches_brute_force_argmax_and_respects_constraints(scheme):
+    crf = make_crf(scheme).float()
+    allowed, start_ok, end_ok = allowed_transitions(crf.labels, scheme)
+    gen = torch.Generator().manual_seed(7)
+    emissions = 3 * torch.randn(40, 4, crf.num_tags, generator=gen)
+    lengths = torch.randint(0, 5, (40,), generator=gen)
+    mask = torch.arange(4)[None, :] < lengths[:, None]
+    paths, scores = crf.decode(emissions, mask)
+    top, top_scores = crf.decode(emissions, mask, top_k=3)
+    np.testing.assert_array_equal(top[:, 0], paths)
+    for b, n in enumerate(lengths.tolist()):
+        if n == 0:
+            assert scores[b] == 0 and (paths[b] == -1).all()
+            continue
+        best = max(enumerate_paths(crf, emissions[b].double(), n), key=lambda item: item[1])
+        assert tuple(paths[b, :n]) == best[0]
+        assert scores[b] == pytest.approx(float(best[1]), abs=1e-4)
+        for path in top[b, :, :n]:
+            assert is_allowed(path, allowed, start_ok, end_ok)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_constraints_hold_even_against_huge_emissions(scheme):
+    crf = make_crf(scheme).float()
+    allowed, start_ok, end_ok = allowed_transitions(crf.labels, scheme)
+    gen = torch.Generator().manual_seed(11)
+    emissions = 1e6 * torch.randn(64, 12, crf.num_tags, generator=gen)  # dwarfs the -1e4 penalty
+    paths, scores = crf.decode(emissions)
+    assert np.isfinite(scores).all()
+    for path in paths:
+        assert is_allowed(path, allowed, start_ok, end_ok)
+
+
+def test_gradient_flows_and_forbidden_moves_stay_forbidden():
+    crf = make_crf("BIO").float()
+    emissions, mask, tags = random_batch(crf.num_tags, seed=3, n_batch=8, max_len=6)
+    emissions = emissions.float().requires_grad_()
+    tags = torch.where(mask, torch.tensor(0), tags)  # all "O": a legal path
+    loss = crf(emissions, tags, mask)
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0
+    assert emissions.grad.abs().sum() > 0 and crf.transitions.grad[crf.allowed].abs().sum() > 0
+    assert (crf.transitions.grad[~crf.allowed] == 0).all() and (crf.start.grad[~crf.start_ok] == 0).all()
+    # However far an optimiser pushes the raw parameters, the moves stay forbidden.
+    with torch.no_grad():
+        crf.transitions.add_(1e5)
+        crf.start.add_(1e5)
+    trans, start, _ = crf.constrained()
+    assert (trans[~crf.allowed] == -1e4).all() and (start[~crf.start_ok] == -1e4).all()
+    paths, _ = crf.decode(emissions.detach(), mask)
+    allowed, start_ok, end_ok = allowed_transitions(crf.labels, "BIO")
+    for path, n in zip(paths, mask.sum(1).tolist()):
+        if n:
+            assert is_allowed(path[:n], allowed, start_ok, end_ok)
+
+
+def test_training_reaches_the_gold_path():
+    # A few optimiser steps on one sequence: decoding must then reproduce its tags.
+    crf = CRF(5, LABELS["BIO"], "BIO")
+    gen = torch.Generator().manual_seed(5)
+    emissions = torch.randn(1, 7, 5, generator=gen, requires_grad=True)
+    gold = torch.tensor([[1, 2, 0, 3, 4, 4, 0]])
+    optimiser = torch.optim.Adam([emissions, *crf.parameters()], lr=0.1)
+    for _ in range(60):
+        optimiser.zero_grad()
+        crf(emissions, gold).backward()
+        optimiser.step()
+    paths, _ = crf.decode(emissions)
+    assert paths[0].tolist() == gold[0].tolist()
+
+
+def test_window_mode_lets_a_sequence_start_and_end_inside_an_entity():
+    allowed, start_ok, end_ok = allowed_transitions(LABELS["BIOES"], "BIOES")
+    assert start_ok.tolist() == [True, True, False, False, True]
+    assert end_ok.tolist() == [True, False, False, True, True]
+    window = allowed_transitions(LABELS["BIOES"], "BIOES", allow_inside_start=True)
+    np.testing.assert_array_equal(window[0], allowed)  # only the ends change
+    assert window[1].all() and window[2].all()
+
+    crf = make_crf("BIOES").float()
+    emissions = torch.zeros(1, 3, 5)
+    emissions[0, :, 2] = 50.0  # "I-PER I-PER I-PER": only legal inside a window
+    normal, _ = crf.decode(emissions)
+    assert normal[0, 0] != 2 and normal[0, -1] != 2
+    by_argument, _ = crf.decode(emissions, allow_inside_start=True)
+    assert by_argument[0].tolist() == [2, 2, 2]
+    crf.set_window_mode(True)
+    by_mode, _ = crf.decode(emissions)
+    assert by_mode[0].tolist() == [2, 2, 2]
+    assert crf.decode(emissions, allow_inside_start=False)[0].tolist() == normal.tolist()
+    # Training in window mode: the likelihood sums over the wider set of paths (brute force).
+    tags = torch.tensor([[2, 2, 2]])
+    scored = list(enumerate_paths(crf, emissions[0], 3))
+    expected = dict(scored)[(2, 2, 2)] - torch.logsumexp(torch.stack([s for _, s in scored]), 0)
+    torch.testing.assert_close(crf.log_likelihood(emissions, tags)[0], expected)
+    crf.set_window_mode(False)
+    assert crf.decode(emissions)[0].tolist() == normal.tolist()
+
+
+def test_state_dict_round_trip_keeps_decoding():
+    crf = make_crf("BIO").float()
+    emissions, mask, _ = random_batch(crf.num_tags, seed=9, n_batch=6)
+    copy = CRF(5, LABELS["BIO"], "BIO")
+    copy.load_state_dict(crf.state_dict())
+    assert set(crf.state_dict()) == {"transitions", "start", "end"}
+    for a, b in zip(crf.decode(emissions.float(), mask), copy.decode(emissions.float(), mask)):
+        np.testing.assert_array_equal(a, b)
+
+
+def random_spans(rng: random.Random, length: int, typed: bool) -> list[tuple[int, int, str]]:
+    found, at = [], 0
+    while at < length:
+        size = rng.randint(1, 4)
+        if at + size <= length and rng.random() < 0.6:
+            found.append((at, at + size, rng.choice(["PER", "LOC", "ORG-X"]) if typed else ""))
+        at += size
+    return found
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_spans_and_tags_round_trip(scheme):
+    rng = random.Random(scheme)
+    for _ in range(200):
+        length = rng.randint(0, 12)
+        gold = random_spans(rng, length, typed=scheme != "BMES" or rng.random() < 0.5)
+        tags = spans_to_tags(length, gold, scheme)
+        assert len(tags) == length
+        assert tags_to_spans(tags, scheme) == gold
+        assert spans_to_tags(length, tags_to_spans(tags, scheme), scheme) == tags
+
+
+def test_segmentation_tags():
+    words = [(0, 2, ""), (2, 3, ""), (3, 6, "")]
+    assert spans_to_tags(6, words, "BMES") == ["B", "E", "S", "B", "M", "E"]
+    assert tags_to_spans(["B", "E", "S", "B", "M", "E"], "BMES") == words
+
+
+def test_ill_formed_sequences_are_read_leniently():
+    assert tags_to_spans(["I-PER", "I-PER", "O", "I-LOC"], "BIO") == [(0, 2, "PER"), (3, 4, "LOC")]
+    assert tags_to_spans(["B-PER", "I-LOC", "B-PER", "B-PER"], "BIO") == [
+        (0, 1, "PER"), (1, 2, "LOC"), (2, 3, "PER"), (3, 4, "PER")
+    ]
+    # BIOES: an entity left open is closed at the end; a stray E is a one-token entity.
+    assert tags_to_spans(["B-PER", "I-PER"], "BIOES") == [(0, 2, "PER")]
+    assert tags_to_spans(["O", "E-PER", "S-PER", "B-PER", "E-PER"], "BIOES") == [
+        (1, 2, "PER"), (2, 3, "PER"), (3, 5, "PER")
+    ]
+    assert tags_to_spans(["M", "M", "B", "B", "E"], "BMES") == [(0, 2, ""), (2, 3, ""), (3, 5, "")]
+
+
+def test_spans_of_a_decoded_path_drop_padding():
+    labels = LABELS["BIO"]
+    assert spans([1, 2, 0, 3, -1, -1], labels, "BIO") == [(0, 2, "PER"), (3, 4, "LOC")]
+    crf = CRF(5, labels, "BIO")
+    assert crf.spans(np.array([0, 3, 4, -1])) == [(1, 3, "LOC")]
+    with pytest.raises(ZhtextError):
+        CRF(3).spans([0, 1])
+
+
+def test_bad_labels_schemes_and_masks_raise():
+    with pytest.raises(ZhtextError, match="scheme"):
+        allowed_transitions(["O"], "IOB2")
+    with pytest.raises(ZhtextError, match="not a BIO label"):
+        allowed_transitions(["O", "E-PER"], "BIO")
+    with pytest.raises(ZhtextError, match="labels"):
+        CRF(4, LABELS["BIO"], "BIO")
+    with pytest.raises(ZhtextError, match="label names"):
+        CRF(4, scheme="BIO")
+    with pytest.raises(ZhtextError, match="overlaps"):
+        spans_to_tags(5, [(0, 3, "PER"), (2, 4, "LOC")], "BIO")
+    with pytest.raises(ZhtextError, match="does not fit"):
+        spans_to_tags(3, [(1, 4, "PER")], "BIO")
+    crf = CRF(3)
+    with pytest.raises(ValueError, match="prefix"):
+        crf.decode(torch.zeros(1, 3, 3), torch.tensor([[True, False, True]]))
+    with pytest.raises(ValueError, match="emissions"):
+        crf.log_likelihood(torch.zeros(1, 3, 4), torch.zeros(1, 3, dtype=torch.long))

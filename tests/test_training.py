@@ -1,0 +1,146 @@
+"""The shared training loop: schedule, parameter groups, stopping rules, best model, resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from zhtext.errors import ZhtextError
+from zhtext.training import (
+    TrainConfig,
+    checkpoint_path,
+    lr_factor,
+    param_groups,
+    seed_everything,
+    train_loop,
+)
+
+N_BATCHES = 10
+X = torch.randn(40, 5, generator=torch.Generator().manual_seed(0))
+Y = X @ torch.arange(5.0)
+
+
+class Regressor(torch.nn.Module):
+    """A model with dropout (so the RNG matters) and a LayerNorm (so grouping has norms to skip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(5)
+        self.hidden = torch.nn.Linear(5, 8)
+        self.drop = torch.nn.Dropout(0.3)
+        self.out = torch.nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        pred = self.out(self.drop(torch.relu(self.hidden(self.norm(x))))).squeeze(-1)
+        return ((pred - y) ** 2).mean()
+
+
+def batches_factory(interrupt_at: tuple[int, int] | None = None, calls: list | None = None):
+    """Batches of 4 rows in an order fixed by the epoch; optionally Ctrl-C at (epoch, batch)."""
+
+    def batches(epoch: int):
+        order = np.random.default_rng([7, epoch]).permutation(len(X))
+        for i in range(N_BATCHES):
+            if interrupt_at == (epoch, i):
+                raise KeyboardInterrupt
+            if calls is not None:
+                calls.append((epoch, i))
+            rows = order[i * 4 : (i + 1) * 4]
+            yield X[rows], Y[rows]
+
+    return batches
+
+
+def run(out_dir, interrupt_at=None, evaluate=None, on_best=None, **config):
+    seed_everything(3)
+    model = Regressor()
+    settings = {"epochs": 3, "seed": 3, "progress": False, **config}
+    cfg = TrainConfig(**settings)
+    try:
+        history = train_loop(model, param_groups(model, 0.01), batches_factory(interrupt_at),
+                             N_BATCHES, out_dir, cfg, evaluate, on_best)
+    except KeyboardInterrupt:
+        history = None
+    return model, history
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_lr_factor_warms_up_then_decays_linearly():
+    assert lr_factor(0.0, 0.1) == 0.0
+    assert lr_factor(0.05, 0.1) == pytest.approx(0.5)
+    assert lr_factor(0.1, 0.1) == pytest.approx(1.0)
+    assert lr_factor(0.55, 0.1) == pytest.approx(0.5)
+    assert lr_factor(1.0, 0.1) == 0.0
+    assert lr_factor(1.5, 0.1) == 0.0  # clamped past the end
+    assert lr_factor(0.25, 0.0) == pytest.approx(0.75)
+
+
+def test_param_groups_split_head_and_decay():
+    model = Regressor()
+    groups = param_groups(model, 1e-3, weight_decay=0.1, head=["out"], head_lr=0.5)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_name = {names[id(p)]: g for g in groups for p in g["params"]}
+    assert set(by_name) == set(names.values())  # every parameter exactly once
+    assert by_name["hidden.weight"]["lr"] == 1e-3 and by_name["hidden.weight"]["weight_decay"] == 0.1
+    assert by_name["hidden.bias"]["weight_decay"] == 0.0
+    assert by_name["norm.weight"]["weight_decay"] == 0.0
+    assert by_name["out.weight"]["lr"] == 0.5 and by_name["out.weight"]["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("accum", [1, 3])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, accum):
+    straight, history = run(tmp_path / "a", grad_accum=accum)
+    steps_per_epoch = math.ceil(N_BATCHES / accum)
+    assert [h["step"] for h in history] == [steps_per_epoch * e for e in (1, 2, 3)]
+    assert not checkpoint_path(tmp_path / "a").exists()  # removed once the schedule completes
+
+    _, none = run(tmp_path / "b", interrupt_at=(1, 5), grad_accum=accum)
+    assert none is None
+    saved = torch.load(checkpoint_path(tmp_path / "b"), weights_only=False)
+    assert saved["loop"]["epoch"] == 1 and 0 < saved["loop"]["step"] < 3 * steps_per_epoch
+    resumed, history2 = run(tmp_path / "b", resume=True, grad_accum=accum)
+    assert [h["step"] for h in history2] == [h["step"] for h in history]
+    for key, value in weights(straight).items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_max_steps_and_time_budget_stop_early_and_keep_a_checkpoint(tmp_path):
+    _, history = run(tmp_path / "steps", max_steps=4)
+    assert history[-1]["step"] == 4
+    _, history = run(tmp_path / "time", max_seconds=0.0)  # out of time after the first step
+    assert [h["step"] for h in history] == [1]
+    assert checkpoint_path(tmp_path / "time").is_file()  # stopped early: resumable
+    _, history = run(tmp_path / "time", resume=True, max_steps=6)
+    assert history[-1]["step"] == 6
+
+
+def test_best_model_callback_and_eval_every(tmp_path):
+    scores = iter([0.5, 0.7, 0.6, 0.9, 0.8, 0.1, 0.2])
+    best: list[dict] = []
+    _, history = run(tmp_path, evaluate=lambda: {"f1": next(scores)}, on_best=best.append,
+                     eval_every=4, epochs=2)
+    # 10 steps per epoch: evaluations at steps 4, 8, 10 (epoch end), 12, 16, 20 (end)
+    assert [h["step"] for h in history] == [4, 8, 10, 12, 16, 20]
+    assert [b["step"] for b in best] == [4, 8, 12]
+    assert [h["f1"] for h in history] == [0.5, 0.7, 0.6, 0.9, 0.8, 0.1]
+
+
+def test_resume_refuses_a_checkpoint_for_other_settings(tmp_path):
+    run(tmp_path, interrupt_at=(0, 3))
+    model = Regressor()
+    with pytest.raises(ZhtextError, match="other data or settings"):
+        train_loop(model, param_groups(model, 0.01), batches_factory(), N_BATCHES + 1, tmp_path,
+                   TrainConfig(resume=True, progress=False))
+
+
+def test_wrong_batch_count_is_an_error(tmp_path):
+    model = Regressor()
+    with pytest.raises(ZhtextError, match="gave 10 batches"):
+        train_loop(model, param_groups(model, 0.01), batches_factory(), 12, tmp_path,
+                   TrainConfig(progress=False))

@@ -1,0 +1,338 @@
+"""Linear-chain CRF layer (torch) with label-scheme constraints, decoded by the Numba Viterbi.
+
+A CRF over K tags scores a tag path y for emissions E (from an encoder) as
+``start[y0] + sum_t E[t, y_t] + sum_t transitions[y_{t-1}, y_t] + end[y_last]``. Training maximises
+``log p(y|x) = score(y) - log Z`` with the forward algorithm in log space, batched and masked by
+length. The label scheme (BIO, BIOES, BMES) says which moves are legal; illegal ones are pinned at
+:data:`~zhtext.viterbi.FORBIDDEN` by a fixed mask applied in every computation, so no optimiser step
+can make them legal. A window cut from a long text may start or end inside an entity:
+``allow_inside_start`` (at construction, with :meth:`CRF.set_window_mode`, or per :meth:`CRF.decode`
+call) lifts the start and end constraints for that case.
+
+The span helpers turn tag strings into ``(start, end_exclusive, label)`` spans and back; they accept
+ill-formed sequences (an ``I-X`` with no ``B-X``, a type change mid-entity) the way scorers do.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import ZhtextError
+from .viterbi import FORBIDDEN, viterbi_decode, viterbi_topk
+
+__all__ = ["SCHEMES", "CRF", "allowed_transitions", "tags_to_spans", "spans_to_tags", "spans"]
+
+SCHEMES = ("BIO", "BIOES", "BMES")
+
+# The role of a tag's prefix: outside, begin, inside (I or M), end, single.
+_OUT, _BEGIN, _INSIDE, _END, _SINGLE = "O", "B", "I", "E", "S"
+_PREFIXES = {
+    "BIO": {"O": _OUT, "B": _BEGIN, "I": _INSIDE},
+    "BIOES": {"O": _OUT, "B": _BEGIN, "I": _INSIDE, "E": _END, "S": _SINGLE},
+    "BMES": {"O": _OUT, "B": _BEGIN, "M": _INSIDE, "E": _END, "S": _SINGLE},
+}
+_INSIDE_PREFIX = {"BIO": "I", "BIOES": "I", "BMES": "M"}
+
+
+def _check_scheme(scheme: str) -> str:
+    name = str(scheme).upper()
+    if name not in SCHEMES:
+        raise ZhtextError(f"unknown label scheme {scheme!r}: choose one of {', '.join(SCHEMES)}")
+    return name
+
+
+def _parse(label: str, scheme: str) -> tuple[str, str]:
+    """``"B-PER"`` -> (role, "PER"); ``"O"`` or a bare ``"B"`` (segmentation) has type ``""``."""
+    prefix, _, kind = label.partition("-")
+    role = _PREFIXES[scheme].get(prefix)
+    if role is None or (role == _OUT and kind):
+        raise ZhtextError(f"label {label!r} is not a {scheme} label (expected e.g. {_example(scheme)})")
+    return role, kind
+
+
+def _example(scheme: str) -> str:
+    return {"BIO": "O, B-PER, I-PER", "BIOES": "O, B-PER, I-PER, E-PER, S-PER", "BMES": "B, M, E, S"}[scheme]
+
+
+def allowed_transitions(
+    labels: Sequence[str], scheme: str, allow_inside_start: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which moves a label scheme allows.
+
+    Args:
+        labels: tag names, index = tag id (``"O"``, ``"B-X"``, ``"I-X"``, ``"E-X"``, ``"S-X"``;
+            ``"B"``, ``"M"``, ``"E"``, ``"S"`` for BMES segmentation, or ``"B-X"`` style).
+        scheme: ``"BIO"``, ``"BIOES"`` or ``"BMES"``.
+        allow_inside_start: let a sequence start and end inside an entity (windows of long texts).
+
+    Returns:
+        ``(allowed [K, K], start_ok [K], end_ok [K])`` boolean arrays; ``allowed[i, j]`` is the move
+        from tag i to tag j.
+    """
+    scheme = _check_scheme(scheme)
+    parsed = [_parse(label, scheme) for label in labels]
+    roles = np.array([role for role, _ in parsed])
+    kinds = np.array([kind for _, kind in parsed])
+    same_kind = kinds[:, None] == kinds[None, :]
+    opened = np.isin(roles, (_BEGIN, _INSIDE))  # an entity is open after B and I/M
+    if scheme == "BIO":
+        # I-X must follow B-X or I-X; anything else may follow anything; any tag may end.
+        continues = roles == _INSIDE
+        allowed = ~continues[None, :] | (opened[:, None] & same_kind)
+        end_ok = np.ones(len(labels), dtype=bool)
+    else:
+        # An open entity must go on (I/M) or close (E) in its own kind; a closed one may not.
+        continues = np.isin(roles, (_INSIDE, _END))
+        allowed = np.where(opened[:, None], continues[None, :] & same_kind, ~continues[None, :])
+        end_ok = ~opened
+    start_ok = ~continues
+    if allow_inside_start:
+        start_ok = np.ones(len(labels), dtype=bool)
+        end_ok = np.ones(len(labels), dtype=bool)
+    return allowed.astype(bool), start_ok.astype(bool), end_ok.astype(bool)
+
+
+class CRF(nn.Module):
+    """A linear-chain CRF over ``num_tags`` tags, optionally constrained by a label scheme.
+
+    Parameters ``transitions`` [K, K] (from i to j), ``start`` [K] and ``end`` [K]. With ``labels``
+    and ``scheme`` given, illegal moves are fixed at -1e4 in training and never taken in decoding;
+    without them the CRF is unconstrained.
+
+    Example:
+        >>> crf = CRF(5, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], "BIO")
+        >>> loss = crf(emissions, tags, mask)          # training
+        >>> paths, scores = crf.decode(emissions, mask)  # numpy [B, L] (-1 padded), [B]
+    """
+
+    def __init__(
+        self,
+        num_tags: int,
+        labels: Sequence[str] | None = None,
+        scheme: str | None = None,
+        allow_inside_start: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_tags < 1:
+            raise ZhtextError(f"a CRF needs at least one tag, got {num_tags}")
+        if labels is not None and len(labels) != num_tags:
+            raise ZhtextError(f"{len(labels)} labels given for a CRF of {num_tags} tags")
+        if scheme is not None and labels is None:
+            raise ZhtextError(f"scheme {scheme!r} needs the label names to know which moves are legal")
+        self.num_tags = num_tags
+        self.labels = list(labels) if labels is not None else None
+        self.scheme = _check_scheme(scheme) if scheme is not None else None
+        self.transitions = nn.Parameter(torch.empty(num_tags, num_tags).uniform_(-0.1, 0.1))
+        self.start = nn.Parameter(torch.empty(num_tags).uniform_(-0.1, 0.1))
+        self.end = nn.Parameter(torch.empty(num_tags).uniform_(-0.1, 0.1))
+        # Masks follow from labels and scheme, so they stay out of the state dict.
+        allowed, start_ok, end_ok = self._masks(allow_inside_start)
+        self.register_buffer("allowed", torch.from_numpy(allowed), persistent=False)
+        self.register_buffer("start_ok", torch.from_numpy(start_ok), persistent=False)
+        self.register_buffer("end_ok", torch.from_numpy(end_ok), persistent=False)
+        self.allow_inside_start = bool(allow_inside_start)
+
+    def extra_repr(self) -> str:
+        return f"num_tags={self.num_tags}, scheme={self.scheme}, allow_inside_start={self.allow_inside_start}"
+
+    def _masks(self, allow_inside_start: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.scheme is None:
+            everything = np.ones(self.num_tags, dtype=bool)
+            return np.ones((self.num_tags, self.num_tags), dtype=bool), everything, everything.copy()
+        return allowed_transitions(self.labels, self.scheme, allow_inside_start)
+
+    def set_window_mode(self, allow_inside_start: bool) -> None:
+        """Let sequences start and end inside an entity (True), or not (False), from now on."""
+        _, start_ok, end_ok = self._masks(allow_inside_start)
+        self.start_ok.copy_(torch.from_numpy(start_ok))
+        self.end_ok.copy_(torch.from_numpy(end_ok))
+        self.allow_inside_start = bool(allow_inside_start)
+
+    def constrained(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(transitions, start, end)`` with every illegal move pinned at -1e4 (differentiable)."""
+        return (
+            self.transitions.masked_fill(~self.allowed, FORBIDDEN),
+            self.start.masked_fill(~self.start_ok, FORBIDDEN),
+            self.end.masked_fill(~self.end_ok, FORBIDDEN),
+        )
+
+    def _check(self, emissions: Tensor, mask: Tensor | None) -> Tensor:
+        """Validate shapes and return the mask as bool (all True when None)."""
+        if emissions.dim() != 3 or emissions.shape[2] != self.num_tags:
+            raise ValueError(f"emissions must be [B, L, {self.num_tags}], got {tuple(emissions.shape)}")
+        if mask is None:
+            return torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
+        if mask.shape != emissions.shape[:2]:
+            raise ValueError(f"mask must be {tuple(emissions.shape[:2])}, got {tuple(mask.shape)}")
+        mask = mask.bool()
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        if not torch.equal(mask, positions < mask.sum(1, keepdim=True)):
+            raise ValueError("mask must be a left-aligned prefix (True then False) in every row")
+        return mask
+
+    def log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``log p(tags | emissions)`` per sequence, ``[B]``; an empty sequence scores 0.
+
+        ``tags`` beyond each length are ignored (any value, e.g. -100).
+        """
+        mask = self._check(emissions, mask)
+        if tags.shape != mask.shape:
+            raise ValueError(f"tags must be {tuple(mask.shape)}, got {tuple(tags.shape)}")
+        return self._path_score(emissions, tags, mask) - self._log_partition(emissions, mask)
+
+    def forward(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Training loss: the negative log-likelihood averaged over the batch."""
+        return -self.log_likelihood(emissions, tags, mask).mean()
+
+    def _path_score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        trans, start, end = self.constrained()
+        n_batch, max_len, _ = emissions.shape
+        if max_len == 0:
+            return emissions.new_zeros(n_batch)
+        tags = torch.where(mask, tags.long(), 0)
+        lengths = mask.sum(1)
+        zero = emissions.new_zeros(())
+        score = torch.where(mask, emissions.gather(2, tags.unsqueeze(2)).squeeze(2), zero).sum(1)
+        score = score + torch.where(mask[:, 1:], trans[tags[:, :-1], tags[:, 1:]], zero).sum(1)
+        last = tags.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+        return score + torch.where(lengths > 0, start[tags[:, 0]] + end[last], zero)
+
+    def _forward_scores(self, emissions: Tensor, mask: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Forward variables ``alpha_t`` [B, K] for every t (carried past each length) and log Z."""
+        trans, start, end = self.constrained()
+        alpha = start + emissions[:, 0]
+        alphas = [alpha]
+        for t in range(1, emissions.shape[1]):
+            step = torch.logsumexp(alpha.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1), dim=1)
+            alpha = torch.where(mask[:, t : t + 1], step, alpha)
+            alphas.append(alpha)
+        log_z = torch.logsumexp(alpha + end, dim=1)
+        return alphas, torch.where(mask[:, 0], log_z, torch.zeros_like(log_z))
+
+    def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        if emissions.shape[1] == 0:
+            return emissions.new_zeros(emissions.shape[0])
+        return self._forward_scores(emissions, mask)[1]
+
+    def marginals(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Posterior probability of every tag at every token, ``[B, L, K]`` (0 past each length).
+
+        Forward-backward in log space; each valid row sums to 1. Useful as a confidence score.
+        """
+        mask = self._check(emissions, mask)
+        if emissions.shape[1] == 0:
+            return emissions.new_zeros(emissions.shape)
+        trans, _, end = self.constrained()
+        alphas, log_z = self._forward_scores(emissions, mask)
+        beta = end.expand(emissions.shape[0], -1)
+        betas = [beta]
+        for t in range(emissions.shape[1] - 2, -1, -1):
+            step = torch.logsumexp(trans + (emissions[:, t + 1] + beta).unsqueeze(1), dim=2)
+            beta = torch.where(mask[:, t + 1 : t + 2], step, end.expand_as(step))
+            betas.append(beta)
+        log_post = torch.stack(alphas, 1) + torch.stack(betas[::-1], 1) - log_z[:, None, None]
+        return torch.where(mask.unsqueeze(2), log_post.exp(), torch.zeros_like(log_post))
+
+    @torch.no_grad()
+    def decode(
+        self,
+        emissions: Tensor,
+        mask: Tensor | None = None,
+        top_k: int = 1,
+        allow_inside_start: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best path(s) under the constraints, by the Numba Viterbi kernels.
+
+        Args:
+            emissions: ``[B, L, K]`` scores (any device; decoded on the CPU in float32).
+            mask: ``[B, L]`` left-aligned prefix mask; None = every token valid.
+            top_k: 1 for the best path; more for the k best distinct paths.
+            allow_inside_start: override the window mode for this call (None = the CRF's own).
+
+        Returns:
+            ``top_k=1``: paths ``int32 [B, L]`` (-1 past each length) and scores ``float32 [B]``;
+            ``top_k>1``: ``[B, k, L]`` and ``[B, k]``, best first, missing paths -1 / -inf.
+        """
+        mask = self._check(emissions, mask)
+        transitions, start, end = (p.detach().cpu().numpy() for p in self.constrained())
+        if allow_inside_start is not None and bool(allow_inside_start) != self.allow_inside_start:
+            raw = self.start.detach().cpu().numpy(), self.end.detach().cpu().numpy()
+            _, start_ok, end_ok = self._masks(bool(allow_inside_start))
+            start = np.where(start_ok, raw[0], FORBIDDEN)
+            end = np.where(end_ok, raw[1], FORBIDDEN)
+        em = emissions.detach().to("cpu", torch.float32).numpy()
+        lengths = mask.sum(1).cpu().numpy()
+        if top_k == 1:
+            return viterbi_decode(em, lengths, transitions, start, end)
+        return viterbi_topk(em, lengths, transitions, start, end, top_k)
+
+    def spans(self, path: Sequence[int]) -> list[tuple[int, int, str]]:
+        """Spans of one decoded path, with this CRF's labels and scheme."""
+        if self.labels is None or self.scheme is None:
+            raise ZhtextError("this CRF has no labels and scheme to read spans with")
+        return spans(path, self.labels, self.scheme)
+
+
+def tags_to_spans(tags: Sequence[str], scheme: str) -> list[tuple[int, int, str]]:
+    """Entity spans ``(start, end_exclusive, label)`` of a tag sequence, in order.
+
+    Ill-formed sequences are read leniently: an inside or end tag with no open entity of its kind
+    starts a new one, a begin tag closes the open entity, and an entity still open at the end is
+    closed there. BMES segmentation tags without a type give label ``""``.
+    """
+    scheme = _check_scheme(scheme)
+    found: list[tuple[int, int, str]] = []
+    open_at, open_kind = -1, ""
+
+    def close(at: int) -> None:
+        nonlocal open_at
+        if open_at >= 0:
+            found.append((open_at, at, open_kind))
+            open_at = -1
+
+    for index, tag in enumerate(tags):
+        role, kind = _parse(tag, scheme)
+        continuing = open_at >= 0 and kind == open_kind and role in (_INSIDE, _END)
+        if not continuing:
+            close(index)
+            if role != _OUT:
+                open_at, open_kind = index, kind
+        if role in (_END, _SINGLE):
+            close(index + 1)
+    close(len(tags))
+    return found
+
+
+def spans_to_tags(length: int, spans: Iterable[tuple[int, int, str]], scheme: str) -> list[str]:
+    """Tags for a sequence of ``length`` tokens holding non-overlapping ``spans``; "O" elsewhere.
+
+    Inverse of :func:`tags_to_spans`. A span label of ``""`` gives bare tags (``"B"``, ``"M"``...).
+    """
+    scheme = _check_scheme(scheme)
+    tags = ["O"] * length
+    taken = [False] * length
+    for begin, end, label in sorted(spans):
+        if not 0 <= begin < end <= length:
+            raise ZhtextError(f"span ({begin}, {end}, {label!r}) does not fit a sequence of {length}")
+        if any(taken[begin:end]):
+            raise ZhtextError(f"span ({begin}, {end}, {label!r}) overlaps another span")
+        suffix = f"-{label}" if label else ""
+        inside = _INSIDE_PREFIX[scheme] + suffix
+        if scheme == "BIO":
+            pieces = ["B" + suffix] + [inside] * (end - begin - 1)
+        elif end - begin == 1:
+            pieces = ["S" + suffix]
+        else:
+            pieces = ["B" + suffix] + [inside] * (end - begin - 2) + ["E" + suffix]
+        tags[begin:end] = pieces
+        taken[begin:end] = [True] * (end - begin)
+    return tags
+
+
+def spans(path: Sequence[int], labels: Sequence[str], scheme: str) -> list[tuple[int, int, str]]:
+    """Spans of a decoded path of tag ids; the -1 padding past its length is dropped."""
+    return tags_to_spans([labels[int(tag)] for tag in path if tag >= 0], scheme)
