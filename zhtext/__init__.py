@@ -52,9 +52,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
+    from .crf import CRF
     from .discover import DiscoverStats, discover
     from .errors import ZhtextError
     from .io import atomic_output, iter_lines
     from .lexicon import Lexicon
     from .metrics import SegScore, score_segmentation
     from .segment import Segmenter
+    from .viterbi import viterbi_decode, viterbi_topk

@@ -82,8 +82,8 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                                 cur[j, 0, lane] = v
                                 bpt[j, 0, lane] = i
             else:
-                # List Viterbi, lane by lane: vector compare-and-swap passes cost more than they
-                # save here, because almost every candidate is rejected by the first comparison.
+                # List Viterbi, lane by lane. Almost every candidate fails its first comparison,
+                # so this branchy scalar loop beat (measured) branch-free insertion over lanes.
                 cur[:] = neg_inf
                 for lane in range(width):
                     for j in range(n_tags):
