@@ -23,6 +23,7 @@ import tempfile
 import time
 from typing import Callable
 
+import numba
 import numpy as np
 import torch
 
@@ -58,12 +59,11 @@ def torch_viterbi(
     paths = torch.full((n_batch, max_len), -1, dtype=torch.long)
     rows = torch.arange(n_batch)
     for t in range(max_len - 1, -1, -1):
-        # A sequence that has not started yet (t >= length) keeps its last tag until it does.
+        # Walking back, a sequence shorter than t+1 holds its final tag until its last token.
         live = t < lengths
         paths[:, t] = torch.where(live, tag, paths[:, t])
         if t > 0:
-            back = history[t, rows, tag]
-            tag = torch.where(t < lengths, back, tag)
+            tag = torch.where(live, history[t, rows, tag], tag)
     return paths
 
 
@@ -82,14 +82,17 @@ def cold_compile_seconds() -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        begin = time.perf_counter()
+def median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function, after a warm-up, taking turns so load hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - begin)
-    return 1000 * statistics.median(times)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            begin = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - begin)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def make_inputs(rng: np.random.Generator, n_batch: int, max_len: int, n_tags: int, full: bool):
@@ -137,13 +140,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="sequences per batch (default 256)")
     parser.add_argument("--length", type=int, default=128, help="tokens per sequence (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="threads for torch and Numba alike (default: each library's own)"
+    )
     args = parser.parse_args()
-    repeats = 3 if args.quick else 15
+    repeats = 3 if args.quick else 21
     rng = np.random.default_rng(args.seed)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
 
     compile_s = cold_compile_seconds()
     print(f"first call with an empty Numba cache (compile): {compile_s:.2f} s")
-    print(f"B={args.batch} L={args.length} (every sequence full length), torch threads={torch.get_num_threads()}")
+    print(
+        f"B={args.batch} L={args.length} (every sequence full length), "
+        f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}"
+    )
 
     identical = True
     ms: dict[str, dict[str, float]] = {}
@@ -156,7 +168,7 @@ def main() -> None:
         fns, same_full = run_all(*make_inputs(rng, args.batch, args.length, n_tags, full=True))
         same = same_masked and same_full
         identical &= same
-        times = {name: median_ms(fn, repeats) for name, fn in fns.items()}
+        times = median_ms(fns, repeats)
         key = str(n_tags)
         ms[key] = {name: round(value, 3) for name, value in times.items()}
         vs_crf[key] = round(times["pytorch_crf"] / times["numba"], 1)
@@ -178,6 +190,7 @@ def main() -> None:
                 "batch": args.batch,
                 "length": args.length,
                 "lengths": "full",
+                "threads": {"torch": torch.get_num_threads(), "numba": numba.get_num_threads()},
             }
         )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -36,6 +37,13 @@ class Regressor(torch.nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         pred = self.out(self.drop(torch.relu(self.hidden(self.norm(x))))).squeeze(-1)
         return ((pred - y) ** 2).mean()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread(request):
+    """A toy model trains fastest on one thread (two busy cores make torch's pool spin)."""
+    request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    torch.set_num_threads(1)
 
 
 def batches_factory(interrupt_at: tuple[int, int] | None = None, calls: list | None = None):

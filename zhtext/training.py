@@ -191,7 +191,7 @@ class _Progress:
 def _format_metrics(metrics: Mapping[str, Any]) -> str:
     parts = []
     for key, value in metrics.items():
-        parts.append(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
+        parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
     return "  ".join(parts)
 
 
@@ -292,7 +292,7 @@ def train_loop(
         record: dict[str, Any] = {
             "epoch": round(state["epoch"] + state["batch"] / batches_per_epoch, 4),
             "step": state["step"],
-            "loss": state["loss_sum"] / state["loss_batches"] if state["loss_batches"] else float("nan"),
+            "loss": state["loss_sum"] / state["loss_batches"] if state["loss_batches"] else None,
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(state["elapsed"], 2),
             **metrics,

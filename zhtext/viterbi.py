@@ -4,7 +4,8 @@ One kernel serves both. It takes a whole batch (emissions ``float32 [B, L, K]`` 
 and decodes W sequences at once in SIMD lanes: every array of the inner loop is laid out
 [tag, rank, lane], so one (from-tag, to-tag) pair is a contiguous run of W lanes that LLVM turns into
 vector instructions, and the K*K pairs of a step do not wait on each other. Groups of W sequences run
-in parallel threads (``prange``). All scratch space is allocated once per call, by the wrappers.
+in parallel threads (``prange``) when the batch is big enough to pay for the launch. All scratch
+space is allocated once per call, by the wrappers.
 
 Arithmetic is float32 and in the order ``(score[i] + transitions[i, j]) + emissions[t, j]``, and on
 equal scores the lower from-tag wins, as with torch's and numpy's max: the same values, and so the
@@ -19,23 +20,27 @@ however large the emissions. A sequence with no allowed path gets path ``-1`` an
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit, prange, set_num_threads
 
 __all__ = ["FORBIDDEN", "viterbi_decode", "viterbi_topk"]
 
 #: Scores at or below this value mark a forbidden transition, start or end.
 FORBIDDEN = -1e4
 
+# Below this many (token, from-tag, to-tag, rank) steps per call (~50 µs on one core), decode serially.
+_PARALLEL_WORK = 1 << 18
+
 
 @njit(cache=True, parallel=True)
 def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores, backptr, work, emit):
     """The k best paths of every sequence; ``k = scores.shape[1]``.
 
-    Group g decodes the sequences ``order[g*W : (g+1)*W]`` (the wrapper sorts them by length, so a
-    group's lanes finish together). Scratch, per group: ``backptr`` [L, K, k, W] (uint8 or int32)
-    holds ``from_tag * k + rank`` for every (step, tag, rank), and its row t=0, never a back-pointer,
-    holds the final ranking; ``work`` [3, K, k, W] the previous scores, the new scores and each
-    lane's scores at its last token; ``emit`` [K, W] this step's emissions.
+    Group g decodes the sequences ``order[g*W : (g+1)*W]``; ``order`` must sort the batch by
+    length, longest first, so a group's lanes finish together and the running ones stay in front.
+    Scratch, per group: ``backptr`` [L, K, k, W] (uint8 or int32) holds ``from_tag * k + rank`` for
+    every (step, tag, rank), and its row t=0, never a back-pointer, holds the final ranking;
+    ``work`` [3, K, k, W] the previous scores, the new scores and each lane's scores at its last
+    token; ``emit`` [K, W] this step's emissions.
     """
     n_batch, _, n_tags = emissions.shape
     k = scores.shape[1]
@@ -46,9 +51,6 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
         width = min(lanes, n_batch - first)
         prev, cur, final = work[g, 0], work[g, 1], work[g, 2]
         bp, em = backptr[g], emit[g]
-        longest = 0
-        for lane in range(width):
-            longest = max(longest, lengths[order[first + lane]])
         # Lanes past the batch's end, or past their own length, compute finite values nobody reads.
         prev[:] = neg_inf
         prev[:, 0, :] = 0.0
@@ -58,25 +60,31 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
             for j in range(n_tags):
                 prev[j, 0, lane] = start[j] + emissions[seq, 0, j] if lengths[seq] > 0 else 0.0
         final[:] = prev
-        for t in range(1, longest):
-            for lane in range(width):
+        # Lengths fall lane by lane, so the lanes still running at step t are 0..active-1.
+        active = width
+        while active > 0 and lengths[order[first + active - 1]] <= 1:
+            active -= 1
+        t = 0
+        while active > 0:
+            t += 1
+            for lane in range(active):
                 seq = order[first + lane]
-                if t < lengths[seq]:
-                    for j in range(n_tags):
-                        em[j, lane] = emissions[seq, t, j]
+                for j in range(n_tags):
+                    em[j, lane] = emissions[seq, t, j]
+            span = min(lanes, (active + 15) // 16 * 16)  # whole vectors covering the active lanes
             bpt = bp[t]
             if k == 1:
                 # Plain Viterbi: from-tag 0 sets the first candidate, later ones replace it only
                 # when strictly better.
                 for j in range(n_tags):
                     a = trans[0, j]
-                    for lane in range(lanes):
+                    for lane in range(span):
                         cur[j, 0, lane] = (prev[0, 0, lane] + a) + em[j, lane]
                         bpt[j, 0, lane] = 0
                 for i in range(1, n_tags):
                     for j in range(n_tags):
                         a = trans[i, j]
-                        for lane in range(lanes):
+                        for lane in range(span):
                             v = (prev[i, 0, lane] + a) + em[j, lane]
                             if v > cur[j, 0, lane]:
                                 cur[j, 0, lane] = v
@@ -85,7 +93,7 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                 # List Viterbi, lane by lane. Almost every candidate fails its first comparison,
                 # so this branchy scalar loop beat (measured) branch-free insertion over lanes.
                 cur[:] = neg_inf
-                for lane in range(width):
+                for lane in range(active):
                     for j in range(n_tags):
                         e = em[j, lane]
                         floor = neg_inf  # the k-th best so far: what a candidate must beat
@@ -104,9 +112,9 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                                 bpt[j, pos, lane] = i * k + r
                                 floor = cur[j, k - 1, lane]
             prev, cur = cur, prev
-            for lane in range(width):
-                if lengths[order[first + lane]] == t + 1:
-                    final[:, :, lane] = prev[:, :, lane]
+            while active > 0 and lengths[order[first + active - 1]] == t + 1:
+                active -= 1
+                final[:, :, active] = prev[:, :, active]
         for lane in range(width):
             seq = order[first + lane]
             n = lengths[seq]
@@ -189,7 +197,15 @@ def _run(
     backptr = np.empty((groups, max_len, n_tags, k, lanes), dtype=code_type)
     work = np.empty((groups, 3, n_tags, k, lanes), dtype=np.float32)
     emit = np.empty((groups, n_tags, lanes), dtype=np.float32)
-    _viterbi_kernel(em, lens, order, trans, st, en, paths, scores, backptr, work, emit)
+    # Small batches run on the calling thread alone: a parallel launch costs more than it saves
+    # there, and on a busy machine its barrier can wait a whole scheduler slice (~10 ms, measured).
+    threads = get_num_threads()
+    small = int(lens.sum()) * n_tags * n_tags * k < _PARALLEL_WORK
+    set_num_threads(1 if small else threads)
+    try:
+        _viterbi_kernel(em, lens, order, trans, st, en, paths, scores, backptr, work, emit)
+    finally:
+        set_num_threads(threads)
     return paths, scores
 
 

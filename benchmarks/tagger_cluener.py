@@ -1,0 +1,204 @@
+"""CLUENER NER with a from-scratch BERT+CRF tagger on this CPU, within fixed time budgets.
+
+For each budget, trains a small BERT (character vocabulary from the training data) on
+``../shared/data/ner/cluener/train.json`` with ``max_seconds`` = budget (the learning rate decays
+over the budget), picks the best epoch by dev F1 (``dev.json``, the split papers report), and
+reports dev F1 against the budget. Then it tags the dev set with the last model and measures
+throughput (sentences/s) and the share of tagging time spent in the CRF decode (Numba Viterbi) and
+in the exact span/path probabilities. Finally the same decode share with a BERT-base-sized encoder
+(random weights: 12 layers, 768 hidden), where the anchor is pytorch-crf's ``decode`` timed on the
+identical emissions, if installed.
+
+Anchors (published, pretrained bert-base-chinese + CRF): 79.5 to 80.8 dev F1 on CLUENER. A model
+trained from scratch in minutes on two CPU cores is not expected to reach them; the figure to watch
+is how F1 grows with the budget.
+
+    python benchmarks/tagger_cluener.py --quick
+    python benchmarks/tagger_cluener.py --budget 150 --budget 450
+
+The last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ner" / "cluener"
+PUBLISHED_BERT_CRF = (79.5, 80.8)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train_with_budget(train, dev, budget: float, args) -> dict:
+    from zhtext.tagger import Tagger
+
+    out = tempfile.mkdtemp(prefix="tagger-cluener-")
+    begin = time.perf_counter()
+    tagger = Tagger.train(
+        train, dev, out_dir=out, layers=args.layers, hidden=args.hidden, epochs=1000,
+        max_seconds=budget, batch_size=args.batch_size, lr=args.lr, max_len=args.max_len,
+        seed=args.seed, dropout=args.dropout, min_char_count=2, progress=not args.no_progress,
+    )
+    train_s = time.perf_counter() - begin
+    best = tagger.meta["best"]
+    curve = [(round(h["seconds"], 1), round(h["f1"], 4)) for h in tagger.history]
+    log(f"budget {budget:.0f} s: best dev F1 {best['f1']:.4f} at epoch {best['epoch']}, "
+        f"{tagger.history[-1]['step']} steps in {train_s:.1f} s; F1 by time {curve}")
+    return {"budget_s": budget, "dev_f1": round(best["f1"], 4), "best_epoch": best["epoch"],
+            "steps": tagger.history[-1]["step"], "train_s": round(train_s, 1), "curve": curve,
+            "tagger": tagger}
+
+
+def tagging_speed(tagger, texts: list[str], repeats: int = 1) -> dict:
+    """Tag ``texts``; return sentences/s and the shares of encode, decode and scoring."""
+    tagger.predict(texts[: tagger.batch_size])  # warm-up: Numba kernels, allocator
+    for key in tagger.timings:
+        tagger.timings[key] = 0.0
+    begin = time.perf_counter()
+    for _ in range(repeats):
+        tagger.predict(texts)
+    total = time.perf_counter() - begin
+    t = tagger.timings
+    return {"sent_per_s": round(repeats * len(texts) / total, 1), "total_s": round(total, 3),
+            "decode_share": t["decode"] / total, "score_share": t["score"] / total,
+            "encode_share": t["encode"] / total}
+
+
+def bert_base_decode_share(train, texts: list[str], labels: list[str]) -> dict:
+    """Tag with a BERT-base-sized encoder (random weights); time the CRF decode against the rest,
+    and time pytorch-crf's decode on the same emissions."""
+    from transformers import AutoModel, BertConfig
+
+    from zhtext.models import build_char_vocab, char_tokenizer
+    from zhtext.tagger import Tagger, TaggerModel, tag_names
+
+    vocab = build_char_vocab(ex.text for ex in train)
+    config = BertConfig(vocab_size=max(21128, len(vocab)), hidden_size=768, num_hidden_layers=12,
+                        num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512)
+    torch.manual_seed(0)
+    tags = tag_names(labels, "BIOES")
+    model = TaggerModel(AutoModel.from_config(config), tags, "BIOES")
+    tagger = Tagger(model, char_tokenizer(vocab), labels, "BIOES", max_len=128)
+    speed = tagging_speed(tagger, texts)
+    result = {"bert_base_sent_per_s": speed["sent_per_s"],
+              "decode_share_bert_base": round(speed["decode_share"], 5),
+              "score_share_bert_base": round(speed["score_share"], 5)}
+    log(f"BERT-base size: {speed['sent_per_s']} sentences/s; decode {100 * speed['decode_share']:.3f} %, "
+        f"span/path probabilities {100 * speed['score_share']:.3f} % of tagging time")
+    try:
+        from torchcrf import CRF as TorchCRF
+    except ImportError:
+        log("pytorch-crf not installed (pip install pytorch-crf): no anchor decode share")
+        return result
+    # The anchor decodes the very emissions zhtext decoded, with the same (constrained) scores.
+    anchor = TorchCRF(len(tags), batch_first=True)
+    trans, start, end = (p.detach() for p in model.crf.constrained())
+    with torch.no_grad():
+        anchor.transitions.copy_(trans)
+        anchor.start_transitions.copy_(start)
+        anchor.end_transitions.copy_(end)
+    ems = tagger.emissions(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    anchor_s = ours_s = 0.0
+    identical = True
+    for b in range(0, len(order), tagger.batch_size):
+        em, mask = tagger._pad([ems[i] for i in order[b : b + tagger.batch_size]])
+        begin = time.perf_counter()
+        theirs = anchor.decode(em, mask)
+        anchor_s += time.perf_counter() - begin
+        begin = time.perf_counter()
+        paths, _ = model.crf.decode(em, mask)
+        ours_s += time.perf_counter() - begin
+        identical &= all(list(paths[i, : len(p)]) == p for i, p in enumerate(theirs))
+    total = speed["total_s"] - speed["decode_share"] * speed["total_s"] + anchor_s
+    result.update({"anchor_decode_share_bert_base": round(anchor_s / total, 5),
+                   "decode_speedup_vs_pytorch_crf": round(anchor_s / max(ours_s, 1e-9), 1),
+                   "identical_paths": bool(identical)})
+    log(f"pytorch-crf decode on the same emissions: {anchor_s * 1e3:.1f} ms vs zhtext {ours_s * 1e3:.1f} ms "
+        f"({anchor_s / max(ours_s, 1e-9):.1f}x); it would take {100 * anchor_s / total:.2f} % of tagging "
+        f"time; identical paths: {identical}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small subset and a 20 s budget (smoke run)")
+    parser.add_argument("--budget", type=float, action="append",
+                        help="training budget in seconds (repeatable; default 150 and 450)")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--max-len", type=int, default=64, help="CLUENER texts are at most 50 characters")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest for small models on a busy 2-core machine)")
+    parser.add_argument("--bert-texts", type=int, default=256,
+                        help="dev sentences tagged with the BERT-base-sized encoder")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+
+    if not (DATA / "train.json").is_file() or not (DATA / "dev.json").is_file():
+        log(f"CLUENER data not found under {DATA}: skipping")
+        print(json.dumps({"bench": "tagger_cluener", "skipped": f"no data at {DATA}"}))
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from zhtext.tagdata import read_examples
+
+    with warnings.catch_warnings():  # one nested mention in train.json is dropped, as expected
+        warnings.simplefilter("ignore")
+        train = read_examples(DATA / "train.json")
+        dev = read_examples(DATA / "dev.json")
+    budgets = args.budget or ([20.0] if args.quick else [150.0, 450.0])
+    if args.quick:
+        train, dev = train[:2000], dev[:300]
+        args.bert_texts = min(args.bert_texts, 64)
+    log(f"train {len(train)} sentences, dev {len(dev)}; budgets {budgets} s; "
+        f"{args.layers} layers x {args.hidden} hidden, torch threads {torch.get_num_threads()}")
+
+    runs = [train_with_budget(train, dev, budget, args) for budget in budgets]
+    last = runs[-1]
+    texts = [ex.text for ex in dev]
+    speed = tagging_speed(last["tagger"], texts)
+    log(f"tagging dev with the {last['budget_s']:.0f} s model: {speed['sent_per_s']} sentences/s; "
+        f"decode {100 * speed['decode_share']:.3f} %, span/path probabilities "
+        f"{100 * speed['score_share']:.3f} %, encoder {100 * speed['encode_share']:.1f} %")
+    labels = last["tagger"].labels
+    bert = bert_base_decode_share(train, texts[: args.bert_texts], labels)
+    log(f"anchor: pretrained BERT-base + CRF, published {PUBLISHED_BERT_CRF[0]}-{PUBLISHED_BERT_CRF[1]} "
+        f"dev F1; from scratch here {100 * last['dev_f1']:.1f} in {last['train_s']:.0f} s")
+
+    figures = {
+        "bench": "tagger_cluener",
+        "quick": args.quick,
+        "dev_f1": last["dev_f1"],
+        "train_s": last["train_s"],
+        "sent_per_s": speed["sent_per_s"],
+        "decode_share": round(speed["decode_share"], 5),
+        "score_share": round(speed["score_share"], 5),
+        **bert,
+        "budgets": [{k: v for k, v in run.items() if k != "tagger"} for run in runs],
+        "model": {"layers": args.layers, "hidden": args.hidden, "dropout": args.dropout,
+                  "max_len": args.max_len,
+                  "batch_size": args.batch_size, "lr": args.lr, "threads": torch.get_num_threads()},
+        "train_sentences": len(train),
+        "dev_sentences": len(dev),
+        "published_bert_crf_dev_f1": list(PUBLISHED_BERT_CRF),
+    }
+    print(json.dumps(figures, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
