@@ -77,7 +77,13 @@ def _silence_transformers() -> None:
 
 
 def _load_embedder(
-    model: str, pooling: str, whitening: str | None, max_len: int, batch_size: int, device: str | None, quiet: bool
+    model: str,
+    pooling: str,
+    whitening: str | None,
+    max_len: int,
+    batch_size: int,
+    device: str | None,
+    quiet: bool,
 ) -> Embedder:
     from zhtext.embed import Embedder
 
@@ -176,7 +182,9 @@ def embed(
     from zhtext.embed import read_fit_sentences, save_index
 
     if whitening and save_whitening:
-        raise ZhtextError("give --save-whitening (fit a new whitening) or --whitening (apply a saved one), not both")
+        raise ZhtextError(
+            "give --save-whitening (fit a new whitening) or --whitening (apply a saved one), not both"
+        )
     if whitening and fit_on:
         raise ZhtextError("--fit-on fits a new whitening; it cannot be combined with --whitening")
     whiten = whiten or whitening is not None
@@ -243,7 +251,9 @@ def evaluate_embed(
     pooling: PoolingOpt = Pooling.first_last_avg,
     whiten: Annotated[
         bool,
-        typer.Option("--whiten", help="Whiten before comparing; fitted on --fit-on or on --data's own sentences."),
+        typer.Option(
+            "--whiten", help="Whiten before comparing; fitted on --fit-on or on --data's own sentences."
+        ),
     ] = False,
     dim: Annotated[int | None, typer.Option("--dim", min=1, help="Whitened dimensions to keep.")] = None,
     fit_on: Annotated[
@@ -323,11 +333,19 @@ def similar(
     queries: Annotated[list[str], typer.Argument(help="Query sentences.", show_default=False)],
     index: Annotated[
         str,
-        typer.Option("--index", help="Vectors written by 'zhtext embed -o FILE.npy' (its .json beside it).", show_default=False),
+        typer.Option(
+            "--index",
+            help="Vectors written by 'zhtext embed -o FILE.npy' (its .json beside it).",
+            show_default=False,
+        ),
     ],
     texts: Annotated[
         str,
-        typer.Option("--texts", help="The sentences the index was made from, one per line, same order.", show_default=False),
+        typer.Option(
+            "--texts",
+            help="The sentences the index was made from, one per line, same order.",
+            show_default=False,
+        ),
     ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Neighbours per query.")] = 10,
     batch_size: BatchOpt = 64,
@@ -349,9 +367,12 @@ def similar(
     vectors, meta = load_index(index)
     lines = list(iter_lines(texts, encoding))
     if len(lines) != vectors.shape[0]:
-        raise ZhtextError(f"{texts} has {len(lines):,} lines but the index holds {vectors.shape[0]:,} vectors")
+        raise ZhtextError(
+            f"{texts} has {len(lines):,} lines but the index holds {vectors.shape[0]:,} vectors"
+        )
+    max_len = int(meta.get("max_len", 256))
     embedder = _load_embedder(
-        meta["model"], meta["pooling"], meta.get("whitening"), int(meta.get("max_len", 256)), batch_size, device, quiet
+        meta["model"], meta["pooling"], meta.get("whitening"), max_len, batch_size, device, quiet
     )
     found = embedder.encode(queries)
     if found.shape[1] != vectors.shape[1]:

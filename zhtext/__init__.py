@@ -54,9 +54,12 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .crf import CRF
     from .discover import DiscoverStats, discover
+    from .embed import Embedder, Whitening
     from .errors import ZhtextError
     from .io import atomic_output, iter_lines
     from .lexicon import Lexicon
     from .metrics import SegScore, score_segmentation
+    from .models import load_model, load_tokenizer
     from .segment import Segmenter
+    from .tagger import Tagger
     from .viterbi import viterbi_decode, viterbi_topk

@@ -32,6 +32,7 @@ from .progress import Bar
 
 if TYPE_CHECKING:
     import torch
+    from rich.progress import TaskID
 
 __all__ = [
     "POOLINGS",
@@ -40,6 +41,7 @@ __all__ = [
     "Whitening",
     "cosine_top_k",
     "evaluate_sts",
+    "index_meta_path",
     "load_index",
     "read_fit_sentences",
     "read_sts",
@@ -88,6 +90,8 @@ class Whitening:
         self._mu: np.ndarray | None = None
         self._W: np.ndarray | None = None
         self._S: np.ndarray | None = None
+        self._scratch: np.ndarray | None = None  # float64 chunk and d × d product, reused
+        self._product: np.ndarray | None = None
         self.dim = dim
 
     @property
@@ -113,7 +117,8 @@ class Whitening:
             raise ZhtextError(f"whitening expects a 2-D array of vectors, got shape {x.shape}")
         if x.shape[0] == 0:
             return self
-        if not np.isfinite(x).all():
+        rows = range(0, x.shape[0], _CHUNK_ROWS)
+        if not all(np.isfinite(x[i : i + _CHUNK_ROWS]).all() for i in rows):
             raise ZhtextError("whitening input contains NaN or infinite values")
         if self._sum is None:
             d = x.shape[1]
@@ -124,10 +129,17 @@ class Whitening:
             raise ZhtextError(
                 f"whitening was fitted on {self._sum.shape[0]}-d vectors, got {x.shape[1]}-d ones"
             )
-        for start in range(0, x.shape[0], _CHUNK_ROWS):
-            centred = np.subtract(x[start : start + _CHUNK_ROWS], self._shift, dtype=np.float64)
+        assert self._outer is not None
+        d = x.shape[1]
+        # Reused buffers, so a long stream of batches allocates nothing per chunk.
+        if self._scratch is None or self._scratch.shape[1] != d:
+            self._scratch = np.empty((_CHUNK_ROWS, d), dtype=np.float64)
+            self._product = np.empty((d, d), dtype=np.float64)
+        for start in rows:
+            block = x[start : start + _CHUNK_ROWS]
+            centred = np.subtract(block, self._shift, out=self._scratch[: len(block)])
             self._sum += centred.sum(axis=0)
-            self._outer += centred.T @ centred
+            self._outer += np.matmul(centred.T, centred, out=self._product)
         self.n += x.shape[0]
         self._W = None  # solved again on next use
         return self
@@ -142,12 +154,13 @@ class Whitening:
         else:
             for batch in data:
                 self.partial_fit(batch)
-        self._solve()
+        self.solve()
         return self
 
-    def _solve(self) -> None:
+    def solve(self) -> Whitening:
+        """Compute μ and W from the sums so far (done on first use anyway); returns ``self``."""
         if self._W is not None:
-            return
+            return self
         if self._sum is None or self.n < 2:
             raise ZhtextError(f"whitening needs at least 2 vectors to fit, got {self.n}")
         assert self._outer is not None and self._shift is not None
@@ -166,27 +179,28 @@ class Whitening:
         self._W = w
         self._S = s
         self.dim = self._dim  # now checked against the vectors' dimension
+        return self
 
     # -- the fitted transform
 
     @property
     def mu(self) -> np.ndarray:
         """The mean vector μ (float64)."""
-        self._solve()
+        self.solve()
         assert self._mu is not None
         return self._mu
 
     @property
     def W(self) -> np.ndarray:  # noqa: N802 - the paper's name
         """The full whitening matrix U S^{-1/2} (float64, d × d); ``transform`` uses W[:, :dim]."""
-        self._solve()
+        self.solve()
         assert self._W is not None
         return self._W
 
     @property
     def variances(self) -> np.ndarray:
         """The covariance's eigenvalues S in falling order (before the ``eps`` floor)."""
-        self._solve()
+        self.solve()
         assert self._S is not None
         return self._S
 
@@ -198,10 +212,12 @@ class Whitening:
 
     @property
     def input_dim(self) -> int:
+        """Dimension of the vectors the whitening was fitted on."""
         return self.W.shape[0]
 
     @property
     def output_dim(self) -> int:
+        """Dimension of the vectors :meth:`transform` returns (``dim``, or all of them)."""
         return self.dim or self.input_dim
 
     def transform(self, x: np.ndarray, normalize: bool = True) -> np.ndarray:
@@ -227,7 +243,10 @@ class Whitening:
     # -- persistence
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write μ, the full W, the variances, dim and the settings to one ``.npz`` (atomically)."""
+        """Write μ, the full W, the variances, dim and the settings to one ``.npz`` (atomically).
+
+        The running sums are not kept: :meth:`partial_fit` on a loaded whitening starts a new fit.
+        """
         meta = {"dim": self.dim, "eps": self.eps, "n": self.n, "settings": self.settings}
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             # A file handle, not a name: np.savez would otherwise append ".npz" to the temp name.
@@ -295,8 +314,8 @@ class Embedder:
         self.name = str(name_or_dir)
         self.pooling = pooling
         self.batch_size = batch_size
-        self.tokenizer = load_tokenizer(name_or_dir)
         self.model = load_model(name_or_dir)
+        self.tokenizer = load_tokenizer(name_or_dir)
         self.device = pick_device(device) if device is None or isinstance(device, str) else device
         self.model.to(self.device).eval()
         if pooling == "pooler" and getattr(self.model, "pooler", None) is None:
@@ -364,9 +383,13 @@ class Embedder:
 
     def encode_raw(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Pooled vectors without whitening, float32, shape (len(texts), hidden_size)."""
+        texts = list(texts)
+        with Bar(enabled=progress, unit="sentences") as bar:
+            return self._encode_block(texts, bar, bar.add("encoding", total=len(texts)))
+
+    def _encode_block(self, texts: list[str], bar: Bar, task: TaskID | None) -> np.ndarray:
         import torch
 
-        texts = list(texts)
         out = np.empty((len(texts), self.hidden_size), dtype=np.float32)
         if not texts:
             return out
@@ -378,8 +401,7 @@ class Embedder:
         # its own longest sentence, which sorting makes close to all of them.
         order = np.argsort(-lengths, kind="stable")
         pad_id = self.tokenizer.pad_token_id or 0
-        with Bar(enabled=progress, unit="sentences") as bar, torch.inference_mode():
-            task = bar.add("encoding", total=len(texts))
+        with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 rows = order[start : start + self.batch_size]
                 width = int(lengths[rows[0]])
@@ -407,21 +429,16 @@ class Embedder:
         raw = self.encode_raw(texts, progress)
         return raw if self._whitening is None else self._whitening.transform(raw)
 
-    def iter_encode(
-        self, texts: Iterable[str], block: int = _STREAM_BLOCK, progress: bool = False
-    ) -> Iterator[np.ndarray]:
-        """Encode a stream of sentences block by block (each block sorted by length on its own)."""
-        for chunk in _blocks(texts, block):
-            yield self.encode(chunk, progress)
-
     def fit_whitening(
         self, texts: Iterable[str], dim: int | None = None, progress: bool = False
     ) -> Whitening:
         """Fit a whitening on the raw vectors of ``texts`` (streamed) and apply it from now on."""
         fitted = Whitening(dim=dim, **self.settings())
-        for chunk in _blocks(texts, _STREAM_BLOCK):
-            fitted.partial_fit(self.encode_raw(chunk, progress))
-        fitted._solve()
+        with Bar(enabled=progress, unit="sentences") as bar:
+            task = bar.add("fitting whitening")
+            for chunk in _blocks(texts, _STREAM_BLOCK):
+                fitted.partial_fit(self._encode_block(chunk, bar, task))
+        fitted.solve()
         self.whitening = fitted
         return fitted
 
