@@ -52,14 +52,17 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
         prev, cur, final = work[g, 0], work[g, 1], work[g, 2]
         bp, em = backptr[g], emit[g]
         # Lanes past the batch's end, or past their own length, compute finite values nobody reads.
-        prev[:] = neg_inf
-        prev[:, 0, :] = 0.0
-        em[:] = 0.0
-        for lane in range(width):
-            seq = order[first + lane]
+        # (Plain loops throughout: a slice assignment or fill() becomes a parfor of its own, and
+        # those doubled the compile time.)
+        for lane in range(lanes):
+            seq = order[first + lane] if lane < width else -1
             for j in range(n_tags):
-                prev[j, 0, lane] = start[j] + emissions[seq, 0, j] if lengths[seq] > 0 else 0.0
-        final[:] = prev
+                em[j, lane] = 0.0
+                for r in range(k):
+                    prev[j, r, lane] = neg_inf
+                prev[j, 0, lane] = start[j] + emissions[seq, 0, j] if seq >= 0 and lengths[seq] > 0 else 0.0
+                for r in range(k):
+                    final[j, r, lane] = prev[j, r, lane]
         # Lengths fall lane by lane, so the lanes still running at step t are 0..active-1.
         active = width
         while active > 0 and lengths[order[first + active - 1]] <= 1:
@@ -92,9 +95,10 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
             else:
                 # List Viterbi, lane by lane. Almost every candidate fails its first comparison,
                 # so this branchy scalar loop beat (measured) branch-free insertion over lanes.
-                cur[:] = neg_inf
                 for lane in range(active):
                     for j in range(n_tags):
+                        for r in range(k):
+                            cur[j, r, lane] = neg_inf
                         e = em[j, lane]
                         floor = neg_inf  # the k-th best so far: what a candidate must beat
                         for i in range(n_tags):
@@ -114,7 +118,9 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
             prev, cur = cur, prev
             while active > 0 and lengths[order[first + active - 1]] == t + 1:
                 active -= 1
-                final[:, :, active] = prev[:, :, active]
+                for j in range(n_tags):
+                    for r in range(k):
+                        final[j, r, active] = prev[j, r, active]
         for lane in range(width):
             seq = order[first + lane]
             n = lengths[seq]
