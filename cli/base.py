@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.console import Console
 
@@ -17,6 +19,11 @@ train_app = typer.Typer(help="Train a model (tagger, title, gpt).", no_args_is_h
 evaluate_app = typer.Typer(help="Score output or a model against gold data.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+
+# transformers draws its own tqdm bar and warnings while loading weights; ours are enough on stderr.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 # Results go to stdout; progress, tables and messages to stderr so pipes stay clean.
 console = Console(stderr=True)

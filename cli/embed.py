@@ -68,14 +68,6 @@ EncodingOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
 
 
-def _silence_transformers() -> None:
-    # transformers draws its own tqdm bar while loading weights; ours are enough on stderr.
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
-
 def _load_embedder(
     model: str,
     pooling: str,
@@ -87,7 +79,6 @@ def _load_embedder(
 ) -> Embedder:
     from zhtext.embed import Embedder
 
-    _silence_transformers()
     with console.status(f"loading {escape(model)}") if not quiet else contextlib.nullcontext():
         return Embedder(model, pooling, whitening, max_len=max_len, batch_size=batch_size, device=device)
 

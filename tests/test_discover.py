@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from zhtext.corpus import IdCorpus, encode_ids, fragments
-from zhtext.discover import Discoverer, default_thresholds, discover
+from zhtext.discover import Discoverer, discover
 from zhtext.ngrams import CountTable, KeySet, ids_to_text, unpack
 from zhtext.progress import Bar
 

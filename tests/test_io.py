@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 import subprocess
 import sys
 
@@ -84,6 +85,9 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     with atomic_output(target) as out:
         out.write("whole\n")
     assert target.read_text() == "whole\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's owner-only 0600
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 

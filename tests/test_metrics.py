@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -279,16 +280,6 @@ def test_spearman_edges():
 # --------------------------------------------------------------------------- CLI
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``zhtext`` in-process through its real entry point; return (exit code, stdout, stderr)."""
-    from zhtext_cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["zhtext", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), out, err
 
 
 @pytest.fixture

@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import sys
 
 import numpy as np
 import pytest
+
+from conftest import run_cli
 import torch
 
 from zhtext.errors import ZhtextError
@@ -346,16 +347,6 @@ def test_bmes_training_rejects_typed_labels(tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``zhtext`` in-process through its real entry point; return (exit code, stdout, stderr)."""
-    from zhtext_cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["zhtext", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), out, err
 
 
 def test_cli_tag_and_evaluate_ner(trained, tmp_path, monkeypatch, capsys):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .io import batched_lines
 from .ngrams import ID_OFFSET
 from .text import CHAR_CLASS, HAN, to_codes
 
@@ -95,20 +96,11 @@ class IdCorpus:
     ) -> IdCorpus:
         """Read lines into a corpus, ``block_chars`` characters a block; ``on_batch(chars)``."""
         corpus = cls()
-        batch: list[str] = []
-        size = 0
-        for line in lines:
-            batch.append(line)
-            size += len(line) + 1
-            if size >= block_chars:
-                corpus.add_text("\n".join(batch))
-                if on_batch:
-                    on_batch(size)
-                batch, size = [], 0
-        if batch:
-            corpus.add_text("\n".join(batch))
+        for batch in batched_lines(lines, block_chars):
+            text = "\n".join(batch)
+            corpus.add_text(text)
             if on_batch:
-                on_batch(size)
+                on_batch(len(text) + 1)
         return corpus
 
 

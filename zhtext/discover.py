@@ -20,7 +20,6 @@ import resource
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from numba import njit

@@ -154,6 +154,30 @@ def iter_many_lines(
         yield from iter_lines(source, encoding, max_chars)
 
 
+def batched_lines(lines: Iterable[str], max_chars: int) -> Iterator[list[str]]:
+    """Group lines into lists of about ``max_chars`` characters (newlines counted), in order.
+
+    The one place where streamed work is cut into batches, so memory stays bounded.
+    """
+    batch: list[str] = []
+    held = 0
+    for line in lines:
+        batch.append(line)
+        held += len(line) + 1
+        if held >= max_chars:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
+
+
+def _publish(tmp: str) -> None:
+    # mkstemp creates files readable by the owner only; give outputs the usual umask mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_output(path: PathLike | None, encoding: str = "utf-8") -> Iterator[IO[str]]:
     """Open ``path`` for writing text so that it appears whole or not at all.
@@ -175,6 +199,7 @@ def atomic_output(path: PathLike | None, encoding: str = "utf-8") -> Iterator[IO
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
             yield handle
+        _publish(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -193,6 +218,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _publish(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

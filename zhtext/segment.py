@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from .errors import ZhtextError
-from .io import atomic_path, iter_lines
+from .io import atomic_path, batched_lines, iter_lines
 from .lexicon import Lexicon, jieba_dict_path
 from .text import ALNUM, CHAR_CLASS, HAN, JOINER, from_codes, join_lines, to_codes
 from .trie import Trie, build_trie, trie_child, trie_find, trie_insert
@@ -407,15 +407,7 @@ class Segmenter:
 
         Batches of about ``batch_chars`` characters bound memory whatever the input size.
         """
-        batch: list[str] = []
-        held = 0
-        for line in lines:
-            batch.append(line)
-            held += len(line) + 1
-            if held >= batch_chars:
-                yield batch, self.segment_lines(batch, sep)
-                batch, held = [], 0
-        if batch:
+        for batch in batched_lines(lines, batch_chars):
             yield batch, self.segment_lines(batch, sep)
 
     # Dictionary edits, with jieba's semantics

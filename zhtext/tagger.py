@@ -33,7 +33,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numba
 import numpy as np
 import torch
 from numba import njit
@@ -56,14 +55,6 @@ from .tagdata import WORD, Example, read_examples, to_spans, to_tags, words_of
 from .training import TrainConfig, param_groups, seed_everything, train_loop
 
 __all__ = ["Candidate", "Span", "Tagger", "evaluate_tagger", "tag_names"]
-
-# Numba's OpenMP threading layer leaves its threads spinning after a parallel kernel (Viterbi,
-# forward-backward), and torch then runs up to 30x slower in the same process (measured here: a
-# tiny training step went from 7 ms to 260 ms after one decode). The workqueue layer does not
-# interfere. An explicit NUMBA_THREADING_LAYER is respected; it must be chosen before the first
-# parallel kernel runs.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
 
 TASK = "tagger"
 HEAD_FILE = "tagger_head.safetensors"
