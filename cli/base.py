@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+
+class Interrupted(Exception):
+    """Ctrl-C inside a command, carried out to ``main()`` to be reported there.
+
+    Typer turns a KeyboardInterrupt in a command into a silent exit 130, so ``main()`` would never
+    see it; this exception passes Typer and click untouched.
+    """
+
+
+class _RootGroup(TyperGroup):
+    """The root command group: every command runs inside its ``invoke``."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            # Library code has already cleaned up on the way out (atomic outputs removed their
+            # temporary files, training saved its checkpoint).
+            raise Interrupted() from exc
+
 
 app = typer.Typer(
     name="zhtext",
+    cls=_RootGroup,
     help="Chinese NLP toolkit: word discovery, segmentation, tagging, titles, generation, embeddings.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

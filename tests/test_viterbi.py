@@ -214,3 +214,24 @@ def test_inputs_are_not_modified_and_bad_shapes_raise():
         viterbi_decode(em[0], [3], trans, np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="k must"):
         viterbi_topk(em, [3, 2], trans, np.zeros(3), np.zeros(3), 0)
+
+
+def test_many_tags_use_wide_back_pointers_and_stay_exact():
+    # K * k > 256 codes do not fit uint8 back-pointers; the kernel switches to int32, and a big K
+    # also shrinks the SIMD groups to fit the cache.
+    rng = np.random.default_rng(11)
+    n_batch, max_len = 37, 7
+    for n_tags, k in ((300, 1), (30, 10)):
+        em = rng.standard_normal((n_batch, max_len, n_tags)).astype(np.float32)
+        lengths = rng.integers(1, max_len + 1, n_batch)
+        trans, start, end = (rng.standard_normal(s).astype(np.float32) for s in ((n_tags, n_tags), n_tags, n_tags))
+        paths, scores = viterbi_decode(em, lengths, trans, start, end)
+        top, top_scores = viterbi_topk(em, lengths, trans, start, end, k)
+        np.testing.assert_array_equal(top[:, 0], paths)
+        np.testing.assert_array_equal(top_scores[:, 0], scores)
+        for b, n in enumerate(lengths):
+            path, score = numpy_viterbi(em[b], n, trans, start, end)
+            assert paths[b, :n].tolist() == path and scores[b] == score
+            assert (np.diff(top_scores[b]) <= 0).all() and len({tuple(p[:n]) for p in top[b]}) == k
+            for m in range(k):
+                assert path_score(em[b], top[b, m, :n], trans, start, end) == top_scores[b, m]

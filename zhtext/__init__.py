@@ -37,10 +37,14 @@ _EXPORTS = {
     "viterbi_decode": "viterbi",
     "viterbi_topk": "viterbi",
     "Tagger": "tagger",
+    "TitleGenerator": "unilm",
+    "TextGenerator": "gpt",
     "Embedder": "embed",
     "Whitening": "embed",
     "load_model": "models",
     "load_tokenizer": "models",
+    "Pipeline": "pipeline",
+    "Doc": "pipeline",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -63,11 +67,14 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .crf import CRF
     from .discover import DiscoverStats, discover
     from .embed import Embedder, Whitening
+    from .gpt import TextGenerator
     from .errors import ZhtextError
     from .io import atomic_output, iter_lines
     from .lexicon import Lexicon
     from .metrics import SegScore, score_segmentation
     from .models import load_model, load_tokenizer
+    from .pipeline import Doc, Pipeline
     from .segment import Segmenter
     from .tagger import Tagger
+    from .unilm import TitleGenerator
     from .viterbi import viterbi_decode, viterbi_topk

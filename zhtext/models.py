@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -36,7 +39,9 @@ __all__ = [
     "load_model",
     "load_task_meta",
     "load_tokenizer",
+    "model_dir_writer",
     "pick_device",
+    "quiet_hf_bars",
     "save_task_meta",
     "small_bert_config",
 ]
@@ -266,7 +271,14 @@ def char_tokenizer(
     whose ``##`` pieces are missing. ``[CLS] text [SEP]`` (and pairs) with token type ids, as BERT.
     The saved directory loads back with :func:`load_tokenizer`.
     """
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from tokenizers.models import WordPiece
     from transformers import PreTrainedTokenizerFast
 
@@ -341,3 +353,37 @@ def small_bert_config(
         max_position_embeddings=max_position,
         **kw,
     )
+
+
+@contextmanager
+def quiet_hf_bars() -> Iterator[None]:
+    """Silence transformers' "Loading weights" / "Writing" bars: ours are enough on stderr."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def model_dir_writer(directory: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder inside ``directory`` to save a model into.
+
+    When the block ends without error its files move into ``directory``; the temporary folder
+    always goes. An interrupted save therefore never leaves a torn model (new config, old
+    weights) behind. transformers' progress bars are off meanwhile.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out))
+    try:
+        with quiet_hf_bars():
+            yield tmp
+        for item in tmp.iterdir():
+            os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -47,12 +45,19 @@ from .models import (
     load_model,
     load_task_meta,
     load_tokenizer,
+    model_dir_writer,
     pick_device,
     save_task_meta,
     small_bert_config,
 )
 from .tagdata import WORD, Example, read_examples, to_spans, to_tags, words_of
-from .training import TrainConfig, param_groups, seed_everything, train_loop
+from .training import (
+    TrainConfig,
+    bucketed_batches,
+    param_groups,
+    seed_everything,
+    train_loop,
+)
 
 __all__ = ["Candidate", "Span", "Tagger", "evaluate_tagger", "tag_names"]
 
@@ -509,14 +514,8 @@ class Tagger:
         head (``tagger_head.safetensors``) and ``zhtext.json``. Files are written to a temporary
         folder first and moved into place, so an interrupted save never leaves a torn model."""
         from safetensors.torch import save_file
-        from transformers.utils import logging as hf_logging
 
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out))
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # a "writing shards" bar at every best epoch is noise
-        try:
+        with model_dir_writer(directory) as tmp:
             self.model.encoder.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
             head = {f"emit.{k}": v for k, v in self.model.emit.state_dict().items()}
@@ -527,13 +526,7 @@ class Tagger:
                            max_len=self.max_len, **{k: v for k, v in self.meta.items()
                                                     if k not in ("task", "zhtext_version", "labels",
                                                                  "scheme", "tags", "max_len")})
-            for item in tmp.iterdir():
-                os.replace(item, out / item.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if bars:
-                hf_logging.enable_progress_bar()
-        return out
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None,
@@ -666,17 +659,11 @@ class Tagger:
         rows = tagger._training_rows(train)
         batches_per_epoch = math.ceil(len(rows) / batch_size)
 
+        lengths = [len(r[0]) for r in rows]
+
         def batches(epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-            rng = np.random.default_rng([seed, epoch])
-            order = rng.permutation(len(rows))
-            # Bucket by length within large shuffled pools: little padding, still random batches.
-            pool = batch_size * 50
-            groups = []
-            for p in range(0, len(order), pool):
-                chunk = sorted(order[p : p + pool], key=lambda i: len(rows[i][0]))
-                groups.extend(chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size))
-            for g in rng.permutation(len(groups)):
-                yield tagger._collate([rows[i] for i in groups[g]])
+            for group in bucketed_batches(lengths, batch_size, seed, epoch):
+                yield tagger._collate([rows[i] for i in group])
 
         evaluate = None
         if dev:

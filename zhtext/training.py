@@ -195,6 +195,24 @@ def _format_metrics(metrics: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                     pool_batches: int = 50) -> list[list[int]]:
+    """One epoch's batches of row indices, in random order, each of rows of similar length.
+
+    Rows are shuffled, sorted by length within pools of ``pool_batches`` batches, cut into
+    batches, and the batches shuffled again: little padding, and still random batches. The
+    order depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    pool = batch_size * pool_batches
+    groups: list[list[int]] = []
+    for p in range(0, len(order), pool):
+        chunk = sorted(order[p:p + pool].tolist(), key=lambda i: lengths[i])
+        groups.extend(chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size))
+    return [groups[g] for g in rng.permutation(len(groups))]
+
+
 def checkpoint_path(out_dir: str | Path) -> Path:
     """Where :func:`train_loop` keeps its resumable state for ``out_dir``."""
     return Path(out_dir) / CHECKPOINT_DIR / CHECKPOINT_FILE

@@ -3,9 +3,11 @@
 One kernel serves both. It takes a whole batch (emissions ``float32 [B, L, K]`` and lengths ``[B]``)
 and decodes W sequences at once in SIMD lanes: every array of the inner loop is laid out
 [tag, rank, lane], so one (from-tag, to-tag) pair is a contiguous run of W lanes that LLVM turns into
-vector instructions, and the K*K pairs of a step do not wait on each other. Groups of W sequences run
-in parallel threads (``prange``) when the batch is big enough to pay for the launch. All scratch
-space is allocated once per call, by the wrappers.
+vector instructions, and the K*K pairs of a step do not wait on each other. For the best path, each
+pass over the lanes weighs four from-tags, keeping the running maximum and back-pointer in registers.
+Groups of W sequences (dealt round-robin from the batch sorted by length, so every group gets an equal
+share of the work) run in parallel threads (``prange``) when the batch is big enough to pay for the
+launch. All scratch space is allocated once per call, by the wrappers.
 
 Arithmetic is float32 and in the order ``(score[i] + transitions[i, j]) + emissions[t, j]``, and on
 equal scores the lower from-tag wins, as with torch's and numpy's max: the same values, and so the
@@ -31,31 +33,41 @@ FORBIDDEN = -1e4
 _PARALLEL_WORK = 1 << 18
 
 
+@njit(cache=True)
+def _better(best, arg, value, tag):
+    """The running (maximum, arg-maximum) after one more candidate; a tie keeps the earlier one."""
+    if value > best:
+        return value, tag
+    return best, arg
+
+
 @njit(cache=True, parallel=True)
 def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores, backptr, work, emit):
     """The k best paths of every sequence; ``k = scores.shape[1]``.
 
-    Group g decodes the sequences ``order[g*W : (g+1)*W]``; ``order`` must sort the batch by
-    length, longest first, so a group's lanes finish together and the running ones stay in front.
-    Scratch, per group: ``backptr`` [L, K, k, W] (uint8 or int32) holds ``from_tag * k + rank`` for
-    every (step, tag, rank), and its row t=0, never a back-pointer, holds the final ranking;
+    With G groups, lane l of group g decodes the sequence ``order[l*G + g]``; ``order`` must sort
+    the batch by length, longest first, so a group's lanes finish together and the running ones stay
+    in front. Scratch, per group: ``backptr`` [L, K, k, W] (uint8 or int32) holds
+    ``from_tag * k + rank`` for every (step, tag, rank), and its row t=0, never a back-pointer, holds
+    the final ranking (and, for k=1, each lane's tag while walking back);
     ``work`` [3, K, k, W] the previous scores, the new scores and each lane's scores at its last
     token; ``emit`` [K, W] this step's emissions.
     """
     n_batch, _, n_tags = emissions.shape
     k = scores.shape[1]
+    groups = backptr.shape[0]
     lanes = work.shape[4]  # a run-time value: with a constant W LLVM unrolls into scalar code instead
+    last = n_tags - 1
     neg_inf = np.float32(-np.inf)
-    for g in prange(backptr.shape[0]):
-        first = g * lanes
-        width = min(lanes, n_batch - first)
+    for g in prange(groups):
+        width = (n_batch - g + groups - 1) // groups  # the lanes l with l*G + g < B
         prev, cur, final = work[g, 0], work[g, 1], work[g, 2]
         bp, em = backptr[g], emit[g]
         # Lanes past the batch's end, or past their own length, compute finite values nobody reads.
         # (Plain loops throughout: a slice assignment or fill() becomes a parfor of its own, and
         # those doubled the compile time.)
         for lane in range(lanes):
-            seq = order[first + lane] if lane < width else -1
+            seq = order[lane * groups + g] if lane < width else -1
             for j in range(n_tags):
                 em[j, lane] = 0.0
                 for r in range(k):
@@ -65,33 +77,45 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                     final[j, r, lane] = prev[j, r, lane]
         # Lengths fall lane by lane, so the lanes still running at step t are 0..active-1.
         active = width
-        while active > 0 and lengths[order[first + active - 1]] <= 1:
+        while active > 0 and lengths[order[(active - 1) * groups + g]] <= 1:
             active -= 1
         t = 0
         while active > 0:
             t += 1
             for lane in range(active):
-                seq = order[first + lane]
+                seq = order[lane * groups + g]
                 for j in range(n_tags):
                     em[j, lane] = emissions[seq, t, j]
             span = min(lanes, (active + 15) // 16 * 16)  # whole vectors covering the active lanes
             bpt = bp[t]
             if k == 1:
-                # Plain Viterbi: from-tag 0 sets the first candidate, later ones replace it only
-                # when strictly better.
+                # Plain Viterbi. From-tag 0 opens the race; then each pass over the lanes weighs
+                # four more from-tags, so the running maximum and back-pointer are loaded and
+                # stored once per four candidates. The last pass repeats tag K-1 to fill up: a
+                # repeat never strictly beats a maximum it is already part of, and strict > keeps
+                # the lower from-tag on equal scores.
                 for j in range(n_tags):
-                    a = trans[0, j]
+                    row, back, e, a = cur[j, 0], bpt[j, 0], em[j], trans[0, j]
+                    p = prev[0, 0]
                     for lane in range(span):
-                        cur[j, 0, lane] = (prev[0, 0, lane] + a) + em[j, lane]
-                        bpt[j, 0, lane] = 0
-                for i in range(1, n_tags):
-                    for j in range(n_tags):
-                        a = trans[i, j]
+                        row[lane] = (p[lane] + a) + e[lane]
+                        back[lane] = 0
+                    i = 1
+                    while i < n_tags:
+                        i1, i2, i3 = min(i + 1, last), min(i + 2, last), min(i + 3, last)
+                        p0, p1, p2, p3 = prev[i, 0], prev[i1, 0], prev[i2, 0], prev[i3, 0]
+                        a0, a1, a2, a3 = trans[i, j], trans[i1, j], trans[i2, j], trans[i3, j]
+                        t0, t1, t2, t3 = np.int32(i), np.int32(i1), np.int32(i2), np.int32(i3)
                         for lane in range(span):
-                            v = (prev[i, 0, lane] + a) + em[j, lane]
-                            if v > cur[j, 0, lane]:
-                                cur[j, 0, lane] = v
-                                bpt[j, 0, lane] = i
+                            x = e[lane]
+                            best, arg = row[lane], np.int32(back[lane])
+                            best, arg = _better(best, arg, (p0[lane] + a0) + x, t0)
+                            best, arg = _better(best, arg, (p1[lane] + a1) + x, t1)
+                            best, arg = _better(best, arg, (p2[lane] + a2) + x, t2)
+                            best, arg = _better(best, arg, (p3[lane] + a3) + x, t3)
+                            row[lane] = best
+                            back[lane] = arg
+                        i += 4
             else:
                 # List Viterbi, lane by lane. Almost every candidate fails its first comparison,
                 # so this branchy scalar loop beat (measured) branch-free insertion over lanes.
@@ -116,13 +140,13 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                                 bpt[j, pos, lane] = i * k + r
                                 floor = cur[j, k - 1, lane]
             prev, cur = cur, prev
-            while active > 0 and lengths[order[first + active - 1]] == t + 1:
+            while active > 0 and lengths[order[(active - 1) * groups + g]] == t + 1:
                 active -= 1
                 for j in range(n_tags):
                     for r in range(k):
                         final[j, r, active] = prev[j, r, active]
         for lane in range(width):
-            seq = order[first + lane]
+            seq = order[lane * groups + g]
             n = lengths[seq]
             if n == 0:
                 scores[seq, 0] = 0.0  # the one empty path
@@ -141,6 +165,10 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                         pos -= 1
                     best[pos] = v
                     ranking[pos] = j * k + r
+            if k == 1:
+                if best[0] == neg_inf:
+                    ranking[0] = 0  # no allowed path: walk back from a valid tag, then blank it
+                continue
             for m in range(k):
                 if best[m] == neg_inf:
                     break  # fewer than k allowed paths
@@ -149,15 +177,32 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                     tag = code // k
                     paths[seq, m, t] = tag
                     code = bp[t, tag, code % k, lane]
+        if k == 1 and width > 0:
+            # Walk back all lanes together, longest first: independent loads that overlap, where
+            # one lane at a time is a chain of dependent loads.
+            tags = bp[0, 0, 0]
+            live = 0
+            for t in range(lengths[order[g]] - 1, -1, -1):
+                while live < width and lengths[order[live * groups + g]] > t:
+                    live += 1
+                for lane in range(live):
+                    tag = tags[lane]
+                    paths[order[lane * groups + g], 0, t] = tag
+                    tags[lane] = bp[t, tag, 0, lane]
+            for lane in range(width):
+                seq = order[lane * groups + g]
+                if scores[seq, 0] == neg_inf:
+                    for t in range(lengths[seq]):
+                        paths[seq, 0, t] = -1
 
 
-def _lanes(n_batch: int) -> int:
-    """Sequences per SIMD group: 16 to 64, keeping at least two groups per thread to share out."""
-    per_thread = n_batch // (2 * get_num_threads())
-    lanes = 16
-    while lanes < 64 and 2 * lanes <= per_thread:
-        lanes *= 2
-    return lanes
+def _lanes(n_batch: int, n_tags: int, k: int, threads: int) -> int:
+    """Sequences per SIMD group, a multiple of 16: one group per thread, at most 128 lanes (longer
+    runs over the lanes amortise each loop's set-up), and one group's three score arrays
+    (3 x K x k x lanes float32) within 32 KiB, so that they stay in the L1 cache."""
+    per_thread = -(-n_batch // threads)
+    fits_l1 = 32768 // (12 * n_tags * k) // 16 * 16
+    return max(16, min(-(-per_thread // 16) * 16, 128, fits_l1))
 
 
 def _run(
@@ -195,7 +240,13 @@ def _run(
     if n_batch == 0 or n_tags == 0 or max_len == 0:
         scores[lens == 0, 0] = 0.0
         return paths, scores
-    lanes = _lanes(n_batch)
+    # Small batches run on the calling thread alone: a parallel launch costs more than it saves
+    # there, and on a busy machine its barrier can wait a whole scheduler slice (~10 ms, measured).
+    # Groups narrower than 64 lanes spend much of their time setting up short loops, so a batch
+    # too small to give each thread 64 sequences also stays on one thread (measured: B=32, K=41).
+    threads = get_num_threads()
+    small = int(lens.sum()) * n_tags * n_tags * k < _PARALLEL_WORK or n_batch < 64 * threads
+    lanes = _lanes(n_batch, n_tags, k, 1 if small else threads)
     groups = -(-n_batch // lanes)
     order = np.argsort(-lens, kind="stable")
     # uint8 back-pointers cut the inner loop's memory traffic; int32 when codes pass 255.
@@ -203,10 +254,6 @@ def _run(
     backptr = np.empty((groups, max_len, n_tags, k, lanes), dtype=code_type)
     work = np.empty((groups, 3, n_tags, k, lanes), dtype=np.float32)
     emit = np.empty((groups, n_tags, lanes), dtype=np.float32)
-    # Small batches run on the calling thread alone: a parallel launch costs more than it saves
-    # there, and on a busy machine its barrier can wait a whole scheduler slice (~10 ms, measured).
-    threads = get_num_threads()
-    small = int(lens.sum()) * n_tags * n_tags * k < _PARALLEL_WORK
     set_num_threads(1 if small else threads)
     try:
         _viterbi_kernel(em, lens, order, trans, st, en, paths, scores, backptr, work, emit)

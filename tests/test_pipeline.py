@@ -1,0 +1,415 @@
+"""The pipeline: each step equals its standalone command, order across batches, config round trip,
+bad lines reported with their numbers, and the streamed .npy."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import shutil
+import sys
+import types
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+
+from zhtext.embed import Embedder, load_index
+from zhtext.errors import ZhtextError
+from zhtext.models import build_char_vocab, char_tokenizer, small_bert_config
+from zhtext.pipeconfig import load_config
+from zhtext.pipeline import STEPS, Doc, Pipeline, Step, read_numbered
+from zhtext.segment import Segmenter
+from zhtext.tagger import Tagger, TaggerModel, tag_names
+
+TEXTS = [
+    "我爱北京天安门",
+    "北京是中国的首都，上海是中国最大的城市",
+    "好",
+    "今天天气很好我们去公园散步吧他在公园里跑步",  # longer than the tagger's window (10)
+    "天安门广场在北京市中心每天都有很多游客来看升旗",  # longer than the embedder's 16 tokens too
+    "李四说ab1",
+    "中国",
+]
+WORDS = {"北京": 50, "天安门": 20, "中国": 40, "首都": 10, "上海": 30, "城市": 12, "今天": 25,
+         "天气": 22, "公园": 15, "散步": 5, "跑步": 6, "广场": 8, "游客": 4, "我们": 30}  # fmt: skip
+TAG_MAX_LEN = 12  # a window of 10 characters
+EMBED_MAX_LEN = 16
+TOO_LONG_TAG = "tag: longer than the tagger's window of 10 characters, tagged in overlapping windows"
+TOO_LONG_EMBED = f"embed: longer than the embedder's {EMBED_MAX_LEN} tokens, truncated"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread(request):
+    """Tiny models run fastest on one thread."""
+    request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, str]:
+    """A dictionary, a tagger with random weights and a random BERT encoder, saved to disk."""
+    from transformers import AutoModel, BertModel
+
+    root = tmp_path_factory.mktemp("pipeline-models")
+    dictionary = root / "dict.tsv"
+    dictionary.write_text("".join(f"{w}\t{c}\n" for w, c in WORDS.items()), encoding="utf-8")
+    vocab = build_char_vocab(TEXTS)
+    torch.manual_seed(0)
+    encoder = AutoModel.from_config(
+        small_bert_config(len(vocab), layers=1, hidden=16, heads=1, max_position=TAG_MAX_LEN)
+    )
+    model = TaggerModel(encoder, tag_names(["PER", "LOC"], "BIOES"), "BIOES", dropout=0.0)
+    with torch.no_grad():
+        for param in model.crf.parameters():
+            param.add_(torch.randn_like(param))
+        model.emit.weight.mul_(20)  # spread the emissions so that spans come out
+    Tagger(model, char_tokenizer(vocab), ["PER", "LOC"], "BIOES", TAG_MAX_LEN).save(root / "tagger")
+    char_tokenizer(vocab, root / "encoder")
+    BertModel(small_bert_config(len(vocab), layers=2, hidden=32, heads=4)).save_pretrained(
+        root / "encoder"
+    )
+    return {"dict": str(dictionary), "tagger": str(root / "tagger"), "encoder": str(root / "encoder")}
+
+
+@pytest.fixture(scope="module")
+def nlp(models) -> Pipeline:
+    return Pipeline(["segment", "tag", "embed"], dict=models["dict"], tag_model=models["tagger"],
+                    embed_model=models["encoder"], embed_max_len=EMBED_MAX_LEN)  # fmt: skip
+
+
+def pipe_args(models, *extra: str) -> list[str]:
+    return ["pipe", "--steps", "segment,tag,embed", "--dict", models["dict"], "--tag-model",
+            models["tagger"], "--embed-model", models["encoder"], "--max-len", str(EMBED_MAX_LEN),
+            "-q", *extra]  # fmt: skip
+
+
+def assert_same_spans(ours: list[list[dict]], theirs: list[list[dict]]) -> None:
+    """Same spans; scores to 1e-5 (other batch sizes change the encoder's last float bits)."""
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert [{**s, "score": None} for s in a] == [{**s, "score": None} for s in b]
+        np.testing.assert_allclose([s["score"] for s in a], [s["score"] for s in b], atol=1e-5)
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# --------------------------------------------------------------------------- equal to standalone
+
+
+def test_each_step_equals_its_standalone_command(models, tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS[:3] + [""] + TEXTS[3:]) + "\n", encoding="utf-8")
+    code, _, err = run_cli(monkeypatch, capsys, *pipe_args(models, str(corpus), "--batch-size", "3",
+                           "-o", str(tmp_path / "p.jsonl"), "--vectors", str(tmp_path / "p.npy")))  # fmt: skip
+    assert code == 0, err
+    records = read_jsonl(tmp_path / "p.jsonl")
+
+    code, seg_out, err = run_cli(monkeypatch, capsys, "segment", str(corpus), "--dict", models["dict"])
+    assert code == 0, err
+    code, tag_out, err = run_cli(monkeypatch, capsys, "tag", str(corpus), "--model", models["tagger"])
+    assert code == 0, err
+    code, _, err = run_cli(monkeypatch, capsys, "embed", str(corpus), "-m", models["encoder"], "--max-len",
+                           str(EMBED_MAX_LEN), "-o", str(tmp_path / "e.npy"), "-q")  # fmt: skip
+    assert code == 0, err
+
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    assert [r["line"] for r in records] == list(range(1, len(lines) + 1))
+    assert [r["text"] for r in records] == lines
+    assert [" ".join(r["words"]) for r in records] == seg_out.splitlines()
+    tagged = [json.loads(line) for line in tag_out.splitlines()]
+    assert_same_spans([r["spans"] for r in records], [t["spans"] for t in tagged])
+    assert any(r["spans"] for r in records)  # the random tagger does find spans
+    vectors, meta = load_index(tmp_path / "p.npy")
+    expected, expected_meta = load_index(tmp_path / "e.npy")
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert meta == expected_meta  # so 'zhtext similar' searches the pipeline's vectors the same way
+
+
+def test_vectors_in_jsonl_without_npy_and_whitening(models, tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    code, _, err = run_cli(monkeypatch, capsys, "embed", str(corpus), "-m", models["encoder"], "--whiten",
+                           "--dim", "4", "--save-whitening", str(tmp_path / "w.npz"), "-q",
+                           "--format", "jsonl", "-o", str(tmp_path / "e.jsonl"))  # fmt: skip
+    assert code == 0, err
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "embed", "--embed-model",
+                             models["encoder"], "--whitening", str(tmp_path / "w.npz"), "-q")  # fmt: skip
+    assert code == 0, err
+    mine = [json.loads(line) for line in out.splitlines()]
+    theirs = read_jsonl(tmp_path / "e.jsonl")
+    assert [r["text"] for r in mine] == [r["text"] for r in theirs]
+    np.testing.assert_allclose([r["vector"] for r in mine], [r["vector"] for r in theirs], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- order and batching
+
+
+def test_order_preserved_across_batches_of_mixed_lengths(nlp, models):
+    rng = np.random.default_rng(3)
+    chars = "".join(TEXTS)
+    texts = ["".join(rng.choice(list(chars), n)) for n in rng.integers(0, 30, 23)]
+    singles = [nlp(t) for t in texts]
+    segmenter = Segmenter(models["dict"])
+    embedder = Embedder(models["encoder"], max_len=EMBED_MAX_LEN)
+    for size in (1, 4, 23, 100):
+        docs = list(nlp.pipe(texts, batch_size=size))
+        assert [d.text for d in docs] == texts
+        assert [d.line for d in docs] == list(range(1, len(texts) + 1))
+        for doc, single, text in zip(docs, singles, texts):
+            assert doc.words == single.words == segmenter.cut(text)
+            assert_same_spans([[s.as_dict() for s in doc.spans]], [[s.as_dict() for s in single.spans]])
+            np.testing.assert_allclose(doc.vector, single.vector, atol=1e-5)
+    np.testing.assert_allclose(np.stack([d.vector for d in docs]), embedder.encode(texts), atol=1e-5)
+
+
+def test_pipe_streams_lazily(nlp):
+    """Documents of the first batch come out before the input is exhausted."""
+    pulled = []
+
+    def source():
+        for i, text in enumerate(TEXTS * 3):
+            pulled.append(i)
+            yield text
+
+    stream = nlp.pipe(source(), batch_size=2)
+    first = next(stream)
+    assert first.text == TEXTS[0] and len(pulled) == 2
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_round_trip(models, tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    config = tmp_path / "run.toml"
+    code, direct, err = run_cli(monkeypatch, capsys, *pipe_args(models, str(corpus), "--batch-size", "2",
+                                "--save-config", str(config)))  # fmt: skip
+    assert code == 0, err
+    nlp = Pipeline(["segment", "tag", "embed"], dict=models["dict"], tag_model=models["tagger"],
+                   embed_model=models["encoder"], embed_max_len=EMBED_MAX_LEN, batch_size=2)  # fmt: skip
+    assert Pipeline.from_config(config).settings == nlp.settings  # defaults included
+    nlp.save_config(tmp_path / "api.toml")
+    assert (tmp_path / "api.toml").read_text(encoding="utf-8") == config.read_text(encoding="utf-8")
+    settings = load_config(config)
+    assert settings["steps"] == ["segment", "tag", "embed"] and settings["batch_size"] == 2
+    assert settings["embed_max_len"] == EMBED_MAX_LEN and settings["pooling"] == "first-last-avg"
+    code, again, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config), "-q")
+    assert code == 0, err
+    assert again == direct
+    # command-line options win over the file
+    code, _, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config), "--steps",
+                           "segment", "-q")  # fmt: skip
+    assert code == 1 and "belongs to the tag step" in err  # tag_model is in the file, tag is not
+
+
+def test_config_relative_paths_and_errors(models, tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(models["dict"], folder / "dict.tsv")
+    (folder / "run.toml").write_text('steps = ["segment"]\ndict = "dict.tsv"\n', encoding="utf-8")
+    nlp = Pipeline.from_config(folder / "run.toml")
+    assert nlp.settings["dict"] == str((folder / "dict.tsv").resolve())
+    assert nlp("我爱北京天安门").words == Segmenter(models["dict"]).cut("我爱北京天安门")
+    (folder / "bad.toml").write_text('steps = ["segment"\n', encoding="utf-8")
+    with pytest.raises(ZhtextError, match="not valid TOML"):
+        Pipeline.from_config(folder / "bad.toml")
+    (folder / "table.toml").write_text('steps = ["tag"]\n[tag]\nmodel = "x"\n', encoding="utf-8")
+    with pytest.raises(ZhtextError, match="flat"):
+        Pipeline.from_config(folder / "table.toml")
+
+
+@pytest.mark.parametrize(
+    "steps, settings, message",
+    [
+        ("segment,parse", {}, "unknown step 'parse'"),
+        ("segment,segment", {}, "named twice"),
+        ("", {}, "no steps"),
+        ("segment", {"colour": 1}, "unknown setting 'colour'"),
+        ("segment", {"tag_model": "x"}, "belongs to the tag step"),
+        ("segment,tag", {}, "needs the setting tag_model"),
+        ("segment", {"batch_size": 0}, "batch size must be a positive integer"),
+    ],
+)
+def test_settings_errors(steps, settings, message):
+    with pytest.raises(ZhtextError, match=message):
+        list(Pipeline(steps, **settings).pipe(["中国"]))
+
+
+def test_cli_errors_are_one_line(models, tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("中国\n", encoding="utf-8")
+    for args, message in [
+        (["pipe", str(corpus)], "give --steps"),
+        (["pipe", str(corpus), "--steps", "segment", "--vectors", str(tmp_path / "v.npy")], "embed step"),
+        (["pipe", str(tmp_path / "missing.txt"), "--steps", "segment"], "no such file"),
+        (["pipe", str(corpus), "--steps", "tag", "--tag-model", str(tmp_path / "nope")], "nope"),
+        (["pipe", str(corpus), "--config", str(tmp_path / "none.toml")], "no such config"),
+    ]:
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+        assert code == 1 and err.startswith("zhtext: error:") and message in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "v.npy").exists()
+
+
+# --------------------------------------------------------------------------- bad lines
+
+
+def test_bad_lines_reported_with_their_numbers(models, tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "bad.txt"
+    raw = "我爱北京天安门\n\n北京".encode() + b"\xff\xfe\n"  # line 3: not UTF-8
+    raw += ("\n".join(["   ", TEXTS[4], "中国"]) + "\n").encode("utf-8")  # 4 blank, 5 too long
+    corpus.write_bytes(raw)
+    out, vec = tmp_path / "out.jsonl", tmp_path / "out.npy"
+    code, _, err = run_cli(monkeypatch, capsys, *pipe_args(models, str(corpus), "-o", str(out),
+                           "--vectors", str(vec)))  # fmt: skip
+    assert code == 0, err
+    records = read_jsonl(out)
+    assert [r["line"] for r in records] == [1, 2, 3, 4, 5, 6]  # none dropped
+    assert "error" in records[2] and "offset" in records[2]["error"] and "words" not in records[2]
+    assert records[1]["problems"] == ["empty line"] and records[1]["words"] == []
+    assert records[3]["problems"] == ["empty line"] and records[3]["words"] == [" "] * 3
+    assert records[4]["problems"] == [f"{TOO_LONG_TAG} (23 characters)", f"{TOO_LONG_EMBED} (25 tokens)"]
+    assert "problems" not in records[0] and "problems" not in records[5]
+    vectors = np.load(vec)
+    assert vectors.shape[0] == 6 and not vectors[2].any() and vectors[1].any()
+    summary = err[err.index("4 bad line(s)") :].splitlines()
+    assert summary[1:] == [
+        "  unreadable: 1 line(s): 3",
+        "  empty line: 2 line(s): 2, 4",
+        f"  {TOO_LONG_TAG}: 1 line(s): 5",
+        f"  {TOO_LONG_EMBED}: 1 line(s): 5",
+    ]
+    # --strict stops at the first bad line, and writes nothing
+    out.unlink()
+    vec.unlink()
+    code, _, err = run_cli(monkeypatch, capsys, *pipe_args(models, str(corpus), "-o", str(out),
+                           "--vectors", str(vec), "--strict"))  # fmt: skip
+    last = err.splitlines()[-1]  # (transformers may draw a loading bar before it, in-process)
+    assert code == 1 and last == f"zhtext: error: {corpus}:2: empty line (stopped by --strict)"
+    assert not out.exists() and not vec.exists()
+    assert not list(tmp_path.glob(".out*"))  # no temporary files left behind
+
+
+def test_strict_stops_at_first_bad_line_in_input_order(nlp):
+    long_then_empty = ["中国", TEXTS[3], ""]
+    with pytest.raises(ZhtextError, match=r"^line 2: tag: longer .* \(21 characters\)$"):
+        list(nlp.pipe(long_then_empty, strict=True))
+    assert [d.problems for d in nlp.pipe(long_then_empty)] == [
+        [],
+        [f"{TOO_LONG_TAG} (21 characters)", f"{TOO_LONG_EMBED} (23 tokens)"],
+        ["empty line"],
+    ]  # fmt: skip
+
+
+def test_stdin_to_stdout(models):
+    from typer.testing import CliRunner
+    from zhtext_cli.app import app
+
+    result = CliRunner().invoke(app, ["pipe", "--steps", "segment", "--dict", models["dict"]],
+                                input="我爱北京天安门\r\n\n中国")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    segmenter = Segmenter(models["dict"])
+    assert [(r["line"], r["words"]) for r in records] == [
+        (1, segmenter.cut("我爱北京天安门")), (2, []), (3, segmenter.cut("中国"))
+    ]
+
+
+def test_read_numbered_decodes_each_line(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes("北京\r\n上海\n".encode("gb18030") + b"\x81\n" + "广州".encode("gb18030"))
+    got = list(read_numbered(path))
+    assert got[:2] == [(1, "北京", None), (2, "上海", None)]
+    assert got[2][0] == 3 and got[2][2] is not None and got[3] == (4, "广州", None)
+    # mostly UTF-8 with one bad line in the first chunk: still read as UTF-8
+    path.write_bytes("\ufeff中国\n".encode("utf-8") + b"\xe4\xb8\n" + "首都\n".encode())
+    got = list(read_numbered(path))
+    assert got[0] == (1, "中国", None) and got[2] == (3, "首都", None)
+    assert got[1][2] == "cannot decode byte at offset 7 as utf-8"
+    path.write_bytes(b"\x00\x01binary")
+    with pytest.raises(ZhtextError, match="binary"):
+        list(read_numbered(path))
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def test_a_step_is_one_class():
+    class Reverse(Step):
+        name, field = "reverse-test", "title"
+        options: ClassVar[dict[str, Any]] = {"reverse_upper": False}
+
+        def run(self, texts):
+            out = [t[::-1] for t in texts]
+            return [t.upper() for t in out] if self.settings["reverse_upper"] else out
+
+    try:
+        nlp = Pipeline("reverse-test", reverse_upper=True)
+        assert [d.title for d in nlp.pipe(["ab", "", "中国c"])] == ["BA", "", "C国中"]
+        assert nlp.settings == {"steps": ["reverse-test"], "batch_size": 1024, "device": None,
+                                "reverse_upper": True}  # fmt: skip
+    finally:
+        del STEPS["reverse-test"]
+
+
+def test_doc_json_matches_fields(nlp):
+    doc = nlp("我爱北京天安门")
+    record = json.loads(doc.to_json())
+    assert record["words"] == doc.words and record["line"] == 1
+    assert record["spans"] == [s.as_dict() for s in doc.spans]
+    assert np.array_equal(np.array(record["vector"], dtype=np.float32), doc.vector)
+    assert "vector" not in json.loads(doc.to_json(vector=False))
+    assert Doc("x").as_dict() == {"line": None, "text": "x"}
+
+
+def test_generate_step_loads_once_and_keeps_order(monkeypatch):
+    """The step's wiring, against a stand-in with zhtext.gpt's interface."""
+    loads, calls = [], []
+
+    class Writer:
+        @classmethod
+        def load(cls, name, **settings):
+            loads.append(name)
+            return cls()
+
+        def generate(self, prompts, **options):
+            calls.append(len(prompts))
+            return [p + "啊" * options["max_new_tokens"] for p in prompts]
+
+    monkeypatch.setitem(sys.modules, "zhtext.gpt", types.SimpleNamespace(TextGenerator=Writer))
+    nlp = Pipeline("segment,generate", gpt_model="g", max_new_tokens=2)
+    docs = list(nlp.pipe(TEXTS, batch_size=3))
+    assert loads == ["g"] and calls == [3, 3, 1]
+    assert [d.generated for d in docs] == [t + "啊啊" for t in TEXTS]
+    assert json.loads(docs[0].to_json())["generated"] == TEXTS[0] + "啊啊"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("zhtext.unilm") is None, reason="zhtext.unilm not present")
+def test_title_step_equals_zhtext_title(tmp_path, monkeypatch, capsys):
+    from zhtext.unilm import TitleGenerator
+
+    torch.manual_seed(0)
+    generator = TitleGenerator.from_scratch(TEXTS, layers=1, hidden=32, max_source_len=24,
+                                            max_target_len=32, dropout=0.0)  # fmt: skip
+    generator.save(tmp_path / "title")
+    corpus = tmp_path / "articles.txt"
+    lines = [TEXTS[0], "", TEXTS[1] + TEXTS[4], TEXTS[5]]  # a blank line; one over 24 tokens
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = run_cli(monkeypatch, capsys, "title", str(corpus), "--lines", "--model",
+                             str(tmp_path / "title"), "--format", "jsonl")  # fmt: skip
+    assert code == 0, err
+    standalone = [json.loads(line) for line in out.splitlines()]
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "title",
+                             "--title-model", str(tmp_path / "title"), "--batch-size", "2", "-q")  # fmt: skip
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in records] == lines
+    assert [r["title"] for r in records if r["text"]] == [t["title"] for t in standalone]
+    assert records[1]["title"] == "" and records[1]["problems"] == ["empty line"]
+    assert records[2]["problems"] == ["title: longer than the title model's 24 tokens, its head read (42 tokens)"]

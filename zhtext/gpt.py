@@ -1,0 +1,605 @@
+"""GPT-2 text generation: any GPT-2 checkpoint, with a BERT character tokenizer or its own BPE.
+
+Chinese GPT-2s in the uer style (``uer/gpt2-chinese-cluecorpussmall``) pair ``GPT2LMHeadModel``
+with a BERT tokenizer. Three things follow, and zhtext handles each:
+
+- a prompt starts with ``[CLS]`` (the model was trained on ``[CLS] text [SEP]``), and no
+  ``token_type_ids`` are passed (GPT-2 would add the *token* embedding of type 0, i.e. ``[PAD]``);
+- ``[SEP]`` ends the text, while the config's ``eos_token_id`` (50256, GPT-2's) lies outside the
+  21,128-token vocabulary: an eos id outside the vocabulary is ignored;
+- the tokenizer decodes with a space between every pair of tokens: spaces that touch a wide
+  (CJK) character are dropped, spaces between Latin words stay.
+
+Decoding is :mod:`zhtext.decoding`'s; this module supplies the step function (:class:`GPTStep`),
+which always keeps a key/value cache (a transformers ``DynamicCache``). Prompts in a batch are
+padded on the left, and every row carries its own attention mask and position ids
+(``cumsum(mask) - 1``, as transformers' ``generate()`` does), so a prompt's continuation does not
+depend on the other prompts of its batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .decoding import DecodeOptions, generate, iter_generate
+from .errors import ZhtextError
+from .lmdata import batches_of, pack_blocks
+from .models import (
+    META_FILE,
+    build_char_vocab,
+    char_tokenizer,
+    load_model,
+    load_task_meta,
+    load_tokenizer,
+    pick_device,
+    quiet_hf_bars,
+    save_task_meta,
+)
+from .training import TrainConfig, param_groups, seed_everything, train_loop
+
+__all__ = ["GPTState", "GPTStep", "Piece", "TextGenerator", "squeeze_spaces"]
+
+TASK = "gpt"
+
+# Wide (East Asian W/F) characters: CJK ideographs, kana, hangul, CJK and full-width punctuation.
+_WIDE = ("\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf"
+         "\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6"
+         "\U00020000-\U0003fffd")
+_SPACE_BY_WIDE = re.compile(f"(?<=[{_WIDE}]) +| +(?=[{_WIDE}])")
+# Prompt tokens decoded with the continuation, so its first piece joins the prompt correctly
+# (a space before a Latin word, none before a Chinese character, a split UTF-8 byte completed).
+_CONTEXT_TOKENS = 4
+
+
+def squeeze_spaces(text: str) -> str:
+    """Drop the spaces a BERT tokenizer puts around wide (CJK) characters; keep the others."""
+    return _SPACE_BY_WIDE.sub("", text)
+
+
+# --------------------------------------------------------------------------- the step function
+
+
+@dataclass
+class GPTState:
+    """The decoding state of a batch of rows: the layers' keys and values, which cached positions
+    are real (``None`` when no row is padded) and each row's next position id. Single use:
+    ``step`` and ``reorder`` update the cache in place and return the state to use next."""
+
+    cache: Any
+    mask: torch.Tensor | None  # (M, K) long, 0 at left padding
+    next_pos: torch.Tensor     # (M,) long
+
+
+class GPTStep:
+    """A ``GPT2LMHeadModel`` seen one token at a time (a :class:`~zhtext.decoding.StepModel`)."""
+
+    def __init__(self, lm: torch.nn.Module):
+        self.lm = lm
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                ) -> tuple[torch.Tensor, GPTState]:
+        """Run left-padded prompts (B, T) once: each prompt's next-token logits (B, V) and the cache."""
+        from transformers import DynamicCache
+
+        mask = attention_mask.long()
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        padded = not bool(mask.all())
+        cache = DynamicCache(config=self.lm.config)
+        hidden = self.lm.transformer(input_ids=input_ids, attention_mask=mask if padded else None,
+                                     position_ids=positions, past_key_values=cache,
+                                     use_cache=True).last_hidden_state
+        # The vocabulary projection only at the last position: it is the costliest matrix.
+        logits = self.lm.lm_head(hidden[:, -1]).float()
+        return logits, GPTState(cache, mask if padded else None, positions[:, -1] + 1)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, state: GPTState) -> tuple[torch.Tensor, GPTState]:
+        mask = state.mask
+        if mask is not None:
+            mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
+        hidden = self.lm.transformer(input_ids=tokens[:, None], attention_mask=mask,
+                                     position_ids=state.next_pos[:, None],
+                                     past_key_values=state.cache, use_cache=True).last_hidden_state
+        return self.lm.lm_head(hidden[:, -1]).float(), GPTState(state.cache, mask, state.next_pos + 1)
+
+    def reorder(self, state: GPTState, index: torch.Tensor) -> GPTState:
+        state.cache.reorder_cache(index)
+        mask = None if state.mask is None else state.mask[index]
+        return GPTState(state.cache, mask, state.next_pos[index])
+
+
+# --------------------------------------------------------------------------- streaming text
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A piece of streamed text: of prompt ``prompt``'s sample ``sample``; ``last`` ends it."""
+
+    prompt: int
+    sample: int
+    text: str
+    last: bool
+
+
+class _Detokenizer:
+    """One row's continuation as text, growing a token at a time; emits only a stable suffix.
+
+    Held back until the next token: a trailing U+FFFD (an incomplete UTF-8 character of a
+    byte-level BPE) and, for BERT tokenizers, trailing spaces (dropped if a Chinese character
+    follows). A ``##`` piece only extends the text, so what was emitted stays a prefix."""
+
+    def __init__(self, text_of: Callable[[list[int]], str], context: list[int], hold_spaces: bool):
+        self.text_of = text_of
+        self.context = context
+        self.base = text_of(context)
+        self.hold_spaces = hold_spaces
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def text(self) -> str:
+        full = self.text_of(self.context + self.ids)
+        return full[len(self.base):] if full.startswith(self.base) else self.text_of(self.ids)
+
+    def _emit(self, text: str) -> str:
+        if not text.startswith(self.emitted):
+            return ""  # not stable yet: wait for more tokens
+        new, self.emitted = text[len(self.emitted):], text
+        return new
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.text().rstrip("\ufffd")
+        return self._emit(text.rstrip() if self.hold_spaces else text)
+
+    def finish(self) -> str:
+        return self._emit(self.text())
+
+
+class _InOrder:
+    """Puts the streamed text of a batch's sequences in order: the sequence being shown passes
+    straight through, later ones wait in a buffer until every sequence before them has ended."""
+
+    def __init__(self, start: int, num: int, n: int):
+        self.start, self.num = start, num
+        self.pending = [""] * n
+        self.done = [False] * n
+        self.current = 0
+
+    def add(self, row: int, text: str, last: bool = False) -> None:
+        self.pending[row] += text
+        self.done[row] = self.done[row] or last
+
+    def ready(self) -> Iterator[Piece]:
+        while self.current < len(self.pending):
+            row = self.current
+            if not (self.pending[row] or self.done[row]):
+                return
+            yield Piece(self.start + row // self.num, row % self.num, self.pending[row],
+                        self.done[row])
+            self.pending[row] = ""
+            if not self.done[row]:
+                return
+            self.current += 1
+
+
+# --------------------------------------------------------------------------- the generator
+
+
+def _is_bert_style(tokenizer: Any) -> bool:
+    return getattr(tokenizer, "cls_token_id", None) is not None and \
+        getattr(tokenizer, "sep_token_id", None) is not None
+
+
+def _ids_in_vocab(value: Any, vocab: int) -> list[int]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [int(v) for v in values if isinstance(v, int) and 0 <= v < vocab]
+
+
+class TextGenerator:
+    """A GPT-2 and its tokenizer: ``TextGenerator.load(name_or_dir).generate(prompts)``.
+
+    ``batch_size`` prompts are decoded together. Build one with :meth:`load`, :meth:`from_scratch`
+    or :meth:`train`.
+    """
+
+    def __init__(self, lm: torch.nn.Module, tokenizer: Any, device: torch.device | None = None,
+                 batch_size: int = 8, meta: dict[str, Any] | None = None):
+        from transformers import GPT2LMHeadModel
+
+        if not isinstance(lm, GPT2LMHeadModel):
+            raise ZhtextError(f"not a GPT-2 language model ({type(lm).__name__}); zhtext generate "
+                              "needs model_type 'gpt2'")
+        if batch_size < 1:
+            raise ZhtextError("batch_size must be at least 1")
+        self.device = device or torch.device("cpu")
+        self.lm = lm.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.meta = dict(meta or {})
+        self.history: list[dict[str, Any]] = []
+        config = lm.config
+        vocab = int(config.vocab_size)
+        self.max_positions = int(config.n_positions)
+        self.bert_style = _is_bert_style(tokenizer)
+        if self.bert_style:
+            # uer checkpoints: [SEP] ends the text; the config's eos (GPT-2's 50256) is not a token.
+            self.bos_id: int | None = int(tokenizer.cls_token_id)
+            self.eos_ids = [int(tokenizer.sep_token_id)]
+        else:
+            starts = _ids_in_vocab(config.bos_token_id, vocab) + \
+                _ids_in_vocab(tokenizer.bos_token_id, vocab) + _ids_in_vocab(tokenizer.eos_token_id, vocab)
+            self.bos_id = starts[0] if starts else None
+            self.eos_ids = sorted(set(_ids_in_vocab(config.eos_token_id, vocab)
+                                      + _ids_in_vocab(tokenizer.eos_token_id, vocab)))
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None and 0 <= pad < vocab else 0  # masked anyway
+
+    # ---------------------------------------------------------------- building
+
+    @classmethod
+    def load(cls, name_or_dir: str | os.PathLike, device: str | None = None,
+             batch_size: int = 8) -> TextGenerator:
+        """Load any GPT-2 checkpoint by hub id (``uer/gpt2-chinese-cluecorpussmall``, ``gpt2``) or
+        local ``save_pretrained`` directory (a model from :meth:`train` included), with its
+        tokenizer: a BERT tokenizer (uer style) or GPT-2's byte-level BPE."""
+        from transformers import AutoModelForCausalLM
+
+        tokenizer = load_tokenizer(name_or_dir)
+        with quiet_hf_bars():
+            lm = load_model(name_or_dir, AutoModelForCausalLM)
+        meta: dict[str, Any] = {}
+        if (Path(name_or_dir) / META_FILE).is_file():
+            meta = load_task_meta(name_or_dir, TASK)
+        return cls(lm, tokenizer, pick_device(device), batch_size, meta)
+
+    @classmethod
+    def from_scratch(cls, texts: Sequence[str], layers: int = 4, hidden: int = 256,
+                     heads: int | None = None, block_size: int = 128, min_char_count: int = 1,
+                     max_vocab: int | None = None, dropout: float = 0.1,
+                     **kwargs: Any) -> TextGenerator:
+        """A small GPT-2 with random weights over a character vocabulary of ``texts`` (a BERT-style
+        character tokenizer, so prompts and ends work as in uer checkpoints)."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        heads = heads or max(1, hidden // 64)
+        if hidden % heads or min(layers, hidden, heads, block_size) < 1:
+            raise ZhtextError(f"bad model size: {layers} layers, hidden {hidden}, {heads} heads "
+                              "(hidden must be a multiple of heads)")
+        tokenizer = char_tokenizer(build_char_vocab(texts, min_count=min_char_count, max_size=max_vocab),
+                                   model_max_length=block_size)
+        config = GPT2Config(vocab_size=len(tokenizer), n_positions=block_size, n_embd=hidden,
+                            n_layer=layers, n_head=heads, resid_pdrop=dropout, embd_pdrop=dropout,
+                            attn_pdrop=dropout, bos_token_id=tokenizer.cls_token_id,
+                            eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
+        meta = {"from_scratch": {"layers": layers, "hidden": hidden, "heads": heads,
+                                 "block_size": block_size, "vocab_size": len(tokenizer)}}
+        return cls(GPT2LMHeadModel(config), tokenizer, meta=meta, **kwargs)
+
+    # ---------------------------------------------------------------- text <-> ids
+
+    def documents(self, texts: Sequence[str]) -> list[list[int]]:
+        """Ids of whole texts as the model is trained on them: ``[CLS] text [SEP]`` for a BERT
+        tokenizer, ``bos text eos`` for BPE (where those exist)."""
+        starts = [self.bos_id] if self.bos_id is not None else []
+        ends = self.eos_ids[:1]
+        return [starts + ids + ends for ids in self._encode(texts)]
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(ids) for ids in
+                self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
+
+    def fit(self, options: DecodeOptions) -> DecodeOptions:
+        """``options`` with max_new_tokens capped so that a prompt keeps at least half the model's
+        positions (there are no positions beyond them). The cap is the same for every prompt, so a
+        continuation never depends on the rest of its batch."""
+        most = self.max_positions - max(self.max_positions - options.max_new_tokens,
+                                        self.max_positions // 2)
+        if options.max_new_tokens <= most:
+            return options
+        return replace(options, max_new_tokens=most,
+                       min_new_tokens=min(options.min_new_tokens, most))
+
+    def prompt_ids(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+        """Each prompt's ids: ``[CLS]`` first for a BERT tokenizer (bos for BPE when the prompt is
+        empty); the head is dropped when prompt and continuation would not fit the positions."""
+        room = self.max_positions - max_new_tokens
+        if room < 1:
+            raise ZhtextError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the "
+                              f"model's {self.max_positions} positions")
+        rows = []
+        for ids in self._encode(prompts):
+            if self.bert_style:
+                ids = [self.bos_id, *ids]
+            elif not ids:
+                if self.bos_id is None:
+                    raise ZhtextError("empty prompt, and the model has no start token to begin from")
+                ids = [self.bos_id]
+            if len(ids) > room:
+                # Keep the tail (what the continuation follows) and a BERT prompt's [CLS].
+                head = ids[:1] if self.bert_style else []
+                ids = head + ids[len(ids) - room + len(head):]
+            rows.append(ids)
+        return rows
+
+    def left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ids (B, T) padded on the left and their attention mask (B, T)."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            if row:
+                ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+                mask[i, width - len(row):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids: special tokens dropped; for BERT tokenizers ``##`` pieces joined and
+        no spaces around Chinese characters (spaces between Latin words kept)."""
+        text = self.tokenizer.decode(list(ids), skip_special_tokens=True,
+                                     clean_up_tokenization_spaces=self.bert_style)
+        return squeeze_spaces(text) if self.bert_style else text
+
+    def continuation(self, prompt: Sequence[int], ids: Sequence[int]) -> str:
+        """Text of ``ids`` as it continues ``prompt`` (so the two concatenate correctly)."""
+        detok = _Detokenizer(self.decode, list(prompt[-_CONTEXT_TOKENS:]), False)
+        detok.ids = list(ids)
+        return detok.text()
+
+    # ---------------------------------------------------------------- generation
+
+    @staticmethod
+    def options(*, max_new_tokens: int = 64, min_new_tokens: int = 0, sample: bool | None = None,
+                temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
+                repetition_penalty: float = 1.0, no_repeat_ngram: int = 0, num: int = 1,
+                beams: int = 1, length_penalty: float = 1.0, seed: int | None = None) -> DecodeOptions:
+        """Decoding options from keywords. ``sample`` defaults to True without beams (``beams`` > 1
+        is beam search; ``sample=False, beams=1`` is greedy); ``num`` sequences per prompt."""
+        if sample is None:
+            sample = beams == 1
+        return DecodeOptions(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                             num_beams=beams, length_penalty=length_penalty, do_sample=sample,
+                             temperature=temperature, top_k=top_k, top_p=top_p,
+                             repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
+                             num_return=num, seed=seed)
+
+    def _batches(self, prompts: Sequence[str], options: DecodeOptions
+                 ) -> Iterator[tuple[int, list[list[int]], torch.Tensor, GPTState]]:
+        """Per batch of prompts: the first prompt's index, the prompts' ids, logits and cache."""
+        stepper = GPTStep(self.lm)
+        for start in range(0, len(prompts), self.batch_size):
+            rows = self.prompt_ids(prompts[start:start + self.batch_size], options.max_new_tokens)
+            logits, state = stepper.prefill(*self.left_pad(rows))
+            yield start, rows, logits, state
+
+    def _history(self, rows: list[list[int]]) -> list[list[int]]:
+        # What the repetition penalty and n-gram ban look at: the prompt's text tokens.
+        return [[t for t in row if t != self.bos_id] for row in rows]
+
+    def generate_ids(self, prompts: Sequence[str], options: DecodeOptions
+                     ) -> list[tuple[list[int], list[list[int]]]]:
+        """Per prompt: its ids, and ``options.num_return`` lists of new token ids (the end token
+        excluded; beam search: the best first)."""
+        options = self.fit(options)
+        results: list[tuple[list[int], list[list[int]]]] = []
+        stepper = GPTStep(self.lm)
+        for _, rows, logits, state in self._batches(prompts, options):
+            outs = generate(stepper, logits, state, options, self.eos_ids, self._history(rows))
+            results.extend(zip(rows, outs))
+        return results
+
+    def generate(self, prompts: str | Sequence[str], **options: Any) -> list[str] | list[list[str]]:
+        """Continue each prompt: a list of ``num`` continuations for one prompt (a ``str``), or
+        one such list per prompt. Options as :meth:`options` (sampling with top-k 50 by default;
+        ``sample=False`` is greedy, ``beams=N`` beam search)."""
+        single = isinstance(prompts, str)
+        texts = [prompts] if single else list(prompts)
+        out = [[self.continuation(row, seq) for seq in seqs]
+               for row, seqs in self.generate_ids(texts, self.options(**options))]
+        return out[0] if single else out
+
+    def __call__(self, prompt: str, **options: Any) -> str:
+        """The first continuation of one prompt."""
+        return self.generate(prompt, **{**options, "num": 1})[0]
+
+    def stream(self, prompts: str | Sequence[str], **options: Any) -> Iterator[Piece]:
+        """Continuations as they are generated, as :class:`Piece` s in order: all of prompt 0's
+        sample 0, then its sample 1, ..., each ending with a ``last`` piece. The sequence being
+        shown streams token by token; the others are buffered until their turn. The pieces of a
+        sequence join to exactly what :meth:`generate` returns. Beam search cannot stream."""
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        opts = self.fit(self.options(**options))
+        if opts.num_beams > 1:
+            raise ZhtextError("beam search cannot be streamed: use generate() (--no-stream)")
+        num = opts.num_return
+        stepper = GPTStep(self.lm)
+        for start, rows, logits, state in self._batches(texts, opts):
+            n = len(rows) * num
+            detok = [_Detokenizer(self.decode, rows[r // num][-_CONTEXT_TOKENS:], self.bert_style)
+                     for r in range(n)]
+            order = _InOrder(start, num, n)
+            alive = set(range(n))
+            for live, tokens in iter_generate(stepper, logits, state, opts, self.eos_ids,
+                                              self._history(rows)):
+                now = live.tolist()
+                for r in alive.difference(now):  # ended with EOS at this step
+                    order.add(r, detok[r].finish(), last=True)
+                alive = set(now)
+                for r, t in zip(now, tokens.tolist()):
+                    order.add(r, detok[r].push(t))
+                yield from order.ready()
+            for r in range(n):  # reached max_new_tokens (or never started)
+                if not order.done[r]:
+                    order.add(r, detok[r].finish(), last=True)
+            yield from order.ready()
+
+    # ---------------------------------------------------------------- perplexity
+
+    @torch.no_grad()
+    def perplexity(self, texts: Sequence[str], batch_size: int | None = None) -> dict[str, float]:
+        """Perplexity of each text as a whole document (``[CLS] text [SEP]``: every token after the
+        first is predicted, the end token included), over all texts together.
+
+        Returns ``ppl`` (per token), ``bits_per_char`` (total bits over the non-space characters of
+        the texts, comparable with the lexicon's bits per character), ``nll`` (nats), ``tokens``
+        and ``chars``. A document longer than the model's positions is scored in windows that
+        overlap by half, each token once, with at least half a window of context."""
+        docs = [d for d in self.documents([t for t in texts if t.strip()]) if len(d) > 1]
+        if not docs:
+            raise ZhtextError("no text to score")
+        windows = []  # (ids, first scored target position)
+        span = self.max_positions
+        stride = max(1, span // 2)
+        for doc in docs:
+            begin, scored_to = 0, 1
+            while True:
+                end = min(begin + span, len(doc))
+                windows.append((doc[begin:end], scored_to - begin))
+                if end == len(doc):
+                    break
+                begin, scored_to = begin + stride, end
+        windows.sort(key=lambda w: len(w[0]))
+        nll, count = 0.0, 0
+        size = batch_size or self.batch_size
+        for start in range(0, len(windows), size):
+            chunk = windows[start:start + size]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            target = torch.zeros((len(chunk), width), dtype=torch.bool)
+            for i, (row, first) in enumerate(chunk):
+                ids[i, :len(row)] = torch.tensor(row)
+                target[i, first:len(row)] = True
+            mask = (torch.arange(width)[None] < torch.tensor([len(r) for r, _ in chunk])[:, None]).long()
+            ids, mask, target = ids.to(self.device), mask.to(self.device), target.to(self.device)
+            hidden = self.lm.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
+            # Position t - 1 predicts target t; project only the positions that are scored.
+            states = hidden[:, :-1][target[:, 1:]]
+            gold = ids[:, 1:][target[:, 1:]]
+            for part in range(0, len(gold), 4096):
+                logits = self.lm.lm_head(states[part:part + 4096]).float()
+                nll += float(torch.nn.functional.cross_entropy(logits, gold[part:part + 4096],
+                                                               reduction="sum"))
+            count += int(gold.numel())
+        chars = sum(len("".join(t.split())) for t in texts)
+        return {"ppl": math.exp(nll / count), "bits_per_char": nll / math.log(2) / max(chars, 1),
+                "nll": nll, "tokens": count, "chars": chars}
+
+    # ---------------------------------------------------------------- save / load / train
+
+    def save(self, directory: str | os.PathLike, **extra: Any) -> Path:
+        """Save in the Hugging Face layout (``GPT2LMHeadModel`` + tokenizer) plus ``zhtext.json``;
+        written to a temporary folder first and moved into place, so a save is never torn."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out))
+        try:
+            with quiet_hf_bars():
+                self.lm.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+            self.meta.update(extra)
+            save_task_meta(tmp, TASK, **{k: v for k, v in self.meta.items()
+                                         if k not in ("task", "zhtext_version")})
+            for item in tmp.iterdir():
+                os.replace(item, out / item.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+    @classmethod
+    def train(
+        cls,
+        train: Sequence[str],
+        dev: Sequence[str] | None = None,
+        *,
+        out_dir: str | os.PathLike,
+        model: str | os.PathLike | None = None,
+        layers: int = 4,
+        hidden: int = 256,
+        heads: int | None = None,
+        block_size: int = 128,
+        epochs: int = 1,
+        batch_size: int = 16,
+        lr: float | None = None,
+        seed: int = 42,
+        dropout: float = 0.1,
+        warmup: float = 0.05,
+        grad_accum: int = 1,
+        max_seconds: float | None = None,
+        max_steps: int | None = None,
+        min_char_count: int = 1,
+        max_vocab: int | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        device: str | None = None,
+    ) -> TextGenerator:
+        """Causal-LM training on raw text lines (each a document), saved to ``out_dir``.
+
+        ``model`` names a GPT-2 checkpoint to continue from (hub id or directory); without it a
+        small GPT-2 (``layers``, ``hidden``, ``heads``, positions = ``block_size``) is built over a
+        character vocabulary of ``train``. Lines are packed into blocks of ``block_size`` tokens.
+        ``lr`` defaults to 5e-5 pretrained and 1e-3 from scratch. With ``dev`` lines the model
+        with the lowest dev perplexity is kept; stops after ``epochs``, ``max_steps`` or
+        ``max_seconds``; ``resume`` continues from ``out_dir/checkpoint``.
+        """
+        seed_everything(seed)
+        dev_device = pick_device(device)
+        if model is None:
+            gen = cls.from_scratch(train, layers=layers, hidden=hidden, heads=heads,
+                                   block_size=block_size, min_char_count=min_char_count,
+                                   max_vocab=max_vocab, dropout=dropout, device=dev_device,
+                                   batch_size=batch_size)
+            lr = lr or 1e-3
+        else:
+            gen = cls.load(model, device=device, batch_size=batch_size)
+            if block_size > gen.max_positions:
+                raise ZhtextError(f"block_size {block_size} exceeds the model's {gen.max_positions} "
+                                  "positions")
+            gen.meta["base_model"] = str(model)
+            lr = lr or 5e-5
+        gen.lm.loss_type = "ForCausalLM"  # what GPT2LMHeadModel computes; saying so keeps it quiet
+        blocks = torch.from_numpy(pack_blocks(train, gen.documents, block_size))
+        batches_per_epoch = math.ceil(len(blocks) / batch_size)
+
+        def batches(epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+            for index in batches_of(len(blocks), batch_size, seed, epoch):
+                ids = blocks[torch.from_numpy(np.asarray(index))].to(gen.device)
+                yield {"input_ids": ids, "labels": ids}
+
+        evaluate = None
+        if dev:
+            dev_texts = list(dev)
+
+            def evaluate() -> dict[str, float]:
+                scores = gen.perplexity(dev_texts)
+                return {"ppl": scores["ppl"], "bits_per_char": scores["bits_per_char"],
+                        "neg_ppl": -scores["ppl"]}
+
+        out = Path(out_dir)
+
+        def on_best(record: dict[str, Any]) -> None:
+            gen.save(out, block_size=block_size, best=record)
+
+        config = TrainConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds,
+                             warmup=warmup, grad_accum=grad_accum, seed=seed, metric="neg_ppl",
+                             resume=resume, progress=progress)
+        extra = {"vocab": len(gen.tokenizer), "block_size": block_size, "batch_size": batch_size,
+                 "blocks": len(blocks)}
+        history = train_loop(gen.lm, param_groups(gen.lm, lr, config.weight_decay), batches,
+                             batches_per_epoch, out, config, evaluate, on_best, extra)
+        best = cls.load(out, device=device, batch_size=batch_size)
+        best.history = history
+        best.save(out, history=history)
+        return best

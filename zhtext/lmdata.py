@@ -1,0 +1,68 @@
+"""Raw text for causal language models: lines -> token ids -> fixed-size training blocks.
+
+Each non-empty line is one document, encoded the way the model will later see a prompt (for
+BERT-tokenizer GPT-2s: ``[CLS] text [SEP]``). Documents are concatenated into one id stream and cut
+into blocks of ``block_size`` tokens, so no position is wasted on padding; a block may start
+inside a document, which teaches the model to continue from anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import ZhtextError
+
+__all__ = ["pack_blocks", "split_heldout"]
+
+# Lines tokenised per call: large enough for the fast tokenizer's batching, small for memory.
+_ENCODE_CHUNK = 2048
+
+
+def pack_blocks(lines: Iterable[str], encode: Callable[[Sequence[str]], list[list[int]]],
+                block_size: int) -> np.ndarray:
+    """Encode ``lines`` (``encode`` maps a list of texts to id lists, specials included) and cut the
+    concatenated ids into rows of ``block_size``: an int64 array (blocks, block_size). The tail that
+    does not fill a block is dropped. Raises ZhtextError when not one block can be made."""
+    if block_size < 2:
+        raise ZhtextError("block_size must be at least 2 (a token and the one after it)")
+    parts: list[np.ndarray] = []
+    chunk: list[str] = []
+
+    def flush() -> None:
+        if chunk:
+            parts.extend(np.asarray(ids, dtype=np.int64) for ids in encode(chunk))
+            chunk.clear()
+
+    for line in lines:
+        if line.strip():
+            chunk.append(line)
+            if len(chunk) == _ENCODE_CHUNK:
+                flush()
+    flush()
+    stream = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    blocks = len(stream) // block_size
+    if blocks == 0:
+        raise ZhtextError(f"the training text has {len(stream)} tokens: too few for one block of "
+                          f"{block_size}")
+    return stream[: blocks * block_size].reshape(blocks, block_size)
+
+
+def split_heldout(lines: Iterable[str], every: int) -> tuple[list[str], list[str]]:
+    """Non-empty lines split into (train, held-out): every ``every``-th line is held out, so both
+    parts cover the whole corpus (all four novels, beginning to end)."""
+    if every < 2:
+        raise ZhtextError("every must be at least 2")
+    train: list[str] = []
+    held: list[str] = []
+    for i, line in enumerate(line for line in lines if line.strip()):
+        (held if i % every == every - 1 else train).append(line)
+    return train, held
+
+
+def batches_of(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+    """Row indices of ``n`` rows in shuffled batches, deterministic in (seed, epoch)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
