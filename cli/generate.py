@@ -263,7 +263,8 @@ def evaluate_gpt(
     if as_json:
         print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}))
         return
-    table = Table(title=f"{model} on {', '.join(data)}")
+    files = data[0] if len(data) == 1 else f"{len(data)} files"
+    table = Table(title=f"{model} on {files}" + (f" (every {heldout_every}th line)" if heldout_every else ""))
     for column in ("perplexity", "bits/char", "tokens", "chars", "lines"):
         table.add_column(column, justify="right")
     table.add_row(f"{scores['ppl']:.3f}", f"{scores['bits_per_char']:.4f}", str(scores["tokens"]),

@@ -183,12 +183,16 @@ def test_bpe_checkpoint_round_trip(tmp_path):
 # --------------------------------------------------------------------------- known logits
 
 
-def test_sep_stops_generation_and_an_eos_id_outside_the_vocab_is_ignored():
+def test_sep_stops_generation_and_an_eos_id_outside_the_vocab_is_ignored(tmp_path):
     tokenizer = wordpiece_tokenizer()
     logits = [-5.0] * len(tokenizer)
     logits[tokenizer.sep_token_id] = 3.0
     logits[tokenizer.convert_tokens_to_ids("好")] = 2.0
-    gen = known_logits_model(logits, tokenizer)
+    # Saved and loaded back by path, as a uer checkpoint would be (config eos 50256).
+    known_logits_model(logits, tokenizer).lm.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    gen = TextGenerator.load(tmp_path)
+    assert gen.bert_style and gen.lm.config.eos_token_id == 50256
     assert gen.eos_ids == [tokenizer.sep_token_id]
     ids = gen.generate_ids(["你"], DecodeOptions(max_new_tokens=10))
     assert ids[0][1] == [[]]

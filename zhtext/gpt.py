@@ -22,8 +22,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +40,7 @@ from .models import (
     load_model,
     load_task_meta,
     load_tokenizer,
+    model_dir_writer,
     pick_device,
     quiet_hf_bars,
     save_task_meta,
@@ -502,21 +501,13 @@ class TextGenerator:
     def save(self, directory: str | os.PathLike, **extra: Any) -> Path:
         """Save in the Hugging Face layout (``GPT2LMHeadModel`` + tokenizer) plus ``zhtext.json``;
         written to a temporary folder first and moved into place, so a save is never torn."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out))
-        try:
-            with quiet_hf_bars():
-                self.lm.save_pretrained(str(tmp))
+        with model_dir_writer(directory) as tmp:
+            self.lm.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
             self.meta.update(extra)
             save_task_meta(tmp, TASK, **{k: v for k, v in self.meta.items()
                                          if k not in ("task", "zhtext_version")})
-            for item in tmp.iterdir():
-                os.replace(item, out / item.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        return Path(directory)
 
     @classmethod
     def train(
