@@ -380,7 +380,7 @@ def test_generate_step_loads_once_and_keeps_order(monkeypatch):
 
         def generate(self, prompts, **options):
             calls.append(len(prompts))
-            return [p + "啊" * options["max_new_tokens"] for p in prompts]
+            return [[p + "啊" * options["max_new_tokens"]] for p in prompts]
 
     monkeypatch.setitem(sys.modules, "zhtext.gpt", types.SimpleNamespace(TextGenerator=Writer))
     nlp = Pipeline("segment,generate", gpt_model="g", max_new_tokens=2)
@@ -388,6 +388,17 @@ def test_generate_step_loads_once_and_keeps_order(monkeypatch):
     assert loads == ["g"] and calls == [3, 3, 1]
     assert [d.generated for d in docs] == [t + "啊啊" for t in TEXTS]
     assert json.loads(docs[0].to_json())["generated"] == TEXTS[0] + "啊啊"
+
+
+def test_generate_step_equals_text_generator(tmp_path):
+    from zhtext.gpt import TextGenerator
+
+    TextGenerator.from_scratch(TEXTS, layers=1, hidden=32, heads=2, block_size=64).save(tmp_path / "g")
+    expect = TextGenerator.load(tmp_path / "g").generate(TEXTS, max_new_tokens=4, seed=0)
+    nlp = Pipeline("generate", gpt_model=str(tmp_path / "g"), max_new_tokens=4)
+    got = [d.generated for d in nlp.pipe(TEXTS, batch_size=len(TEXTS))]
+    assert got == [samples[0] for samples in expect]
+    assert all(isinstance(g, str) for g in got)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("zhtext.unilm") is None, reason="zhtext.unilm not present")

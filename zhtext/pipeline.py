@@ -295,7 +295,9 @@ class GenerateStep(Step):
 
     def run(self, texts: list[str]) -> list[str]:
         s = self.settings
-        return list(self.generator.generate(texts, max_new_tokens=s["max_new_tokens"], seed=s["seed"]))
+        # One continuation per text: generate() gives a list of ``num`` samples for each.
+        outs = self.generator.generate(texts, max_new_tokens=s["max_new_tokens"], seed=s["seed"])
+        return [samples[0] for samples in outs]
 
 
 def _part(module: str, name: str) -> Any:
