@@ -5,7 +5,8 @@ bert-base-chinese; random weights) titles articles of 256 content tokens: 32 new
 batch 1 and batch 8. Both runs use the same beam search (zhtext.decoding); the only difference is
 the step function: zhtext's key/value cache, or the anchor's re-run of ``[CLS] content [SEP]
 title-so-far`` for every beam at every step. The titles must be identical. EOS is banned (min
-length 32) so every run does the full 32 steps.
+length 32) so every run does the full 32 steps. Both sides are warmed up (two steps) at each batch
+size before they are timed.
 
     python benchmarks/title_decode.py            # batch 1 and 8
     python benchmarks/title_decode.py --quick    # 6 layers, 8 new tokens, batch 1 and 2
@@ -80,6 +81,9 @@ def main() -> None:
         ids[:, 0] = 101
         ids[torch.arange(batch), lengths - 1] = sep
         ids[torch.arange(ids.shape[1])[None] >= lengths[:, None]] = 0
+        warm = DecodeOptions(max_new_tokens=2, min_new_tokens=2, num_beams=args.beam)
+        for stepper in (CachedStep(model), RecomputeStep(model)):  # warm-up at this batch size
+            run(stepper, ids, lengths, warm, sep)
         cached, t_cached = run(CachedStep(model), ids, lengths, options, sep)
         log(f"batch {batch}: cached {t_cached:.2f} s")
         full, t_full = run(RecomputeStep(model), ids, lengths, options, sep)

@@ -113,6 +113,8 @@ def test_same_seed_same_text_and_another_seed_differs():
     first = gen.generate(["我爱", "北京"], seed=7, num=2, max_new_tokens=20, top_k=0)
     assert gen.generate(["我爱", "北京"], seed=7, num=2, max_new_tokens=20, top_k=0) == first
     assert gen.generate(["我爱", "北京"], seed=8, num=2, max_new_tokens=20, top_k=0) != first
+    # A prompt's samples do not depend on the other prompts of its batch.
+    assert gen.generate("北京", seed=7, num=2, max_new_tokens=20, top_k=0) == first[1]
 
 
 def test_streamed_pieces_join_to_the_generated_text_in_order():

@@ -14,6 +14,7 @@ from zhtext.models import (
     SPECIAL_TOKENS,
     build_char_vocab,
     char_tokenizer,
+    decode_text,
     load_model,
     load_task_meta,
     load_tokenizer,
@@ -67,6 +68,22 @@ def test_char_tokenizer_one_token_per_character(tmp_path):
     again = load_tokenizer(tmp_path)
     assert again(TEXTS)["input_ids"] == tok(TEXTS)["input_ids"]
     assert (tmp_path / "vocab.txt").read_text(encoding="utf-8").splitlines() == vocab
+
+
+def test_decode_text_joins_characters_and_wordpieces_without_stray_spaces(tmp_path):
+    vocab = build_char_vocab(TEXTS)
+    tok = char_tokenizer(vocab)
+    ids = tok("我爱GPU，2023年")["input_ids"]
+    # A character tokenizer: Latin letters and digits come back as written, not "G P U".
+    assert decode_text(tok, ids) == "我爱GPU，2023年"
+    # A WordPiece vocabulary like bert-base-chinese's: pieces joined, Latin words kept apart.
+    from transformers import BertTokenizerFast
+
+    pieces = [*SPECIAL_TOKENS, "我", "爱", "hello", "world", "go", "##od", "。"]
+    wp = BertTokenizerFast(vocab={t: i for i, t in enumerate(pieces)})
+    ids = wp("我爱hello world good。")["input_ids"]
+    assert wp.convert_ids_to_tokens(ids)[-3:-1] == ["##od", "。"]
+    assert decode_text(wp, ids) == "我爱hello world good。"
 
 
 def test_char_tokenizer_rejects_bad_vocab():

@@ -210,22 +210,30 @@ def iter_generate(model: StepModel, logits: torch.Tensor, state: Any, options: D
     rows = torch.arange(logits.shape[0], device=device)
     tracker = _Tracker(options, hist, logits.shape[-1], device)
     eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=device)
-    generator = None
+    generators = None
     if options.do_sample and options.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(options.seed)
+        # One generator per sequence, seeded by the seed and the sample's number, so that what
+        # a prompt gets does not depend on the other prompts of its batch.
+        generators = [torch.Generator(device=device).manual_seed(
+            hash((options.seed, r % options.num_return)) % 2**63) for r in range(len(rows))]
     for produced in range(options.max_new_tokens):
         scores = process_logits(logits, options, produced, eos_ids, tracker)
-        if options.do_sample:
-            probs = torch.softmax(scores, dim=-1)
-            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        else:
+        if not options.do_sample:
             tokens = scores.argmax(dim=-1)
+        elif generators is None:
+            tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
+        else:
+            probs = torch.softmax(scores, dim=-1)
+            tokens = torch.cat([torch.multinomial(probs[r], 1, generator=g)
+                                for r, g in enumerate(generators)])
         alive = ~torch.isin(tokens, eos)
         if not bool(alive.all()):
             keep = alive.nonzero().squeeze(1)
             rows, tokens = rows[keep], tokens[keep]
             state = model.reorder(state, keep)
             tracker.reorder(keep)
+            if generators is not None:
+                generators = [generators[i] for i in keep.tolist()]
         if rows.numel() == 0:
             return
         yield rows, tokens

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,11 +31,13 @@ import torch
 
 from .decoding import DecodeOptions, generate, iter_generate
 from .errors import ZhtextError
+from .incremental import SplitCache, gpt2_step, prepare_gpt2
 from .lmdata import batches_of, pack_blocks
 from .models import (
     META_FILE,
     build_char_vocab,
     char_tokenizer,
+    decode_text,
     load_model,
     load_task_meta,
     load_tokenizer,
@@ -44,6 +45,7 @@ from .models import (
     pick_device,
     quiet_hf_bars,
     save_task_meta,
+    squeeze_spaces,
 )
 from .training import TrainConfig, param_groups, seed_everything, train_loop
 
@@ -51,19 +53,9 @@ __all__ = ["GPTState", "GPTStep", "Piece", "TextGenerator", "squeeze_spaces"]
 
 TASK = "gpt"
 
-# Wide (East Asian W/F) characters: CJK ideographs, kana, hangul, CJK and full-width punctuation.
-_WIDE = ("\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf"
-         "\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6"
-         "\U00020000-\U0003fffd")
-_SPACE_BY_WIDE = re.compile(f"(?<=[{_WIDE}]) +| +(?=[{_WIDE}])")
 # Prompt tokens decoded with the continuation, so its first piece joins the prompt correctly
 # (a space before a Latin word, none before a Chinese character, a split UTF-8 byte completed).
 _CONTEXT_TOKENS = 4
-
-
-def squeeze_spaces(text: str) -> str:
-    """Drop the spaces a BERT tokenizer puts around wide (CJK) characters; keep the others."""
-    return _SPACE_BY_WIDE.sub("", text)
 
 
 # --------------------------------------------------------------------------- the step function
@@ -71,20 +63,22 @@ def squeeze_spaces(text: str) -> str:
 
 @dataclass
 class GPTState:
-    """The decoding state of a batch of rows: the layers' keys and values, which cached positions
-    are real (``None`` when no row is padded) and each row's next position id. Single use:
+    """The decoding state of a batch of rows: the prompts' and generated tokens' keys and values
+    (:class:`~zhtext.incremental.SplitCache`) and each row's next position id. Single use:
     ``step`` and ``reorder`` update the cache in place and return the state to use next."""
 
-    cache: Any
-    mask: torch.Tensor | None  # (M, K) long, 0 at left padding
-    next_pos: torch.Tensor     # (M,) long
+    cache: SplitCache
+    next_pos: torch.Tensor  # (M,) long
 
 
 class GPTStep:
-    """A ``GPT2LMHeadModel`` seen one token at a time (a :class:`~zhtext.decoding.StepModel`)."""
+    """A ``GPT2LMHeadModel`` seen one token at a time (a :class:`~zhtext.decoding.StepModel`):
+    the prompts run through transformers' forward once, each new token through
+    :func:`~zhtext.incremental.gpt2_step`."""
 
     def __init__(self, lm: torch.nn.Module):
         self.lm = lm
+        prepare_gpt2(lm)
 
     @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -101,22 +95,15 @@ class GPTStep:
                                      use_cache=True).last_hidden_state
         # The vocabulary projection only at the last position: it is the costliest matrix.
         logits = self.lm.lm_head(hidden[:, -1]).float()
-        return logits, GPTState(cache, mask if padded else None, positions[:, -1] + 1)
+        return logits, GPTState(SplitCache.from_hf(cache, mask.bool()), positions[:, -1] + 1)
 
-    @torch.no_grad()
     def step(self, tokens: torch.Tensor, state: GPTState) -> tuple[torch.Tensor, GPTState]:
-        mask = state.mask
-        if mask is not None:
-            mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
-        hidden = self.lm.transformer(input_ids=tokens[:, None], attention_mask=mask,
-                                     position_ids=state.next_pos[:, None],
-                                     past_key_values=state.cache, use_cache=True).last_hidden_state
-        return self.lm.lm_head(hidden[:, -1]).float(), GPTState(state.cache, mask, state.next_pos + 1)
+        logits = gpt2_step(self.lm, tokens, state.next_pos, state.cache)
+        return logits.float(), GPTState(state.cache, state.next_pos + 1)
 
     def reorder(self, state: GPTState, index: torch.Tensor) -> GPTState:
-        state.cache.reorder_cache(index)
-        mask = None if state.mask is None else state.mask[index]
-        return GPTState(state.cache, mask, state.next_pos[index])
+        state.cache.reorder(index)
+        return GPTState(state.cache, state.next_pos[index])
 
 
 # --------------------------------------------------------------------------- streaming text
@@ -348,9 +335,7 @@ class TextGenerator:
     def decode(self, ids: Sequence[int]) -> str:
         """Text of token ids: special tokens dropped; for BERT tokenizers ``##`` pieces joined and
         no spaces around Chinese characters (spaces between Latin words kept)."""
-        text = self.tokenizer.decode(list(ids), skip_special_tokens=True,
-                                     clean_up_tokenization_spaces=self.bert_style)
-        return squeeze_spaces(text) if self.bert_style else text
+        return decode_text(self.tokenizer, ids, self.bert_style)
 
     def continuation(self, prompt: Sequence[int], ids: Sequence[int]) -> str:
         """Text of ``ids`` as it continues ``prompt`` (so the two concatenate correctly)."""

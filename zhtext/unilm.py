@@ -32,10 +32,12 @@ from torch import nn
 
 from .decoding import DecodeOptions, generate
 from .errors import ZhtextError
+from .incremental import SplitCache, bert_step, check_bert
 from .metrics import average_rouge
 from .models import (
     build_char_vocab,
     char_tokenizer,
+    decode_text,
     load_model,
     load_task_meta,
     load_tokenizer,
@@ -131,20 +133,23 @@ class UniLM(nn.Module):
 
 @dataclass
 class CacheState:
-    """What decoding carries between steps: the layers' keys/values, which cached keys are real
-    (not content padding), and the position id of each row's next token. Single use: ``step``
-    and ``reorder`` may update the cache in place and return the state to use next."""
+    """What decoding carries between steps: the contents' and titles' keys and values
+    (:class:`~zhtext.incremental.SplitCache`) and the position id of each row's next token.
+    Single use: ``step`` and ``reorder`` update the cache in place and return the state to use
+    next."""
 
-    cache: Any
-    key_valid: torch.Tensor  # (M, K) bool
-    next_pos: torch.Tensor   # (M,) long
+    cache: SplitCache
+    next_pos: torch.Tensor  # (M,) long
 
 
 class CachedStep:
-    """The UniLM step function over a key/value cache (a :class:`~zhtext.decoding.StepModel`)."""
+    """The UniLM step function over a key/value cache (a :class:`~zhtext.decoding.StepModel`):
+    the contents run through transformers' forward once, each title token through
+    :func:`~zhtext.incremental.bert_step`."""
 
     def __init__(self, model: UniLM):
         self.model = model
+        check_bert(model.lm)
 
     @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, lengths: torch.Tensor
@@ -161,22 +166,17 @@ class CachedStep:
                          attention_mask=unilm_mask(types, valid, lm.dtype),
                          past_key_values=cache, use_cache=True).last_hidden_state
         last = hidden[torch.arange(len(lengths), device=hidden.device), lengths - 1]
-        return lm.cls(last).float(), CacheState(cache, valid, lengths.clone())
+        return lm.cls(last).float(), CacheState(SplitCache.from_hf(cache, valid), lengths.clone())
 
-    @torch.no_grad()
     def step(self, tokens: torch.Tensor, state: CacheState) -> tuple[torch.Tensor, CacheState]:
-        lm = self.model.lm
-        key_valid = torch.cat([state.key_valid, torch.ones_like(state.key_valid[:, :1])], dim=1)
         # The new title token sees every real content token and the whole title so far.
-        mask = additive(key_valid[:, None, :], lm.dtype)
-        hidden = lm.bert(input_ids=tokens[:, None], token_type_ids=torch.ones_like(tokens)[:, None],
-                         position_ids=state.next_pos[:, None], attention_mask=mask,
-                         past_key_values=state.cache, use_cache=True).last_hidden_state
-        return lm.cls(hidden[:, -1]).float(), CacheState(state.cache, key_valid, state.next_pos + 1)
+        logits = bert_step(self.model.lm, tokens, state.next_pos, torch.ones_like(tokens),
+                           state.cache)
+        return logits.float(), CacheState(state.cache, state.next_pos + 1)
 
     def reorder(self, state: CacheState, index: torch.Tensor) -> CacheState:
-        state.cache.reorder_cache(index)
-        return CacheState(state.cache, state.key_valid[index], state.next_pos[index])
+        state.cache.reorder(index)
+        return CacheState(state.cache, state.next_pos[index])
 
 
 @dataclass
@@ -222,25 +222,6 @@ class RecomputeStep:
 
     def reorder(self, state: RecomputeState, index: torch.Tensor) -> RecomputeState:
         return RecomputeState(state.source[index], state.lengths[index], state.target[index])
-
-
-# --------------------------------------------------------------------------- text <-> ids
-
-
-def decode_tokens(tokenizer: Any, ids: Sequence[int]) -> str:
-    """Title text of token ids: WordPiece ``##`` pieces joined, special tokens dropped, and a space
-    only between two Latin words/numbers (BERT tokenizers put one between every token)."""
-    special = set(tokenizer.all_special_ids)
-    out: list[str] = []
-    for token in tokenizer.convert_ids_to_tokens([i for i in ids if i not in special]):
-        if token.startswith("##"):
-            out.append(token[2:])
-        elif out and out[-1][-1:].isascii() and out[-1][-1:].isalnum() and token[:1].isascii() \
-                and token[:1].isalnum():
-            out.append(" " + token)
-        else:
-            out.append(token)
-    return "".join(out)
 
 
 def _options(beam: int, max_len: int, min_len: int, length_penalty: float, sample: bool,
@@ -384,7 +365,7 @@ class TitleGenerator:
         ``min_len``; beam scores are divided by length ** ``length_penalty``."""
         options = _options(beam, max_len, min_len, length_penalty, sample, top_k, top_p,
                            temperature, seed)
-        return [decode_tokens(self.tokenizer, out[0]) for out in self.generate_ids(texts, options)]
+        return [decode_text(self.tokenizer, out[0]) for out in self.generate_ids(texts, options)]
 
     def __call__(self, texts: str | Sequence[str], **options: Any) -> str | list[str]:
         """The title of one text, or a list of titles; keyword options as :meth:`generate`."""
