@@ -47,7 +47,7 @@ def test_sigint_to_a_running_command_exits_130_without_traceback(tmp_path, dicti
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     # Reading an open, silent stdin keeps the command busy inside its atomic output.
-    command = [sys.executable, "-c", "from zhtext_cli.app import main; main()", "segment", "-",
+    command = [sys.executable, "-c", "from zhtext_cli.entry import main; main()", "segment", "-",
                "--dict", str(dictionary), "-o", str(out_dir / "seg.txt"), "-q"]  # fmt: skip
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -64,6 +64,25 @@ def test_sigint_to_a_running_command_exits_130_without_traceback(tmp_path, dicti
     assert proc.returncode == 130
     assert err.decode() == "zhtext: interrupted\n" and out == b""
     assert list(out_dir.iterdir()) == []
+
+
+def test_ctrl_c_while_the_cli_imports_is_one_line_status_130():
+    # The interrupt arrives as the CLI's modules load, before any command runs.
+    script = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def slow(name, *args, **kwargs):\n"
+        "    if name == 'app':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = slow\n"
+        "sys.argv = ['zhtext', '--help']\n"
+        "from zhtext_cli.entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == 130
+    assert proc.stderr.decode() == "zhtext: interrupted\n" and proc.stdout == b""
 
 
 def test_bad_option_prints_usage_and_exits_2(monkeypatch, capsys):

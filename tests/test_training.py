@@ -139,6 +139,14 @@ def test_best_model_callback_and_eval_every(tmp_path):
     assert [h["f1"] for h in history] == [0.5, 0.7, 0.6, 0.9, 0.8, 0.1]
 
 
+def test_best_model_of_a_metric_to_minimise(tmp_path):
+    scores = iter([50.0, 30.0, 40.0, 20.0, 25.0, 60.0])
+    best: list[dict] = []
+    run(tmp_path, evaluate=lambda: {"ppl": next(scores)}, on_best=best.append, eval_every=4,
+        epochs=2, metric="ppl", lower_is_better=True)
+    assert [b["ppl"] for b in best] == [50.0, 30.0, 20.0]
+
+
 def test_resume_refuses_a_checkpoint_for_other_settings(tmp_path):
     run(tmp_path, interrupt_at=(0, 3))
     model = Regressor()

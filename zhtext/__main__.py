@@ -1,5 +1,5 @@
 """``python -m zhtext`` runs the same CLI as the ``zhtext`` command."""
 
-from zhtext_cli.app import main
+from zhtext_cli.entry import main
 
 main()

@@ -560,8 +560,7 @@ class TextGenerator:
 
             def evaluate() -> dict[str, float]:
                 scores = gen.perplexity(dev_texts)
-                return {"ppl": scores["ppl"], "bits_per_char": scores["bits_per_char"],
-                        "neg_ppl": -scores["ppl"]}
+                return {"ppl": scores["ppl"], "bits_per_char": scores["bits_per_char"]}
 
         out = Path(out_dir)
 
@@ -569,8 +568,8 @@ class TextGenerator:
             gen.save(out, block_size=block_size, best=record)
 
         config = TrainConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds,
-                             warmup=warmup, grad_accum=grad_accum, seed=seed, metric="neg_ppl",
-                             resume=resume, progress=progress)
+                             warmup=warmup, grad_accum=grad_accum, seed=seed, metric="ppl",
+                             lower_is_better=True, resume=resume, progress=progress)
         extra = {"vocab": len(gen.tokenizer), "block_size": block_size, "batch_size": batch_size,
                  "blocks": len(blocks)}
         history = train_loop(gen.lm, param_groups(gen.lm, lr, config.weight_decay), batches,

@@ -62,7 +62,8 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     seed: int = 42
     eval_every: int | None = None  # optimizer steps between dev evaluations (besides epoch ends)
-    metric: str = "f1"  # key of the evaluate() dict to maximise
+    metric: str = "f1"  # key of the evaluate() dict that picks the best model
+    lower_is_better: bool = False  # True for a metric such as perplexity
     resume: bool = False
     keep_checkpoint: bool = False  # keep checkpoint/ after the schedule completes
     progress: bool = True
@@ -323,6 +324,7 @@ def train_loop(
             score = float(state["step"])  # without dev data the latest model is the best
         elif config.metric in metrics:
             score = float(metrics[config.metric])
+            score = -score if config.lower_is_better else score
         else:
             raise ZhtextError(f"evaluate() returned no {config.metric!r} metric")
         if score > state["best"]:
