@@ -27,6 +27,9 @@ Beam = Annotated[int, typer.Option("--beam", help="Beam width (1: greedy).")]
 MaxLen = Annotated[int, typer.Option("--max-len", help="Most title tokens to generate.")]
 Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Articles decoded together.")]
+NoRepeat = Annotated[int, typer.Option(
+    "--no-repeat-ngram", help="Never repeat N tokens in a row within a title (0: off; 3 is usual "
+    "for summaries).")]
 
 
 @train_app.command("title")
@@ -111,6 +114,7 @@ def title(
     min_len: Annotated[int, typer.Option("--min-len", help="Fewest title tokens.")] = 0,
     length_penalty: Annotated[float, typer.Option(
         "--length-penalty", help="Beam score = log-prob / length ** this (> 1 favours longer titles).")] = 1.0,
+    no_repeat_ngram: NoRepeat = 0,
     sample: Annotated[bool, typer.Option("--sample", help="Sample instead of beam search.")] = False,
     top_k: Annotated[int, typer.Option("--top-k", help="Sampling: keep the K likeliest tokens (0: all).")] = 0,
     top_p: Annotated[float, typer.Option(
@@ -147,7 +151,8 @@ def title(
     first = next(articles, None)  # a missing or unreadable input fails before the model loads
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
     options = {"beam": beam, "max_len": max_len, "min_len": min_len, "length_penalty": length_penalty,
-                   "sample": sample, "top_k": top_k, "top_p": top_p, "temperature": temperature, "seed": seed}
+               "sample": sample, "top_k": top_k, "top_p": top_p, "temperature": temperature, "seed": seed,
+               "no_repeat_ngram": no_repeat_ngram}
     articles = itertools.chain([first] if first is not None else [], articles)
     with atomic_output(output) as handle, Bar(enabled=output not in (None, "-"), unit="articles") as bar:
         task = bar.add("titling")
@@ -173,6 +178,7 @@ def evaluate_title(
         "--data", help="Gold pairs: TSV 'title<TAB>content' or JSONL.", show_default=False)],
     beam: Beam = 3,
     max_len: MaxLen = 32,
+    no_repeat_ngram: NoRepeat = 0,
     limit: Annotated[int | None, typer.Option("--limit", help="Score only the first N pairs.")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the figures as one JSON object instead of a table.")] = False,
@@ -190,7 +196,7 @@ def evaluate_title(
 
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
     pairs = read_pairs(data)[:limit]
-    scores = gen.evaluate(pairs, beam=beam, max_len=max_len)
+    scores = gen.evaluate(pairs, beam=beam, max_len=max_len, no_repeat_ngram=no_repeat_ngram)
     if as_json:
         print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}))
         return

@@ -145,6 +145,23 @@ def test_decoding_options_are_respected():
     assert gen(TEXTS[0], beam=1) == gen([TEXTS[0]], beam=1)[0]
 
 
+def test_no_repeat_ngram_keeps_every_bigram_of_a_title_unique():
+    gen = tiny(5)
+    # Untrained, the model loops; with the ban no two tokens in a row appear twice.
+    loose = gen.generate_ids(TEXTS, DecodeOptions(max_new_tokens=24, min_new_tokens=24))
+    assert any(_has_repeat(out[0], 2) for out in loose)
+    for beam in (1, 3):
+        titles = gen.generate(TEXTS, beam=beam, max_len=24, min_len=24, no_repeat_ngram=2)
+        for title in titles:
+            ids = gen.tokenizer(title, add_special_tokens=False)["input_ids"]
+            assert not _has_repeat(ids, 2)
+
+
+def _has_repeat(ids: list[int], n: int) -> bool:
+    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
 # --------------------------------------------------------------------------- training and files
 
 

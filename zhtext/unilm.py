@@ -225,11 +225,12 @@ class RecomputeStep:
 
 
 def _options(beam: int, max_len: int, min_len: int, length_penalty: float, sample: bool,
-             top_k: int, top_p: float, temperature: float, seed: int | None) -> DecodeOptions:
+             top_k: int, top_p: float, temperature: float, seed: int | None,
+             no_repeat_ngram: int) -> DecodeOptions:
     return DecodeOptions(max_new_tokens=max_len, min_new_tokens=min_len,
                          num_beams=1 if sample else beam, length_penalty=length_penalty,
                          do_sample=sample, top_k=top_k, top_p=top_p, temperature=temperature,
-                         seed=seed)
+                         seed=seed, no_repeat_ngram=no_repeat_ngram)
 
 
 # --------------------------------------------------------------------------- the generator
@@ -359,12 +360,13 @@ class TitleGenerator:
     def generate(self, texts: Sequence[str], *, beam: int = 3, max_len: int = 32,
                  min_len: int = 0, length_penalty: float = 1.0, sample: bool = False,
                  top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0,
-                 seed: int | None = None) -> list[str]:
+                 seed: int | None = None, no_repeat_ngram: int = 0) -> list[str]:
         """One title per text: beam search of width ``beam`` (1: greedy), or sampling with
         ``sample`` (temperature, top-k, top-p, seed). At most ``max_len`` title tokens, at least
-        ``min_len``; beam scores are divided by length ** ``length_penalty``."""
+        ``min_len``; beam scores are divided by length ** ``length_penalty``; with
+        ``no_repeat_ngram`` n > 0 no n tokens in a row appear twice in a title."""
         options = _options(beam, max_len, min_len, length_penalty, sample, top_k, top_p,
-                           temperature, seed)
+                           temperature, seed, no_repeat_ngram)
         return [decode_text(self.tokenizer, out[0]) for out in self.generate_ids(texts, options)]
 
     def __call__(self, texts: str | Sequence[str], **options: Any) -> str | list[str]:
