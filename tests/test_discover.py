@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zhtext.corpus import IdCorpus, encode_ids, fragments
+from zhtext.corpus import IdCorpus, text_blocks
 from zhtext.discover import Discoverer, discover
-from zhtext.ngrams import CountTable, KeySet, ids_to_text, unpack
+from zhtext.ngrams import CountTable, KeySet, unpack
 from zhtext.progress import Bar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,9 @@ sys.path.insert(0, str(ROOT / "data"))
 from generate_corpus import PLANTED, generate  # noqa: E402
 
 HAN = re.compile(r"[\u4e00-\u9fd5]+")
+# A fragment is a run of units; a unit is a Han character or a whole ASCII letter/digit run.
+FRAGMENT = re.compile(r"(?:[\u4e00-\u9fd5]|[A-Za-z0-9])+")
+UNIT = re.compile(r"[\u4e00-\u9fd5]|[A-Za-z0-9]+")
 
 
 def random_text(rng: random.Random, n_lines: int = 60) -> list[str]:
@@ -32,17 +35,53 @@ def random_text(rng: random.Random, n_lines: int = 60) -> list[str]:
         parts = []
         for _ in range(rng.randint(1, 6)):
             parts.append("".join(rng.choice(alphabet[: rng.randint(3, 12)]) for _ in range(rng.randint(1, 30))))
-        parts.append(rng.choice(["", "abc", "，", "😀", " 12 "]))
-        lines.append(rng.choice(["，", "。", "x", " "]).join(parts))
+        parts.append(rng.choice(["", "abc", "，", "😀", " 12 ", "2000年", "x"]))
+        lines.append(rng.choice(["，", "。", "x", " ", "12", ""]).join(parts))
     return lines
 
 
-def test_encode_and_fragments_match_regex():
+def unit_fragments(lines: list[str]) -> list[tuple[str, ...]]:
+    """The fragments of some lines as tuples of units, by regular expressions (the brute force)."""
+    return [tuple(UNIT.findall(f)) for line in lines for f in FRAGMENT.findall(line)]
+
+
+def spelled(corpus: IdCorpus, key: int, n: int) -> tuple[str, ...]:
+    return tuple(corpus.spell([i]) for i in unpack(key, n))
+
+
+def corpus_fragments(corpus: IdCorpus, blocks=None) -> list[tuple[str, ...]]:
+    """The fragments of an id corpus (or of some of its blocks) as tuples of spelled units."""
+    got = []
+    for block in corpus if blocks is None else blocks:
+        assert block[0] == 0 and block[-1] == 0
+        bounds = np.flatnonzero(block == 0)
+        got += [tuple(corpus.spell([i]) for i in block[a + 1 : b]) for a, b in zip(bounds, bounds[1:]) if b > a + 1]
+    return got
+
+
+def test_encode_matches_regex_units():
     rng = random.Random(1)
-    text = "\n".join(random_text(rng, 20))
-    codes, offsets = fragments(encode_ids(text))
-    frags = [chr(0) + "".join(map(chr, codes[a:b])) for a, b in zip(offsets[:-1], offsets[1:])]
-    assert [f[1:] for f in frags] == HAN.findall(text)
+    lines = random_text(rng, 40)
+    corpus = IdCorpus.from_lines(lines, block_chars=200)
+    got = corpus_fragments(corpus)
+    assert got == unit_fragments(lines)
+    assert corpus.units == sum(map(len, got))
+    assert corpus.han_chars == sum(len(f) for f in HAN.findall("\n".join(lines)))
+    units = Counter(u for f in got for u in f)
+    assert {corpus.spell([i]): int(c) for i, c in enumerate(corpus.unigrams) if c} == units
+
+
+def test_text_blocks_cut_at_line_ends(tmp_path):
+    rng = random.Random(4)
+    text = "\n".join(random_text(rng, 300)) + "\n"
+    path = tmp_path / "c.txt"
+    path.write_text(text, encoding="utf-8")
+    blocks = list(text_blocks(path, block_chars=500))
+    assert len(blocks) > 3 and "".join(blocks) == text
+    assert all(b.endswith("\n") for b in blocks)
+    # a file is read as the same corpus as its lines
+    a, b = IdCorpus.read(path, block_chars=500), IdCorpus.from_lines(text.splitlines())
+    assert len(a) > 3 and corpus_fragments(a) == corpus_fragments(b) == unit_fragments(text.splitlines())
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -50,9 +89,8 @@ def test_ngram_counts_exact(seed):
     rng = random.Random(seed)
     lines = random_text(rng)
     corpus = IdCorpus.from_lines(lines, block_chars=rng.randint(50, 400))
-    frags = HAN.findall("\n".join(lines))
-    uni = sum(np.bincount(b, minlength=1 << 16) for b in corpus)
-    uni[0] = 0
+    frags = unit_fragments(lines)
+    uni = corpus.unigrams
     min_count = rng.randint(1, 3)
     prev = None
     for n in (2, 3, 4):
@@ -60,21 +98,42 @@ def test_ngram_counts_exact(seed):
         for block in corpus:
             table.count(block, n, uni >= min_count, prev)
         keys, counts = table.items(min_count)
-        got = {ids_to_text(unpack(k, n)): int(c) for k, c in zip(keys, counts)}
+        got = {spelled(corpus, k, n): int(c) for k, c in zip(keys, counts)}
         brute = Counter(f[i : i + n] for f in frags for i in range(len(f) - n + 1))
         assert got == {w: c for w, c in brute.items() if c >= min_count}
+        # counting blocks in two tables and merging them gives the same counts
+        halves = [CountTable(bits=4), CountTable(bits=4)]
+        for k, block in enumerate(corpus):
+            halves[k % 2].count(block, n, uni >= min_count, prev)
+        halves[0].merge(halves[1])
+        merged_keys, merged_counts = halves[0].items(min_count)
+        assert np.array_equal(merged_keys, keys) and np.array_equal(merged_counts, counts)
+        # with an end-unit filter: only windows whose first and last units pass it
+        ends = (uni >= min_count) & (rng.random() < np.linspace(0, 1, len(uni)))
+        table = CountTable(bits=4)
+        for block in corpus:
+            table.count(block, n, uni >= min_count, prev, ends)
+        keys_end, counts_end = table.items(min_count)
+        rare = {corpus.spell([i]) for i in np.flatnonzero(ends)}
+        got = {spelled(corpus, k, n): int(c) for k, c in zip(keys_end, counts_end)}
+        assert got == {w: c for w, c in brute.items() if c >= min_count and w[0] in rare and w[-1] in rare}
         prev = KeySet(keys, counts)
 
 
-def test_cohesion_filter_matches_definition():
+@pytest.mark.parametrize(
+    "thresholds",
+    [{2: 0.5, 3: 1.0, 4: 1.5}, {2: 1.0, 3: 3.5, 4: 6.0}, {2: 1.0, 3: 5.5, 4: 12.0}, {2: 0.0, 3: 0.0, 4: 0.0}],
+)  # the larger rises leave the last orders (partly or wholly) to the end-unit bound
+def test_cohesion_filter_matches_definition(thresholds):
     rng = random.Random(5)
     lines = random_text(rng, 80)
-    frags = HAN.findall("\n".join(lines))
+    frags = unit_fragments(lines)
     counts = Counter(f[i : i + n] for f in frags for n in range(1, 5) for i in range(len(f) - n + 1))
     total = sum(len(f) for f in frags)
-    finder = Discoverer(min_count=2, thresholds={2: 0.5, 3: 1.0, 4: 1.5})
+    finder = Discoverer(min_count=2, thresholds=thresholds)
+    corpus = IdCorpus.from_lines(lines)
     with Bar(False) as bar:
-        _, kept = finder._count(IdCorpus.from_lines(lines), 2, bar)
+        kept = finder._count(corpus, 2, bar)
     for n in (2, 3, 4):
         expected = set()
         for w, c in counts.items():
@@ -82,7 +141,7 @@ def test_cohesion_filter_matches_definition():
                 pmi = min(math.log(c * total / (counts[w[:i]] * counts[w[i:]])) for i in range(1, n))
                 if pmi >= finder.thresholds[n] - 1e-12:
                     expected.add(w)
-        got = {ids_to_text(unpack(k, n)) for k in kept[n].keys if k}
+        got = {spelled(corpus, k, n) for k in kept[n].keys if k}
         assert got == expected
 
 
@@ -92,11 +151,11 @@ def test_candidates_are_maximal_glued_spans():
     finder = Discoverer(min_count=2, max_n=3, thresholds={2: 0.3, 3: 0.8}, max_word_len=6)
     corpus = IdCorpus.from_lines(lines, block_chars=300)
     with Bar(False) as bar:
-        _, kept = finder._count(corpus, 2, bar)
+        kept = finder._count(corpus, 2, bar)
         got = finder._candidates(corpus, kept, 2, bar)
-    kept_words = {n: {ids_to_text(unpack(k, n)) for k in kept[n].keys if k} for n in (2, 3)}
-    expected: Counter[str] = Counter()
-    for frag in HAN.findall("\n".join(lines)):
+    kept_words = {n: {spelled(corpus, k, n) for k in kept[n].keys if k} for n in (2, 3)}
+    expected: Counter[tuple[str, ...]] = Counter()
+    for frag in unit_fragments(lines):
         glue = [False] * len(frag)
         for p in range(len(frag)):
             for n in (2, 3):
@@ -116,7 +175,34 @@ def test_candidates_are_maximal_glued_spans():
             if len(span) <= 6 and (len(span) <= 3 or windows_ok):
                 expected[span] += 1
             p = e + 1
-    assert got == {w: c for w, c in expected.items() if c >= 2}
+    got_units = {tuple(corpus.spell([ord(u)]) for u in w): c for w, c in got.items()}
+    assert got_units == {w: c for w, c in expected.items() if c >= 2}
+
+
+def test_threads_give_the_same_counts_candidates_and_lexicon():
+    rng = random.Random(13)
+    lines = random_text(rng, 300) + generate(600, seed=5)
+    corpus = IdCorpus.from_lines(lines, block_chars=700)  # many blocks to share out
+    results = []
+    for threads in (1, 2, 3):
+        finder = Discoverer(min_count=2, threads=threads)
+        with Bar(False) as bar:
+            kept = finder._count(corpus, 2, bar)
+            candidates = finder._candidates(corpus, kept, 2, bar)
+        results.append(([set(k.keys.tolist()) if k else None for k in kept], candidates,
+                        dict(finder.stats.ngrams_counted)))
+    assert results[0] == results[1] == results[2]
+    assert discover(lines, threads=1).counts == discover(lines, threads=2).counts
+    # a corpus spilled to its temporary file streams the same blocks to every thread
+    spilled = IdCorpus(spill_bytes=2000)
+    for text in text_blocks(lines, block_chars=700):
+        spilled.add_text(text)
+    assert spilled.file is not None and corpus_fragments(spilled) == corpus_fragments(corpus)
+    finder = Discoverer(min_count=2, threads=2)
+    with Bar(False) as bar:
+        kept = finder._count(spilled, 2, bar)
+        assert finder._candidates(spilled, kept, 2, bar) == results[0][1]
+    spilled.close()
 
 
 def test_reestimation_covers_every_character_and_bits_fall():
@@ -136,11 +222,77 @@ def test_reestimation_covers_every_character_and_bits_fall():
     assert lexicon.bits_per_char[-1] >= entropy - 1e-9
 
 
+def test_sample_takes_whole_fragments_from_every_block():
+    lines = generate(3000, seed=8)
+    corpus = IdCorpus.from_lines(lines, block_chars=5000)
+    pieces = list(corpus.sample(corpus.units // 4))
+    units = sum(int(np.count_nonzero(p)) for p in pieces)
+    assert 0.2 * corpus.units < units < 0.3 * corpus.units
+    whole = Counter(corpus_fragments(corpus))
+    taken = Counter(corpus_fragments(corpus, pieces))  # also checks that pieces start and end at 0
+    assert not taken - whole
+    assert len(pieces) >= len(corpus) * 4  # spread over every block, not its first stretch
+    assert list(corpus.sample(corpus.units)) == list(corpus)
+
+
+def test_sampled_reestimation_still_counts_every_character():
+    lines = generate(1500, seed=3)
+    han = sum(len(f) for f in HAN.findall("\n".join(lines)))
+    finder = Discoverer(sample_units=han // 5)
+    lexicon = finder.run(lines)
+    # the model chosen on the sample routes the whole corpus once: every character exactly once
+    assert sum(len(w) * c for w, c in lexicon.items()) == han
+    assert len(finder.stats.bits_per_char) == len(finder.stats.description_bits) >= 1
+    planted = {w for w in lexicon if len(w) > 1} & set(PLANTED)
+    assert len(planted) >= 0.9 * len(PLANTED)
+
+
+def test_route_on_ids_matches_unigram_route():
+    from zhtext.segment import route_counts, unigram_route
+    from zhtext.trie import build_trie
+
+    rng = random.Random(3)
+    corpus = IdCorpus.from_lines(random_text(rng, 120), block_chars=400)
+    units = [chr(i) for i in np.flatnonzero(corpus.unigrams)]
+    grams = {"".join(chr(i) for i in b[p : p + n]) for b in corpus for p in range(len(b)) for n in (2, 3)}
+    words = rng.sample(units, len(units) - 3) + rng.sample(sorted(w for w in grams if "\0" not in w), 40)
+    weights = np.log(np.array([rng.randint(1, 50) for _ in words], dtype=np.float64) / 1000.0)
+    trie = build_trie(words, weights)
+    for block in corpus:
+        counts = np.zeros(len(words), dtype=np.int64)
+        unknown = np.zeros(1 << 16, dtype=np.int64)
+        logp, n = route_counts(block, trie, -9.0, counts, unknown)
+        # the reference: codepoint route over the block's fragments
+        codes = block[block != 0].astype(np.int32)
+        zeros = np.flatnonzero(block == 0)
+        lengths = np.diff(zeros) - 1
+        offsets = np.concatenate([[0], np.cumsum(lengths[lengths > 0])])
+        ends, ids, ref_logp = unigram_route(codes, offsets, trie, -9.0)
+        assert n == len(codes) and math.isclose(logp, ref_logp, rel_tol=1e-12)
+        assert np.array_equal(counts, np.bincount(ids[ids >= 0], minlength=len(words)))
+        assert np.array_equal(unknown, np.bincount(codes[ends[ids < 0] - 1], minlength=1 << 16))
+
+
+def test_letter_digit_runs_make_words():
+    rng = random.Random(2)
+    lines = [f"{rng.randint(1, 12)}月{rng.randint(1, 28)}日，{line}" for line in generate(3000, seed=4)]
+    lexicon = discover(lines)
+    months = {f"{m}月" for m in range(1, 13)}
+    assert len(months & set(lexicon)) >= 10
+    # a lone run is no entry (the segmenter keeps runs whole); Han characters are covered once
+    assert not any(w.isascii() for w in lexicon)
+    han = sum(len(f) for f in HAN.findall("\n".join(lines)))
+    assert sum(c * len(HAN.findall(w)[0]) for w, c in lexicon.items() if HAN.search(w)) == han
+
+
 def test_planted_words_recovered():
     lexicon = discover(generate(6000, seed=11))
     words = {w for w in lexicon if len(w) > 1}
     found = set(PLANTED) & words
     assert len(found) / len(PLANTED) >= 0.95, sorted(set(PLANTED) - words)
+    # the shipped corpus (the README's example): every planted word
+    shipped = discover(ROOT / "data" / "corpus.txt")
+    assert not set(PLANTED) - set(shipped), sorted(set(PLANTED) - set(shipped))
     # the most frequent discovered words are mostly real words, not template glue
     top = [w for w, _ in lexicon.most_common() if len(w) > 1][:100]
     assert sum(w in PLANTED for w in top) >= 60

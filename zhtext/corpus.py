@@ -1,63 +1,182 @@
 """The compact id corpus that discovery makes several passes over.
 
-Lines are read once, reduced to Han-character ids (``uint16``, 2 bytes a character, ``0`` between
-fragments: see :mod:`zhtext.ngrams`) and kept in blocks. Past ``spill_bytes`` the blocks go to a
-temporary file and each pass streams them back, so memory stays bounded by one block plus the
-count tables however large the corpus is.
+Text is read once, in blocks cut at line ends, and reduced to ``uint16`` unit ids (2 bytes a unit,
+``0`` between fragments). A unit is a Han character (id ``cp - ID_OFFSET``, see :mod:`zhtext.ngrams`)
+or a whole run of ASCII letters/digits (DESIGN.md section 2, step 1): runs get ids above the Han
+range from a vocabulary built while reading, so that words such as ``2000年`` or ``卡拉OK`` can be
+found; every other character separates fragments. Unigram counts are taken while encoding.
+
+Past ``spill_bytes`` the blocks go to a temporary file and each pass streams them back, so memory
+stays bounded by the blocks in flight plus the count tables however large the corpus is. Passes
+can spread blocks over threads (:meth:`IdCorpus.each_block`): the kernels release the GIL.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numba import njit
 
-from .io import batched_lines
+from .io import batched_lines, iter_text_chunks
 from .ngrams import ID_OFFSET
-from .text import CHAR_CLASS, HAN, to_codes
+from .text import ALNUM, CHAR_CLASS, HAN, HAN_LAST, to_codes
 
-BLOCK_CHARS = 1 << 22
+BLOCK_CHARS = 1 << 21
+FIRST_RUN_ID = HAN_LAST - ID_OFFSET + 1  # 20951: ids from here on are ASCII letter/digit runs
+LAST_RUN_ID = 0xD7FF  # stay below the surrogates, so that ids spell as ordinary characters
+N_IDS = 1 << 16
+
+Source = str | os.PathLike | Iterable[str | os.PathLike]
 
 
-def encode_ids(text: str) -> np.ndarray:
-    """Han-character ids of ``text`` with one ``0`` between fragments and at both ends."""
-    codes = to_codes(text)
-    han = CHAR_CLASS[codes] == HAN if len(codes) else np.zeros(0, dtype=bool)
-    ids = np.where(han, codes - ID_OFFSET, 0).astype(np.uint16)
-    # Keep a separator only where it follows a character: runs of non-Han collapse to one 0.
-    keep = han.copy()
-    keep[1:] |= han[:-1]
-    ids = ids[keep]
-    if len(ids) and ids[0] == 0:
-        ids = ids[1:]
-    out = np.zeros(len(ids) + 2, dtype=np.uint16)
-    out[1 : len(ids) + 1] = ids
-    if len(ids) and out[-2] == 0:
-        out = out[:-1]
-    return out
+@njit(cache=True, nogil=True)
+def _encode_kernel(codes, classes, out, uni):
+    """Unit ids of ``codes`` into ``out`` (one ``0`` between fragments and at both ends).
+
+    Each run of ASCII letters/digits takes one slot, left for the caller to fill; returns the ids
+    written and the runs as rows (start in codes, end in codes, slot in out). Han unigrams are
+    added to ``uni``.
+    """
+    size = codes.shape[0]
+    n_runs = 0
+    for i in range(size):
+        if classes[codes[i]] == ALNUM and (i == 0 or classes[codes[i - 1]] != ALNUM):
+            n_runs += 1
+    runs = np.empty((n_runs, 3), dtype=np.int64)
+    out[0] = 0
+    n = 1
+    r = 0
+    i = 0
+    after_sep = True  # out[n - 1] is a separator (a run's slot holds 0 too until filled)
+    while i < size:
+        cls = classes[codes[i]]
+        if cls == HAN:
+            ident = codes[i] - ID_OFFSET
+            out[n] = ident
+            uni[ident] += 1
+            n += 1
+            i += 1
+            after_sep = False
+        elif cls == ALNUM:
+            j = i + 1
+            while j < size and classes[codes[j]] == ALNUM:
+                j += 1
+            runs[r, 0] = i
+            runs[r, 1] = j
+            runs[r, 2] = n
+            out[n] = 0
+            r += 1
+            n += 1
+            i = j
+            after_sep = False
+        else:
+            if not after_sep:
+                out[n] = 0
+                n += 1
+                after_sep = True
+            i += 1
+    if not after_sep:
+        out[n] = 0
+        n += 1
+    return n, runs
+
+
+def text_blocks(source: Source, encoding: str | None = None, block_chars: int = BLOCK_CHARS
+                ) -> Iterator[str]:
+    """Text of a path, several ``Path`` objects or an iterable of lines, in blocks of about
+    ``block_chars`` characters that end at a line end (a longer line is cut where it reaches it).
+
+    Files are decoded chunk by chunk, never split into Python lines: the cheap way to read 100 MB.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        paths: list | None = [source]
+    else:
+        items = source if isinstance(source, (list, tuple)) else None
+        paths = list(items) if items and all(isinstance(s, os.PathLike) for s in items) else None
+    if paths is None:
+        for batch in batched_lines((str(line) for line in source), block_chars):
+            yield "\n".join(batch) + "\n"
+        return
+    for path in paths:
+        text = ""
+        for chunk in iter_text_chunks(path, encoding):
+            text += chunk
+            start = 0
+            while len(text) - start >= block_chars:
+                cut = text.rfind("\n", start, start + block_chars) + 1
+                if cut <= start:
+                    cut = start + block_chars
+                yield text[start:cut]
+                start = cut
+            text = text[start:]
+        if text:
+            yield text if text.endswith("\n") else text + "\n"  # a file's end ends its last line
 
 
 class IdCorpus:
-    """Blocks of ids, in memory or spilled to a temporary file; iterate to stream them."""
+    """Blocks of unit ids, in memory or spilled to a temporary file; iterate to stream them.
 
-    def __init__(self, spill_bytes: int = 256 << 20) -> None:
+    ``units`` counts the units (Han characters plus letter/digit runs), ``han_chars`` the Han
+    characters alone, ``unigrams[id]`` each unit's count; :meth:`spell` turns ids back into text.
+    """
+
+    def __init__(self, spill_bytes: int = 64 << 20) -> None:
         self.spill_bytes = spill_bytes
         self.blocks: list[np.ndarray] = []
         self.spans: list[tuple[int, int]] = []  # (offset, length) of each block in the file
         self.file: tempfile._TemporaryFileWrapper | None = None
         self.in_memory = 0
         self.chars_read = 0  # every character of the input, Han or not
-        self.han_chars = 0
+        self.units = 0
+        self.unigrams = np.zeros(N_IDS, dtype=np.int64)
+        self.run_ids: dict[str, int] = {}  # ASCII run -> id
+        self.run_text: list[str] = []  # id - FIRST_RUN_ID -> run
+        self._read_lock = threading.Lock()
+
+    # -- building
+    def encode(self, text: str) -> np.ndarray:
+        """Unit ids of ``text`` with one ``0`` between fragments and at both ends.
+
+        New letter/digit runs join the vocabulary; once it is full (34,865 runs), further new runs
+        become separators. Unigram counts are updated.
+        """
+        codes = to_codes(text)
+        out = np.empty(len(codes) + 2, dtype=np.uint16)
+        n, runs = _encode_kernel(codes, CHAR_CLASS, out, self.unigrams)
+        if len(runs):
+            ids = np.array([self._run_id(text[a:b]) for a, b in runs[:, :2].tolist()], np.int64)
+            out[runs[:, 2]] = ids
+            np.add.at(self.unigrams, ids, 1)
+            self.unigrams[0] = 0
+        return out[:n]
+
+    def _run_id(self, run: str) -> int:
+        ident = self.run_ids.get(run)
+        if ident is None:
+            if FIRST_RUN_ID + len(self.run_text) > LAST_RUN_ID:
+                return 0
+            ident = self.run_ids[run] = FIRST_RUN_ID + len(self.run_text)
+            self.run_text.append(run)
+        return ident
 
     def add_text(self, text: str) -> None:
-        """Encode and append one batch of text."""
+        """Encode and append one block of text (it should end at a line end)."""
         self.chars_read += len(text)
-        ids = encode_ids(text)
-        self.han_chars += int(np.count_nonzero(ids))
-        if np.count_nonzero(ids):
+        ids = self.encode(text)
+        nonzero = int(np.count_nonzero(ids))
+        self.units += nonzero
+        if nonzero:
             self._append(ids)
+
+    @property
+    def han_chars(self) -> int:
+        """Han characters read."""
+        return int(self.unigrams[1:FIRST_RUN_ID].sum())
 
     def _append(self, ids: np.ndarray) -> None:
         if self.file is None and self.in_memory + ids.nbytes > self.spill_bytes:
@@ -77,39 +196,97 @@ class IdCorpus:
         self.file.write(ids.tobytes())
         self.spans.append((offset, len(ids)))
 
+    @classmethod
+    def read(cls, source: Source, encoding: str | None = None, block_chars: int = BLOCK_CHARS,
+             on_block: Callable[[int], None] | None = None) -> IdCorpus:
+        """Read a path, several ``Path`` objects or an iterable of lines; ``on_block(chars)``."""
+        corpus = cls()
+        for text in text_blocks(source, encoding, block_chars):
+            corpus.add_text(text)
+            if on_block:
+                on_block(len(text))
+        return corpus
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str], block_chars: int = BLOCK_CHARS) -> IdCorpus:
+        """A corpus of text lines (each line ends a fragment)."""
+        return cls.read(lines, block_chars=block_chars)
+
+    # -- reading back
+    def __len__(self) -> int:
+        return len(self.spans) if self.file is not None else len(self.blocks)
+
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.file is None:
             yield from self.blocks
             return
         for offset, length in self.spans:
+            yield self._load(offset, length)
+
+    def _load(self, offset: int, length: int) -> np.ndarray:
+        assert self.file is not None
+        with self._read_lock:  # one file position shared by every thread
             self.file.seek(offset)
-            yield np.frombuffer(self.file.read(length * 2), dtype=np.uint16)
+            return np.frombuffer(self.file.read(length * 2), dtype=np.uint16)
+
+    def each_block(self, work: Callable[[int, np.ndarray], None], threads: int = 1,
+                   blocks: Iterable[np.ndarray] | None = None) -> None:
+        """Call ``work(worker, block)`` for every block (or every one of ``blocks``) on up to
+        ``threads`` threads; ``worker`` (0..threads-1) names per-thread state to merge afterwards.
+        """
+        source = iter(self if blocks is None else blocks)
+        lock = threading.Lock()
+
+        def loop(worker: int) -> None:
+            while True:
+                with lock:
+                    block = next(source, None)
+                if block is None:
+                    return
+                work(worker, block)
+
+        if threads <= 1 or len(self) <= 1:
+            loop(0)
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            for done in [pool.submit(loop, k) for k in range(threads)]:
+                done.result()  # re-raises a worker's error
+
+    def sample(self, max_units: int, pieces: int = 8) -> Iterator[np.ndarray]:
+        """About ``max_units`` units taken evenly across the corpus: from every block, ``pieces``
+        equal stretches cut at fragment ends. The whole corpus when it is no larger."""
+        if self.units <= max_units:
+            yield from self
+            return
+        share = max_units / self.units
+        for block in self:
+            zeros = np.flatnonzero(block == 0)  # blocks start and end with one
+            step = len(block) / pieces
+            for k in range(pieces):
+                a = zeros[np.searchsorted(zeros, int(k * step))]
+                b = zeros[min(len(zeros) - 1, np.searchsorted(zeros, a + int(step * share)))]
+                if b > a:
+                    yield block[a : b + 1]
+
+    def spell(self, ids: Iterable[int]) -> str:
+        """The text of a sequence of unit ids (separators skipped)."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i >= FIRST_RUN_ID:
+                out.append(self.run_text[i - FIRST_RUN_ID])
+            elif i:
+                out.append(chr(i + ID_OFFSET))
+        return "".join(out)
+
+    def spelling_table(self) -> dict[int, str]:
+        """``str.translate`` table from unit-id characters (``chr(id)``) to their text."""
+        table = {i: chr(i + ID_OFFSET) for i in range(1, FIRST_RUN_ID)}
+        table.update({FIRST_RUN_ID + k: run for k, run in enumerate(self.run_text)})
+        return table
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
             self.file = None
 
-    @classmethod
-    def from_lines(
-        cls, lines: Iterable[str], block_chars: int = BLOCK_CHARS, on_batch=None
-    ) -> IdCorpus:
-        """Read lines into a corpus, ``block_chars`` characters a block; ``on_batch(chars)``."""
-        corpus = cls()
-        for batch in batched_lines(lines, block_chars):
-            text = "\n".join(batch)
-            corpus.add_text(text)
-            if on_batch:
-                on_batch(len(text) + 1)
-        return corpus
-
-
-def fragments(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codepoints (``int32``) of a block's fragments without separators, and their offsets."""
-    zeros = np.flatnonzero(ids == 0)
-    lengths = np.diff(zeros) - 1
-    lengths = lengths[lengths > 0]
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    codes = ids[ids != 0].astype(np.int32) + ID_OFFSET
-    return codes, offsets

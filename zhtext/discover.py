@@ -3,13 +3,22 @@
 A lexicon is good when the corpus, written as a sequence of its words under a unigram model, takes
 the fewest bits. The pipeline:
 
-1. read the corpus once into compact Han-character ids (:mod:`zhtext.corpus`);
-2. count n-grams, n = 1..max_n, exactly, one Numba pass an order (:mod:`zhtext.ngrams`);
+1. read the corpus once into compact unit ids: a unit is a Han character or a whole run of ASCII
+   letters/digits, so that 2000年 can be a word (:mod:`zhtext.corpus`);
+2. count n-grams, n = 2..max_n, exactly, one Numba pass an order (:mod:`zhtext.ngrams`), skipping
+   what the cohesion bound says can never be kept;
 3. keep the n-grams whose cohesion — the smallest pointwise mutual information over their binary
    splits — clears a threshold that rises with n (a longer word must pay for its spelling);
-4. glue adjacent characters wherever a kept n-gram covers them: maximal glued spans are candidates;
-5. re-estimate: segment the corpus with the unigram model (:mod:`zhtext.segment`), recount, drop
-   words that barely beat their own best split, and repeat while bits per character falls.
+4. glue adjacent units wherever a kept n-gram covers them: the maximal glued spans, and the kept
+   n-grams themselves, are the candidates;
+5. re-estimate: segment the corpus with the unigram model (the route of :mod:`zhtext.segment`,
+   run on the ids), recount, drop words that barely beat their own best split, and repeat while
+   the description (corpus bits plus lexicon bits) shrinks. A large corpus is re-estimated on an
+   even sample, then routed whole once for the final counts.
+
+The counting, candidate and routing passes share the corpus's blocks out over threads (the kernels
+release the GIL), each thread with its own table, merged afterwards: the results are those of one
+thread exactly.
 """
 
 from __future__ import annotations
@@ -18,21 +27,22 @@ import math
 import os
 import resource
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
 
-from .corpus import IdCorpus, fragments
+from .corpus import FIRST_RUN_ID, N_IDS, IdCorpus, Source
 from .errors import ZhtextError
-from .io import iter_many_lines
 from .lexicon import Lexicon
-from .ngrams import MAX_N, CountTable, KeySet, _slot, ids_to_text, table_find
-
-Source = str | os.PathLike | Iterable[str | os.PathLike]
+from .ngrams import MAX_N, CountTable, KeySet, _slot, set_has, table_find
+from .segment import route_counts, unigram_route
+from .text import join_lines
+from .trie import build_trie
 
 MAX_WORD = 12  # longest candidate kept (three uint64 keys of four ids each)
+SAMPLE_UNITS = 1 << 22  # re-estimation routes at most ~4.2M units a pass (a 15 MB corpus)
 
 
 @dataclass
@@ -41,6 +51,8 @@ class DiscoverStats:
 
     chars_read: int = 0
     han_chars: int = 0
+    units: int = 0  # Han characters plus ASCII letter/digit runs
+    thresholds: dict[int, float] = field(default_factory=dict)  # cohesion needed, by n
     min_count: int = 0
     ngrams_counted: dict[int, int] = field(default_factory=dict)
     ngrams_kept: dict[int, int] = field(default_factory=dict)
@@ -61,8 +73,18 @@ def default_min_count(han_chars: int) -> int:
     return max(2, int(round(2.0 * math.sqrt(han_chars / 2e5))))
 
 
-def default_thresholds(max_n: int, base: float = 2.0, step: float = 3.0) -> dict[int, float]:
-    """Minimum cohesion (nats) an n-gram needs: ``base`` for pairs, rising ``step`` per character."""
+def default_thresholds(max_n: int, alphabet: int, base: float = 2.0) -> dict[int, float]:
+    """Minimum cohesion (nats) an n-gram needs: ``base`` for pairs, ``ln(alphabet)`` more a unit.
+
+    Joining a pair pays once its PMI is above about 1 nat (DESIGN.md section 2); ``base`` asks for
+    a margin over that. Each further unit of a longer word must also pay for its spelling in the
+    lexicon, ln(alphabet) nats, the alphabet being the distinct units of the corpus (~3,200 for
+    the PKU test text, ~6,000 for the four novels). Checked on the first 1,000 PKU test lines:
+    the old constant rise of 3 nats a unit kept phrases as words (F 0.75 -> 0.77); a base of 1
+    nat scored higher there still but glued template phrases of data/corpus.txt into spans too
+    long to be words, losing planted words.
+    """
+    step = math.log(max(alphabet, 2))
     return {n: base + step * (n - 2) for n in range(2, max_n + 1)}
 
 
@@ -79,16 +101,6 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _lines_of(source: Source, encoding: str | None) -> Iterable[str]:
-    """Lines from one path, several paths (``Path`` objects) or an iterable of text lines."""
-    if isinstance(source, (str, os.PathLike)):
-        return iter_many_lines([source], encoding, max_chars=1 << 20)
-    items = source if isinstance(source, (list, tuple)) else None
-    if items is not None and items and all(isinstance(s, os.PathLike) for s in items):
-        return iter_many_lines(items, encoding, max_chars=1 << 20)
-    return (str(line) for line in source)
-
-
 # ----------------------------------------------------------------------------------- candidates
 
 
@@ -98,33 +110,33 @@ def _key3_slot(k0, k1, k2, bits):
 
 
 @njit(cache=True)
-def _insert3(keys, counts, bits, k0, k1, k2, add):
+def _insert3(slots, bits, k0, k1, k2, add):
+    """Add ``add`` to the count of the key (k0, k1, k2); ``slots[s] = (k0, k1, k2, count)``."""
     mask = (1 << bits) - 1
     s = _key3_slot(k0, k1, k2, bits)
     while True:
-        if keys[s, 0] == k0 and keys[s, 1] == k1 and keys[s, 2] == k2:
-            counts[s] += add
+        if slots[s, 0] == k0 and slots[s, 1] == k1 and slots[s, 2] == k2:
+            slots[s, 3] += add
             return 0
-        if keys[s, 0] == 0:
-            keys[s, 0] = k0
-            keys[s, 1] = k1
-            keys[s, 2] = k2
-            counts[s] = add
+        if slots[s, 0] == 0:
+            slots[s, 0] = k0
+            slots[s, 1] = k1
+            slots[s, 2] = k2
+            slots[s, 3] = add
             return 1
         s = (s + 1) & mask
 
 
-@njit(cache=True)
-def _rehash3(old_keys, old_counts, keys, counts, bits):
+@njit(cache=True, nogil=True)
+def _rehash3(old, slots, bits):
     filled = 0
-    for i in range(old_keys.shape[0]):
-        if old_keys[i, 0] != 0:
-            filled += _insert3(keys, counts, bits, old_keys[i, 0], old_keys[i, 1], old_keys[i, 2],
-                               old_counts[i])
+    for i in range(old.shape[0]):
+        if old[i, 0] != 0:
+            filled += _insert3(slots, bits, old[i, 0], old[i, 1], old[i, 2], old[i, 3])
     return filled
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _is_kept(ids, p, n, kept_keys, kept_bits):
     key = np.uint64(0)
     for q in range(p, p + n):
@@ -132,24 +144,33 @@ def _is_kept(ids, p, n, kept_keys, kept_bits):
     return table_find(kept_keys[n], kept_bits[n], key) >= 0
 
 
-@njit(cache=True)
-def _candidate_pass(ids, start, max_n, max_len, kept_keys, kept_bits, keys, counts, bits, filled,
-                    limit, glue):
+@njit(cache=True, nogil=True)
+def _candidate_pass(ids, start, max_n, glue_n, max_len, ok_uni, kept_keys, kept_blooms, kept_bits,
+                    slots, bits, filled, limit, glue):
     """Count the maximal glued spans of ``ids`` from ``start``; see :func:`_count_pass`.
 
-    ``glue[p]`` says a kept n-gram covers the boundary between p and p+1. A span longer than max_n
-    must have every max_n window kept; spans longer than ``max_len`` are phrases, not words.
+    ``glue[p]`` says a kept n-gram covers the boundary between p and p+1 (``glue_n``: the longest
+    order with any kept n-gram). A span longer than max_n must have every max_n window kept; spans
+    longer than ``max_len`` are phrases, not words.
+    A kept n-gram was counted, so all its units are frequent (``ok_uni``): that cheap test ends
+    the search for longer n-grams from p before any hash lookup.
     """
     size = ids.shape[0]
     for p in range(start, size):
         glue[p] = False
     for p in range(start, size):
-        if ids[p] == 0:
+        c = ids[p]
+        if c == 0 or not ok_uni[c]:
             continue
-        for n in range(2, max_n + 1):
-            if p + n > size or ids[p + n - 1] == 0:
+        key = np.uint64(c)
+        for n in range(2, glue_n + 1):
+            if p + n > size:
                 break
-            if _is_kept(ids, p, n, kept_keys, kept_bits):
+            c = ids[p + n - 1]
+            if c == 0 or not ok_uni[c]:
+                break
+            key = (key << np.uint64(16)) | np.uint64(c)
+            if set_has(kept_keys[n], kept_blooms[n], kept_bits[n], key):
                 for q in range(p, p + n - 1):
                     glue[q] = True
     p = start
@@ -157,7 +178,6 @@ def _candidate_pass(ids, start, max_n, max_len, kept_keys, kept_bits, keys, coun
         if ids[p] == 0 or not glue[p]:
             p += 1
             continue
-        # back up to the span's first character, at or after ``start``
         s = p
         e = p
         while e < size and glue[e]:
@@ -182,23 +202,27 @@ def _candidate_pass(ids, start, max_n, max_len, kept_keys, kept_bits, keys, coun
                         k1 = (k1 << np.uint64(16)) | c
                     else:
                         k2 = (k2 << np.uint64(16)) | c
-                filled += _insert3(keys, counts, bits, k0, k1, k2, np.uint32(1))
+                filled += _insert3(slots, bits, k0, k1, k2, np.uint64(1))
                 if filled >= limit:
                     return e + 1, filled
         p = e + 1
     return size, filled
 
 
-def _spell3(row: np.ndarray) -> str:
-    ids: list[int] = []
-    for word in row:
-        word = int(word)
-        part = []
-        while word:
-            part.append(word & 0xFFFF)
-            word >>= 16
-        ids.extend(reversed(part))
-    return ids_to_text(ids)
+def _spell_keys(keys: np.ndarray) -> list[str]:
+    """Packed keys (rows of 1..3 ``uint64``, four 16-bit ids each) as unit-id strings.
+
+    Ids are never 0, so the zero padding of a partly filled key drops out; one decode for all.
+    """
+    if len(keys) == 0:
+        return []
+    keys = keys.reshape(len(keys), -1)
+    shifts = np.array([48, 32, 16, 0], dtype=np.uint64)
+    ids = ((keys[:, :, None] >> shifts) & np.uint64(0xFFFF)).reshape(len(keys), -1)
+    present = ids != 0
+    text = ids[present].astype("<u4").tobytes().decode("utf-32-le")
+    ends = np.cumsum(present.sum(axis=1)).tolist()
+    return [text[a:b] for a, b in zip([0, *ends], ends)]
 
 
 # ---------------------------------------------------------------------------------- the pipeline
@@ -212,9 +236,13 @@ class Discoverer:
         min_count: least count of a kept n-gram and a final word; ``None`` scales it with the
             corpus (:func:`default_min_count`).
         iterations: most re-estimation passes; they stop early once bits per character stop falling.
-        thresholds: minimum cohesion in nats by n; default :func:`default_thresholds`.
+        thresholds: minimum cohesion in nats by n; default :func:`default_thresholds` of the
+            corpus's alphabet.
         margin: nats a word must beat its best split by (a function of its length).
-        max_word_len: longest word kept.
+        max_word_len: longest word kept, in units (a letter/digit run is one unit).
+        threads: threads for the counting and routing passes (default: the CPU count, at most 8).
+        sample_units: on a larger corpus, re-estimation passes route a sample of this many units
+            taken evenly across it, and one final pass routes the whole corpus for the counts.
         progress: show rich progress bars on stderr.
     """
 
@@ -226,6 +254,8 @@ class Discoverer:
         thresholds: dict[int, float] | None = None,
         margin: Callable[[int], float] = default_margin,
         max_word_len: int = MAX_WORD,
+        threads: int | None = None,
+        sample_units: int = SAMPLE_UNITS,
         progress: bool = False,
     ) -> None:
         if not 2 <= max_n <= MAX_N:
@@ -239,9 +269,11 @@ class Discoverer:
         self.max_n = max_n
         self.min_count = min_count
         self.iterations = iterations
-        self.thresholds = thresholds or default_thresholds(max_n)
+        self.thresholds = thresholds
         self.margin = margin
         self.max_word_len = max_word_len
+        self.threads = threads or min(8, os.cpu_count() or 1)
+        self.sample_units = sample_units
         self.progress = progress
         self.stats = DiscoverStats()
 
@@ -257,44 +289,59 @@ class Discoverer:
         stats = self.stats = DiscoverStats()
         with self._bar() as bar:
             task = bar.add("reading", total=None)
-            corpus = IdCorpus.from_lines(
-                _lines_of(source, encoding), on_batch=lambda n: bar.advance(task, n)
-            )
+            corpus = IdCorpus.read(source, encoding, on_block=lambda n: bar.advance(task, n))
             try:
                 stats.chars_read, stats.han_chars = corpus.chars_read, corpus.han_chars
+                stats.units = corpus.units
                 if corpus.han_chars == 0:
                     what = "is empty" if corpus.chars_read == 0 else "has no Chinese characters"
                     raise ZhtextError(f"the corpus {what}: nothing to discover")
-                min_count = self.min_count or default_min_count(corpus.han_chars)
+                min_count = self.min_count or default_min_count(corpus.units)
                 stats.min_count = min_count
-                uni, kept = self._count(corpus, min_count, bar)
-                candidates = self._candidates(corpus, kept, min_count, bar)
+                kept = self._count(corpus, min_count, bar)
+                # The kept n-grams themselves join the spans, with their n-gram counts: a word
+                # that is mostly glued into longer spans (宝贵 in 宝贵财富) can still be chosen
+                # by re-estimation. On the PKU test text: F +0.014.
+                candidates = {**_kept_words(kept), **self._candidates(corpus, kept, min_count, bar)}
                 stats.candidates = len(candidates)
-                lexicon = self._reestimate(corpus, uni, candidates, min_count, bar)
+                counts = self._reestimate(corpus, candidates, min_count, bar)
+                spelling = corpus.spelling_table()
             finally:
                 corpus.close()
-        stats.words = sum(1 for w in lexicon if len(w) > 1)
+        # A lone letter/digit run is no word to list: the segmenter keeps such runs whole anyway.
+        lexicon = Lexicon({
+            w.translate(spelling): c for w, c in counts.items() if len(w) > 1 or ord(w) < FIRST_RUN_ID
+        })  # fmt: skip
+        stats.words = sum(1 for w in counts if len(w) > 1)
         stats.seconds = time.perf_counter() - started
         stats.peak_mb = _peak_mb()
         lexicon.bits_per_char = list(stats.bits_per_char)
         return lexicon
 
-    def _count(self, corpus: IdCorpus, min_count: int, bar) -> tuple[np.ndarray, list]:
-        """Exact n-gram counts by order; returns unigram counts and, per n, the kept KeySet."""
-        uni = np.zeros(1 << 16, dtype=np.int64)
-        for block in corpus:
-            uni += np.bincount(block, minlength=1 << 16)
-        uni[0] = 0
-        total = float(corpus.han_chars)
+    def _count(self, corpus: IdCorpus, min_count: int, bar) -> list:
+        """Exact n-gram counts by order; returns, per n, the KeySet of kept n-grams."""
+        uni = corpus.unigrams
+        total = float(corpus.units)
         frequent: dict[int, KeySet] = {}
         kept: list = [None] * (self.max_n + 1)
         ok_uni = uni >= min_count
+        ok_uni[0] = False
+        thresholds = self.thresholds or default_thresholds(self.max_n, int(np.count_nonzero(uni)))
+        self.stats.thresholds = thresholds
+        # An n-gram w = a|b has N_w <= N_b, so its cohesion is at most log(T / N_a) for its first
+        # unit a, and likewise for its last: both must occur at most T e^-threshold times. Orders
+        # where that bound is below min_count keep nothing and are not counted; the last order
+        # counted only counts windows whose end units are that rare (no later order needs more).
+        # The kept sets are exactly those of counting everything.
+        bound = {n: total * math.exp(-thresholds[n]) * (1 + 1e-9) for n in thresholds}
+        top = max([n for n in range(2, self.max_n + 1) if bound[n] >= min_count], default=1)
         for n in range(2, self.max_n + 1):
-            task = bar.add(f"counting {n}-grams", total=corpus.han_chars)
-            table = CountTable(bits=16)
-            for block in corpus:
-                table.count(block, n, ok_uni, frequent.get(n - 1))
-                bar.advance(task, len(block))
+            if n > top:
+                kept[n] = KeySet(np.zeros(0, dtype=np.uint64))
+                self.stats.ngrams_kept[n] = 0
+                continue
+            ok_end = ok_uni & (uni <= bound[n]) if n == top else None
+            table = self._count_order(corpus, n, ok_uni, frequent.get(n - 1), ok_end, bar)
             keys, counts = table.items(min_count)
             self.stats.ngrams_counted[n] = int(table.filled)
             del table
@@ -308,102 +355,136 @@ class Discoverer:
                 n_right = uni[right.astype(np.int64)] if n - i == 1 else frequent[n - i].lookup(right)
                 pmi = np.log(counts * total / (n_left.astype(np.float64) * n_right))
                 np.minimum(cohesion, pmi, out=cohesion)
-            good = cohesion >= self.thresholds[n]
-            kept[n] = KeySet(keys[good])
+            good = cohesion >= thresholds[n]
+            kept[n] = KeySet(keys[good], counts[good])
             self.stats.ngrams_kept[n] = int(good.sum())
-        return uni, kept
+        return kept
+
+    def _count_order(self, corpus: IdCorpus, n: int, ok_uni: np.ndarray, prev: KeySet | None,
+                     ok_end: np.ndarray | None, bar) -> CountTable:
+        """The n-grams whose (n-1)-grams are in ``prev`` (and whose end units pass ``ok_end``),
+        counted on every thread, merged."""
+        task = bar.add(f"counting {n}-grams", total=corpus.units)
+        tables = [CountTable(bits=16) for _ in range(self.threads)]
+
+        def work(worker: int, block: np.ndarray) -> None:
+            tables[worker].count(block, n, ok_uni, prev, ok_end)
+            bar.advance(task, len(block))
+
+        corpus.each_block(work, self.threads)
+        for other in tables[1:]:
+            tables[0].merge(other)
+        return tables[0]
 
     def _candidates(self, corpus: IdCorpus, kept: list, min_count: int, bar) -> dict[str, int]:
-        """Maximal spans glued by kept n-grams, with their counts (at least ``min_count``)."""
+        """Maximal spans glued by kept n-grams (unit-id strings), with their counts (at least
+        ``min_count``)."""
         empty = KeySet(np.zeros(0, dtype=np.uint64))
         sets = [k if k is not None else empty for k in kept]
         kept_keys = tuple(s.keys for s in sets)
+        kept_blooms = tuple(s.bloom for s in sets)
         kept_bits = np.array([s.bits for s in sets], dtype=np.int64)
-        bits = 16
-        keys = np.zeros((1 << bits, 3), dtype=np.uint64)
-        counts = np.zeros(1 << bits, dtype=np.uint32)
-        filled = 0
-        task = bar.add("finding candidates", total=corpus.han_chars)
-        for block in corpus:
+        glue_n = max([n for n, s in enumerate(sets) if s.size], default=1)
+        ok_uni = corpus.unigrams >= min_count
+        tables = [[16, np.zeros((1 << 16, 4), np.uint64), 0] for _ in range(self.threads)]
+        task = bar.add("finding candidates", total=corpus.units)
+
+        def work(worker: int, block: np.ndarray) -> None:
+            state = tables[worker]
             glue = np.zeros(len(block), dtype=np.bool_)
             pos = 0
             while pos < len(block):
-                limit = int(0.6 * (1 << bits))
-                pos, filled = _candidate_pass(
-                    block, pos, self.max_n, self.max_word_len, kept_keys, kept_bits, keys, counts,
-                    bits, filled, limit, glue,
+                bits, slots, filled = state
+                pos, state[2] = _candidate_pass(
+                    block, pos, self.max_n, glue_n, self.max_word_len, ok_uni, kept_keys,
+                    kept_blooms, kept_bits, slots, bits, filled, int(0.6 * (1 << bits)), glue,
                 )
-                if filled >= limit:
-                    bits += 1
-                    new_keys = np.zeros((1 << bits, 3), dtype=np.uint64)
-                    new_counts = np.zeros(1 << bits, dtype=np.uint32)
-                    filled = int(_rehash3(keys, counts, new_keys, new_counts, bits))
-                    keys, counts = new_keys, new_counts
+                _grow3(state, state[2])
             bar.advance(task, len(block))
-        sel = np.flatnonzero((keys[:, 0] != 0) & (counts >= min_count))
-        return {_spell3(keys[i]): int(counts[i]) for i in sel}
+
+        corpus.each_block(work, self.threads)
+        state = tables[0]
+        for other in tables[1:]:
+            _grow3(state, state[2] + other[2])
+            state[2] += int(_rehash3(other[1], state[1], state[0]))
+        slots = state[1]
+        sel = np.flatnonzero((slots[:, 0] != 0) & (slots[:, 3] >= min_count))
+        return dict(zip(_spell_keys(slots[sel, :3]), slots[sel, 3].tolist()))
+
+    def _route(self, corpus: IdCorpus, words: list[str], weights: np.ndarray, floor: float,
+               blocks, bar, label: str) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """Route ``blocks`` with the unigram model; word counts, floor-unit counts, log p, units."""
+        trie = build_trie(words, weights)  # over unit ids: chr(id) strings
+        counts = np.zeros((self.threads, len(words)), dtype=np.int64)
+        unknown = np.zeros((self.threads, N_IDS), dtype=np.int64)
+        logp = np.zeros(self.threads)
+        units = np.zeros(self.threads, dtype=np.int64)
+        task = bar.add(label, total=None)
+
+        def work(worker: int, block: np.ndarray) -> None:
+            lp, n = route_counts(block, trie, floor, counts[worker], unknown[worker])
+            logp[worker] += lp
+            units[worker] += n
+            bar.advance(task, len(block))
+
+        corpus.each_block(work, self.threads, blocks)
+        return counts.sum(axis=0), unknown.sum(axis=0), float(logp.sum()), int(units.sum())
 
     def _reestimate(
-        self, corpus: IdCorpus, uni: np.ndarray, candidates: dict[str, int], min_count: int, bar
-    ) -> Lexicon:
-        """Unigram re-estimation: segment, recount, prune redundant words, while bits fall."""
-        from .segment import unigram_route
-        from .trie import build_trie
+        self, corpus: IdCorpus, candidates: dict[str, int], min_count: int, bar
+    ) -> dict[str, int]:
+        """Unigram re-estimation: segment, recount, prune redundant words, while bits fall.
 
-        chars = {ids_to_text([i]): int(c) for i, c in enumerate(uni) if c > 0}
+        Words are unit-id strings. Returns the counts of the final segmentation of the corpus.
+        """
+        uni = corpus.unigrams
+        chars = {chr(i): int(uni[i]) for i in np.flatnonzero(uni)}
         counts = {**chars, **candidates}
+        sampled = corpus.units > self.sample_units
         # Stopping looks at the whole description: the corpus's bits plus the lexicon's spelling
-        # (each multi-character word costs its characters plus an end mark, log2(alphabet) bits
-        # each). Corpus bits alone can only rise when words are pruned.
+        # (each multi-unit word costs its units plus an end mark, log2(alphabet) bits each).
+        # Corpus bits alone can only rise when words are pruned.
         spell_bits = math.log2(len(chars) + 1)
-        best: tuple[float, dict[str, int]] | None = None
+        best: tuple[float, dict[str, int], list[str], np.ndarray, float] | None = None
         log2 = math.log(2.0)
         for it in range(max(1, self.iterations)):
             words = list(counts)
             total = float(sum(counts.values()))
             weights = np.log(np.array([counts[w] for w in words], dtype=np.float64)) - math.log(total)
-            trie = build_trie(words, weights)
             floor = -math.log(total)
-            new = np.zeros(len(words), dtype=np.int64)
-            unknown = np.zeros(1 << 21, dtype=np.int64)  # characters the lexicon lacks, by codepoint
-            logp = 0.0
-            task = bar.add(f"re-estimating ({it + 1})", total=corpus.han_chars)
-            for block in corpus:
-                codes, offsets = fragments(block)
-                ends, ids, lp = unigram_route(codes, offsets, trie, floor)
-                new += np.bincount(ids[ids >= 0], minlength=len(words))
-                if (ids < 0).any():
-                    unknown += np.bincount(codes[ends[ids < 0] - 1], minlength=1 << 21)
-                logp += lp
-                bar.advance(task, len(block))
-            bpc = -logp / log2 / corpus.han_chars
-            segmented = {w: int(c) for w, c in zip(words, new) if c > 0}
-            for cp in np.flatnonzero(unknown):
-                segmented[chr(cp)] = segmented.get(chr(cp), 0) + int(unknown[cp])
+            blocks = corpus.sample(self.sample_units) if sampled else None
+            new, unknown, logp, units = self._route(
+                corpus, words, weights, floor, blocks, bar, f"re-estimating ({it + 1})"
+            )
+            bpc = -logp / log2 / units
+            scale = corpus.units / units  # 1 unless sampled: counts stand for the whole corpus
+            segmented = _counted(words, new, unknown, scale)
             lexicon_bits = sum(len(w) + 1 for w in segmented if len(w) > 1) * spell_bits
-            described = bpc + lexicon_bits / corpus.han_chars
+            described = bpc + lexicon_bits / corpus.units
             if best is not None and described >= best[0] - 1e-6:
                 break  # no longer falling: keep the previous lexicon
             self.stats.bits_per_char.append(bpc)
             self.stats.description_bits.append(described)
-            best = (described, segmented)
+            best = (described, segmented, words, weights, floor)
             if it + 1 >= self.iterations:
                 break
             counts = self._prune(segmented, min_count)
         assert best is not None
-        return Lexicon(best[1])
+        if not sampled:
+            return best[1]
+        # The model chosen on the sample, applied to the whole corpus: exact counts.
+        _, _, words, weights, floor = best
+        new, unknown, logp, units = self._route(corpus, words, weights, floor, None, bar, "counting words")
+        self.stats.bits_per_char[-1] = -logp / log2 / units
+        return _counted(words, new, unknown, 1.0)
 
     def _prune(self, counts: dict[str, int], min_count: int) -> dict[str, int]:
         """Drop rare words and words that beat their best split by less than the margin."""
-        from .segment import unigram_route
-        from .text import to_codes
-        from .trie import build_trie
-
         counts = {w: c for w, c in counts.items() if len(w) == 1 or c >= min_count}
         words = list(counts)
         total = float(sum(counts.values()))
         weights = np.log(np.array([counts[w] for w in words], dtype=np.float64)) - math.log(total)
-        trie = build_trie(words, weights)
+        trie = build_trie(words, weights)  # over unit ids: chr(id) strings
         multi = [i for i, w in enumerate(words) if len(w) > 1]
         if not multi:
             return counts
@@ -416,10 +497,8 @@ class Discoverer:
             for k in range(1, len(w)):
                 pieces += [w[:k], w[k:]]
                 owner.append(i)
-        lengths = np.array([len(p) for p in pieces], dtype=np.int64)
-        offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        ends, ids, _ = unigram_route(to_codes("".join(pieces)), offsets, trie, -math.log(total))
+        codes, offsets = join_lines(pieces)
+        ends, ids, _ = unigram_route(codes, offsets, trie, -math.log(total))
         token_lp = np.where(ids >= 0, weights[np.maximum(ids, 0)], -math.log(total))
         span = np.searchsorted(offsets, ends, side="left") - 1
         piece_lp = np.bincount(span, weights=token_lp, minlength=len(pieces))
@@ -433,12 +512,43 @@ class Discoverer:
         return keep
 
 
+def _counted(words: list[str], new: np.ndarray, unknown: np.ndarray, scale: float) -> dict[str, int]:
+    """Word counts of a routing pass (floor units added as words), scaled to the whole corpus."""
+    if scale != 1.0:
+        new = np.rint(new * scale).astype(np.int64)
+        unknown = np.rint(unknown * scale).astype(np.int64)
+    counted = {w: int(c) for w, c in zip(words, new.tolist()) if c > 0}
+    for i in np.flatnonzero(unknown).tolist():
+        counted[chr(i)] = counted.get(chr(i), 0) + int(unknown[i])
+    return counted
+
+
+def _kept_words(kept: list) -> dict[str, int]:
+    """The kept n-grams of every order as unit-id strings, with their counts."""
+    words = {}
+    for keyset in kept:
+        if keyset is not None:
+            have = keyset.keys != 0
+            words.update(zip(_spell_keys(keyset.keys[have]), keyset.values[have].tolist()))
+    return words
+
+
+def _grow3(state: list, need: int) -> None:
+    """Double a candidate table (``[bits, slots, filled]``) until ``need`` entries fit under 60 %."""
+    while need >= int(0.6 * (1 << state[0])):
+        bits = state[0] + 1
+        slots = np.zeros((1 << bits, 4), dtype=np.uint64)
+        filled = int(_rehash3(state[1], slots, bits))
+        state[:] = [bits, slots, filled]
+
+
 def discover(source: Source, encoding: str | None = None, **options) -> Lexicon:
     """Discover the words of a corpus by minimum entropy; see :class:`Discoverer` for options.
 
     ``source`` is a path (``str`` or ``Path``), a list of ``Path`` objects, or an iterable of text
     lines. Returns a :class:`Lexicon` of words (single characters included, so that it segments
     on its own) with their counts in the final segmentation; ``lexicon.bits_per_char`` lists the
-    corpus's bits per character after each re-estimation pass.
+    corpus's bits per character after each re-estimation pass (a run of ASCII letters or digits
+    counts as one character).
     """
     return Discoverer(**options).run(source, encoding)

@@ -1,9 +1,11 @@
 """N-gram counting over a compact id corpus, in Numba.
 
-The corpus is a ``uint16`` array of character ids with ``0`` between fragments: a Han character
-U+4E00..U+9FD5 gets id ``cp - 0x4DFF`` (1..20950), so four of them pack exactly into one ``uint64``
-(16 bits each, most significant first) and an n-gram's key is its own spelling: no collisions, and
-``key >> 16`` / ``key & low bits`` are its (n-1)-gram prefix and suffix.
+The corpus is a ``uint16`` array of unit ids with ``0`` between fragments: a Han character
+U+4E00..U+9FD5 gets id ``cp - 0x4DFF`` (1..20950), a run of ASCII letters/digits an id above that
+(:mod:`zhtext.corpus`), so four units pack exactly into one ``uint64`` (16 bits each, most
+significant first) and an n-gram's key is its own spelling: no collisions, and ``key >> 16`` /
+``key & low bits`` are its (n-1)-gram prefix and suffix. The kernels release the GIL, so that
+blocks can be counted on several threads, one table each, merged with :meth:`CountTable.merge`.
 
 Counts live in open-addressing hash tables (:class:`CountTable`) that grow by rehashing. Orders are
 counted one pass each, and a pass for order n only counts positions whose two (n-1)-grams reached
@@ -20,6 +22,7 @@ ID_OFFSET = 0x4DFF  # id = codepoint - ID_OFFSET for the Han range; 0 separates 
 MAX_N = 4  # 16 bits an id, 64 bits a key
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT16 = np.uint64(16)
+_BLOOM = np.uint64(0xC2B2AE3D27D4EB4F)  # a second multiplier: filter bits independent of slots
 
 
 @njit(cache=True, inline="always")
@@ -59,7 +62,7 @@ def _insert(keys, counts, bits, key, add):
         s = (s + 1) & mask
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rehash(old_keys, old_counts, keys, counts, bits, min_count):
     filled = 0
     for i in range(old_keys.shape[0]):
@@ -68,70 +71,58 @@ def _rehash(old_keys, old_counts, keys, counts, bits, min_count):
     return filled
 
 
-@njit(cache=True)
-def _count_pass(ids, n, start, keys, counts, bits, filled, limit, ok_prev, prev_keys, prev_bits):
+@njit(cache=True, nogil=True)
+def _count_pass(ids, n, start, keys, counts, bits, filled, limit, ok_unit, ok_end, prev_keys,
+                prev_bits):
     """Count the n-grams of ``ids`` from position ``start`` on.
 
-    For n >= 2 a position counts only when the (n-1)-grams at p and p+1 are in ``prev_keys`` (the
-    frequent set of the order below; for n == 2, ``ok_prev`` flags frequent unigram ids instead).
-    Returns (next position, filled slots); stops early when ``filled`` reaches ``limit`` so that
-    the caller can grow the table and resume.
+    A window counts only when every unit passes ``ok_unit`` (a frequent unit), its first and last
+    units pass ``ok_end``, and, for n >= 3, its two (n-1)-grams are in ``prev_keys`` (the frequent
+    set of the order below). Returns (next position, filled slots); stops early when ``filled``
+    reaches ``limit`` so that the caller can grow the table and resume.
     """
     size = ids.shape[0]
     low = (np.uint64(1) << np.uint64(16 * (n - 1))) - np.uint64(1)
+    mask = (low << _SHIFT16) | np.uint64(0xFFFF)
+    top = np.uint64(16 * (n - 1))
     key = np.uint64(0)
-    run = 0  # length of the current run of non-separator ids ending at p
-    prev_ok_here = False  # whether the (n-1)-gram starting at p-n+1 was frequent
-    p = start
+    run = 0  # length of the current run of usable units ending at p
+    looked = -1  # the position whose (n-1)-gram lookup ``found`` holds
+    found = False
     # Rebuild the rolling key for the window ending just before ``start``.
-    q = max(0, start - n + 1)
-    while q < start:
+    for q in range(max(0, start - n + 1), start):
         c = ids[q]
-        if c == 0:
+        if c == 0 or not ok_unit[c]:
             run = 0
             key = np.uint64(0)
         else:
             run += 1
-            key = ((key << _SHIFT16) | np.uint64(c)) & ((low << _SHIFT16) | np.uint64(0xFFFF))
-        q += 1
-    if n >= 2 and run >= n - 1:
-        sub = key & low
-        if n == 2:
-            prev_ok_here = ok_prev[np.int64(sub)]
-        else:
-            prev_ok_here = table_find(prev_keys, prev_bits, sub) >= 0
-    while p < size:
+            key = ((key << _SHIFT16) | np.uint64(c)) & mask
+    for p in range(start, size):
         c = ids[p]
-        if c == 0:
+        if c == 0 or not ok_unit[c]:
             run = 0
             key = np.uint64(0)
-            prev_ok_here = False
-            p += 1
             continue
         run += 1
-        key = ((key << _SHIFT16) | np.uint64(c)) & ((low << _SHIFT16) | np.uint64(0xFFFF))
-        if run >= n:
-            if n == 1:
-                ok = True
+        key = ((key << _SHIFT16) | np.uint64(c)) & mask
+        if run < n or not ok_end[c] or not ok_end[np.int64(key >> top)]:
+            continue
+        if n >= 3:
+            # the (n-1)-gram ending at p-1 was often looked up as the suffix one step ago
+            if looked == p - 1:
+                ok = found
             else:
-                sub = key & low  # the (n-1)-gram ending at p
-                if n == 2:
-                    ok_here = ok_prev[np.int64(sub)]
-                else:
-                    ok_here = table_find(prev_keys, prev_bits, sub) >= 0
-                ok = ok_here and prev_ok_here
-                prev_ok_here = ok_here
-            if ok:
-                filled += _insert(keys, counts, bits, key, np.uint32(1))
-                if filled >= limit:
-                    return p + 1, filled
-        elif run == n - 1 and n >= 2:
-            sub = key & low
-            if n == 2:
-                prev_ok_here = ok_prev[np.int64(sub)]
-            else:
-                prev_ok_here = table_find(prev_keys, prev_bits, sub) >= 0
-        p += 1
+                ok = table_find(prev_keys, prev_bits, key >> _SHIFT16) >= 0
+            if not ok:
+                continue
+            found = table_find(prev_keys, prev_bits, key & low) >= 0
+            looked = p
+            if not found:
+                continue
+        filled += _insert(keys, counts, bits, key, np.uint32(1))
+        if filled >= limit:
+            return p + 1, filled
     return size, filled
 
 
@@ -156,15 +147,23 @@ class CountTable:
         self.filled = int(_rehash(self.keys, self.counts, keys, counts, bits, min_count))
         self.keys, self.counts, self.bits = keys, counts, bits
 
-    def count(self, ids: np.ndarray, n: int, ok_prev: np.ndarray, prev: KeySet | None) -> None:
-        """Add the n-grams of one chunk whose (n-1)-grams are frequent."""
+    def merge(self, other: CountTable) -> None:
+        """Add every count of ``other`` (a table filled from other blocks) to this one."""
+        while self.filled + other.filled >= self.limit:
+            self.grow()
+        self.filled += int(_rehash(other.keys, other.counts, self.keys, self.counts, self.bits, 1))
+
+    def count(self, ids: np.ndarray, n: int, ok_prev: np.ndarray, prev: KeySet | None,
+              ok_end: np.ndarray | None = None) -> None:
+        """Add the n-grams of one chunk whose units pass ``ok_prev`` and whose (n-1)-grams are
+        in ``prev``; with ``ok_end``, only those whose first and last units pass it too."""
         prev_keys = prev.keys if prev is not None else np.zeros(1, dtype=np.uint64)
         prev_bits = prev.bits if prev is not None else 0
         pos = 0
         while pos < ids.shape[0]:
             pos, self.filled = _count_pass(
                 ids, n, pos, self.keys, self.counts, self.bits, self.filled, self.limit,
-                ok_prev, prev_keys, prev_bits,
+                ok_prev, ok_prev if ok_end is None else ok_end, prev_keys, prev_bits,
             )
             if self.filled >= self.limit:
                 self.grow()
@@ -192,13 +191,17 @@ class KeySet:
         vals = np.ones(len(keys), dtype=np.int64) if values is None else values.astype(np.int64)
         _fill_set(self.keys, self.values, self.bits, keys.astype(np.uint64), vals)
         self.size = len(keys)
+        # One filter bit per key, 8 bits per slot: a set of 40k keys has a 128 KiB filter that
+        # stays in L2 and answers most misses without touching the table (``set_has``).
+        self.bloom = np.zeros(max(1, (1 << self.bits) // 8), dtype=np.uint64)
+        _fill_bloom(self.bloom, keys.astype(np.uint64))
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Values for many keys (0 where absent)."""
         return _lookup_many(self.keys, self.values, self.bits, keys.astype(np.uint64))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fill_set(table, values, bits, keys, vals):
     mask = (1 << bits) - 1
     for i in range(keys.shape[0]):
@@ -209,7 +212,28 @@ def _fill_set(table, values, bits, keys, vals):
         values[s] = vals[i]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _bloom_bit(key, bloom):
+    return np.int64((key * _BLOOM) >> np.uint64(40)) & (bloom.shape[0] * 64 - 1)
+
+
+@njit(cache=True, nogil=True)
+def _fill_bloom(bloom, keys):
+    for i in range(keys.shape[0]):
+        b = _bloom_bit(keys[i], bloom)
+        bloom[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+
+
+@njit(cache=True, inline="always")
+def set_has(table, bloom, bits, key):
+    """Whether a :class:`KeySet` (its ``keys``, ``bloom``, ``bits``) holds ``key``."""
+    b = _bloom_bit(key, bloom)
+    if (bloom[b >> 6] >> np.uint64(b & 63)) & np.uint64(1) == 0:
+        return False
+    return table_find(table, bits, key) >= 0
+
+
+@njit(cache=True, nogil=True)
 def _lookup_many(table, values, bits, keys):
     out = np.zeros(keys.shape[0], dtype=np.int64)
     for i in range(keys.shape[0]):
@@ -219,19 +243,6 @@ def _lookup_many(table, values, bits, keys):
     return out
 
 
-def key_order(keys: np.ndarray) -> np.ndarray:
-    """The n (1..4) of each packed key: one more than the index of its highest non-zero 16 bits."""
-    n = np.ones(len(keys), dtype=np.int64)
-    for k in (1, 2, 3):
-        n[(keys >> np.uint64(16 * k)) != 0] = k + 1
-    return n
-
-
 def unpack(key: int, n: int) -> list[int]:
     """The ids of a packed n-gram, first to last."""
     return [(int(key) >> (16 * (n - 1 - i))) & 0xFFFF for i in range(n)]
-
-
-def ids_to_text(ids: list[int] | np.ndarray) -> str:
-    """Spell a sequence of character ids."""
-    return "".join(chr(int(i) + ID_OFFSET) for i in ids if i)

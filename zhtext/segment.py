@@ -200,7 +200,56 @@ def _join_kernel(codes, offsets, tok_ends, line_tok, sep, out, out_offsets):
 
 
 # ----------------------------------------------------------------------------------------------
-# Low-level entry point (word discovery uses it)
+# Low-level entry points (word discovery uses them)
+
+
+@njit(cache=True, nogil=True)
+def _route_count_kernel(ids, root, table, bloom, word, weight, floor, counts, unknown):
+    """:func:`route_counts` over the trie's arrays; scratch sized once, for the longest fragment."""
+    size = ids.shape[0]
+    longest = 0
+    run = 0
+    for p in range(size):
+        run = run + 1 if ids[p] != 0 else 0
+        longest = max(longest, run)
+    score = np.empty(longest + 1, dtype=np.float64)
+    step = np.empty(longest, dtype=np.int32)
+    wid = np.empty(longest, dtype=np.int32)
+    logp = 0.0
+    units = 0
+    p = 0
+    while p < size:
+        if ids[p] == 0:
+            p += 1
+            continue
+        e = p
+        while e < size and ids[e] != 0:
+            e += 1
+        _route_span(ids, p, e, root, table, bloom, word, weight, 0.0, floor, score, step, wid)
+        logp += score[0]
+        units += e - p
+        r = 0
+        while r < e - p:
+            if wid[r] >= 0:
+                counts[wid[r]] += 1
+            else:
+                unknown[ids[p + r]] += 1
+            r += step[r]
+        p = e
+    return logp, units
+
+
+def route_counts(
+    ids: np.ndarray, trie: Trie, floor: float, counts: np.ndarray, unknown: np.ndarray
+) -> tuple[float, int]:
+    """Route every fragment of ``ids`` (``uint16``, 0 between fragments) and count the words.
+
+    The trie spells words in the same ids; its weights are log-probabilities and ``floor`` is the
+    weight of a unit no word starts with. Adds each routed word's id to ``counts`` and each floor
+    unit to ``unknown`` (indexed by id); returns the summed log-probability and the units routed.
+    Releases the GIL, so that blocks can be routed on several threads.
+    """
+    return _route_count_kernel(ids, *trie[:5], float(floor), counts, unknown)
 
 
 def unigram_route(
