@@ -21,6 +21,7 @@ from zhtext.models import (
     pick_device,
     save_task_meta,
     small_bert_config,
+    update_task_meta,
 )
 
 TEXTS = ["我爱北京天安门", "北京是中国的首都", "今天天气很好，我们去公园", "GPU 2023年"]
@@ -162,6 +163,10 @@ def test_task_meta_round_trip(tmp_path):
     assert load_task_meta(tmp_path) == meta
     with pytest.raises(ZhtextError, match="is a zhtext tagger model, not a title model"):
         load_task_meta(tmp_path, task="title")
+    # Adding settings keeps the others and the task.
+    updated = update_task_meta(tmp_path, history=[{"step": 1}], scheme="BIOES")
+    assert updated == {**meta, "history": [{"step": 1}], "scheme": "BIOES"}
+    assert load_task_meta(tmp_path, task="tagger") == updated
 
 
 def test_task_meta_errors(tmp_path):

@@ -46,6 +46,7 @@ from .models import (
     quiet_hf_bars,
     save_task_meta,
     squeeze_spaces,
+    update_task_meta,
 )
 from .training import TrainConfig, param_groups, seed_everything, train_loop
 
@@ -574,7 +575,8 @@ class TextGenerator:
                  "blocks": len(blocks)}
         history = train_loop(gen.lm, param_groups(gen.lm, lr, config.weight_decay), batches,
                              batches_per_epoch, out, config, evaluate, on_best, extra)
+        # The best model is on disk already: only its metadata gains the history.
+        update_task_meta(out, history=history)
         best = cls.load(out, device=device, batch_size=batch_size)
         best.history = history
-        best.save(out, history=history)
         return best

@@ -214,6 +214,16 @@ def save_task_meta(out_dir: str | os.PathLike, task: str, **settings: Any) -> Pa
     return path
 
 
+def update_task_meta(model_dir: str | os.PathLike, **settings: Any) -> dict[str, Any]:
+    """Add ``settings`` to a model directory's ``zhtext.json`` (atomically); the weights are not
+    touched. Returns the new metadata."""
+    meta = {**load_task_meta(model_dir), **settings}
+    task = meta.pop("task")
+    meta.pop("zhtext_version", None)
+    save_task_meta(model_dir, task, **meta)
+    return load_task_meta(model_dir)
+
+
 def load_task_meta(model_dir: str | os.PathLike, task: str | None = None) -> dict[str, Any]:
     """Read a model directory's ``zhtext.json``; with ``task``, insist the model is for that task.
 

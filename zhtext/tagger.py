@@ -49,6 +49,7 @@ from .models import (
     pick_device,
     save_task_meta,
     small_bert_config,
+    update_task_meta,
 )
 from .tagdata import WORD, Example, read_examples, to_spans, to_tags, words_of
 from .training import (
@@ -684,9 +685,10 @@ class Tagger:
                  "batch_size": batch_size, "train_size": len(rows)}
         history = train_loop(net, groups, batches, batches_per_epoch, out, config_, evaluate,
                              on_best, extra)
+        # The best model is on disk already: only its metadata gains the history.
+        update_task_meta(out, history=history)
         best = cls.load(out, device=device, batch_size=batch_size)
         best.history = history
-        best.save(out, history=history)
         return best
 
     def _training_rows(self, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:

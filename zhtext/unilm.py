@@ -46,6 +46,7 @@ from .models import (
     quiet_hf_bars,
     save_task_meta,
     small_bert_config,
+    update_task_meta,
 )
 from .titledata import TitlePair
 from .training import (
@@ -505,8 +506,9 @@ class TitleGenerator:
         groups = param_groups(net, lr, config.weight_decay)
         history = train_loop(net, groups, batches, batches_per_epoch, out, config, evaluate,
                              on_best, extra)
+        # The best model is on disk already: only its metadata gains the history.
+        update_task_meta(out, history=history)
         best = cls.load(out, device=device, batch_size=batch_size)
         best.history = history
-        best.save(out, history=history)
         return best
 
