@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -48,6 +48,19 @@ app.add_typer(evaluate_app, name="evaluate")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+# Options that many commands share, spelled and explained once.
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
+]
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option("--encoding", help="Input encoding (default: detect UTF-8 or GB18030)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
+OutputOpt = Annotated[
+    str | None, typer.Option("-o", "--output", help="Output file, written atomically (default: stdout).")
+]
 
 # Results go to stdout; progress, tables and messages to stderr so pipes stay clean.
 console = Console(stderr=True)

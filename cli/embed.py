@@ -14,7 +14,7 @@ from rich.markup import escape
 from zhtext.errors import ZhtextError
 from zhtext.io import atomic_output, iter_lines
 
-from .base import app, console, evaluate_app
+from .base import DeviceOpt, EncodingOpt, QuietOpt, app, console, evaluate_app
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,14 +58,6 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Sentences pe
 MaxLenOpt = Annotated[
     int, typer.Option("--max-len", min=2, help="Longest input in tokens ([CLS] and [SEP] included).")
 ]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
-]
-EncodingOpt = Annotated[
-    str | None,
-    typer.Option("--encoding", help="Encoding of input files (default: detect UTF-8 or GB18030)."),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
 
 
 def _load_embedder(

@@ -12,7 +12,7 @@ from zhtext.errors import ZhtextError
 from zhtext.io import iter_lines
 from zhtext.metrics import score_segmentation
 
-from .base import console, evaluate_app
+from .base import EncodingOpt, console, evaluate_app
 
 # How many mismatched line numbers the warning lists before "and N more".
 SHOW_LINES = 20
@@ -52,10 +52,7 @@ def evaluate_segment(
             "OOV rate and OOV / IV recall.",
         ),
     ] = None,
-    encoding: Annotated[
-        str | None,
-        typer.Option("--encoding", help="Encoding of the input files (default: detect UTF-8 or GB18030)."),
-    ] = None,
+    encoding: EncodingOpt = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print the figures as one JSON object instead of the bakeoff table."),

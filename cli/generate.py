@@ -13,7 +13,7 @@ from rich.table import Table
 
 from zhtext.errors import ZhtextError
 
-from .base import app, console, evaluate_app, train_app
+from .base import DeviceOpt, EncodingOpt, app, console, evaluate_app, train_app
 
 # Longest line read from a corpus or prompt file; longer lines arrive in pieces (bounded memory).
 MAX_LINE_CHARS = 100_000
@@ -24,10 +24,7 @@ class OutFormat(str, Enum):
     jsonl = "jsonl"
 
 
-Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Prompts decoded together.")]
-Encoding = Annotated[str | None, typer.Option(
-    "--encoding", help="Input encoding (default: detect UTF-8 or GB18030).")]
 
 
 def _read_lines(paths: str | list[str], encoding: str | None) -> list[str]:
@@ -74,8 +71,8 @@ def generate(
         "--format", help='text: prompt and continuation, one line per sample; jsonl: {"prompt", '
         '"sample", "text"} per sample, "text" being the continuation.')] = OutFormat.text,
     batch_size: BatchSize = 8,
-    encoding: Encoding = None,
-    device: Device = None,
+    encoding: EncodingOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Continue prompts with a GPT-2 (uer-style Chinese checkpoints with a BERT tokenizer, or BPE).
 
@@ -184,8 +181,8 @@ def train_gpt(
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Batches per optimizer step.")] = 1,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run from OUT/checkpoint.")] = False,
-    encoding: Encoding = None,
-    device: Device = None,
+    encoding: EncodingOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Train a GPT-2 causal language model on raw text.
 
@@ -237,8 +234,8 @@ def evaluate_gpt(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the figures as one JSON object instead of a table.")] = False,
     batch_size: BatchSize = 8,
-    encoding: Encoding = None,
-    device: Device = None,
+    encoding: EncodingOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Perplexity of a GPT-2 on held-out text, and bits per character (comparable with the bits
     per character that word discovery reports for a lexicon).

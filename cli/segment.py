@@ -17,7 +17,7 @@ from rich.progress import (
 from zhtext.io import atomic_output, iter_lines
 from zhtext.segment import Segmenter
 
-from .base import app, console
+from .base import EncodingOpt, QuietOpt, app, console
 
 
 @app.command()
@@ -39,10 +39,8 @@ def segment(
     sep: str = typer.Option(
         " ", "--sep", help="Put this between words (a tab: --sep $'\\t').", show_default="space"
     ),
-    encoding: str | None = typer.Option(
-        None, "--encoding", help="Force the input encoding (default: detect UTF-8/GB18030)."
-    ),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    encoding: EncodingOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Segment text into words: the most probable route through a unigram dictionary.
 

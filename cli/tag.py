@@ -15,7 +15,15 @@ from rich.table import Table
 
 from zhtext.errors import ZhtextError
 
-from .base import app, console, evaluate_app, train_app
+from .base import (
+    DeviceOpt,
+    EncodingOpt,
+    OutputOpt,
+    app,
+    console,
+    evaluate_app,
+    train_app,
+)
 
 # Texts handed to the tagger at once when tagging a stream: big enough to batch well, small
 # enough that output starts soon and memory stays flat.
@@ -157,10 +165,7 @@ def train_tagger(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from OUT/checkpoint.")
     ] = False,
-    device: Annotated[
-        str | None,
-        typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
-    ] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Train a BERT+CRF tagger (NER, or BMES segmentation) and keep the best model by dev F1.
 
@@ -238,16 +243,10 @@ def tag(
             help="Also list the K best taggings with their path probabilities (jsonl only).",
         ),
     ] = 1,
-    output: Annotated[
-        str | None,
-        typer.Option("-o", "--output", help="Output file (written atomically) (default: stdout)."),
-    ] = None,
+    output: OutputOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per encoder batch.")] = 32,
-    encoding: Annotated[
-        str | None,
-        typer.Option("--encoding", help="Input encoding (default: detect UTF-8 or GB18030)."),
-    ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N.")] = None,
+    encoding: EncodingOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Tag each line of a text file with a trained tagger.
 
@@ -306,7 +305,7 @@ def evaluate_tagger(
         typer.Option("--json", help="Print the figures as one JSON object instead of a table."),
     ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per encoder batch.")] = 32,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N.")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Score a tagger on labelled data: exact-span precision, recall and F1 per label and overall.
 

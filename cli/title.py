@@ -12,7 +12,15 @@ from rich.table import Table
 
 from zhtext.errors import ZhtextError
 
-from .base import app, console, evaluate_app, train_app
+from .base import (
+    DeviceOpt,
+    EncodingOpt,
+    OutputOpt,
+    app,
+    console,
+    evaluate_app,
+    train_app,
+)
 
 # Articles handed to the generator at once when titling a stream.
 CHUNK_ARTICLES = 64
@@ -25,7 +33,6 @@ class OutFormat(str, Enum):
 
 Beam = Annotated[int, typer.Option("--beam", help="Beam width (1: greedy).")]
 MaxLen = Annotated[int, typer.Option("--max-len", help="Most title tokens to generate.")]
-Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Articles decoded together.")]
 NoRepeat = Annotated[int, typer.Option(
     "--no-repeat-ngram", help="Never repeat N tokens in a row within a title (0: off; 3 is usual "
@@ -68,7 +75,7 @@ def train_title(
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Batches per optimizer step.")] = 1,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run from OUT/checkpoint.")] = False,
-    device: Device = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Train a UniLM title model (BERT with a prefix mask) and keep the best one by dev ROUGE-L.
 
@@ -125,12 +132,10 @@ def title(
     out_format: Annotated[OutFormat, typer.Option(
         "--format", help='text: one title per line; jsonl: {"title", "content"} per article (JSON '
         "input records keep their fields; a gold title moves to \"reference\").")] = OutFormat.text,
-    output: Annotated[str | None, typer.Option(
-        "-o", "--output", help="Output file (written atomically) (default: stdout).")] = None,
+    output: OutputOpt = None,
     batch_size: BatchSize = 16,
-    encoding: Annotated[str | None, typer.Option(
-        "--encoding", help="Input encoding (default: detect UTF-8 or GB18030).")] = None,
-    device: Device = None,
+    encoding: EncodingOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Write a headline for an article with a UniLM title model.
 
@@ -183,7 +188,7 @@ def evaluate_title(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the figures as one JSON object instead of a table.")] = False,
     batch_size: BatchSize = 16,
-    device: Device = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Score a title model: character ROUGE-1/2/L F1 and BLEU averaged over articles, and speed.
 
