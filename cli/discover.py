@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from zhtext.discover import DiscoverStats, Discoverer
+from zhtext.discover import Discoverer, DiscoverStats
+from zhtext.io import atomic_output
 from zhtext.lexicon import FORMATS
 
 from .base import app, console
@@ -55,10 +56,14 @@ def discover(
         max_n=max_n, min_count=min_count, iterations=iterations, progress=not quiet
     )
     source = corpus[0] if len(corpus) == 1 else list(corpus)
-    lexicon = finder.run(source, encoding=encoding)
-    if min_len > 1:
-        lexicon.counts = {w: c for w, c in lexicon.counts.items() if len(w) >= min_len}
-    lexicon.save(out, fmt=fmt, top=top)
+    # Opened first, so that a bad output path fails before the run; the file appears only
+    # once the whole lexicon is written.
+    with atomic_output(out) as handle:
+        lexicon = finder.run(source, encoding=encoding)
+        if min_len > 1:
+            lexicon.counts = {w: c for w, c in lexicon.counts.items() if len(w) >= min_len}
+        for line in lexicon.lines(fmt, top):
+            handle.write(line + "\n")
     if not quiet:
         _summary(finder.stats, lexicon.most_common(), out)
 

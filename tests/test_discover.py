@@ -7,6 +7,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from zhtext.corpus import IdCorpus, text_blocks
-from zhtext.discover import Discoverer, discover
+from zhtext.discover import Discoverer, _kept_words, discover
 from zhtext.ngrams import CountTable, KeySet, unpack
 from zhtext.progress import Bar
 
@@ -71,6 +72,14 @@ def test_encode_matches_regex_units():
     assert {corpus.spell([i]): int(c) for i, c in enumerate(corpus.unigrams) if c} == units
 
 
+def test_blocks_hold_only_the_bytes_counted():
+    # mostly separators: the encoded block is far shorter than its codepoint buffer
+    lines = ["中，。！？…… —— 《》 “”（）" * 20] * 200
+    corpus = IdCorpus.from_lines(lines, block_chars=5000)
+    held = sum(b.nbytes if b.base is None else b.base.nbytes for b in corpus.blocks)
+    assert len(corpus) > 1 and held == corpus.in_memory == sum(b.nbytes for b in corpus.blocks)
+
+
 def test_text_blocks_cut_at_line_ends(tmp_path):
     rng = random.Random(4)
     text = "\n".join(random_text(rng, 300)) + "\n"
@@ -108,15 +117,19 @@ def test_ngram_counts_exact(seed):
         halves[0].merge(halves[1])
         merged_keys, merged_counts = halves[0].items(min_count)
         assert np.array_equal(merged_keys, keys) and np.array_equal(merged_counts, counts)
-        # with an end-unit filter: only windows whose first and last units pass it
-        ends = (uni >= min_count) & (rng.random() < np.linspace(0, 1, len(uni)))
+        # with an end-unit filter: only windows whose first and last units pass it (a random
+        # half of the ids, so that some windows pass and some do not)
+        ends = (uni >= min_count) & (np.random.default_rng(seed * 10 + n).random(len(uni)) < 0.5)
         table = CountTable(bits=4)
         for block in corpus:
             table.count(block, n, uni >= min_count, prev, ends)
         keys_end, counts_end = table.items(min_count)
         rare = {corpus.spell([i]) for i in np.flatnonzero(ends)}
         got = {spelled(corpus, k, n): int(c) for k, c in zip(keys_end, counts_end)}
-        assert got == {w: c for w, c in brute.items() if c >= min_count and w[0] in rare and w[-1] in rare}
+        frequent = {w: c for w, c in brute.items() if c >= min_count}
+        expected = {w: c for w, c in frequent.items() if w[0] in rare and w[-1] in rare}
+        assert 0 < len(expected) < len(frequent)  # the filter keeps some windows, drops others
+        assert got == expected
         prev = KeySet(keys, counts)
 
 
@@ -192,7 +205,9 @@ def test_threads_give_the_same_counts_candidates_and_lexicon():
         results.append(([set(k.keys.tolist()) if k else None for k in kept], candidates,
                         dict(finder.stats.ngrams_counted)))
     assert results[0] == results[1] == results[2]
-    assert discover(lines, threads=1).counts == discover(lines, threads=2).counts
+    # the whole pipeline, one block or many (discover reads these lines into one block)
+    one, two = discover(lines, threads=1), discover(lines, threads=2)
+    assert one.counts == two.counts and one.bits_per_char == two.bits_per_char
     # a corpus spilled to its temporary file streams the same blocks to every thread
     spilled = IdCorpus(spill_bytes=2000)
     for text in text_blocks(lines, block_chars=700):
@@ -205,16 +220,111 @@ def test_threads_give_the_same_counts_candidates_and_lexicon():
     spilled.close()
 
 
+def _spelling_bits(lexicon, han_text: str) -> float:
+    """Bits to spell a lexicon's words (units plus an end mark each, log2(alphabet + 1) bits a
+    symbol), recomputed from the lexicon itself (a corpus of Han characters only)."""
+    return sum(len(w) + 1 for w in lexicon if len(w) > 1) * math.log2(len(set(han_text)) + 1)
+
+
+def test_reestimation_is_the_same_on_any_number_of_threads():
+    rng = random.Random(13)
+    lines = random_text(rng, 300) + generate(600, seed=5)
+    corpus = IdCorpus.from_lines(lines, block_chars=700)
+    spilled = IdCorpus(spill_bytes=2000)
+    for text in text_blocks(lines, block_chars=700):
+        spilled.add_text(text)
+    assert len(corpus) > 20 and spilled.file is not None  # many blocks to share out
+    with Bar(False) as bar:
+        finder = Discoverer(min_count=2, threads=1)
+        candidates = {**_kept_words(finder._count(corpus, 2, bar)),
+                      **finder._candidates(corpus, finder._count(corpus, 2, bar), 2, bar)}
+        results = {}
+        for source, name in ((corpus, "memory"), (spilled, "spilled")):
+            for sample_units in (corpus.units, corpus.units // 3):  # whole corpus, and sampled
+                for threads in (1, 2, 3):
+                    finder = Discoverer(min_count=2, threads=threads, sample_units=sample_units)
+                    counts = finder._reestimate(source, candidates, 2, bar)
+                    # the same words in the same order, and the same bits to the last digit
+                    results[name, sample_units, threads] = (
+                        list(counts.items()), finder.stats.bits_per_char, finder.stats.description_bits
+                    )
+    spilled.close()
+    for (name, sample_units, threads), got in results.items():
+        assert got == results["memory", sample_units, 1], (name, sample_units, threads)
+        assert len(got[1]) >= 2  # more than one pass compared
+
+
+def _blocks_after_an_error(threads: int) -> tuple[int, int]:
+    """Blocks of a 60-block corpus that ``each_block`` starts after its first block's work fails
+    (and the number of blocks); every other block waits for that failure before it counts."""
+    corpus = IdCorpus.from_lines([f"第{i}行" for i in range(60)], block_chars=4)
+    failed = threading.Event()
+    started_after: list[int] = []
+
+    def work(worker: int, index: int, block: np.ndarray) -> None:
+        if index == 0:
+            failed.set()
+            raise ValueError("bad block")
+        failed.wait()
+        started_after.append(index)
+
+    with pytest.raises(ValueError, match="bad block"):
+        corpus.each_block(work, threads)
+    return len(started_after), len(corpus)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_each_block_stops_at_the_first_error(threads):
+    after, blocks = _blocks_after_an_error(threads)
+    assert blocks == 60
+    # no thread takes a block once the error is known: only those already taken finish
+    assert after <= threads - 1
+
+
+def test_one_pass_is_the_unigram_route_of_the_candidates():
+    """Re-estimation's first pass, rebuilt from its definition over the text itself."""
+    from zhtext.segment import unigram_route
+    from zhtext.text import join_lines
+    from zhtext.trie import build_trie
+
+    lines = generate(1500, seed=3)
+    finder = Discoverer(min_count=3, iterations=1)
+    lexicon = finder.run(lines)
+    corpus = IdCorpus.from_lines(lines)
+    with Bar(False) as bar:
+        kept = finder._count(corpus, 3, bar)
+        candidates = {**_kept_words(kept), **finder._candidates(corpus, kept, 3, bar)}
+    fragments = HAN.findall("\n".join(lines))
+    han_text = "".join(fragments)
+    model = {**Counter(han_text), **{corpus.spell(map(ord, w)): c for w, c in candidates.items()}}
+    assert len(model) > len(set(han_text))  # candidates beyond the single characters
+    words = list(model)
+    total = sum(model.values())
+    weights = np.log(np.array([model[w] for w in words], dtype=np.float64) / total)
+    codes, offsets = join_lines(fragments)
+    ends, _, logp = unigram_route(codes, offsets, build_trie(words, weights), -math.log(total))
+    starts = np.concatenate([[0], ends[:-1]])
+    tokens = Counter(han_text[a:b] for a, b in zip(starts.tolist(), ends.tolist()))
+    assert dict(lexicon.counts) == dict(tokens)
+    bits = -logp / math.log(2) / len(han_text)
+    assert lexicon.bits_per_char == pytest.approx([bits], rel=1e-12)
+    described = bits + _spelling_bits(lexicon, han_text) / len(han_text)
+    assert finder.stats.description_bits == pytest.approx([described], rel=1e-12)
+
+
 def test_reestimation_covers_every_character_and_bits_fall():
     lines = generate(1500, seed=3)
     finder = Discoverer(progress=False)
     lexicon = finder.run(lines)
-    han = sum(len(f) for f in HAN.findall("\n".join(lines)))
+    han_text = "".join(HAN.findall("\n".join(lines)))
+    han = len(han_text)
     # The lexicon's counts are one segmentation of the corpus: every character exactly once.
     assert sum(len(w) * c for w, c in lexicon.items()) == han
-    described = finder.stats.description_bits
-    assert all(b < a for a, b in zip(described, described[1:]))
-    assert lexicon.bits_per_char == finder.stats.bits_per_char
+    # The last description recorded is that of the returned lexicon: its corpus bits plus the
+    # bits to spell its words, recomputed here from the lexicon alone.
+    assert len(lexicon.bits_per_char) >= 2  # re-estimation ran more than one pass
+    described = finder.stats.description_bits[-1]
+    assert described == pytest.approx(lexicon.bits_per_char[-1] + _spelling_bits(lexicon, han_text) / han, rel=1e-12)
     # bits per char is the corpus's code length under the previous pass's unigram model: it can
     # never be below the entropy of the final counts' own distribution.
     total = sum(lexicon.values())
@@ -232,7 +342,8 @@ def test_sample_takes_whole_fragments_from_every_block():
     taken = Counter(corpus_fragments(corpus, pieces))  # also checks that pieces start and end at 0
     assert not taken - whole
     assert len(pieces) >= len(corpus) * 4  # spread over every block, not its first stretch
-    assert list(corpus.sample(corpus.units)) == list(corpus)
+    whole_sample = list(corpus.sample(corpus.units))
+    assert len(whole_sample) == len(corpus) and all(map(np.array_equal, whole_sample, corpus))
 
 
 def test_sampled_reestimation_still_counts_every_character():
@@ -242,7 +353,11 @@ def test_sampled_reestimation_still_counts_every_character():
     lexicon = finder.run(lines)
     # the model chosen on the sample routes the whole corpus once: every character exactly once
     assert sum(len(w) * c for w, c in lexicon.items()) == han
-    assert len(finder.stats.bits_per_char) == len(finder.stats.description_bits) >= 1
+    # the final bits per char is the whole corpus's, routed by the chosen model: never below the
+    # entropy of its own counts (a sample's, wrongly scaled, could be)
+    total = sum(lexicon.values())
+    entropy = -sum(c * math.log2(c / total) for c in lexicon.values()) / han
+    assert len(finder.stats.bits_per_char) >= 1 and finder.stats.bits_per_char[-1] >= entropy - 1e-9
     planted = {w for w in lexicon if len(w) > 1} & set(PLANTED)
     assert len(planted) >= 0.9 * len(PLANTED)
 
@@ -347,6 +462,16 @@ def test_cli_bad_input(tmp_path, content, message):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zhtext: error:") and message in lines[0]
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_cli_bad_output_folder_fails_in_one_line(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(generate(50, seed=2)), encoding="utf-8")
+    res = _zhtext("discover", corpus, "-o", tmp_path / "missing" / "lex.tsv")
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zhtext: error:") and "missing" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
 
 
 def test_cli_missing_file_and_bad_option(tmp_path):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -123,6 +123,8 @@ class IdCorpus:
 
     ``units`` counts the units (Han characters plus letter/digit runs), ``han_chars`` the Han
     characters alone, ``unigrams[id]`` each unit's count; :meth:`spell` turns ids back into text.
+    A spilled corpus shares one file position, so one iterator at a time reads it (the passes of
+    :meth:`each_block` advance theirs under a lock).
     """
 
     def __init__(self, spill_bytes: int = 64 << 20) -> None:
@@ -132,28 +134,31 @@ class IdCorpus:
         self.file: tempfile._TemporaryFileWrapper | None = None
         self.in_memory = 0
         self.chars_read = 0  # every character of the input, Han or not
-        self.units = 0
         self.unigrams = np.zeros(N_IDS, dtype=np.int64)
         self.run_ids: dict[str, int] = {}  # ASCII run -> id
         self.run_text: list[str] = []  # id - FIRST_RUN_ID -> run
-        self._read_lock = threading.Lock()
 
     # -- building
     def encode(self, text: str) -> np.ndarray:
         """Unit ids of ``text`` with one ``0`` between fragments and at both ends.
 
-        New letter/digit runs join the vocabulary; once it is full (34,865 runs), further new runs
-        become separators. Unigram counts are updated.
+        New letter/digit runs join the vocabulary; once it is full (LAST_RUN_ID - FIRST_RUN_ID + 1
+        = 34,345 runs), further new runs become separators. Unigram counts are updated.
         """
         codes = to_codes(text)
         out = np.empty(len(codes) + 2, dtype=np.uint16)
         n, runs = _encode_kernel(codes, CHAR_CLASS, out, self.unigrams)
         if len(runs):
-            ids = np.array([self._run_id(text[a:b]) for a, b in runs[:, :2].tolist()], np.int64)
+            # Two flat lists, not one small list per run: on mixed text the garbage collector
+            # would otherwise dominate reading (0.71 s against 0.20 s for 6M mixed characters).
+            spans = zip(runs[:, 0].tolist(), runs[:, 1].tolist())
+            ids = np.array([self._run_id(text[a:b]) for a, b in spans], np.int64)
             out[runs[:, 2]] = ids
             np.add.at(self.unigrams, ids, 1)
             self.unigrams[0] = 0
-        return out[:n]
+        # A block that was mostly separators is copied, so that the spare buffer is freed and
+        # the bytes counted against ``spill_bytes`` are the bytes held.
+        return out[:n].copy() if n < 0.75 * len(out) else out[:n]
 
     def _run_id(self, run: str) -> int:
         ident = self.run_ids.get(run)
@@ -168,10 +173,13 @@ class IdCorpus:
         """Encode and append one block of text (it should end at a line end)."""
         self.chars_read += len(text)
         ids = self.encode(text)
-        nonzero = int(np.count_nonzero(ids))
-        self.units += nonzero
-        if nonzero:
+        if np.any(ids):
             self._append(ids)
+
+    @property
+    def units(self) -> int:
+        """Units read: Han characters plus letter/digit runs (separators are never counted)."""
+        return int(self.unigrams.sum())
 
     @property
     def han_chars(self) -> int:
@@ -225,32 +233,52 @@ class IdCorpus:
 
     def _load(self, offset: int, length: int) -> np.ndarray:
         assert self.file is not None
-        with self._read_lock:  # one file position shared by every thread
-            self.file.seek(offset)
-            return np.frombuffer(self.file.read(length * 2), dtype=np.uint16)
+        self.file.seek(offset)
+        return np.frombuffer(self.file.read(length * 2), dtype=np.uint16)
 
-    def each_block(self, work: Callable[[int, np.ndarray], None], threads: int = 1,
-                   blocks: Iterable[np.ndarray] | None = None) -> None:
-        """Call ``work(worker, block)`` for every block (or every one of ``blocks``) on up to
-        ``threads`` threads; ``worker`` (0..threads-1) names per-thread state to merge afterwards.
+    def each_block(self, work: Callable[[int, int, np.ndarray], None], threads: int = 1,
+                   blocks: Sequence[np.ndarray] | None = None) -> None:
+        """Call ``work(worker, index, block)`` for every block (or every one of ``blocks``) on up
+        to ``threads`` threads. ``worker`` (0..threads-1) names per-thread state to merge
+        afterwards; ``index`` is the block's place in the sequence, for results that must be
+        combined in block order whichever thread made them.
+
+        The first error (or Ctrl-C) stops the pass: no thread takes another block, and the error
+        is raised once the threads have finished the blocks they hold.
         """
-        source = iter(self if blocks is None else blocks)
-        lock = threading.Lock()
+        source = enumerate(self if blocks is None else blocks)
+        lock = threading.Lock()  # also serialises reading a spilled corpus's file
+        stop = threading.Event()
+        errors: list[BaseException] = []
 
         def loop(worker: int) -> None:
-            while True:
+            try:
+                while True:
+                    with lock:
+                        if stop.is_set():
+                            return
+                        index, block = next(source, (-1, None))
+                    if block is None:
+                        return
+                    work(worker, index, block)
+            except BaseException as error:
                 with lock:
-                    block = next(source, None)
-                if block is None:
-                    return
-                work(worker, block)
+                    errors.append(error)
+                    stop.set()
 
-        if threads <= 1 or len(self) <= 1:
+        if threads <= 1 or len(self if blocks is None else blocks) <= 1:
             loop(0)
-            return
-        with ThreadPoolExecutor(threads) as pool:
-            for done in [pool.submit(loop, k) for k in range(threads)]:
-                done.result()  # re-raises a worker's error
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                running = [pool.submit(loop, k) for k in range(threads)]
+                try:
+                    for done in running:
+                        done.result()
+                except BaseException:  # Ctrl-C in the waiting thread: the workers stop too
+                    stop.set()
+                    raise
+        if errors:
+            raise errors[0]
 
     def sample(self, max_units: int, pieces: int = 8) -> Iterator[np.ndarray]:
         """About ``max_units`` units taken evenly across the corpus: from every block, ``pieces``

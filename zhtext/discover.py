@@ -17,8 +17,9 @@ the fewest bits. The pipeline:
    even sample, then routed whole once for the final counts.
 
 The counting, candidate and routing passes share the corpus's blocks out over threads (the kernels
-release the GIL), each thread with its own table, merged afterwards: the results are those of one
-thread exactly.
+release the GIL), each thread with its own table, merged afterwards. Counts are integers, candidates
+are sorted, and the log-probabilities of a routing pass are kept block by block and summed exactly
+(``math.fsum``), so every result, bits per character included, is that of one thread to the bit.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .errors import ZhtextError
 from .lexicon import Lexicon
 from .ngrams import MAX_N, CountTable, KeySet, _slot, set_has, table_find
 from .segment import route_counts, unigram_route
-from .text import join_lines
+from .text import from_codes, join_lines
 from .trie import build_trie
 
 MAX_WORD = 12  # longest candidate kept (three uint64 keys of four ids each)
@@ -51,8 +52,6 @@ class DiscoverStats:
 
     chars_read: int = 0
     han_chars: int = 0
-    units: int = 0  # Han characters plus ASCII letter/digit runs
-    thresholds: dict[int, float] = field(default_factory=dict)  # cohesion needed, by n
     min_count: int = 0
     ngrams_counted: dict[int, int] = field(default_factory=dict)
     ngrams_kept: dict[int, int] = field(default_factory=dict)
@@ -64,13 +63,14 @@ class DiscoverStats:
     peak_mb: float = 0.0
 
 
-def default_min_count(han_chars: int) -> int:
-    """Count threshold that follows the corpus size: 2 for a novel, ~30 for 100 MB of text.
+def default_min_count(units: int) -> int:
+    """Count threshold that follows the corpus size in units (Han characters plus letter/digit
+    runs): 2 for a novel, ~30 for 100 MB of text.
 
     Grows with the square root of the size, so that a large corpus keeps more rare words than a
     constant fraction would but the tables stay small.
     """
-    return max(2, int(round(2.0 * math.sqrt(han_chars / 2e5))))
+    return max(2, int(round(2.0 * math.sqrt(units / 2e5))))
 
 
 def default_thresholds(max_n: int, alphabet: int, base: float = 2.0) -> dict[int, float]:
@@ -220,7 +220,7 @@ def _spell_keys(keys: np.ndarray) -> list[str]:
     shifts = np.array([48, 32, 16, 0], dtype=np.uint64)
     ids = ((keys[:, :, None] >> shifts) & np.uint64(0xFFFF)).reshape(len(keys), -1)
     present = ids != 0
-    text = ids[present].astype("<u4").tobytes().decode("utf-32-le")
+    text = from_codes(ids[present])
     ends = np.cumsum(present.sum(axis=1)).tolist()
     return [text[a:b] for a, b in zip([0, *ends], ends)]
 
@@ -292,7 +292,6 @@ class Discoverer:
             corpus = IdCorpus.read(source, encoding, on_block=lambda n: bar.advance(task, n))
             try:
                 stats.chars_read, stats.han_chars = corpus.chars_read, corpus.han_chars
-                stats.units = corpus.units
                 if corpus.han_chars == 0:
                     what = "is empty" if corpus.chars_read == 0 else "has no Chinese characters"
                     raise ZhtextError(f"the corpus {what}: nothing to discover")
@@ -327,7 +326,6 @@ class Discoverer:
         ok_uni = uni >= min_count
         ok_uni[0] = False
         thresholds = self.thresholds or default_thresholds(self.max_n, int(np.count_nonzero(uni)))
-        self.stats.thresholds = thresholds
         # An n-gram w = a|b has N_w <= N_b, so its cohesion is at most log(T / N_a) for its first
         # unit a, and likewise for its last: both must occur at most T e^-threshold times. Orders
         # where that bound is below min_count keep nothing and are not counted; the last order
@@ -367,7 +365,7 @@ class Discoverer:
         task = bar.add(f"counting {n}-grams", total=corpus.units)
         tables = [CountTable(bits=16) for _ in range(self.threads)]
 
-        def work(worker: int, block: np.ndarray) -> None:
+        def work(worker: int, index: int, block: np.ndarray) -> None:
             tables[worker].count(block, n, ok_uni, prev, ok_end)
             bar.advance(task, len(block))
 
@@ -389,7 +387,7 @@ class Discoverer:
         tables = [[16, np.zeros((1 << 16, 4), np.uint64), 0] for _ in range(self.threads)]
         task = bar.add("finding candidates", total=corpus.units)
 
-        def work(worker: int, block: np.ndarray) -> None:
+        def work(worker: int, index: int, block: np.ndarray) -> None:
             state = tables[worker]
             glue = np.zeros(len(block), dtype=np.bool_)
             pos = 0
@@ -409,26 +407,34 @@ class Discoverer:
             state[2] += int(_rehash3(other[1], state[1], state[0]))
         slots = state[1]
         sel = np.flatnonzero((slots[:, 0] != 0) & (slots[:, 3] >= min_count))
+        # Key order, not slot order (which follows the threads' merge order): the same candidates
+        # in the same order, so that re-estimation is the same whatever the thread count.
+        sel = sel[np.lexsort((slots[sel, 2], slots[sel, 1], slots[sel, 0]))]
         return dict(zip(_spell_keys(slots[sel, :3]), slots[sel, 3].tolist()))
 
     def _route(self, corpus: IdCorpus, words: list[str], weights: np.ndarray, floor: float,
                blocks, bar, label: str) -> tuple[np.ndarray, np.ndarray, float, int]:
-        """Route ``blocks`` with the unigram model; word counts, floor-unit counts, log p, units."""
+        """Route ``blocks`` with the unigram model; word counts, floor-unit counts, log p, units.
+
+        Each block's log p is kept by its index and the whole summed exactly, so the total does not
+        depend on which thread routed which block.
+        """
         trie = build_trie(words, weights)  # over unit ids: chr(id) strings
         counts = np.zeros((self.threads, len(words)), dtype=np.int64)
         unknown = np.zeros((self.threads, N_IDS), dtype=np.int64)
-        logp = np.zeros(self.threads)
+        logp: dict[int, float] = {}
         units = np.zeros(self.threads, dtype=np.int64)
         task = bar.add(label, total=None)
 
-        def work(worker: int, block: np.ndarray) -> None:
+        def work(worker: int, index: int, block: np.ndarray) -> None:
             lp, n = route_counts(block, trie, floor, counts[worker], unknown[worker])
-            logp[worker] += lp
+            logp[index] = lp
             units[worker] += n
             bar.advance(task, len(block))
 
         corpus.each_block(work, self.threads, blocks)
-        return counts.sum(axis=0), unknown.sum(axis=0), float(logp.sum()), int(units.sum())
+        total_logp = math.fsum(logp[i] for i in sorted(logp))
+        return counts.sum(axis=0), unknown.sum(axis=0), total_logp, int(units.sum())
 
     def _reestimate(
         self, corpus: IdCorpus, candidates: dict[str, int], min_count: int, bar
@@ -441,6 +447,9 @@ class Discoverer:
         chars = {chr(i): int(uni[i]) for i in np.flatnonzero(uni)}
         counts = {**chars, **candidates}
         sampled = corpus.units > self.sample_units
+        # Taken once for every pass (at most ~8 MB of copies: a spilled corpus is read once, and
+        # no piece keeps its whole block alive).
+        sample = [piece.copy() for piece in corpus.sample(self.sample_units)] if sampled else None
         # Stopping looks at the whole description: the corpus's bits plus the lexicon's spelling
         # (each multi-unit word costs its units plus an end mark, log2(alphabet) bits each).
         # Corpus bits alone can only rise when words are pruned.
@@ -452,9 +461,8 @@ class Discoverer:
             total = float(sum(counts.values()))
             weights = np.log(np.array([counts[w] for w in words], dtype=np.float64)) - math.log(total)
             floor = -math.log(total)
-            blocks = corpus.sample(self.sample_units) if sampled else None
             new, unknown, logp, units = self._route(
-                corpus, words, weights, floor, blocks, bar, f"re-estimating ({it + 1})"
+                corpus, words, weights, floor, sample, bar, f"re-estimating ({it + 1})"
             )
             bpc = -logp / log2 / units
             scale = corpus.units / units  # 1 unless sampled: counts stand for the whole corpus
@@ -472,6 +480,7 @@ class Discoverer:
         assert best is not None
         if not sampled:
             return best[1]
+        del sample
         # The model chosen on the sample, applied to the whole corpus: exact counts.
         _, _, words, weights, floor = best
         new, unknown, logp, units = self._route(corpus, words, weights, floor, None, bar, "counting words")

@@ -153,17 +153,18 @@ class CountTable:
             self.grow()
         self.filled += int(_rehash(other.keys, other.counts, self.keys, self.counts, self.bits, 1))
 
-    def count(self, ids: np.ndarray, n: int, ok_prev: np.ndarray, prev: KeySet | None,
+    def count(self, ids: np.ndarray, n: int, ok_unit: np.ndarray, prev: KeySet | None,
               ok_end: np.ndarray | None = None) -> None:
-        """Add the n-grams of one chunk whose units pass ``ok_prev`` and whose (n-1)-grams are
-        in ``prev``; with ``ok_end``, only those whose first and last units pass it too."""
+        """Add the n-grams of one chunk whose units all pass ``ok_unit`` (the frequent units, by
+        id) and whose (n-1)-grams are in ``prev``; with ``ok_end``, only those whose first and
+        last units pass it too."""
         prev_keys = prev.keys if prev is not None else np.zeros(1, dtype=np.uint64)
         prev_bits = prev.bits if prev is not None else 0
         pos = 0
         while pos < ids.shape[0]:
             pos, self.filled = _count_pass(
                 ids, n, pos, self.keys, self.counts, self.bits, self.filled, self.limit,
-                ok_prev, ok_prev if ok_end is None else ok_end, prev_keys, prev_bits,
+                ok_unit, ok_unit if ok_end is None else ok_end, prev_keys, prev_bits,
             )
             if self.filled >= self.limit:
                 self.grow()
