@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # ../shared/data relative to the repository root (never copied into the repo).
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -22,6 +25,35 @@ def data_files(*relative: str) -> list[Path]:
         print(f"skipped: evaluation data not found ({', '.join(missing)})", file=sys.stderr)
         raise SystemExit(0)
     return paths
+
+
+def log(message: str) -> None:
+    """A progress message on stderr (stdout keeps the figures)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Best:
+    """The last output of a raced function and its best wall-clock and CPU seconds."""
+
+    output: Any = None
+    wall: float = float("inf")
+    cpu: float = float("inf")
+
+
+def race(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, Best]:
+    """Run each function ``repeats`` times, interleaved, so that load from other processes on the
+    machine falls on all of them alike; the best times of each."""
+    best = {name: Best() for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            out = fn()
+            b = best[name]
+            b.output = out
+            b.wall = min(b.wall, time.perf_counter() - wall)
+            b.cpu = min(b.cpu, time.process_time() - cpu)
+    return best
 
 
 def emit_json(figures: dict) -> None:

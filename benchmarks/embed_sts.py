@@ -34,7 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sts"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA_DIR, race  # noqa: E402
+
+DATA = DATA_DIR / "sts"
 FIT_DIM = 768
 FIT_BATCH = 8192
 
@@ -99,19 +102,6 @@ def plain_encode(tokenizer, model, texts: list[str], batch_size: int) -> np.ndar
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
     return np.concatenate(out)
-
-
-def race(fns: dict, repeats: int) -> dict:
-    """Best wall-clock and CPU seconds of each function, runs interleaved so that load from other
-    processes on the machine falls on all of them alike."""
-    best = {name: [float("inf"), float("inf")] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            best[name][0] = min(best[name][0], time.perf_counter() - wall)
-            best[name][1] = min(best[name][1], time.process_time() - cpu)
-    return best
 
 
 def spearman_table(model_dir: str, pooling: str, test: Path, train: Path, quick: bool) -> dict:
@@ -197,7 +187,8 @@ def main() -> None:
         },
         repeats=2 if args.quick else 3,
     )
-    (t_plain, cpu_plain), (t_ours, cpu_ours) = times["plain"], times["zhtext"]
+    t_plain, cpu_plain = times["plain"].wall, times["plain"].cpu
+    t_ours, cpu_ours = times["zhtext"].wall, times["zhtext"].cpu
     plain_vecs = plain_encode(tokenizer, model, texts, args.batch_size)
     diff = float(np.abs(plain_vecs - embedder.encode(texts)).max())
     figures.update(

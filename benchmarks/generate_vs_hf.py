@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA_DIR, emit_json
+from _common import DATA_DIR, emit_json, log, race
 
 from zhtext.decoding import DecodeOptions
 from zhtext.gpt import TextGenerator
@@ -41,10 +41,6 @@ from zhtext.models import SPECIAL_TOKENS, char_tokenizer
 
 NOVELS = ("hongloumeng.txt", "shuihuzhuan.txt", "sanguoyanyi.txt", "xiyouji.txt")
 VOCAB = 21128  # bert-base-chinese / uer GPT-2
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def build_generator() -> TextGenerator:
@@ -65,23 +61,6 @@ def prompts_for(batch: int, length: int, gen: torch.Generator) -> list[str]:
     sizes = [max(4, length - 3 * i) for i in range(batch)]
     return ["".join(chr(0x4E00 + int(c)) for c in torch.randint(0, 3000, (n,), generator=gen))
             for n in sizes]
-
-
-def timed(fn) -> tuple[object, float]:
-    begin = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - begin
-
-
-def race(runs: dict, repeats: int) -> tuple[dict, dict]:
-    """Each run ``repeats`` times, interleaved (so a burst of load on the shared machine hits both
-    sides); the outputs and the best time of each."""
-    outs, best = {}, {name: float("inf") for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            outs[name], seconds = timed(fn)
-            best[name] = min(best[name], seconds)
-    return outs, best
 
 
 def run_ours(tg: TextGenerator, prompts: list[str], new: int) -> list[list[int]]:
@@ -113,9 +92,9 @@ def speed(args, figures: dict) -> None:
     for batch in (1, 8):
         prompts = prompts_for(batch, args.prompt_len, gen)
         run_ours(tg, prompts, 2), run_hf(tg, hf_lm, prompts, 2)  # warm-up at this batch size
-        outs, best = race({"ours": lambda p=prompts: run_ours(tg, p, new),
-                           "hf": lambda p=prompts: run_hf(tg, hf_lm, p, new)}, repeats)
-        ours, hf, t_ours, t_hf = outs["ours"], outs["hf"], best["ours"], best["hf"]
+        best = race({"ours": lambda p=prompts: run_ours(tg, p, new),
+                     "hf": lambda p=prompts: run_hf(tg, hf_lm, p, new)}, repeats)
+        ours, hf, t_ours, t_hf = best["ours"].output, best["hf"].output, best["ours"].wall, best["hf"].wall
         same = ours == hf
         identical &= same
         tokens = batch * new
@@ -125,7 +104,7 @@ def speed(args, figures: dict) -> None:
         log(f"batch {batch}: zhtext {tokens / t_ours:8.1f} tok/s   transformers {tokens / t_hf:8.1f} "
             f"tok/s   ratio {t_hf / t_ours:.2f}x   identical {same}")
         if batch == 1 or not args.quick:
-            _, t_off = timed(lambda p=prompts: run_hf(tg, hf_lm, p, new, use_cache=False))
+            t_off = race({"off": lambda p=prompts: run_hf(tg, hf_lm, p, new, use_cache=False)}, 1)["off"].wall
             figures[f"tok_s_hf_nocache_b{batch}"] = round(tokens / t_off, 2)
             figures[f"cache_speedup_b{batch}"] = round(t_off / t_ours, 2)
             log(f"batch {batch}: transformers without cache {tokens / t_off:8.1f} tok/s "

@@ -31,12 +31,11 @@ from pathlib import Path
 
 import torch
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ner" / "cluener"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA_DIR, log  # noqa: E402
+
+DATA = DATA_DIR / "ner" / "cluener"
 PUBLISHED_BERT_CRF = (79.5, 80.8)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def train_with_budget(train, dev, budget: float, args) -> dict:

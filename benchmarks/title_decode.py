@@ -24,14 +24,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit_json
+from _common import emit_json, log
 
 from zhtext.decoding import DecodeOptions, generate
 from zhtext.unilm import CachedStep, RecomputeStep, UniLM
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def build(layers: int) -> UniLM:

@@ -28,16 +28,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import data_files, emit_json
+from _common import data_files, emit_json, log
 
 from zhtext.titledata import read_pairs
 from zhtext.unilm import TitleGenerator
 
 PUBLISHED_CSL = {"greedy": 63.8, "beam3": 64.8}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main() -> None:

@@ -198,11 +198,13 @@ def train_gpt(
 
     if (model is None) == (not from_scratch):
         raise ZhtextError("give either --model NAME_OR_DIR or --from-scratch")
-    if dev and heldout_every:
+    if dev and heldout_every is not None:
         raise ZhtextError("give --dev or --heldout-every, not both")
     lines = _read_lines(train, encoding)
     dev_lines = _read_lines(dev, encoding) if dev else None
-    if heldout_every:
+    if dev and not dev_lines:
+        raise ZhtextError("the --dev text has no non-empty lines")
+    if heldout_every is not None:
         from zhtext.lmdata import split_heldout
 
         lines, dev_lines = split_heldout(lines, heldout_every)
@@ -249,7 +251,7 @@ def evaluate_gpt(
     from zhtext.gpt import TextGenerator
 
     lines = _read_lines(data, encoding)
-    if heldout_every:
+    if heldout_every is not None:
         from zhtext.lmdata import split_heldout
 
         lines = split_heldout(lines, heldout_every)[1]

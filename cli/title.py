@@ -152,12 +152,13 @@ def title(
     from zhtext.titledata import read_articles
     from zhtext.unilm import TitleGenerator
 
-    articles = read_articles(source, lines=lines, encoding=encoding)
-    first = next(articles, None)  # a missing or unreadable input fails before the model loads
-    gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
     options = {"beam": beam, "max_len": max_len, "min_len": min_len, "length_penalty": length_penalty,
                "sample": sample, "top_k": top_k, "top_p": top_p, "temperature": temperature, "seed": seed,
                "no_repeat_ngram": no_repeat_ngram}
+    TitleGenerator.options(**options)  # bad values fail before anything is read or loaded
+    articles = read_articles(source, lines=lines, encoding=encoding)
+    first = next(articles, None)  # a missing or unreadable input fails before the model loads
+    gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
     articles = itertools.chain([first] if first is not None else [], articles)
     with atomic_output(output) as handle, Bar(enabled=output not in (None, "-"), unit="articles") as bar:
         task = bar.add("titling")
@@ -199,8 +200,8 @@ def evaluate_title(
     from zhtext.titledata import read_pairs
     from zhtext.unilm import TitleGenerator
 
+    pairs = read_pairs(data)[:limit]  # a bad --data file fails before the model loads
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
-    pairs = read_pairs(data)[:limit]
     scores = gen.evaluate(pairs, beam=beam, max_len=max_len, no_repeat_ngram=no_repeat_ngram)
     if as_json:
         print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}))

@@ -13,8 +13,9 @@ from conftest import run_cli
 
 from zhtext.decoding import DecodeOptions
 from zhtext.errors import ZhtextError
-from zhtext.gpt import GPTStep, TextGenerator, _Detokenizer, squeeze_spaces
+from zhtext.gpt import GPTStep, TextGenerator, _Detokenizer
 from zhtext.lmdata import pack_blocks, split_heldout
+from zhtext.models import squeeze_spaces
 
 TEXTS = ["我爱北京天安门", "北京是中国的首都", "今天天气很好，我们去公园", "话说天下大势，分久必合"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -275,9 +276,14 @@ def test_training_lowers_perplexity_and_the_saved_model_loads_back(trained_dir):
     assert history[-1]["ppl"] < history[0]["ppl"]
     untrained = tiny()
     assert loaded.perplexity(TEXTS)["ppl"] < untrained.perplexity(TEXTS)["ppl"] / 2
-    again = TextGenerator.load(trained_dir)
-    assert again.generate(TEXTS, seed=2, max_new_tokens=8) == loaded.generate(TEXTS, seed=2,
-                                                                               max_new_tokens=8)
+
+def test_save_load_round_trip_keeps_outputs(tmp_path):
+    fresh = tiny()
+    fresh.save(tmp_path / "saved")
+    again = TextGenerator.load(tmp_path / "saved")
+    assert again.perplexity(TEXTS) == fresh.perplexity(TEXTS)
+    assert again.generate(TEXTS, seed=2, max_new_tokens=8) == fresh.generate(TEXTS, seed=2,
+                                                                              max_new_tokens=8)
 
 
 def test_loading_something_else_fails_with_one_line(tmp_path):

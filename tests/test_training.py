@@ -147,6 +147,23 @@ def test_best_model_of_a_metric_to_minimise(tmp_path):
     assert [b["ppl"] for b in best] == [50.0, 30.0, 20.0]
 
 
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"grad_accum": 0}, "grad_accum must be >= 1"), ({"max_seconds": -1.0}, "max_seconds must be >= 0"),
+    ({"warmup": 1.5}, "warmup must lie in"), ({"epochs": -1, "eval_every": 0}, "epochs must be >= 0; eval"),
+])
+def test_bad_settings_are_one_clear_error(settings, message):
+    with pytest.raises(ZhtextError, match=message):
+        TrainConfig(**settings)
+
+
+def test_a_learning_rate_must_be_positive():
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ZhtextError, match="learning rate must be > 0"):
+        param_groups(model, -1.0)
+    with pytest.raises(ZhtextError, match="learning rate must be > 0"):
+        param_groups(model, 1e-3, head=["weight"], head_lr=0.0)
+
+
 def test_resume_refuses_a_checkpoint_for_other_settings(tmp_path):
     run(tmp_path, interrupt_at=(0, 3))
     model = Regressor()

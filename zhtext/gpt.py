@@ -31,7 +31,7 @@ import torch
 
 from .decoding import DecodeOptions, generate, iter_generate
 from .errors import ZhtextError
-from .incremental import SplitCache, gpt2_step, prepare_gpt2
+from .incremental import SplitCache, StepState, gpt2_step, prepare_gpt2
 from .lmdata import batches_of, pack_blocks
 from .models import (
     META_FILE,
@@ -43,14 +43,12 @@ from .models import (
     load_tokenizer,
     model_dir_writer,
     pick_device,
-    quiet_hf_bars,
     save_task_meta,
-    squeeze_spaces,
     update_task_meta,
 )
 from .training import TrainConfig, param_groups, seed_everything, train_loop
 
-__all__ = ["GPTState", "GPTStep", "Piece", "TextGenerator", "squeeze_spaces"]
+__all__ = ["GPTStep", "Piece", "TextGenerator"]
 
 TASK = "gpt"
 
@@ -60,16 +58,6 @@ _CONTEXT_TOKENS = 4
 
 
 # --------------------------------------------------------------------------- the step function
-
-
-@dataclass
-class GPTState:
-    """The decoding state of a batch of rows: the prompts' and generated tokens' keys and values
-    (:class:`~zhtext.incremental.SplitCache`) and each row's next position id. Single use:
-    ``step`` and ``reorder`` update the cache in place and return the state to use next."""
-
-    cache: SplitCache
-    next_pos: torch.Tensor  # (M,) long
 
 
 class GPTStep:
@@ -83,7 +71,7 @@ class GPTStep:
 
     @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                ) -> tuple[torch.Tensor, GPTState]:
+                ) -> tuple[torch.Tensor, StepState]:
         """Run left-padded prompts (B, T) once: each prompt's next-token logits (B, V) and the cache."""
         from transformers import DynamicCache
 
@@ -96,15 +84,14 @@ class GPTStep:
                                      use_cache=True).last_hidden_state
         # The vocabulary projection only at the last position: it is the costliest matrix.
         logits = self.lm.lm_head(hidden[:, -1]).float()
-        return logits, GPTState(SplitCache.from_hf(cache, mask.bool()), positions[:, -1] + 1)
+        return logits, StepState(SplitCache.from_hf(cache, mask.bool()), positions[:, -1] + 1)
 
-    def step(self, tokens: torch.Tensor, state: GPTState) -> tuple[torch.Tensor, GPTState]:
+    def step(self, tokens: torch.Tensor, state: StepState) -> tuple[torch.Tensor, StepState]:
         logits = gpt2_step(self.lm, tokens, state.next_pos, state.cache)
-        return logits.float(), GPTState(state.cache, state.next_pos + 1)
+        return logits.float(), state.advanced()
 
-    def reorder(self, state: GPTState, index: torch.Tensor) -> GPTState:
-        state.cache.reorder(index)
-        return GPTState(state.cache, state.next_pos[index])
+    def reorder(self, state: StepState, index: torch.Tensor) -> StepState:
+        return state.reordered(index)
 
 
 # --------------------------------------------------------------------------- streaming text
@@ -244,8 +231,7 @@ class TextGenerator:
         from transformers import AutoModelForCausalLM
 
         tokenizer = load_tokenizer(name_or_dir)
-        with quiet_hf_bars():
-            lm = load_model(name_or_dir, AutoModelForCausalLM)
+        lm = load_model(name_or_dir, AutoModelForCausalLM)
         meta: dict[str, Any] = {}
         if (Path(name_or_dir) / META_FILE).is_file():
             meta = load_task_meta(name_or_dir, TASK)
@@ -361,10 +347,9 @@ class TextGenerator:
                              repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
                              num_return=num, seed=seed)
 
-    def _batches(self, prompts: Sequence[str], options: DecodeOptions
-                 ) -> Iterator[tuple[int, list[list[int]], torch.Tensor, GPTState]]:
+    def _batches(self, stepper: GPTStep, prompts: Sequence[str], options: DecodeOptions
+                 ) -> Iterator[tuple[int, list[list[int]], torch.Tensor, StepState]]:
         """Per batch of prompts: the first prompt's index, the prompts' ids, logits and cache."""
-        stepper = GPTStep(self.lm)
         for start in range(0, len(prompts), self.batch_size):
             rows = self.prompt_ids(prompts[start:start + self.batch_size], options.max_new_tokens)
             logits, state = stepper.prefill(*self.left_pad(rows))
@@ -381,7 +366,7 @@ class TextGenerator:
         options = self.fit(options)
         results: list[tuple[list[int], list[list[int]]]] = []
         stepper = GPTStep(self.lm)
-        for _, rows, logits, state in self._batches(prompts, options):
+        for _, rows, logits, state in self._batches(stepper, prompts, options):
             outs = generate(stepper, logits, state, options, self.eos_ids, self._history(rows))
             results.extend(zip(rows, outs))
         return results
@@ -411,7 +396,7 @@ class TextGenerator:
             raise ZhtextError("beam search cannot be streamed: use generate() (--no-stream)")
         num = opts.num_return
         stepper = GPTStep(self.lm)
-        for start, rows, logits, state in self._batches(texts, opts):
+        for start, rows, logits, state in self._batches(stepper, texts, opts):
             n = len(rows) * num
             detok = [_Detokenizer(self.decode, rows[r // num][-_CONTEXT_TOKENS:], self.bert_style)
                      for r in range(n)]
@@ -491,8 +476,7 @@ class TextGenerator:
             self.lm.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
             self.meta.update(extra)
-            save_task_meta(tmp, TASK, **{k: v for k, v in self.meta.items()
-                                         if k not in ("task", "zhtext_version")})
+            save_task_meta(tmp, TASK, self.meta)
         return Path(directory)
 
     @classmethod

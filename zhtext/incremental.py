@@ -21,6 +21,7 @@ against full recomputation and decoded outputs token for token).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,11 +29,11 @@ from torch import nn
 
 from .errors import ZhtextError
 
-__all__ = ["SplitCache", "bert_step", "check_bert", "gpt2_step", "prepare_gpt2", "skinny_linear"]
+__all__ = ["SplitCache", "StepState", "bert_step", "check_bert", "gpt2_step", "prepare_gpt2",
+           "skinny_linear"]
 
-# Up to this many rows W @ x.T beats x @ W.T (measured with MKL on AVX-512 over the 12 layers
-# and the vocabulary of BERT-base: 3 rows 55 -> 17 ms, 24 rows 70 -> 55 ms, 64 rows 113 -> 101
-# ms); beyond it the two layouts meet.
+# Up to this many rows W @ x.T beats x @ W.T with MKL on AVX-512 (torch's x86 builds); beyond it
+# the two layouts meet. benchmarks/title_decode.py and generate_vs_hf.py show the effect.
 SKINNY_ROWS = 64
 
 
@@ -89,10 +90,6 @@ class SplitCache:
         layers = cache.layers
         return cls([layer.keys for layer in layers], [layer.values for layer in layers],
                    prefix_valid)
-
-    @property
-    def rows(self) -> int:
-        return self.owner.shape[0]
 
     def _append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         rows, heads, dim = k.shape
@@ -152,6 +149,24 @@ class SplitCache:
         self.pv = [p.index_select(0, pick) for p in self.pv]
         self.valid = self.valid.index_select(0, pick)
         self.masked = not bool(self.valid.all())
+
+
+@dataclass
+class StepState:
+    """What decoding carries between steps: the cache and each sequence's next position id.
+    Single use: the cache changes in place, so only the state returned last is valid."""
+
+    cache: SplitCache
+    next_pos: torch.Tensor  # (M,) long
+
+    def advanced(self) -> StepState:
+        """The state after a step (the cache already holds the step's token)."""
+        return StepState(self.cache, self.next_pos + 1)
+
+    def reordered(self, index: torch.Tensor) -> StepState:
+        """The sequences ``index`` (M',), in that order."""
+        self.cache.reorder(index)
+        return StepState(self.cache, self.next_pos[index])
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import shutil
 import socket
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,14 +171,16 @@ def load_model(
 
     ``model_cls`` defaults to ``AutoModel`` (the bare encoder/decoder, heads dropped); pass e.g.
     ``BertForMaskedLM`` or ``AutoModelForTokenClassification`` for a head. Extra keyword arguments
-    go to ``from_pretrained``. The model is returned as loaded (training mode, on the CPU).
+    go to ``from_pretrained``. The model is returned as loaded (training mode, on the CPU), without
+    transformers' own progress bar.
     Raises ZhtextError with one line on any failure to load.
     """
     if model_cls is None:
         from transformers import AutoModel
 
         model_cls = AutoModel
-    return _load(model_cls.from_pretrained, name_or_dir, "model", ("config.json",), **kwargs)
+    with quiet_hf_bars():
+        return _load(model_cls.from_pretrained, name_or_dir, "model", ("config.json",), **kwargs)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -199,12 +201,15 @@ def pick_device(device: str | None = None) -> torch.device:
 # --------------------------------------------------------------------------- task metadata
 
 
-def save_task_meta(out_dir: str | os.PathLike, task: str, **settings: Any) -> Path:
-    """Write ``zhtext.json`` into a model directory: the task name plus JSON-serialisable settings."""
+def save_task_meta(out_dir: str | os.PathLike, task: str, settings: Mapping[str, Any] | None = None,
+                   **more: Any) -> Path:
+    """Write ``zhtext.json`` into a model directory: the task name, this zhtext's version, and the
+    JSON-serialisable ``settings`` (a model's metadata as loaded: its own task and version are
+    replaced) updated with ``more``."""
     from . import __version__
 
     path = Path(out_dir) / META_FILE
-    meta = {"task": task, "zhtext_version": __version__, **settings}
+    meta = {**(settings or {}), **more, "task": task, "zhtext_version": __version__}
     try:
         text = json.dumps(meta, ensure_ascii=False, indent=2)
     except TypeError as exc:
@@ -217,10 +222,8 @@ def save_task_meta(out_dir: str | os.PathLike, task: str, **settings: Any) -> Pa
 def update_task_meta(model_dir: str | os.PathLike, **settings: Any) -> dict[str, Any]:
     """Add ``settings`` to a model directory's ``zhtext.json`` (atomically); the weights are not
     touched. Returns the new metadata."""
-    meta = {**load_task_meta(model_dir), **settings}
-    task = meta.pop("task")
-    meta.pop("zhtext_version", None)
-    save_task_meta(model_dir, task, **meta)
+    meta = load_task_meta(model_dir)
+    save_task_meta(model_dir, meta["task"], meta, **settings)
     return load_task_meta(model_dir)
 
 

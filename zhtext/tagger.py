@@ -523,10 +523,8 @@ class Tagger:
             head.update({f"crf.{k}": v for k, v in self.model.crf.state_dict().items()})
             save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))
             self.meta.update(extra)
-            save_task_meta(tmp, TASK, labels=self.labels, scheme=self.scheme, tags=self.tags,
-                           max_len=self.max_len, **{k: v for k, v in self.meta.items()
-                                                    if k not in ("task", "zhtext_version", "labels",
-                                                                 "scheme", "tags", "max_len")})
+            save_task_meta(tmp, TASK, self.meta, labels=self.labels, scheme=self.scheme,
+                           tags=self.tags, max_len=self.max_len)
         return Path(directory)
 
     @classmethod

@@ -68,6 +68,23 @@ class TrainConfig:
     keep_checkpoint: bool = False  # keep checkpoint/ after the schedule completes
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 0:
+            problems.append("epochs must be >= 0")
+        if self.max_steps is not None and self.max_steps < 0:
+            problems.append("max_steps must be >= 0")
+        if self.max_seconds is not None and not self.max_seconds >= 0:
+            problems.append("max_seconds must be >= 0")
+        if not 0 <= self.warmup < 1:
+            problems.append("warmup must lie in [0, 1)")
+        if self.grad_accum < 1:
+            problems.append("grad_accum must be >= 1")
+        if self.eval_every is not None and self.eval_every < 1:
+            problems.append("eval_every must be >= 1")
+        if problems:
+            raise ZhtextError("bad training settings: " + "; ".join(problems))
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators."""
@@ -113,6 +130,9 @@ def param_groups(
     ``head`` lists the names of the model's sub-modules (e.g. ``["emit", "crf"]``) that train with
     the larger rate; their parameters get no weight decay either, so transitions are not pulled to 0.
     """
+    for rate in (lr, head_lr):
+        if rate is not None and not rate > 0:
+            raise ZhtextError(f"the learning rate must be > 0, not {rate}")
     prefixes = tuple(f"{name}." for name in head)
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():

@@ -32,7 +32,7 @@ from torch import nn
 
 from .decoding import DecodeOptions, generate
 from .errors import ZhtextError
-from .incremental import SplitCache, bert_step, check_bert
+from .incremental import SplitCache, StepState, bert_step, check_bert
 from .metrics import average_rouge
 from .models import (
     build_char_vocab,
@@ -43,7 +43,6 @@ from .models import (
     load_tokenizer,
     model_dir_writer,
     pick_device,
-    quiet_hf_bars,
     save_task_meta,
     small_bert_config,
     update_task_meta,
@@ -132,17 +131,6 @@ class UniLM(nn.Module):
 # --------------------------------------------------------------------------- step functions
 
 
-@dataclass
-class CacheState:
-    """What decoding carries between steps: the contents' and titles' keys and values
-    (:class:`~zhtext.incremental.SplitCache`) and the position id of each row's next token.
-    Single use: ``step`` and ``reorder`` update the cache in place and return the state to use
-    next."""
-
-    cache: SplitCache
-    next_pos: torch.Tensor  # (M,) long
-
-
 class CachedStep:
     """The UniLM step function over a key/value cache (a :class:`~zhtext.decoding.StepModel`):
     the contents run through transformers' forward once, each title token through
@@ -154,7 +142,7 @@ class CachedStep:
 
     @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, lengths: torch.Tensor
-                ) -> tuple[torch.Tensor, CacheState]:
+                ) -> tuple[torch.Tensor, StepState]:
         """Run the right-padded contents ``[CLS] content [SEP]`` (B, L) once: the logits of each
         first title token (read at the content's ``[SEP]``) and the cache."""
         from transformers import DynamicCache
@@ -167,17 +155,16 @@ class CachedStep:
                          attention_mask=unilm_mask(types, valid, lm.dtype),
                          past_key_values=cache, use_cache=True).last_hidden_state
         last = hidden[torch.arange(len(lengths), device=hidden.device), lengths - 1]
-        return lm.cls(last).float(), CacheState(SplitCache.from_hf(cache, valid), lengths.clone())
+        return lm.cls(last).float(), StepState(SplitCache.from_hf(cache, valid), lengths.clone())
 
-    def step(self, tokens: torch.Tensor, state: CacheState) -> tuple[torch.Tensor, CacheState]:
+    def step(self, tokens: torch.Tensor, state: StepState) -> tuple[torch.Tensor, StepState]:
         # The new title token sees every real content token and the whole title so far.
         logits = bert_step(self.model.lm, tokens, state.next_pos, torch.ones_like(tokens),
                            state.cache)
-        return logits.float(), CacheState(state.cache, state.next_pos + 1)
+        return logits.float(), state.advanced()
 
-    def reorder(self, state: CacheState, index: torch.Tensor) -> CacheState:
-        state.cache.reorder(index)
-        return CacheState(state.cache, state.next_pos[index])
+    def reorder(self, state: StepState, index: torch.Tensor) -> StepState:
+        return state.reordered(index)
 
 
 @dataclass
@@ -225,15 +212,6 @@ class RecomputeStep:
         return RecomputeState(state.source[index], state.lengths[index], state.target[index])
 
 
-def _options(beam: int, max_len: int, min_len: int, length_penalty: float, sample: bool,
-             top_k: int, top_p: float, temperature: float, seed: int | None,
-             no_repeat_ngram: int) -> DecodeOptions:
-    return DecodeOptions(max_new_tokens=max_len, min_new_tokens=min_len,
-                         num_beams=1 if sample else beam, length_penalty=length_penalty,
-                         do_sample=sample, top_k=top_k, top_p=top_p, temperature=temperature,
-                         seed=seed, no_repeat_ngram=no_repeat_ngram)
-
-
 # --------------------------------------------------------------------------- the generator
 
 
@@ -250,6 +228,8 @@ class TitleGenerator:
         limit = int(model.lm.config.max_position_embeddings)
         if max_source_len < 1 or max_target_len < 1:
             raise ZhtextError("max_source_len and max_target_len must be at least 1")
+        if batch_size < 1:
+            raise ZhtextError("batch_size must be at least 1")
         if max_source_len + max_target_len + 3 > limit:
             raise ZhtextError(f"max_source_len + max_target_len + 3 special tokens exceed the "
                               f"model's {limit} positions")
@@ -275,8 +255,7 @@ class TitleGenerator:
         from transformers import BertLMHeadModel
 
         tokenizer = load_tokenizer(name_or_dir)
-        with quiet_hf_bars():
-            lm = load_model(name_or_dir, BertLMHeadModel, is_decoder=True)
+        lm = load_model(name_or_dir, BertLMHeadModel, is_decoder=True)
         return cls(UniLM(lm), tokenizer, **kwargs)
 
     @classmethod
@@ -358,6 +337,16 @@ class TitleGenerator:
                 results[i] = out
         return results
 
+    @staticmethod
+    def options(*, beam: int = 3, max_len: int = 32, min_len: int = 0, length_penalty: float = 1.0,
+                sample: bool = False, top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0,
+                seed: int | None = None, no_repeat_ngram: int = 0) -> DecodeOptions:
+        """The decoding options of :meth:`generate`'s keywords; raises ZhtextError on bad values."""
+        return DecodeOptions(max_new_tokens=max_len, min_new_tokens=min_len,
+                             num_beams=1 if sample else beam, length_penalty=length_penalty,
+                             do_sample=sample, top_k=top_k, top_p=top_p, temperature=temperature,
+                             seed=seed, no_repeat_ngram=no_repeat_ngram)
+
     def generate(self, texts: Sequence[str], *, beam: int = 3, max_len: int = 32,
                  min_len: int = 0, length_penalty: float = 1.0, sample: bool = False,
                  top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0,
@@ -366,8 +355,10 @@ class TitleGenerator:
         ``sample`` (temperature, top-k, top-p, seed). At most ``max_len`` title tokens, at least
         ``min_len``; beam scores are divided by length ** ``length_penalty``; with
         ``no_repeat_ngram`` n > 0 no n tokens in a row appear twice in a title."""
-        options = _options(beam, max_len, min_len, length_penalty, sample, top_k, top_p,
-                           temperature, seed, no_repeat_ngram)
+        options = self.options(beam=beam, max_len=max_len, min_len=min_len,
+                               length_penalty=length_penalty, sample=sample, top_k=top_k,
+                               top_p=top_p, temperature=temperature, seed=seed,
+                               no_repeat_ngram=no_repeat_ngram)
         return [decode_text(self.tokenizer, out[0]) for out in self.generate_ids(texts, options)]
 
     def __call__(self, texts: str | Sequence[str], **options: Any) -> str | list[str]:
@@ -399,27 +390,21 @@ class TitleGenerator:
             self.model.lm.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
             self.meta.update(extra)
-            settings = {k: v for k, v in self.meta.items()
-                        if k not in ("task", "zhtext_version", "max_source_len", "max_target_len")}
-            save_task_meta(tmp, TASK, max_source_len=self.max_source_len,
-                           max_target_len=self.max_target_len, **settings)
+            save_task_meta(tmp, TASK, self.meta, max_source_len=self.max_source_len,
+                           max_target_len=self.max_target_len)
         return Path(directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None,
              batch_size: int = 16) -> TitleGenerator:
         """Load a title model saved by :meth:`save` (or :meth:`train`)."""
-        from transformers import BertLMHeadModel
-
         meta = load_task_meta(directory, TASK)
         try:
             source_len, target_len = int(meta["max_source_len"]), int(meta["max_target_len"])
         except (KeyError, TypeError, ValueError):
             raise ZhtextError(f"{directory}/zhtext.json lacks max_source_len or max_target_len") from None
-        tokenizer = load_tokenizer(directory)
-        with quiet_hf_bars():
-            lm = load_model(directory, BertLMHeadModel, is_decoder=True)
-        return cls(UniLM(lm), tokenizer, source_len, target_len, pick_device(device), batch_size, meta)
+        return cls.from_pretrained(directory, max_source_len=source_len, max_target_len=target_len,
+                                   device=pick_device(device), batch_size=batch_size, meta=meta)
 
     # ---------------------------------------------------------------- training
 
@@ -464,17 +449,16 @@ class TitleGenerator:
         if not train:
             raise ZhtextError("no training pairs (with a non-empty title and content)")
         seed_everything(seed)
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        lengths = {"max_source_len": max_source_len, "max_target_len": max_target_len,
-                   "device": pick_device(device), "batch_size": batch_size}
+        out = Path(out_dir)  # created by the first save: a bad setting leaves nothing behind
+        settings = {"max_source_len": max_source_len, "max_target_len": max_target_len,
+                    "device": pick_device(device), "batch_size": batch_size}
         if model is None:
             gen = cls.from_scratch([t for p in train for t in p], layers=layers, hidden=hidden,
                                    heads=heads, min_char_count=min_char_count, dropout=dropout,
-                                   **lengths)
+                                   **settings)
             lr = lr or 5e-4
         else:
-            gen = cls.from_pretrained(model, **lengths)
+            gen = cls.from_pretrained(model, **settings)
             gen.meta["base_model"] = str(model)
             lr = lr or 2e-5
         net = gen.model
