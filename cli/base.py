@@ -62,5 +62,25 @@ OutputOpt = Annotated[
     str | None, typer.Option("-o", "--output", help="Output file, written atomically (default: stdout).")
 ]
 
+# The training options every trainer has (defaults stay with each command).
+LayersOpt = Annotated[int, typer.Option("--layers", help="From scratch: transformer layers.")]
+HiddenOpt = Annotated[int, typer.Option(
+    "--hidden", help="From scratch: hidden size (heads = hidden / 64, at least 1).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (initial weights, shuffling, dropout).")]
+MaxSecondsOpt = Annotated[float | None, typer.Option(
+    "--max-seconds", help="Stop after this many seconds of training (the learning rate decays over the budget).")]
+MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
+GradAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Batches per optimizer step.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUT/checkpoint.")]
+
+
+def check_model_or_scratch(model: str | None, from_scratch: bool) -> None:
+    """A trainer starts from exactly one of a checkpoint and nothing."""
+    if (model is None) == (not from_scratch):
+        from zhtext.errors import ZhtextError
+
+        raise ZhtextError("give either --model NAME_OR_DIR or --from-scratch")
+
+
 # Results go to stdout; progress, tables and messages to stderr so pipes stay clean.
 console = Console(stderr=True)

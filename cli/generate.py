@@ -13,7 +13,22 @@ from rich.table import Table
 
 from zhtext.errors import ZhtextError
 
-from .base import DeviceOpt, EncodingOpt, app, console, evaluate_app, train_app
+from .base import (
+    DeviceOpt,
+    EncodingOpt,
+    GradAccumOpt,
+    HiddenOpt,
+    LayersOpt,
+    MaxSecondsOpt,
+    MaxStepsOpt,
+    ResumeOpt,
+    SeedOpt,
+    app,
+    check_model_or_scratch,
+    console,
+    evaluate_app,
+    train_app,
+)
 
 # Longest line read from a corpus or prompt file; longer lines arrive in pieces (bounded memory).
 MAX_LINE_CHARS = 100_000
@@ -59,7 +74,7 @@ def generate(
         "--no-repeat-ngram", help="Never repeat an n-gram of this size (0: off).")] = 0,
     num: Annotated[int, typer.Option("--num", help="Continuations per prompt.")] = 1,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="Random seed: the same seed, prompts and batch size give the same text.")] = None,
+        "--seed", help="Random seed: the same seed and prompt give the same text, whatever else is in the batch.")] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Always take the likeliest token.")] = False,
     beam: Annotated[int, typer.Option(
         "--beam", help="Beam search with this many beams (> 1; not streamed).")] = 1,
@@ -162,9 +177,8 @@ def train_gpt(
         "--dev", help="Held-out lines: the model with the lowest dev perplexity is kept.")] = None,
     heldout_every: Annotated[int | None, typer.Option(
         "--heldout-every", help="Hold out every N-th training line as dev data (instead of --dev).")] = None,
-    layers: Annotated[int, typer.Option("--layers", help="From scratch: transformer layers.")] = 4,
-    hidden: Annotated[int, typer.Option(
-        "--hidden", help="From scratch: hidden size (heads = hidden / 64, at least 1).")] = 256,
+    layers: LayersOpt = 4,
+    hidden: HiddenOpt = 256,
     max_vocab: Annotated[int | None, typer.Option(
         "--max-vocab", help="From scratch: keep only the most frequent characters.")] = None,
     block_size: Annotated[int, typer.Option(
@@ -173,14 +187,11 @@ def train_gpt(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Blocks per batch.")] = 16,
     lr: Annotated[float | None, typer.Option(
         "--lr", help="Learning rate (default: 5e-5 pretrained, 1e-3 from scratch).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (weights, shuffling, dropout).")] = 42,
-    max_seconds: Annotated[float | None, typer.Option(
-        "--max-seconds", help="Stop after this many seconds of training.")] = None,
-    max_steps: Annotated[int | None, typer.Option(
-        "--max-steps", help="Stop after this many optimizer steps.")] = None,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Batches per optimizer step.")] = 1,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue an interrupted run from OUT/checkpoint.")] = False,
+    seed: SeedOpt = 42,
+    max_seconds: MaxSecondsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    grad_accum: GradAccumOpt = 1,
+    resume: ResumeOpt = False,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -196,8 +207,7 @@ def train_gpt(
     """
     from zhtext.gpt import TextGenerator
 
-    if (model is None) == (not from_scratch):
-        raise ZhtextError("give either --model NAME_OR_DIR or --from-scratch")
+    check_model_or_scratch(model, from_scratch)
     if dev and heldout_every is not None:
         raise ZhtextError("give --dev or --heldout-every, not both")
     lines = _read_lines(train, encoding)

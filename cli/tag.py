@@ -18,8 +18,16 @@ from zhtext.errors import ZhtextError
 from .base import (
     DeviceOpt,
     EncodingOpt,
+    GradAccumOpt,
+    HiddenOpt,
+    LayersOpt,
+    MaxSecondsOpt,
+    MaxStepsOpt,
     OutputOpt,
+    ResumeOpt,
+    SeedOpt,
     app,
+    check_model_or_scratch,
     console,
     evaluate_app,
     train_app,
@@ -96,13 +104,8 @@ def train_tagger(
             help="Build a small BERT with a character vocabulary from the training data.",
         ),
     ] = False,
-    layers: Annotated[int, typer.Option("--layers", help="From scratch: transformer layers.")] = 2,
-    hidden: Annotated[
-        int,
-        typer.Option(
-            "--hidden", help="From scratch: hidden size (heads = hidden / 64, at least 1)."
-        ),
-    ] = 128,
+    layers: LayersOpt = 2,
+    hidden: HiddenOpt = 128,
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training data.")] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sentences per batch.")] = 32,
     lr: Annotated[
@@ -132,9 +135,7 @@ def train_tagger(
             help="Encoder window in tokens ([CLS] and [SEP] included); longer texts are windowed.",
         ),
     ] = 256,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Random seed (initial weights, shuffling, dropout).")
-    ] = 42,
+    seed: SeedOpt = 42,
     data_format: Annotated[
         DataFormat, typer.Option("--format", help="Format of --train and --dev.")
     ] = DataFormat.auto,
@@ -146,25 +147,13 @@ def train_tagger(
             case_sensitive=False,
         ),
     ] = None,
-    max_seconds: Annotated[
-        float | None,
-        typer.Option(
-            "--max-seconds",
-            help="Stop after this many seconds of training (the learning rate decays over the budget).",
-        ),
-    ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps.")
-    ] = None,
+    max_seconds: MaxSecondsOpt = None,
+    max_steps: MaxStepsOpt = None,
     eval_every: Annotated[
         int | None, typer.Option("--eval-every", help="Also evaluate on dev every N steps.")
     ] = None,
-    grad_accum: Annotated[
-        int, typer.Option("--grad-accum", help="Batches per optimizer step.")
-    ] = 1,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run from OUT/checkpoint.")
-    ] = False,
+    grad_accum: GradAccumOpt = 1,
+    resume: ResumeOpt = False,
     device: DeviceOpt = None,
 ) -> None:
     """Train a BERT+CRF tagger (NER, or BMES segmentation) and keep the best model by dev F1.
@@ -180,8 +169,7 @@ def train_tagger(
     from zhtext.tagdata import read_examples
     from zhtext.tagger import Tagger
 
-    if (model is None) == (not from_scratch):
-        raise ZhtextError("give either --model NAME_OR_DIR or --from-scratch")
+    check_model_or_scratch(model, from_scratch)
     with warnings_as_lines():
         train_examples = read_examples(train, data_format.value)
         dev_examples = read_examples(dev, data_format.value) if dev else None

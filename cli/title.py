@@ -10,13 +10,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from zhtext.errors import ZhtextError
-
 from .base import (
     DeviceOpt,
     EncodingOpt,
+    GradAccumOpt,
+    HiddenOpt,
+    LayersOpt,
+    MaxSecondsOpt,
+    MaxStepsOpt,
     OutputOpt,
+    ResumeOpt,
+    SeedOpt,
     app,
+    check_model_or_scratch,
     console,
     evaluate_app,
     train_app,
@@ -54,9 +60,8 @@ def train_title(
         "local directory.")] = None,
     from_scratch: Annotated[bool, typer.Option(
         "--from-scratch", help="Build a small BERT over a character vocabulary of the training data.")] = False,
-    layers: Annotated[int, typer.Option("--layers", help="From scratch: transformer layers.")] = 4,
-    hidden: Annotated[int, typer.Option(
-        "--hidden", help="From scratch: hidden size (heads = hidden / 64, at least 1).")] = 256,
+    layers: LayersOpt = 4,
+    hidden: HiddenOpt = 256,
     max_source_len: Annotated[int, typer.Option(
         "--max-source-len", help="Content tokens kept (the head of the article).")] = 256,
     max_target_len: Annotated[int, typer.Option(
@@ -65,16 +70,13 @@ def train_title(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per batch.")] = 16,
     lr: Annotated[float | None, typer.Option(
         "--lr", help="Learning rate (default: 2e-5 pretrained, 5e-4 from scratch).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (weights, shuffling, dropout).")] = 42,
-    max_seconds: Annotated[float | None, typer.Option(
-        "--max-seconds", help="Stop after this many seconds of training.")] = None,
-    max_steps: Annotated[int | None, typer.Option(
-        "--max-steps", help="Stop after this many optimizer steps.")] = None,
+    seed: SeedOpt = 42,
+    max_seconds: MaxSecondsOpt = None,
+    max_steps: MaxStepsOpt = None,
     dev_limit: Annotated[int | None, typer.Option(
         "--dev-limit", help="Score only the first N dev pairs at each evaluation.")] = None,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Batches per optimizer step.")] = 1,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue an interrupted run from OUT/checkpoint.")] = False,
+    grad_accum: GradAccumOpt = 1,
+    resume: ResumeOpt = False,
     device: DeviceOpt = None,
 ) -> None:
     """Train a UniLM title model (BERT with a prefix mask) and keep the best one by dev ROUGE-L.
@@ -90,8 +92,7 @@ def train_title(
     from zhtext.titledata import read_pairs
     from zhtext.unilm import TitleGenerator
 
-    if (model is None) == (not from_scratch):
-        raise ZhtextError("give either --model NAME_OR_DIR or --from-scratch")
+    check_model_or_scratch(model, from_scratch)
     train_pairs = read_pairs(train)
     dev_pairs = read_pairs(dev) if dev else None
     console.print(f"training on {len(train_pairs)} pairs"
