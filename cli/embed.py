@@ -87,11 +87,11 @@ def _warn_rank(embedder: Embedder) -> None:
 
 
 def _write_jsonl(path: str | None, texts: list[str], vectors: np.ndarray) -> None:
+    from zhtext.embed import vector_json
+
     with atomic_output(path) as out:
         for text, row in zip(texts, vectors):
-            # 9 significant digits give every float32 back exactly.
-            values = ",".join(format(float(v), ".9g") for v in row)
-            out.write(f'{{"text": {json.dumps(text, ensure_ascii=False)}, "vector": [{values}]}}\n')
+            out.write(f'{{"text": {json.dumps(text, ensure_ascii=False)}, "vector": {vector_json(row)}}}\n')
 
 
 @app.command()

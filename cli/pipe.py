@@ -8,35 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    ProgressColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
 
-from zhtext.errors import ZhtextError
-
-from .base import app, console
+from .base import DeviceOpt, EncodingOpt, QuietOpt, app, console
+from .embed import Pooling
 
 if TYPE_CHECKING:
-    from rich.progress import Task
-
     from zhtext.pipeline import Report
 
 # Line numbers shown per kind of bad line; all of them are in the records' "problems"/"error".
 SHOWN_LINES = 10
-
-
-class DocsRate(ProgressColumn):
-    """Documents done and documents per second."""
-
-    def render(self, task: Task) -> Text:
-        docs = task.fields.get("docs", 0)
-        rate = docs / task.elapsed if task.elapsed else 0.0
-        return Text(f"{docs:,} docs  {rate:,.0f} docs/s", style="progress.data.speed")
 
 
 def _summary(report: Report, quiet: bool) -> None:
@@ -95,7 +75,7 @@ def pipe(
         typer.Option(
             "--config",
             help="TOML file of settings (steps, models, options; the option names with _ for -). "
-            "Options given on the command line win over it.",
+            "Options given on the command line win over it; --steps narrows it to those steps.",
         ),
     ] = None,
     save_config: Annotated[
@@ -123,8 +103,7 @@ def pipe(
         str | None, typer.Option("--gpt-model", help="generate: GPT-2 directory or hub id.")
     ] = None,
     max_new_tokens: Annotated[
-        int | None,
-        typer.Option("--max-new-tokens", min=1, help="generate: tokens to add [default: 32]."),
+        int | None, typer.Option("--max-new-tokens", help="generate: most tokens to add [default: 64].")
     ] = None,
     embed_model: Annotated[
         str | None,
@@ -137,30 +116,24 @@ def pipe(
         ),
     ] = None,
     pooling: Annotated[
-        str | None,
+        Pooling | None,
         typer.Option(
-            "--pooling",
-            help="embed: cls, last-avg, first-last-avg or pooler [default: first-last-avg].",
+            "--pooling", help="embed: how token vectors make the sentence's [default: first-last-avg]."
         ),
     ] = None,
     max_len: Annotated[
         int | None,
-        typer.Option(
-            "--max-len", min=2, help="embed: longest input in tokens; longer is cut [default: 256]."
-        ),
+        typer.Option("--max-len", help="embed: longest input in tokens; longer is cut [default: 256]."),
     ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
             "--batch-size",
-            min=1,
             help="Documents per batch through all steps; the models sort each batch by length, so "
             "bigger batches pad less [default: 1024].",
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if any).")
-    ] = None,
+    device: DeviceOpt = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -169,13 +142,8 @@ def pipe(
             "instead of reporting it at the end.",
         ),
     ] = False,
-    encoding: Annotated[
-        str | None,
-        typer.Option("--encoding", help="Input encoding (default: detect UTF-8 or GB18030)."),
-    ] = None,
-    quiet: Annotated[
-        bool, typer.Option("-q", "--quiet", help="No progress bar or timing line (bad lines still).")
-    ] = False,
+    encoding: EncodingOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run several steps over each line in one pass, each model loaded once.
 
@@ -186,42 +154,37 @@ def pipe(
         zhtext pipe news.txt --steps segment,tag,embed --tag-model ner --embed-model bert-base-chinese --whitening w.npz -o news.jsonl --vectors news.npy --save-config news.toml
 
         zhtext pipe more-news.txt --config news.toml -o more.jsonl --vectors more.npy
+
+        zhtext pipe more-news.txt --config news.toml --steps segment -o words.jsonl
     """
-    from zhtext.pipeline import Pipeline
+    from zhtext.pipeline import Lines, Pipeline
+    from zhtext.progress import Bar
 
     given = {
         "steps": steps, "dict": dictionary, "user_dict": user_dict, "tag_model": tag_model,
         "title_model": title_model, "gpt_model": gpt_model, "max_new_tokens": max_new_tokens,
-        "embed_model": embed_model, "whitening": whitening, "pooling": pooling,
+        "embed_model": embed_model, "whitening": whitening, "pooling": pooling and pooling.value,
         "embed_max_len": max_len, "batch_size": batch_size, "device": device,
     }  # fmt: skip
-    given = {k: v for k, v in given.items() if v is not None}
-    if source != "-" and not Path(source).exists():  # before the models take their time to load
-        raise ZhtextError(f"no such file: {source}")
+    given = {k: v for k, v in given.items() if v is not None}  # only the options given
+    lines = Lines(source, encoding)  # a missing or unreadable input fails before the models load
     with console.status("loading models") if not quiet else contextlib.nullcontext():
         if config is not None:
             nlp = Pipeline.from_config(config, **given)
         else:
-            if "steps" not in given:
-                raise ZhtextError("give --steps (e.g. --steps segment,tag,embed) or --config FILE")
-            nlp = Pipeline(given.pop("steps"), **given)
+            nlp = Pipeline(given.pop("steps", None), **given)
     if save_config is not None:
         nlp.save_config(save_config)
         if not quiet:
             console.print(f"[dim]settings saved to {escape(str(save_config))}[/]", highlight=False)
-    size = Path(source).stat().st_size if source != "-" and Path(source).is_file() else None
-    show = not quiet and output not in (None, "-") and console.is_terminal
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), DocsRate(),
-        TimeElapsedColumn(), console=console, disable=not show,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("+".join(nlp.settings["steps"]), total=size, docs=0)
+    with Bar(enabled=not quiet and output not in (None, "-"), unit="bytes") as bar:
+        task = bar.add("+".join(nlp.settings["steps"]), total=lines.size)
+        done = 0
 
-        def advance(doc) -> None:
-            done = progress.tasks[0].fields["docs"] + 1
-            progress.update(task, advance=len(doc.text.encode("utf-8", "surrogatepass")) + 1, docs=done)
+        def advance(_doc: object, end: int) -> None:
+            nonlocal done
+            bar.advance(task, end - done)
+            done = end
 
-        report = nlp.run(source, output, vectors, encoding, strict, on_doc=advance if show else None)
-        progress.update(task, completed=size)
+        report = nlp.run(lines, output, vectors, strict=strict, on_doc=advance)
     _summary(report, quiet)
-

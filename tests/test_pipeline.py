@@ -4,7 +4,6 @@ bad lines reported with their numbers, and the streamed .npy."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import shutil
 import sys
@@ -20,7 +19,7 @@ from zhtext.embed import Embedder, load_index
 from zhtext.errors import ZhtextError
 from zhtext.models import build_char_vocab, char_tokenizer, small_bert_config
 from zhtext.pipeconfig import load_config
-from zhtext.pipeline import STEPS, Doc, Pipeline, Step, read_numbered
+from zhtext.pipeline import STEPS, Doc, Lines, Pipeline, Step, read_numbered
 from zhtext.segment import Segmenter
 from zhtext.tagger import Tagger, TaggerModel, tag_names
 
@@ -202,10 +201,21 @@ def test_config_round_trip(models, tmp_path, monkeypatch, capsys):
     code, again, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config), "-q")
     assert code == 0, err
     assert again == direct
-    # command-line options win over the file
-    code, _, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config), "--steps",
-                           "segment", "-q")  # fmt: skip
-    assert code == 1 and "belongs to the tag step" in err  # tag_model is in the file, tag is not
+    # command-line options win over the file: --steps narrows it (its tag and embed settings are
+    # dropped), the segment step keeps the file's dictionary
+    code, narrowed, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config),
+                                  "--steps", "segment", "-q")  # fmt: skip
+    assert code == 0, err
+    full = [json.loads(line) for line in direct.splitlines()]
+    assert [json.loads(line) for line in narrowed.splitlines()] == [
+        {"line": r["line"], "text": r["text"], "words": r["words"]} for r in full
+    ]
+    assert Pipeline.from_config(config, steps="segment", batch_size=5).settings == {
+        "steps": ["segment"], "batch_size": 5, "device": None, "dict": models["dict"], "user_dict": None
+    }
+    # without --steps, a setting of a step the file does not run is still an error
+    with pytest.raises(ZhtextError, match="belongs to the title step"):
+        Pipeline.from_config(config, title_model="x")
 
 
 def test_config_relative_paths_and_errors(models, tmp_path):
@@ -233,12 +243,30 @@ def test_config_relative_paths_and_errors(models, tmp_path):
         ("segment", {"colour": 1}, "unknown setting 'colour'"),
         ("segment", {"tag_model": "x"}, "belongs to the tag step"),
         ("segment,tag", {}, "needs the setting tag_model"),
-        ("segment", {"batch_size": 0}, "batch size must be a positive integer"),
+        ("segment", {"batch_size": 0}, "setting batch_size must be a positive integer, got 0"),
+        ("segment", {"batch_size": True}, "setting batch_size must be a positive integer, got True"),
+        ("segment", {"batch_size": "8"}, "setting batch_size must be a positive integer, got '8'"),
+        ("segment", {"device": 5}, "setting device must be a string, got 5"),
+        ("segment", {"dict": 5}, "setting dict must be a string, got 5"),
+        ("segment", {"user_dict": ["a"]}, r"setting user_dict must be a string, got \['a'\]"),
+        ("generate", {"gpt_model": "g", "seed": 1.5}, "setting seed must be an integer, got 1.5"),
+        ("generate", {"gpt_model": "g", "max_new_tokens": 0}, "setting max_new_tokens must be a positive"),
+        (5, {}, "setting steps must be a list of step names or a comma-separated string, got 5"),
+        (["segment", 1], {}, "setting steps must be a list"),
+        (None, {}, "no steps given"),
     ],
 )
 def test_settings_errors(steps, settings, message):
     with pytest.raises(ZhtextError, match=message):
         list(Pipeline(steps, **settings).pipe(["中国"]))
+
+
+def test_settings_of_the_right_type_pass():
+    nlp = Pipeline(("segment",), batch_size=3, device="cpu")
+    assert nlp.settings == {"steps": ["segment"], "batch_size": 3, "device": "cpu", "dict": None,
+                            "user_dict": None}  # fmt: skip
+    with pytest.raises(ZhtextError, match="setting batch_size must be a positive integer, got 0"):
+        list(nlp.pipe(["中国"], batch_size=0))  # the pipe's own batch size is checked the same way
 
 
 def test_cli_errors_are_one_line(models, tmp_path, monkeypatch, capsys):
@@ -248,6 +276,9 @@ def test_cli_errors_are_one_line(models, tmp_path, monkeypatch, capsys):
         (["pipe", str(corpus)], "give --steps"),
         (["pipe", str(corpus), "--steps", "segment", "--vectors", str(tmp_path / "v.npy")], "embed step"),
         (["pipe", str(tmp_path / "missing.txt"), "--steps", "segment"], "no such file"),
+        # the input is opened before the models load: its error, not the missing model's
+        (["pipe", str(tmp_path / "missing.txt"), "--steps", "tag", "--tag-model", "nope"], "no such file"),
+        (["pipe", str(tmp_path), "--steps", "tag", "--tag-model", "nope"], "is a directory"),
         (["pipe", str(corpus), "--steps", "tag", "--tag-model", str(tmp_path / "nope")], "nope"),
         (["pipe", str(corpus), "--config", str(tmp_path / "none.toml")], "no such config"),
     ]:
@@ -255,6 +286,57 @@ def test_cli_errors_are_one_line(models, tmp_path, monkeypatch, capsys):
         assert code == 1 and err.startswith("zhtext: error:") and message in err, err
         assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "v.npy").exists()
+
+
+BAD_CONFIGS = {
+    "steps = 5\n": "setting steps must be a list of step names or a comma-separated string, got 5",
+    'steps = ["segment"]\ndict = 5\n': "setting dict must be a string, got 5",
+    'steps = ["segment"]\nuser_dict = 5\n': "setting user_dict must be a string, got 5",
+    'steps = ["segment"]\nbatch_size = true\n': "setting batch_size must be a positive integer, got True",
+    'steps = ["segment"]\ndevice = 5\n': "setting device must be a string, got 5",
+}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "segment", "--encoding", "nope"], "unknown encoding: nope"),
+        (["--steps", "segment", "--batch-size", "0"], "setting batch_size must be a positive integer, got 0"),
+        *((["--config", text], message) for text, message in BAD_CONFIGS.items()),
+        (["--config", b"\xff\xfe\x00s = 1"], "not UTF-8 text"),
+        (["--steps", "segment", "--input", b"\x00\x01\x02binary\n"], "looks like a binary file"),
+        (["--steps", "segment", "--input", b"\x00\x01\x02binary\n", "--encoding", "gb18030"],
+         "looks like a binary file"),
+    ],
+    ids=["encoding", "batch-size", *BAD_CONFIGS, "binary-config", "binary-input", "binary-input-encoding"],
+)
+def test_cli_bad_settings_and_inputs_are_one_line(args, message, tmp_path, monkeypatch, capsys):
+    """Each bad value gives exit 1, one 'zhtext: error:' line naming it, and no output file."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("中国\n", encoding="utf-8")
+    args = list(args)
+    for flag in ("--config", "--input"):
+        if flag in args:  # the value is the file's content: write it, pass its path
+            i = args.index(flag)
+            path = tmp_path / ("run.toml" if flag == "--config" else "input.txt")
+            data = args[i + 1]
+            path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+            args[i : i + 2] = ["--config", str(path)] if flag == "--config" else []
+            if flag == "--input":
+                corpus = path
+    out = tmp_path / "out.jsonl"
+    code, stdout, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), *args, "-o", str(out), "-q")
+    assert code == 1 and err.startswith("zhtext: error:") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err and stdout == ""
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_cli_bad_pooling_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("中国\n", encoding="utf-8")
+    code, _, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "embed", "--embed-model",
+                           str(tmp_path / "nothing"), "--pooling", "max")  # fmt: skip
+    assert code == 2 and "max" in err and "nothing" not in err  # refused before any model loads
 
 
 # --------------------------------------------------------------------------- bad lines
@@ -331,10 +413,38 @@ def test_read_numbered_decodes_each_line(tmp_path):
     path.write_bytes("\ufeff中国\n".encode("utf-8") + b"\xe4\xb8\n" + "首都\n".encode())
     got = list(read_numbered(path))
     assert got[0] == (1, "中国", None) and got[2] == (3, "首都", None)
-    assert got[1][2] == "cannot decode byte at offset 7 as utf-8"
+    assert got[1][2] == "cannot decode byte at offset 10 as utf-8"  # in the file: the BOM counts
     path.write_bytes(b"\x00\x01binary")
     with pytest.raises(ZhtextError, match="binary"):
         list(read_numbered(path))
+    with pytest.raises(ZhtextError, match="binary"):  # a named encoding does not make it text
+        list(read_numbered(path, encoding="gb18030"))
+
+
+def test_lines_offsets_and_long_lines(tmp_path, monkeypatch):
+    path = tmp_path / "a.txt"
+    raw = "\ufeff中国\n".encode() + b"x" * 40 + b"\n\n" + "上海".encode() + b"y" * 50 + "\r\n末".encode()
+    path.write_bytes(raw)
+    lines = Lines(path, max_bytes=30)
+    assert lines.size == len(raw)
+    got = list(lines)
+    assert [(n, text, err) for n, _, text, err in got] == [
+        (1, "中国", None), (2, "", "longer than 30 bytes, not read"), (3, "", None),
+        (4, "", "longer than 30 bytes, not read"), (5, "末", None),
+    ]  # fmt: skip
+    # file offsets past each line (BOM + 中国 + newline = 10, ...), the last one the file's size
+    assert [end for _, end, _, _ in got] == [10, 10 + 41, 51 + 1, 52 + 6 + 50 + 2, len(raw)]
+    # tiny chunks: a long line is dropped across reads, never held; the same records come
+    with monkeypatch.context() as m:
+        m.setattr("zhtext.io.CHUNK_BYTES", 7)
+        assert list(Lines(path, max_bytes=30)) == got
+    # UTF-16 is read whole-file (its newline is not the byte \n), offsets still reach the end
+    path.write_text("北京\n上海\n", encoding="utf-16")
+    assert [(n, e, t) for n, e, t, _ in Lines(path, "utf-16")] == [(1, 8, "北京"), (2, 14, "上海")]
+    with pytest.raises(ZhtextError, match="unknown encoding: nope"):
+        Lines(path, "nope")
+    with pytest.raises(ZhtextError, match="no such file"):
+        Lines(tmp_path / "missing.txt")  # at once, before iterating
 
 
 # --------------------------------------------------------------------------- steps
@@ -375,19 +485,29 @@ def test_generate_step_loads_once_and_keeps_order(monkeypatch):
     class Writer:
         @classmethod
         def load(cls, name, **settings):
-            loads.append(name)
+            loads.append((name, settings))
             return cls()
 
         def generate(self, prompts, **options):
-            calls.append(len(prompts))
+            calls.append((len(prompts), options))
             return [[p + "啊" * options["max_new_tokens"]] for p in prompts]
 
     monkeypatch.setitem(sys.modules, "zhtext.gpt", types.SimpleNamespace(TextGenerator=Writer))
-    nlp = Pipeline("segment,generate", gpt_model="g", max_new_tokens=2)
+    nlp = Pipeline("segment,generate", gpt_model="g", max_new_tokens=2, device="cpu", gpt_batch_size=5)
     docs = list(nlp.pipe(TEXTS, batch_size=3))
-    assert loads == ["g"] and calls == [3, 3, 1]
+    assert loads == [("g", {"device": "cpu", "batch_size": 5})]
+    assert calls == [(n, {"max_new_tokens": 2, "seed": 0}) for n in (3, 3, 1)]
     assert [d.generated for d in docs] == [t + "啊啊" for t in TEXTS]
     assert json.loads(docs[0].to_json())["generated"] == TEXTS[0] + "啊啊"
+    # the defaults are zhtext generate's (but a fixed seed); blank lines are not sent to the model
+    loads.clear()
+    calls.clear()
+    nlp = Pipeline("generate", gpt_model="g")
+    docs = list(nlp.pipe(["中国", "", "  ", "北京"]))
+    assert loads == [("g", {"device": None, "batch_size": 8})]
+    assert calls == [(2, {"max_new_tokens": 64, "seed": 0})]
+    assert [d.generated for d in docs] == ["中国" + "啊" * 64, "", "", "北京" + "啊" * 64]
+    assert [d.problems for d in docs] == [[], ["empty line"], ["empty line"], []]
 
 
 def test_generate_step_equals_text_generator(tmp_path):
@@ -401,7 +521,6 @@ def test_generate_step_equals_text_generator(tmp_path):
     assert all(isinstance(g, str) for g in got)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("zhtext.unilm") is None, reason="zhtext.unilm not present")
 def test_title_step_equals_zhtext_title(tmp_path, monkeypatch, capsys):
     from zhtext.unilm import TitleGenerator
 

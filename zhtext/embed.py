@@ -14,6 +14,7 @@ d × d matrix and one chunk of rows.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -599,22 +600,32 @@ def index_meta_path(index: str | os.PathLike) -> Path:
 def save_index(path: str | os.PathLike, vectors: np.ndarray, embedder: Embedder) -> None:
     """Write vectors to ``.npy`` with the settings that made them beside it (``.json``), so that
     queries can be encoded the same way; a whitening is saved beside them too (``.whitening.npz``).
-    Each file is written atomically."""
+    The files are written to temporary names and renamed into place together."""
+    with contextlib.ExitStack() as stack:
+        with open(stack.enter_context(atomic_path(path)), "wb") as handle:
+            np.save(handle, np.ascontiguousarray(vectors, dtype=np.float32))
+        save_index_meta(path, embedder, int(vectors.shape[0]), stack)
+
+
+def save_index_meta(
+    path: str | os.PathLike, embedder: Embedder, count: int, stack: contextlib.ExitStack
+) -> None:
+    """Write what :func:`load_index` needs beside ``count`` vectors at ``path``: the embedder's
+    settings (``.json``) and its whitening (``.whitening.npz``), to temporary files that ``stack``
+    renames into place when it closes, so they land with the vectors or not at all."""
     path = Path(path)
-    meta: dict[str, Any] = {
-        **embedder.settings(),
-        "count": int(vectors.shape[0]),
-        "dim": int(vectors.shape[1]),
-        "whitening": None,
-    }
+    meta: dict[str, Any] = {**embedder.settings(), "count": count, "dim": embedder.dim, "whitening": None}
     if embedder.whitening is not None:
         w_path = path.with_suffix(".whitening.npz")
-        embedder.whitening.save(w_path)
+        embedder.whitening.save(stack.enter_context(atomic_path(w_path)))
         meta["whitening"] = w_path.name
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, np.ascontiguousarray(vectors, dtype=np.float32))
-    with atomic_output(index_meta_path(path)) as handle:
-        handle.write(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+    handle = stack.enter_context(atomic_output(index_meta_path(path)))
+    handle.write(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+
+
+def vector_json(row: np.ndarray) -> str:
+    """A vector as a JSON array; 9 significant digits give every float32 back exactly."""
+    return "[" + ",".join(format(float(v), ".9g") for v in row) + "]"
 
 
 def load_index(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:

@@ -72,6 +72,24 @@ def detect_encoding(sample: bytes, name: str = "<input>") -> str:
             ) from None
 
 
+def _codec(encoding: str) -> codecs.CodecInfo:
+    try:
+        return codecs.lookup(encoding)
+    except LookupError:
+        raise ZhtextError(f"unknown encoding: {encoding}") from None
+
+
+def _pick_codec(sample: bytes, name: str, encoding: str | None) -> str:
+    """The codec for a stream that starts with ``sample``: ``encoding`` if given (it must exist, and
+    binary data is refused unless it is UTF-16 or UTF-32, whose text has NUL bytes), else detected."""
+    if encoding is None:
+        return detect_encoding(sample, name) if sample else "utf-8"
+    wide = _codec(encoding).name.startswith(("utf-16", "utf-32"))
+    if _looks_binary(sample) and not wide:
+        raise ZhtextError(f"{name} looks like a binary file, not text")
+    return encoding
+
+
 def iter_text_chunks(
     source: PathLike, encoding: str | None = None, chunk_bytes: int | None = None
 ) -> Iterator[str]:
@@ -80,14 +98,8 @@ def iter_text_chunks(
     stream, name = _open_binary(source)
     try:
         first = stream.read(chunk_bytes)
-        if encoding is None:
-            encoding = detect_encoding(first, name) if first else "utf-8"
-        elif _looks_binary(first) and encoding.lower().replace("_", "-") not in ("utf-16", "utf-32"):
-            raise ZhtextError(f"{name} looks like a binary file, not text")
-        try:
-            decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-        except LookupError:
-            raise ZhtextError(f"unknown encoding: {encoding}") from None
+        encoding = _pick_codec(first, name, encoding)
+        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
         consumed = 0  # bytes handed to the decoder before the current chunk
         data = first
         while data:
@@ -152,6 +164,91 @@ def iter_many_lines(
     """:func:`iter_lines` over several sources, one after another."""
     for source in sources:
         yield from iter_lines(source, encoding, max_chars)
+
+
+def iter_numbered_lines(
+    source: PathLike, encoding: str | None = None, max_bytes: int | None = None
+) -> Iterator[tuple[int, int, str, str | None]]:
+    """``(number, end, text, error)`` for each line of a path or ``-``: its 1-based number, the
+    byte offset just past it (for progress), its text without the ending, and ``None``.
+
+    Unlike :func:`iter_lines`, each line is decoded on its own, so a bad line gives
+    ``(number, end, "", "cannot decode ...")`` and the lines after it still come; so does a line
+    over ``max_bytes`` ("longer than ..."), which is skipped without being held in memory. The
+    encoding is picked as :func:`iter_lines` picks it, except that when some lines of the first
+    chunk do not decode, the codec that decodes more of them is taken. A codec whose newline is not
+    the byte ``\\n`` (UTF-16, UTF-32) is read with :func:`iter_lines`, where a bad byte ends the run.
+    """
+    if encoding is not None and "\n".encode(_codec(encoding).name) != b"\n":
+        encoder = codecs.getincrementalencoder(encoding)()
+        end = 0
+        for number, line in enumerate(iter_lines(source, encoding), 1):
+            end += len(encoder.encode(line + "\n"))
+            yield number, end, line, None
+        return
+    stream, name = _open_binary(source)
+    try:
+        first = stream.read(CHUNK_BYTES)
+        try:
+            codec = _pick_codec(first, name, encoding)
+        except ZhtextError:
+            if encoding is not None or _looks_binary(first):
+                raise
+            codec = _likelier_codec(first)
+        start = 0
+        if first.startswith(codecs.BOM_UTF8) and _codec(codec).name in ("utf-8", "utf-8-sig"):
+            start, codec = len(codecs.BOM_UTF8), "utf-8"
+        for number, (begin, end, raw) in enumerate(_raw_lines(stream, first, start, max_bytes), 1):
+            if raw is None:
+                yield number, end, "", f"longer than {max_bytes} bytes, not read"
+            else:
+                yield number, end, *_decode_line(raw, codec, begin)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def _raw_lines(
+    stream: BinaryIO, first: bytes, start: int, max_bytes: int | None
+) -> Iterator[tuple[int, int, bytes | None]]:
+    """(start offset, end offset, bytes) of each line from ``first[start:]`` on, the stream after
+    it; the bytes are ``None`` for a line over ``max_bytes``, which is never held whole."""
+    held: list[bytes] = []  # the current line so far (dropped once it is over max_bytes)
+    size, begin, data = 0, start, first[start:]
+    while data:
+        parts = data.split(b"\n")
+        for part in parts[:-1]:
+            size += len(part)
+            too_long = max_bytes is not None and size > max_bytes
+            yield begin, begin + size + 1, None if too_long else (b"".join([*held, part]) if held else part)
+            begin += size + 1
+            held, size = [], 0
+        size += len(parts[-1])
+        if max_bytes is not None and size > max_bytes:
+            held = []
+        elif parts[-1]:
+            held.append(parts[-1])
+        data = stream.read(CHUNK_BYTES)
+    if size:
+        yield begin, begin + size, None if max_bytes is not None and size > max_bytes else b"".join(held)
+
+
+def _decode_line(raw: bytes, codec: str, offset: int) -> tuple[str, str | None]:
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        return "", f"cannot decode byte at offset {offset + exc.start} as {codec}"
+    return text.removesuffix("\r"), None
+
+
+def _likelier_codec(sample: bytes) -> str:
+    # A few bad lines must not decide the codec for the whole file: count the lines that decode.
+    lines = sample.split(b"\n")[:-1] or [sample]
+
+    def failures(codec: str) -> int:
+        return sum(_decode_line(raw, codec, 0)[1] is not None for raw in lines)
+
+    return min(("utf-8", "gb18030"), key=failures)
 
 
 def batched_lines(lines: Iterable[str], max_chars: int) -> Iterator[list[str]]:

@@ -64,6 +64,8 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ZhtextError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:  # tomllib reads bytes but wants UTF-8
+        raise ZhtextError(f"{path}: not UTF-8 text (byte {exc.start}), so not a TOML config") from None
     nested = [key for key, value in data.items() if isinstance(value, dict)]
     if nested:
         raise ZhtextError(f"{path}: settings are flat 'name = value' lines; found a table [{nested[0]}]")

@@ -23,37 +23,27 @@ the way the standalone command does (the tagger windows it, the embedder truncat
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import importlib
+import itertools
 import json
 import os
 import struct
-import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .errors import ZhtextError
-from .io import (
-    CHUNK_BYTES,
-    _looks_binary,
-    _open_binary,
-    atomic_output,
-    atomic_path,
-    detect_encoding,
-    iter_lines,
-)
+from .io import atomic_output, atomic_path, iter_numbered_lines
 from .pipeconfig import load_config, save_config
 
 if TYPE_CHECKING:
     from .tagger import Span
 
-__all__ = ["STEPS", "BadLine", "Doc", "Pipeline", "Problem", "Report", "Step", "read_numbered"]
+__all__ = ["STEPS", "BadLine", "Doc", "Lines", "Pipeline", "Problem", "Report", "Step", "read_numbered"]
 
 REQUIRED = object()  # marks a step option that has no default
 STEPS: dict[str, type[Step]] = {}  # step name -> class, filled as the classes are defined
@@ -62,6 +52,8 @@ STEPS: dict[str, type[Step]] = {}  # step name -> class, filled as the classes a
 # lengths 256 would pad to ~1.35x the tokens of sorting the whole corpus, 1024 to ~1.04x.
 COMMON = {"steps": REQUIRED, "batch_size": 1024, "device": None}
 EMPTY, UNREADABLE = "empty line", "unreadable"
+# A longer input line is reported unreadable rather than held: memory stays bounded by a batch.
+MAX_LINE_BYTES = 1 << 20
 
 
 # --------------------------------------------------------------------------- documents
@@ -121,8 +113,9 @@ class Doc:
         ``zhtext embed --format jsonl`` writes it."""
         text = json.dumps(self.as_dict(vector=False), ensure_ascii=False)
         if vector and self.vector is not None:
-            values = ",".join(format(float(v), ".9g") for v in self.vector)
-            text = f'{text[:-1]}, "vector": [{values}]}}'
+            from .embed import vector_json
+
+            text = f'{text[:-1]}, "vector": {vector_json(self.vector)}}}'
         return text
 
 
@@ -134,12 +127,16 @@ class Step:
 
     Subclasses set ``name`` (the step's name in ``steps``), ``field`` (the :class:`Doc` attribute
     it fills) and ``options`` (setting name -> default, :data:`REQUIRED` for none), load their
-    model in ``__init__`` from the resolved settings, and implement :meth:`run`.
+    model in ``__init__`` from the resolved settings, and implement :meth:`run`. A setting must
+    have its default's type; one whose default is None or REQUIRED is a string (a path, a model,
+    a device). A step whose ``field`` is text it writes sets ``writes_text``:
+    a blank line then gets "" without the step seeing it, as the standalone commands skip blanks.
     """
 
     name: ClassVar[str] = ""
     field: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}
+    writes_text: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -253,14 +250,16 @@ class TitleStep(Step):
     """A headline by a UniLM title model (``zhtext title --lines``): ``title_model`` directory;
     ``title_beam`` and ``title_max_len`` (title tokens) are that command's --beam and --max-len."""
 
-    name, field = "title", "title"
+    name, field, writes_text = "title", "title", True
     options: ClassVar[dict[str, Any]] = {
         "title_model": REQUIRED, "title_beam": 3, "title_max_len": 32, "title_batch_size": 16,
     }  # fmt: skip
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
+        from .unilm import TitleGenerator
+
         super().__init__(settings)
-        self.generator = _part("unilm", "TitleGenerator").load(
+        self.generator = TitleGenerator.load(
             settings["title_model"], device=settings["device"], batch_size=settings["title_batch_size"]
         )
 
@@ -269,29 +268,31 @@ class TitleStep(Step):
         return f"longer than the title model's {self.generator.max_source_len} tokens, its head read"
 
     def run(self, texts: list[str]) -> list[str]:
-        # 'zhtext title --lines' skips blank lines: they get an empty title, not an invented one.
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        titles = [""] * len(texts)
-        made = self.generator.generate(
-            [texts[i] for i in todo], beam=self.settings["title_beam"], max_len=self.settings["title_max_len"]
-        ) if todo else []  # fmt: skip
-        for i, title in zip(todo, made):
-            titles[i] = title
-        return titles
+        s = self.settings
+        return self.generator.generate(texts, beam=s["title_beam"], max_len=s["title_max_len"])
 
     def check(self, texts: list[str]) -> dict[int, str]:
         return _too_many_tokens(self.generator.tokenizer, texts, self.generator.max_source_len, False)
 
 
 class GenerateStep(Step):
-    """A continuation of each text by a GPT-2 model (``zhtext generate``): ``gpt_model``."""
+    """A continuation of each text by a GPT-2 model (``zhtext generate``): ``gpt_model``,
+    ``max_new_tokens``, ``seed`` and ``gpt_batch_size`` are that command's --model, --max-new-tokens,
+    --seed and --batch-size, with its defaults except the seed: 0, not None, so that a run (and a
+    saved config) gives the same text again."""
 
-    name, field = "generate", "generated"
-    options: ClassVar[dict[str, Any]] = {"gpt_model": REQUIRED, "max_new_tokens": 32, "seed": 0}
+    name, field, writes_text = "generate", "generated", True
+    options: ClassVar[dict[str, Any]] = {
+        "gpt_model": REQUIRED, "max_new_tokens": 64, "seed": 0, "gpt_batch_size": 8,
+    }  # fmt: skip
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
+        from .gpt import TextGenerator
+
         super().__init__(settings)
-        self.generator = _part("gpt", "TextGenerator").load(settings["gpt_model"])
+        self.generator = TextGenerator.load(
+            settings["gpt_model"], device=settings["device"], batch_size=settings["gpt_batch_size"]
+        )
 
     def run(self, texts: list[str]) -> list[str]:
         s = self.settings
@@ -300,79 +301,39 @@ class GenerateStep(Step):
         return [samples[0] for samples in outs]
 
 
-def _part(module: str, name: str) -> Any:
-    """``zhtext.<module>.<name>``, imported when a step needs it; a clear error where it is missing."""
-    try:
-        return getattr(importlib.import_module(f".{module}", __package__), name)
-    except (ImportError, AttributeError):
-        raise ZhtextError(f"this step needs zhtext.{module}.{name}, missing from this install") from None
-
-
 # --------------------------------------------------------------------------- reading
+
+
+class Lines:
+    """The numbered lines of a path or ``-``, opened at once: a missing or binary input, or an
+    unknown encoding, raises ZhtextError when this is made (before any model loads).
+
+    Iterating gives ``(number, end, text, error)`` as :func:`~zhtext.io.iter_numbered_lines` does:
+    each line decoded on its own, an undecodable line (or one over ``max_bytes``) an ``error``.
+    ``size`` is the file's size in bytes (None for stdin), for a progress bar driven by ``end``.
+    """
+
+    def __init__(
+        self, source: str | os.PathLike, encoding: str | None = None, max_bytes: int = MAX_LINE_BYTES
+    ) -> None:
+        self.name = "<stdin>" if str(source) == "-" else str(source)
+        lines = iter_numbered_lines(source, encoding, max_bytes)
+        first = next(lines, None)
+        self._lines = itertools.chain([first] if first is not None else [], lines)
+        self.size = os.path.getsize(source) if self.name != "<stdin>" and os.path.isfile(source) else None
+
+    def __iter__(self) -> Iterator[tuple[int, int, str, str | None]]:
+        return self._lines
 
 
 def read_numbered(
     source: str | os.PathLike, encoding: str | None = None
 ) -> Iterator[tuple[int, str, str | None]]:
-    """(line number, text, error) for each line of a path or ``-``, streamed.
-
-    Unlike :func:`~zhtext.io.iter_lines`, each line is decoded on its own, so an undecodable line
-    gives ``("", "cannot decode ...")`` and the lines after it still come. The encoding is detected
-    from the first chunk as ``iter_lines`` does; when some lines of it do not decode, the codec that
-    decodes more of them is taken. Codecs whose newline is not the byte ``\\n`` (UTF-16) are read
-    with ``iter_lines``, where a bad byte ends the run.
-    """
-    if encoding is not None and "\n".encode(encoding, "ignore") != b"\n":
-        yield from ((n, line, None) for n, line in enumerate(iter_lines(source, encoding), 1))
-        return
-    stream, name = _open_binary(source)
-    try:
-        first = stream.read(CHUNK_BYTES)
-        if first.startswith(codecs.BOM_UTF8):
-            first, encoding = first[len(codecs.BOM_UTF8) :], encoding or "utf-8"
-        codec = encoding or _pick_encoding(first, name)
-        try:
-            codecs.lookup(codec)
-        except LookupError:
-            raise ZhtextError(f"unknown encoding: {codec}") from None
-        number, offset, held = 0, 0, b""
-        data = first
-        while data:
-            lines = (held + data).split(b"\n")
-            held = lines.pop()
-            for raw in lines:
-                number += 1
-                yield (number, *_decode(raw, codec, offset))
-                offset += len(raw) + 1
-            data = stream.read(CHUNK_BYTES)
-        if held:
-            yield (number + 1, *_decode(held, codec, offset))
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
-
-
-def _decode(raw: bytes, codec: str, offset: int) -> tuple[str, str | None]:
-    try:
-        text = raw.decode(codec)
-    except UnicodeDecodeError as exc:
-        return "", f"cannot decode byte at offset {offset + exc.start} as {codec}"
-    return text.removesuffix("\r"), None
-
-
-def _pick_encoding(sample: bytes, name: str) -> str:
-    try:
-        return detect_encoding(sample, name)
-    except ZhtextError:
-        if _looks_binary(sample):
-            raise
-    # A few bad lines must not decide the codec for the whole file: count lines that decode.
-    lines = sample.split(b"\n")[:-1] or [sample]
-
-    def failures(codec: str) -> int:
-        return sum(1 for raw in lines if _decode(raw, codec, 0)[1] is not None)
-
-    return min(("utf-8", "gb18030"), key=failures)
+    """(line number, text, error) for each line of a path or ``-``, streamed, as :class:`Lines`
+    reads it: an undecodable line gives ``(number, "", "cannot decode ...")`` and the lines after
+    it still come."""
+    for number, _, text, error in Lines(source, encoding):
+        yield number, text, error
 
 
 # --------------------------------------------------------------------------- vectors on disk
@@ -442,22 +403,29 @@ class Pipeline:
 
     ``steps``: names from :data:`STEPS` (a list, or one comma-separated string), run in that order.
     ``settings``: the steps' options (``dict``, ``tag_model``, ``embed_model``, ``whitening``, ...,
-    see each step class) plus ``batch_size`` (documents per batch) and ``device``. An unknown
-    setting, or one for a step not chosen, is an error; so is a missing model.
+    see each step class) plus ``batch_size`` (documents per batch) and ``device``; None means the
+    default. An unknown setting, one for a step not chosen, one of the wrong type, and a missing
+    model are errors.
     """
 
-    def __init__(self, steps: str | Sequence[str], **settings: Any) -> None:
+    def __init__(self, steps: str | Sequence[str] | None, **settings: Any) -> None:
         self.settings = resolve_settings(steps, settings)
         self.steps: list[Step] = [STEPS[name](self.settings) for name in self.settings["steps"]]
         self.timings: dict[str, float] = {step.name: 0.0 for step in self.steps}
 
     @classmethod
     def from_config(cls, path: str | os.PathLike, **overrides: Any) -> Pipeline:
-        """A pipeline from a TOML config (see :mod:`zhtext.pipeconfig`), ``overrides`` on top."""
-        settings = {**load_config(path), **{k: v for k, v in overrides.items() if v is not None}}
-        if "steps" not in settings:
-            raise ZhtextError(f"{path}: no 'steps' setting")
-        return cls(settings.pop("steps"), **settings)
+        """A pipeline from a TOML config (see :mod:`zhtext.pipeconfig`), ``overrides`` on top.
+
+        ``steps`` among the overrides narrows the file: its settings of steps not chosen are
+        dropped (a config saved for segment,tag,embed then runs segment alone)."""
+        settings = load_config(path)
+        if overrides.get("steps") is not None:
+            chosen = set(_step_names(overrides["steps"]))
+            owner = _owners()
+            settings = {k: v for k, v in settings.items() if k not in owner or owner[k] in chosen}
+        settings.update(overrides)
+        return cls(settings.pop("steps", None), **settings)
 
     def save_config(self, path: str | os.PathLike) -> None:
         """Write this pipeline's full settings (defaults included) to a TOML config."""
@@ -478,9 +446,7 @@ class Pipeline:
         With ``strict``, the first problem (an empty text, one longer than a model's window, a
         Doc with an ``error``) raises ZhtextError naming its line instead of being noted.
         """
-        size = batch_size or self.settings["batch_size"]
-        if size < 1:
-            raise ZhtextError(f"batch size must be positive, got {size}")
+        size = self.settings["batch_size"] if batch_size is None else _checked("batch_size", batch_size)
         batch: list[Doc] = []
         for position, item in enumerate(texts, 1):
             doc = item if isinstance(item, Doc) else Doc(_strip_newline(item), line=position)
@@ -509,53 +475,72 @@ class Pipeline:
         for i, message in notes:
             if docs[i].error is None:
                 docs[i].problems.append(message)
+        # The standalone commands skip blank lines: a step that writes text gives them "", not
+        # text invented from nothing.
+        written = [i for i in live if docs[i].text.strip()]
         for step in self.steps:
+            todo = written if step.writes_text else live
             begin = time.perf_counter()
-            results = step.run(texts) if texts else []
+            results = step.run([docs[i].text for i in todo]) if todo else []
             self.timings[step.name] += time.perf_counter() - begin
-            for i, result in zip(live, results):
+            if step.writes_text:
+                for i in live:
+                    setattr(docs[i], step.field, "")
+            for i, result in zip(todo, results):
                 setattr(docs[i], step.field, result)
         return docs
 
     @property
     def vector_dim(self) -> int | None:
         """Dimension of the vectors the embed step gives (None without one)."""
-        embed = next((s for s in self.steps if isinstance(s, EmbedStep)), None)
-        return embed.embedder.dim if embed else None
+        embedder = self._embedder
+        return embedder.dim if embedder is not None else None
+
+    @property
+    def _embedder(self) -> Any:
+        return next((s.embedder for s in self.steps if isinstance(s, EmbedStep)), None)
 
     def run(
         self,
-        source: str | os.PathLike,
+        source: str | os.PathLike | Lines,
         output: str | os.PathLike | None = None,
         vectors: str | os.PathLike | None = None,
         encoding: str | None = None,
         strict: bool = False,
         batch_size: int | None = None,
-        on_doc: Callable[[Doc], None] | None = None,
+        on_doc: Callable[[Doc, int], None] | None = None,
     ) -> Report:
-        """Run over a file (or ``-``): one JSONL record per input line to ``output`` (stdout if
-        None), vectors to ``vectors`` (.npy, one row per line, a zero row for an unreadable line,
-        with the settings beside it as ``zhtext embed -o FILE.npy`` writes them, so ``zhtext
-        similar`` can search it) or else inside the records. Outputs appear whole or not at all.
+        """Run over a file (or ``-``, or :class:`Lines` already opened): one JSONL record per
+        input line to ``output`` (stdout if None), vectors to ``vectors`` (.npy, one row per line,
+        a zero row for an unreadable line, with the settings beside it as ``zhtext embed -o
+        FILE.npy`` writes them, so ``zhtext similar`` can search it) or else inside the records.
+        All outputs appear whole, together, or not at all.
 
-        ``on_doc(doc)`` is called after each document is written (for a progress bar).
+        ``on_doc(doc, end)`` is called after each document is written, with the input's byte
+        offset just past its line (for a progress bar over :attr:`Lines.size`).
         """
         dim = self.vector_dim
         if vectors is not None and dim is None:
             raise ZhtextError("--vectors needs the embed step in the steps")
+        lines = source if isinstance(source, Lines) else Lines(source, encoding)
+        ends: deque[int] = deque()  # input offset past each line read but not yet written
+
+        def docs() -> Iterator[Doc]:
+            for number, end, text, error in lines:
+                ends.append(end)
+                yield Doc(text, line=number, error=error)
+
         report = Report()
         before = dict(self.timings)
         begin = time.perf_counter()
-        docs = (Doc(text, line=n, error=err) for n, text, err in read_numbered(source, encoding))
-        name = "<stdin>" if str(source) == "-" else str(source)
         with contextlib.ExitStack() as stack:
-            stack.enter_context(_name_bad_lines(name))
+            stack.enter_context(_name_bad_lines(lines.name))
             out = stack.enter_context(atomic_output(output))
             matrix = None
             if vectors is not None:
                 tmp = stack.enter_context(atomic_path(vectors))
                 matrix = _VectorFile(stack.enter_context(open(tmp, "wb")), dim)
-            for doc in self.pipe(docs, batch_size, strict):
+            for doc in self.pipe(docs(), batch_size, strict):
                 if matrix is not None:
                     matrix.write(doc.vector if doc.error is None else np.zeros(dim))
                 out.write(doc.to_json(vector=matrix is None) + "\n")
@@ -563,27 +548,17 @@ class Pipeline:
                 if doc.error is not None:
                     report.errors.append((doc.line, doc.error))
                 report.problems.extend((doc.line, p) for p in doc.problems)
+                end = ends.popleft()
                 if on_doc is not None:
-                    on_doc(doc)
+                    on_doc(doc, end)
             if matrix is not None:
+                from .embed import save_index_meta
+
                 matrix.close()
-        if vectors is not None:
-            self._save_index_meta(Path(vectors), report.docs)
+                save_index_meta(vectors, self._embedder, report.docs, stack)
         report.seconds = time.perf_counter() - begin
         report.timings = {k: v - before[k] for k, v in self.timings.items()}
         return report
-
-    def _save_index_meta(self, vectors: Path, count: int) -> None:
-        """The settings beside the vectors (and the whitening), as ``zhtext embed`` keeps them."""
-        from .embed import index_meta_path
-
-        embedder = next(s for s in self.steps if isinstance(s, EmbedStep)).embedder
-        meta = {**embedder.settings(), "count": count, "dim": embedder.dim, "whitening": None}
-        if embedder.whitening is not None:
-            meta["whitening"] = vectors.with_suffix(".whitening.npz").name
-            embedder.whitening.save(vectors.with_suffix(".whitening.npz"))
-        with atomic_output(index_meta_path(vectors)) as handle:
-            handle.write(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -600,20 +575,74 @@ def _strip_newline(text: str) -> str:
     return text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
 
 
-def resolve_settings(steps: str | Sequence[str], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The full settings of a pipeline: ``steps`` as a list, each chosen step's options with their
-    defaults filled in, the common ones; ZhtextError for anything unknown, misplaced or missing."""
-    names = [s.strip() for s in steps.split(",")] if isinstance(steps, str) else list(steps)
+# --------------------------------------------------------------------------- settings
+
+
+def _owners() -> dict[str, str]:
+    """Each step option -> the name of its step."""
+    return {option: cls.name for cls in STEPS.values() for option in cls.options}
+
+
+def _step_names(steps: Any) -> list[str]:
+    """``steps`` (a list of names or one comma-separated string) as a checked list of names."""
+    if isinstance(steps, str):
+        names = [s.strip() for s in steps.split(",")]
+    elif isinstance(steps, (list, tuple)) and all(isinstance(s, str) for s in steps):
+        names = list(steps)
+    elif steps is None:
+        names = []
+    else:
+        raise ZhtextError(
+            f"setting steps must be a list of step names or a comma-separated string, got {steps!r}"
+        )
     if not names or not all(names):
-        raise ZhtextError("no steps given (choose from " + ", ".join(STEPS) + ")")
+        raise ZhtextError(
+            "no steps given: give --steps (e.g. --steps segment,tag,embed) or a config with steps = [...] "
+            f"(choose from {', '.join(STEPS)})"
+        )
     for name in names:
         if name not in STEPS:
             raise ZhtextError(f"unknown step {name!r} (choose from {', '.join(STEPS)})")
     if len(set(names)) != len(names):
         raise ZhtextError(f"a step is named twice in {','.join(names)}")
-    owner = {option: cls.name for cls in STEPS.values() for option in cls.options}
+    return names
+
+
+def _default(key: str) -> tuple[Any, type]:
+    """A setting's default and the type its values must have: the default's, or str (a path, a
+    model, a device) for a default of None or REQUIRED."""
+    for defaults in (COMMON, *(cls.options for cls in STEPS.values())):
+        if key in defaults:
+            default = defaults[key]
+            return default, str if default is None or default is REQUIRED else type(default)
+    raise KeyError(key)
+
+
+def _checked(key: str, value: Any) -> Any:
+    """``value`` if it suits the setting ``key``, else ZhtextError naming the setting. An integer
+    setting with a positive default (a size, a count) must be positive; bool is no integer here."""
+    default, kind = _default(key)
+    if kind is int:
+        positive = isinstance(default, int) and default > 0
+        ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or not positive)
+        what = "a positive integer" if positive else "an integer"
+    elif kind is float:
+        ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:
+        ok, what = isinstance(value, kind), {str: "a string", bool: "true or false"}.get(kind, kind.__name__)
+    if not ok:
+        raise ZhtextError(f"setting {key} must be {what}, got {value!r}")
+    return value
+
+
+def resolve_settings(steps: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The full settings of a pipeline: ``steps`` as a list, each chosen step's options with their
+    defaults filled in (None: the default), the common ones; ZhtextError for anything unknown,
+    misplaced, of the wrong type or missing."""
+    names = _step_names(steps)
+    owner = _owners()
     for key in settings:
-        if key in COMMON:
+        if key in COMMON and key != "steps":
             continue
         if key not in owner:
             raise ZhtextError(f"unknown setting {key!r}")
@@ -629,7 +658,5 @@ def resolve_settings(steps: str | Sequence[str], settings: Mapping[str, Any]) ->
             if default is REQUIRED:
                 raise ZhtextError(f"the {owner[key]} step needs the setting {key} (--{key.replace('_', '-')})")
             value = default
-        resolved[key] = value
-    if not isinstance(resolved["batch_size"], int) or resolved["batch_size"] < 1:
-        raise ZhtextError(f"batch size must be a positive integer, got {resolved['batch_size']!r}")
+        resolved[key] = value if value is None else _checked(key, value)  # None: a default of None
     return resolved
