@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_files, emit_json  # noqa: E402
 
-from zhtext.discover import Discoverer  # noqa: E402
-from zhtext.io import iter_lines  # noqa: E402
-from zhtext.metrics import SegScore, score_segmentation  # noqa: E402
-from zhtext.segment import Segmenter  # noqa: E402
+from zhtext.lexical.discover import Discoverer  # noqa: E402
+from zhtext.io.reading import iter_lines  # noqa: E402
+from zhtext.eval.metrics import SegScore, score_segmentation  # noqa: E402
+from zhtext.lexical.segment import Segmenter  # noqa: E402
 
 TUNE_LINES = 1000  # the only gold lines the defaults were tuned on
 

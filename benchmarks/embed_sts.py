@@ -57,7 +57,7 @@ def memory_mb(field: str) -> float:
 
 def fit_memory(n: int) -> dict:
     """Fit a whitening on ``n`` synthetic vectors streamed in batches; runs in its own process."""
-    from zhtext.embed import Whitening
+    from zhtext.tasks.embed import Whitening
 
     rng = np.random.default_rng(0)
     mix = (rng.standard_normal((FIT_DIM, FIT_DIM)) * np.geomspace(3.0, 0.01, FIT_DIM)[:, None]).astype(
@@ -106,7 +106,7 @@ def plain_encode(tokenizer, model, texts: list[str], batch_size: int) -> np.ndar
 
 def spearman_table(model_dir: str, pooling: str, test: Path, train: Path, quick: bool) -> dict:
     """Raw and whitened (full, 256, 128 dims) Spearman of one model on one STS test file."""
-    from zhtext.embed import Embedder, Whitening, evaluate_sts, read_fit_sentences, read_sts
+    from zhtext.tasks.embed import Embedder, Whitening, evaluate_sts, read_fit_sentences, read_sts
 
     embedder = Embedder(model_dir, pooling=pooling)
     pairs = read_sts(test)
@@ -168,8 +168,8 @@ def main() -> None:
     # 1. throughput
     from transformers.utils import logging as hf_logging
 
-    from zhtext.embed import Embedder, read_sts
-    from zhtext.models import load_model, load_tokenizer
+    from zhtext.tasks.embed import Embedder, read_sts
+    from zhtext.neural.hub import load_model, load_tokenizer
 
     hf_logging.disable_progress_bar()
     test_en = read_sts(DATA / "stsb_en" / "sts-test.csv")

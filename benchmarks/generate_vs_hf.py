@@ -35,9 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA_DIR, emit_json, log, race
 
-from zhtext.decoding import DecodeOptions
-from zhtext.gpt import TextGenerator
-from zhtext.models import SPECIAL_TOKENS, char_tokenizer
+from zhtext.neural.decoding import DecodeOptions
+from zhtext.tasks.generate import TextGenerator
+from zhtext.neural.scratch import SPECIAL_TOKENS, char_tokenizer
 
 NOVELS = ("hongloumeng.txt", "shuihuzhuan.txt", "sanguoyanyi.txt", "xiyouji.txt")
 VOCAB = 21128  # bert-base-chinese / uer GPT-2
@@ -125,8 +125,8 @@ def speed(args, figures: dict) -> None:
 
 
 def quality(args, figures: dict) -> None:
-    from zhtext.io import iter_many_lines
-    from zhtext.lmdata import split_heldout
+    from zhtext.io.reading import iter_many_lines
+    from zhtext.neural.lmdata import split_heldout
 
     paths = [DATA_DIR / "raw" / name for name in NOVELS]
     if not all(p.is_file() for p in paths):

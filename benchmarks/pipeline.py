@@ -52,11 +52,11 @@ def log(message: str) -> None:
 def documents(n: int) -> tuple[list[str], str]:
     pku = DATA_DIR / "seg" / "pku_test.utf8"
     if pku.is_file():
-        from zhtext.io import iter_lines
+        from zhtext.io.reading import iter_lines
 
         lines = [line for line in iter_lines(pku) if line.strip()]
         return (lines * (n // len(lines) + 1))[:n], "pku_test.utf8"
-    from zhtext.lexicon import Lexicon
+    from zhtext.lexical.lexicon import Lexicon
 
     words = [w for w, _ in Lexicon.jieba_default().most_common(20000)]
     rng = np.random.default_rng(0)
@@ -67,8 +67,8 @@ def build_tagger(out: Path, steps: int) -> str:
     """A 2-layer, 128-wide BERT+CRF trained from scratch for ``steps`` steps on CLUENER."""
     import warnings
 
-    from zhtext.tagdata import read_examples
-    from zhtext.tagger import Tagger
+    from zhtext.labels.formats import read_examples
+    from zhtext.tasks.tagger import Tagger
 
     train = DATA_DIR / "ner" / "cluener" / "train.json"
     if train.is_file():
@@ -76,7 +76,7 @@ def build_tagger(out: Path, steps: int) -> str:
             warnings.simplefilter("ignore")  # nested entities dropped: not this benchmark's concern
             examples = read_examples(train)[:2000]
     else:
-        from zhtext.tagdata import Example
+        from zhtext.labels.formats import Example
 
         texts, _ = documents(200)
         examples = [Example(t, ((0, 2, "LOC"),)) for t in texts]
@@ -94,7 +94,7 @@ def build_encoder(out: Path) -> str:
         import torch
         from transformers import BertModel
 
-        from zhtext.models import build_char_vocab, char_tokenizer, small_bert_config
+        from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
 
         texts, _ = documents(2000)
         vocab = build_char_vocab(texts)
@@ -147,7 +147,7 @@ def in_process(
 ) -> dict[str, tuple[float, float]]:
     """(wall, CPU) seconds of each step alone and of the whole pipeline, models loaded beforehand;
     best of ``repeats`` interleaved runs, so a busy neighbour hurts every contender alike."""
-    from zhtext.pipeline import Pipeline
+    from zhtext.pipeline.core import Pipeline
 
     models = {"tag": {"tag_model": tagger}, "embed": {"embed_model": encoder}, "segment": {}}
     contenders = {step: Pipeline([step], **models[step]) for step in STEPS}

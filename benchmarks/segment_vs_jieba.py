@@ -24,16 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from zhtext.io import iter_lines
-from zhtext.lexicon import jieba_dict_path
-from zhtext.segment import Segmenter, load_dictionary
+from zhtext.io.reading import iter_lines
+from zhtext.lexical.lexicon import jieba_dict_path
+from zhtext.lexical.segment import Segmenter, load_dictionary
 
 RAW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raw"
 SEP = " "
 
 _FIRST_CALL = """
 import time
-from zhtext.segment import Segmenter
+from zhtext.lexical.segment import Segmenter
 t = time.perf_counter()
 seg = Segmenter()
 t_dict = time.perf_counter()

@@ -39,7 +39,7 @@ PUBLISHED_BERT_CRF = (79.5, 80.8)
 
 
 def train_with_budget(train, dev, budget: float, args) -> dict:
-    from zhtext.tagger import Tagger
+    from zhtext.tasks.tagger import Tagger
 
     out = tempfile.mkdtemp(prefix="tagger-cluener-")
     begin = time.perf_counter()
@@ -78,8 +78,8 @@ def bert_base_decode_share(train, texts: list[str], labels: list[str]) -> dict:
     and time pytorch-crf's decode on the same emissions."""
     from transformers import AutoModel, BertConfig
 
-    from zhtext.models import build_char_vocab, char_tokenizer
-    from zhtext.tagger import Tagger, TaggerModel, tag_names
+    from zhtext.neural.scratch import build_char_vocab, char_tokenizer
+    from zhtext.tasks.tagger import Tagger, TaggerModel, tag_names
 
     vocab = build_char_vocab(ex.text for ex in train)
     config = BertConfig(vocab_size=max(21128, len(vocab)), hidden_size=768, num_hidden_layers=12,
@@ -154,7 +154,7 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
-    from zhtext.tagdata import read_examples
+    from zhtext.labels.formats import read_examples
 
     with warnings.catch_warnings():  # one nested mention in train.json is dropped, as expected
         warnings.simplefilter("ignore")

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit_json, log
 
-from zhtext.decoding import DecodeOptions, generate
-from zhtext.unilm import CachedStep, RecomputeStep, UniLM
+from zhtext.neural.decoding import DecodeOptions, generate
+from zhtext.tasks.title import CachedStep, RecomputeStep, UniLM
 
 
 def build(layers: int) -> UniLM:

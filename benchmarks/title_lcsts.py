@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_files, emit_json, log
 
-from zhtext.titledata import read_pairs
-from zhtext.unilm import TitleGenerator
+from zhtext.tasks.titledata import read_pairs
+from zhtext.tasks.title import TitleGenerator
 
 PUBLISHED_CSL = {"greedy": 63.8, "beam3": 64.8}
 

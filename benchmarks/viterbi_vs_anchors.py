@@ -27,7 +27,7 @@ import numba
 import numpy as np
 import torch
 
-from zhtext.viterbi import viterbi_decode
+from zhtext.labels.viterbi import viterbi_decode
 
 try:
     from torchcrf import CRF as TorchCRF

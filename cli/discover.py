@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from zhtext.discover import Discoverer, DiscoverStats
-from zhtext.io import atomic_output
-from zhtext.lexicon import FORMATS
+from zhtext.lexical.discover import Discoverer, DiscoverStats
+from zhtext.io.writing import atomic_output
+from zhtext.lexical.lexicon import FORMATS
 
 from .base import app, console
 

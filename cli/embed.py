@@ -12,14 +12,15 @@ import typer
 from rich.markup import escape
 
 from zhtext.errors import ZhtextError
-from zhtext.io import atomic_output, iter_lines
+from zhtext.io.writing import atomic_output
+from zhtext.io.reading import iter_lines
 
 from .base import DeviceOpt, EncodingOpt, QuietOpt, app, console, evaluate_app
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from zhtext.embed import Embedder
+    from zhtext.tasks.embed import Embedder
 
 
 class Pooling(str, Enum):
@@ -69,7 +70,7 @@ def _load_embedder(
     device: str | None,
     quiet: bool,
 ) -> Embedder:
-    from zhtext.embed import Embedder
+    from zhtext.tasks.embed import Embedder
 
     with console.status(f"loading {escape(model)}") if not quiet else contextlib.nullcontext():
         return Embedder(model, pooling, whitening, max_len=max_len, batch_size=batch_size, device=device)
@@ -87,7 +88,7 @@ def _warn_rank(embedder: Embedder) -> None:
 
 
 def _write_jsonl(path: str | None, texts: list[str], vectors: np.ndarray) -> None:
-    from zhtext.embed import vector_json
+    from zhtext.tasks.embed import vector_json
 
     with atomic_output(path) as out:
         for text, row in zip(texts, vectors):
@@ -162,7 +163,7 @@ def embed(
 
         zhtext embed queries.txt -m bert-base-chinese --whitening w.npz --format jsonl
     """
-    from zhtext.embed import read_fit_sentences, save_index
+    from zhtext.tasks.embed import read_fit_sentences, save_index
 
     if whitening and save_whitening:
         raise ZhtextError(
@@ -267,7 +268,7 @@ def evaluate_embed(
 
         zhtext evaluate embed -m ./all-MiniLM-L6-v2 --data sts-test.csv --pooling last-avg
     """
-    from zhtext.embed import evaluate_sts, read_fit_sentences, read_sts
+    from zhtext.tasks.embed import evaluate_sts, read_fit_sentences, read_sts
 
     if whitening and fit_on:
         raise ZhtextError("--fit-on fits a new whitening; it cannot be combined with --whitening")
@@ -345,7 +346,7 @@ def similar(
         zhtext embed corpus.txt -m bert-base-chinese --whiten --dim 256 -o corpus.npy
         zhtext similar "今天天气怎么样" --index corpus.npy --texts corpus.txt -k 5
     """
-    from zhtext.embed import cosine_top_k, load_index
+    from zhtext.tasks.embed import cosine_top_k, load_index
 
     vectors, meta = load_index(index)
     lines = list(iter_lines(texts, encoding))

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 
 from zhtext.errors import ZhtextError
-from zhtext.io import iter_lines
-from zhtext.metrics import score_segmentation
+from zhtext.io.reading import iter_lines
+from zhtext.eval.metrics import score_segmentation
 
 from .base import EncodingOpt, console, evaluate_app
 
@@ -75,7 +75,7 @@ def evaluate_segment(
         source = pred
         score = score_segmentation(iter_lines(gold, encoding), iter_lines(pred, encoding), train_words)
     else:
-        from zhtext.segment import Segmenter
+        from zhtext.lexical.segment import Segmenter
 
         gold_lines = list(iter_lines(gold, encoding))
         source = f"--dict {dict_}"

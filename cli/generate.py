@@ -43,7 +43,7 @@ BatchSize = Annotated[int, typer.Option("--batch-size", help="Prompts decoded to
 
 
 def _read_lines(paths: str | list[str], encoding: str | None) -> list[str]:
-    from zhtext.io import iter_many_lines
+    from zhtext.io.reading import iter_many_lines
 
     paths = [paths] if isinstance(paths, str) else paths
     return [line for line in iter_many_lines(paths, encoding, MAX_LINE_CHARS) if line.strip()]
@@ -99,8 +99,8 @@ def generate(
 
         zhtext generate --file prompts.txt --model gpt-novels --greedy --no-stream --format jsonl
     """
-    from zhtext.gpt import TextGenerator
-    from zhtext.io import iter_lines
+    from zhtext.tasks.generate import TextGenerator
+    from zhtext.io.reading import iter_lines
 
     if prompt is not None and file is not None:
         raise ZhtextError("give a PROMPT or --file, not both")
@@ -205,7 +205,7 @@ def train_gpt(
 
     Interrupted with Ctrl-C? Run the same command with --resume to continue where it stopped.
     """
-    from zhtext.gpt import TextGenerator
+    from zhtext.tasks.generate import TextGenerator
 
     check_model_or_scratch(model, from_scratch)
     if dev and heldout_every is not None:
@@ -215,7 +215,7 @@ def train_gpt(
     if dev and not dev_lines:
         raise ZhtextError("the --dev text has no non-empty lines")
     if heldout_every is not None:
-        from zhtext.lmdata import split_heldout
+        from zhtext.neural.lmdata import split_heldout
 
         lines, dev_lines = split_heldout(lines, heldout_every)
     console.print(f"training on {len(lines)} lines" + (f", dev {len(dev_lines)} lines" if dev_lines else ""))
@@ -258,11 +258,11 @@ def evaluate_gpt(
 
         zhtext evaluate gpt --model gpt-novels --data hongloumeng.txt --data xiyouji.txt --heldout-every 100
     """
-    from zhtext.gpt import TextGenerator
+    from zhtext.tasks.generate import TextGenerator
 
     lines = _read_lines(data, encoding)
     if heldout_every is not None:
-        from zhtext.lmdata import split_heldout
+        from zhtext.neural.lmdata import split_heldout
 
         lines = split_heldout(lines, heldout_every)[1]
     lines = lines[:limit]

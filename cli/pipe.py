@@ -13,7 +13,7 @@ from .base import DeviceOpt, EncodingOpt, QuietOpt, app, console
 from .embed import Pooling
 
 if TYPE_CHECKING:
-    from zhtext.pipeline import Report
+    from zhtext.pipeline.core import Report
 
 # Line numbers shown per kind of bad line; all of them are in the records' "problems"/"error".
 SHOWN_LINES = 10
@@ -157,8 +157,8 @@ def pipe(
 
         zhtext pipe more-news.txt --config news.toml --steps segment -o words.jsonl
     """
-    from zhtext.pipeline import Lines, Pipeline
-    from zhtext.progress import Bar
+    from zhtext.pipeline.core import Lines, Pipeline
+    from zhtext.io.progress import Bar
 
     given = {
         "steps": steps, "dict": dictionary, "user_dict": user_dict, "tag_model": tag_model,

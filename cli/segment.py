@@ -14,8 +14,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from zhtext.io import atomic_output, iter_lines
-from zhtext.segment import Segmenter
+from zhtext.io.writing import atomic_output
+from zhtext.io.reading import iter_lines
+from zhtext.lexical.segment import Segmenter
 
 from .base import EncodingOpt, QuietOpt, app, console
 

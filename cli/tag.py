@@ -166,8 +166,8 @@ def train_tagger(
 
     Interrupted with Ctrl-C? Run the same command with --resume to continue where it stopped.
     """
-    from zhtext.tagdata import read_examples
-    from zhtext.tagger import Tagger
+    from zhtext.labels.formats import read_examples
+    from zhtext.tasks.tagger import Tagger
 
     check_model_or_scratch(model, from_scratch)
     with warnings_as_lines():
@@ -244,9 +244,10 @@ def tag(
 
         echo '浙商银行企业信贷部叶老桂博士' | zhtext tag --model ner-model
     """
-    from zhtext.io import atomic_output, iter_lines
-    from zhtext.progress import Bar
-    from zhtext.tagger import Tagger, prediction_record
+    from zhtext.io.writing import atomic_output
+    from zhtext.io.reading import iter_lines
+    from zhtext.io.progress import Bar
+    from zhtext.tasks.tagger import Tagger, prediction_record
 
     if top_k < 1:
         raise ZhtextError("--top-k must be at least 1")
@@ -303,9 +304,9 @@ def evaluate_tagger(
 
         zhtext evaluate tagger --model ner-model --data cluener/dev.json
     """
-    from zhtext.metrics import SegScore
-    from zhtext.tagger import Tagger
-    from zhtext.tagger import evaluate_tagger as score
+    from zhtext.eval.metrics import SegScore
+    from zhtext.tasks.tagger import Tagger
+    from zhtext.tasks.tagger import evaluate_tagger as score
 
     tagger = Tagger.load(model, device=device, batch_size=batch_size)
     with warnings_as_lines():

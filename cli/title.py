@@ -89,8 +89,8 @@ def train_title(
 
     Interrupted with Ctrl-C? Run the same command with --resume to continue where it stopped.
     """
-    from zhtext.titledata import read_pairs
-    from zhtext.unilm import TitleGenerator
+    from zhtext.tasks.titledata import read_pairs
+    from zhtext.tasks.title import TitleGenerator
 
     check_model_or_scratch(model, from_scratch)
     train_pairs = read_pairs(train)
@@ -148,10 +148,10 @@ def title(
 
         zhtext title article.txt --model title-model --sample --top-p 0.9 --seed 1
     """
-    from zhtext.io import atomic_output
-    from zhtext.progress import Bar
-    from zhtext.titledata import read_articles
-    from zhtext.unilm import TitleGenerator
+    from zhtext.io.writing import atomic_output
+    from zhtext.io.progress import Bar
+    from zhtext.tasks.titledata import read_articles
+    from zhtext.tasks.title import TitleGenerator
 
     options = {"beam": beam, "max_len": max_len, "min_len": min_len, "length_penalty": length_penalty,
                "sample": sample, "top_k": top_k, "top_p": top_p, "temperature": temperature, "seed": seed,
@@ -198,8 +198,8 @@ def evaluate_title(
 
         zhtext evaluate title --model title-model --data csl/val.tsv --beam 3
     """
-    from zhtext.titledata import read_pairs
-    from zhtext.unilm import TitleGenerator
+    from zhtext.tasks.titledata import read_pairs
+    from zhtext.tasks.title import TitleGenerator
 
     pairs = read_pairs(data)[:limit]  # a bad --data file fails before the model loads
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from zhtext.segment import Segmenter
+from zhtext.lexical.segment import Segmenter
 
 
 @pytest.fixture

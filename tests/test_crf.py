@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from zhtext.crf import CRF, SCHEMES, allowed_transitions, spans, spans_to_tags, tags_to_spans
+from zhtext.neural.crf import CRF
+from zhtext.labels.schemes import SCHEMES, allowed_transitions, spans, spans_to_tags, tags_to_spans
 from zhtext.errors import ZhtextError
 
 LABELS = {

@@ -14,7 +14,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from zhtext.decoding import (
+from zhtext.neural.decoding import (
     DecodeOptions,
     _beam_search,
     _Tracker,

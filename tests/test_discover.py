@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zhtext.corpus import IdCorpus, text_blocks
-from zhtext.discover import Discoverer, _kept_words, discover
-from zhtext.ngrams import CountTable, KeySet, unpack
-from zhtext.progress import Bar
+from zhtext.lexical.corpus import IdCorpus, text_blocks
+from zhtext.lexical.discover import Discoverer, _kept_words, discover
+from zhtext.lexical.ngrams import CountTable, KeySet, unpack
+from zhtext.io.progress import Bar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "data"))
@@ -283,9 +283,9 @@ def test_each_block_stops_at_the_first_error(threads):
 
 def test_one_pass_is_the_unigram_route_of_the_candidates():
     """Re-estimation's first pass, rebuilt from its definition over the text itself."""
-    from zhtext.segment import unigram_route
-    from zhtext.text import join_lines
-    from zhtext.trie import build_trie
+    from zhtext.lexical.segment import unigram_route
+    from zhtext.lexical.chars import join_lines
+    from zhtext.lexical.trie import build_trie
 
     lines = generate(1500, seed=3)
     finder = Discoverer(min_count=3, iterations=1)
@@ -363,8 +363,8 @@ def test_sampled_reestimation_still_counts_every_character():
 
 
 def test_route_on_ids_matches_unigram_route():
-    from zhtext.segment import route_counts, unigram_route
-    from zhtext.trie import build_trie
+    from zhtext.lexical.segment import route_counts, unigram_route
+    from zhtext.lexical.trie import build_trie
 
     rng = random.Random(3)
     corpus = IdCorpus.from_lines(random_text(rng, 120), block_chars=400)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from zhtext import embed as embed_mod
-from zhtext.embed import (
+from zhtext.tasks import embed as embed_mod
+from zhtext.tasks.embed import (
     Embedder,
     StsPairs,
     Whitening,
@@ -23,8 +23,8 @@ from zhtext.embed import (
     read_sts,
 )
 from zhtext.errors import ZhtextError
-from zhtext.metrics import spearman
-from zhtext.models import build_char_vocab, char_tokenizer, small_bert_config
+from zhtext.eval.metrics import spearman
+from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from conftest import run_cli
 
-from zhtext.decoding import DecodeOptions
+from zhtext.neural.decoding import DecodeOptions
 from zhtext.errors import ZhtextError
-from zhtext.gpt import GPTStep, TextGenerator, _Detokenizer
-from zhtext.lmdata import pack_blocks, split_heldout
-from zhtext.models import squeeze_spaces
+from zhtext.tasks.generate import GPTStep, TextGenerator, _Detokenizer
+from zhtext.neural.lmdata import pack_blocks, split_heldout
+from zhtext.neural.tokens import squeeze_spaces
 
 TEXTS = ["我爱北京天安门", "北京是中国的首都", "今天天气很好，我们去公园", "话说天下大势，分久必合"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

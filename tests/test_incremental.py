@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zhtext.incremental import SplitCache, _groups, gpt2_step, prepare_gpt2, skinny_linear
+from zhtext.neural.incremental import SplitCache, _groups, gpt2_step, prepare_gpt2, skinny_linear
 
 
 @pytest.mark.parametrize("rows", [0, 1, 2, 3, 7, 64, 65, 80])

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from zhtext.errors import ZhtextError
-from zhtext.io import atomic_output, detect_encoding, iter_lines
+from zhtext.io.writing import atomic_output
+from zhtext.io.reading import detect_encoding, iter_lines
 
 TEXT = "第一行：中文与English混排\n第二行😀𠀀\n\n最后一行"
 
@@ -32,7 +33,7 @@ def test_encodings_and_line_endings(tmp_path, raw):
 
 
 def test_chunk_boundaries_do_not_split_characters_or_crlf(tmp_path, monkeypatch):
-    import zhtext.io as zio
+    import zhtext.io.reading as zio
 
     text = ("汉字abc\r\n" * 50) + "尾"
     path = tmp_path / "in.txt"

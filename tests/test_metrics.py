@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zhtext.errors import ZhtextError
-from zhtext.metrics import (
+from zhtext.eval.metrics import (
     PRF,
     _lcs_length,
     average_rouge,
@@ -143,7 +143,7 @@ def test_segmentation_matches_boundary_definition(pair):
 def test_pku_gold_against_itself_is_perfect():
     if not SEG_DATA.is_dir():
         pytest.skip(f"SIGHAN data not found at {SEG_DATA}")
-    from zhtext.io import iter_lines
+    from zhtext.io.reading import iter_lines
 
     gold = SEG_DATA / "pku_test_gold.utf8"
     score = score_segmentation(iter_lines(gold), iter_lines(gold), iter_lines(SEG_DATA / "pku_training_words.utf8"))
@@ -332,7 +332,7 @@ def test_cli_errors_are_one_line(monkeypatch, capsys, seg_files, case, message):
 
 
 def test_cli_dict_segments_the_gold_text(monkeypatch, capsys, tmp_path):
-    pytest.importorskip("zhtext.segment")
+    pytest.importorskip("zhtext.lexical.segment")
     gold = tmp_path / "gold.txt"
     gold.write_text("北京  大学生  来  了\n", encoding="utf-8")
     lexicon = tmp_path / "dict.txt"  # jieba format: only these words, so the best route is the gold
@@ -346,10 +346,10 @@ def test_cli_dict_segments_the_gold_text(monkeypatch, capsys, tmp_path):
 def test_cli_dict_jieba_on_pku_equals_scoring_jieba_output(monkeypatch, capsys):
     if not SEG_DATA.is_dir():
         pytest.skip(f"SIGHAN data not found at {SEG_DATA}")
-    pytest.importorskip("zhtext.segment")
+    pytest.importorskip("zhtext.lexical.segment")
     import jieba
 
-    from zhtext.io import iter_lines
+    from zhtext.io.reading import iter_lines
 
     gold_path = SEG_DATA / "pku_test_gold.utf8"
     gold = list(iter_lines(gold_path))

@@ -8,21 +8,18 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from zhtext import models
+
 from zhtext.errors import ZhtextError
-from zhtext.models import (
+from zhtext.neural.scratch import (
     SPECIAL_TOKENS,
     build_char_vocab,
     char_tokenizer,
-    decode_text,
-    load_model,
-    load_task_meta,
-    load_tokenizer,
-    pick_device,
-    save_task_meta,
     small_bert_config,
-    update_task_meta,
 )
+from zhtext.neural.tokens import decode_text
+from zhtext.neural import hub
+from zhtext.neural.hub import load_model, load_tokenizer, pick_device
+from zhtext.neural.modeldir import load_task_meta, save_task_meta, update_task_meta
 
 TEXTS = ["我爱北京天安门", "北京是中国的首都", "今天天气很好，我们去公园", "GPU 2023年"]
 
@@ -138,7 +135,7 @@ def test_broken_config_is_one_line_error(tmp_path):
 
 
 def test_unreachable_hub_is_one_line_error(monkeypatch):
-    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "_hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ZhtextError) as err:
         load_model("zhtext-tests/no-such-model")
     assert str(err.value) == (

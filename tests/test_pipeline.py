@@ -15,13 +15,13 @@ import pytest
 import torch
 from conftest import run_cli
 
-from zhtext.embed import Embedder, load_index
+from zhtext.tasks.embed import Embedder, load_index
 from zhtext.errors import ZhtextError
-from zhtext.models import build_char_vocab, char_tokenizer, small_bert_config
-from zhtext.pipeconfig import load_config
-from zhtext.pipeline import STEPS, Doc, Lines, Pipeline, Step, read_numbered
-from zhtext.segment import Segmenter
-from zhtext.tagger import Tagger, TaggerModel, tag_names
+from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
+from zhtext.io.config import load_config
+from zhtext.pipeline.core import STEPS, Doc, Lines, Pipeline, Step, read_numbered
+from zhtext.lexical.segment import Segmenter
+from zhtext.tasks.tagger import Tagger, TaggerModel, tag_names
 
 TEXTS = [
     "我爱北京天安门",
@@ -436,7 +436,7 @@ def test_lines_offsets_and_long_lines(tmp_path, monkeypatch):
     assert [end for _, end, _, _ in got] == [10, 10 + 41, 51 + 1, 52 + 6 + 50 + 2, len(raw)]
     # tiny chunks: a long line is dropped across reads, never held; the same records come
     with monkeypatch.context() as m:
-        m.setattr("zhtext.io.CHUNK_BYTES", 7)
+        m.setattr("zhtext.io.reading.CHUNK_BYTES", 7)
         assert list(Lines(path, max_bytes=30)) == got
     # UTF-16 is read whole-file (its newline is not the byte \n), offsets still reach the end
     path.write_text("北京\n上海\n", encoding="utf-16")
@@ -492,7 +492,7 @@ def test_generate_step_loads_once_and_keeps_order(monkeypatch):
             calls.append((len(prompts), options))
             return [[p + "啊" * options["max_new_tokens"]] for p in prompts]
 
-    monkeypatch.setitem(sys.modules, "zhtext.gpt", types.SimpleNamespace(TextGenerator=Writer))
+    monkeypatch.setitem(sys.modules, "zhtext.tasks.generate", types.SimpleNamespace(TextGenerator=Writer))
     nlp = Pipeline("segment,generate", gpt_model="g", max_new_tokens=2, device="cpu", gpt_batch_size=5)
     docs = list(nlp.pipe(TEXTS, batch_size=3))
     assert loads == [("g", {"device": "cpu", "batch_size": 5})]
@@ -511,7 +511,7 @@ def test_generate_step_loads_once_and_keeps_order(monkeypatch):
 
 
 def test_generate_step_equals_text_generator(tmp_path):
-    from zhtext.gpt import TextGenerator
+    from zhtext.tasks.generate import TextGenerator
 
     TextGenerator.from_scratch(TEXTS, layers=1, hidden=32, heads=2, block_size=64).save(tmp_path / "g")
     expect = TextGenerator.load(tmp_path / "g").generate(TEXTS, max_new_tokens=4, seed=0)
@@ -522,7 +522,7 @@ def test_generate_step_equals_text_generator(tmp_path):
 
 
 def test_title_step_equals_zhtext_title(tmp_path, monkeypatch, capsys):
-    from zhtext.unilm import TitleGenerator
+    from zhtext.tasks.title import TitleGenerator
 
     torch.manual_seed(0)
     generator = TitleGenerator.from_scratch(TEXTS, layers=1, hidden=32, max_source_len=24,

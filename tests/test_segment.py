@@ -12,11 +12,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from zhtext.io import iter_lines
-from zhtext.lexicon import Lexicon
-from zhtext.segment import Segmenter, load_dictionary, unigram_route
-from zhtext.text import join_lines
-from zhtext.trie import Trie, build_trie, trie_find
+from zhtext.io.reading import iter_lines
+from zhtext.lexical.lexicon import Lexicon
+from zhtext.lexical.segment import Segmenter, load_dictionary, unigram_route
+from zhtext.lexical.chars import join_lines
+from zhtext.lexical.trie import Trie, build_trie, trie_find
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -206,7 +206,7 @@ def test_segment_batches_stream_the_same_output(seg):
 
 @functools.cache
 def _jieba_words() -> list[str]:
-    from zhtext.lexicon import jieba_dict_path
+    from zhtext.lexical.lexicon import jieba_dict_path
 
     return [line.split(" ")[0] for line in jieba_dict_path().read_text("utf-8").splitlines()]
 
@@ -325,11 +325,11 @@ def _same_trie(a: Trie, b: Trie) -> bool:
 
 
 def test_dictionary_cache_round_trip(tmp_path, monkeypatch):
-    import zhtext.segment
+    import zhtext.lexical.segment as segment_mod
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("ZHTEXT_CACHE_DIR", str(cache))
-    monkeypatch.setattr(zhtext.segment, "CACHE_MIN_BYTES", 0)
+    monkeypatch.setattr(segment_mod, "CACHE_MIN_BYTES", 0)
     path = tmp_path / "d.txt"
     path.write_text("北京 5\n北京大学 3 nt\n大学 4\n学 0\n北京 2\n", encoding="utf-8")
     fresh = load_dictionary(path, cache=False)

@@ -13,8 +13,8 @@ from conftest import run_cli
 import torch
 
 from zhtext.errors import ZhtextError
-from zhtext.models import build_char_vocab, char_tokenizer, small_bert_config
-from zhtext.tagdata import (
+from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
+from zhtext.labels.formats import (
     WORD,
     Example,
     convert_tags,
@@ -26,7 +26,7 @@ from zhtext.tagdata import (
     read_segmented,
     words_of,
 )
-from zhtext.tagger import (
+from zhtext.tasks.tagger import (
     Candidate,
     CharIds,
     Tagger,
@@ -36,7 +36,7 @@ from zhtext.tagger import (
     tag_names,
     window_starts,
 )
-from zhtext.training import checkpoint_path
+from zhtext.neural.trainer import checkpoint_path
 
 # --------------------------------------------------------------------------- toy data
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from zhtext.errors import ZhtextError
-from zhtext.training import (
+from zhtext.neural.trainer import (
     TrainConfig,
     checkpoint_path,
     lr_factor,

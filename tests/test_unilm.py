@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import run_cli
 
-from zhtext.decoding import DecodeOptions
+from zhtext.neural.decoding import DecodeOptions
 from zhtext.errors import ZhtextError
-from zhtext.metrics import average_rouge, rouge_char
-from zhtext.titledata import TitlePair, read_articles, read_pairs
-from zhtext.unilm import CachedStep, RecomputeStep, TitleGenerator, UniLM, unilm_allowed
+from zhtext.eval.metrics import average_rouge, rouge_char
+from zhtext.tasks.titledata import TitlePair, read_articles, read_pairs
+from zhtext.tasks.title import CachedStep, RecomputeStep, TitleGenerator, UniLM, unilm_allowed
 
 PAIRS = [
     TitlePair("股市大涨", "今天上证指数上涨百分之三，成交量创下新高，券商股领涨。"),
@@ -196,7 +196,7 @@ def test_pretrained_path_keeps_the_mlm_head(tmp_path, model_dir):
 
 
 def test_interrupted_then_resumed_training_matches_an_uninterrupted_run(tmp_path):
-    from zhtext.training import checkpoint_path
+    from zhtext.neural.trainer import checkpoint_path
 
     kw = {"layers": 2, "hidden": 32, "epochs": 3, "batch_size": 2, "progress": False, "max_source_len": 48,
               "max_target_len": 8}

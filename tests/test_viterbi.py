@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from zhtext.viterbi import FORBIDDEN, viterbi_decode, viterbi_topk
+from zhtext.labels.viterbi import FORBIDDEN, viterbi_decode, viterbi_topk
 
 
 def path_score(em, path, trans, start, end) -> np.float32:

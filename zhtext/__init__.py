@@ -1,16 +1,25 @@
 """zhtext: a Chinese NLP toolkit.
 
-Word discovery by minimum entropy, unigram segmentation, BERT+CRF tagging, UniLM titles, GPT-2
-generation and BERT-whitening embeddings, sharing one reading layer, one model layer and one CLI.
+Word discovery by minimum entropy, jieba-compatible segmentation, BERT+CRF tagging, UniLM titles,
+GPT-2 generation and BERT-whitening embeddings. The package is layered (see ARCHITECTURE.md in the
+repository): ``io``, ``lexical``, ``labels`` and ``eval`` never import torch; ``neural`` holds the
+shared model plumbing; ``tasks`` the four model classes, which share one API::
 
-Public names are imported lazily, so ``import zhtext`` stays fast and does not load torch until a
-model is needed.
+    model = Tagger.load("dir-or-hub-id", device="cpu", batch_size=32)
+    model("一句话")            # one text -> one result; a list -> a list
+    model.evaluate(data)       # -> dict of the task's figures
+    model.save("dir")
+    Tagger.train(TaggerTrainConfig(train="train.json", output="dir"))
+
+Top-level names are imported lazily, so ``import zhtext`` stays fast and does not load torch until a
+model is needed. ``zhtext.cut`` / ``zhtext.lcut`` segment with jieba's dictionary, like ``jieba.cut``.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 # Numba's OpenMP threading layer leaves its threads spinning after a parallel kernel (Viterbi,
@@ -25,29 +34,35 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "ZhtextError": "errors",
-    "Lexicon": "lexicon",
-    "iter_lines": "io",
-    "atomic_output": "io",
-    "discover": "discover",
-    "DiscoverStats": "discover",
-    "Segmenter": "segment",
-    "SegScore": "metrics",
-    "score_segmentation": "metrics",
-    "CRF": "crf",
-    "viterbi_decode": "viterbi",
-    "viterbi_topk": "viterbi",
-    "Tagger": "tagger",
-    "TitleGenerator": "unilm",
-    "TextGenerator": "gpt",
-    "Embedder": "embed",
-    "Whitening": "embed",
-    "load_model": "models",
-    "load_tokenizer": "models",
-    "Pipeline": "pipeline",
-    "Doc": "pipeline",
+    # lexical
+    "Lexicon": "lexical.lexicon",
+    "discover": "lexical.discover",
+    "DiscoverStats": "lexical.discover",
+    "Segmenter": "lexical.segment",
+    # models (one API: load / save / __call__ / evaluate / train)
+    "Tagger": "tasks.tagger",
+    "TitleGenerator": "tasks.title",
+    "TextGenerator": "tasks.generate",
+    "Embedder": "tasks.embed",
+    "Whitening": "tasks.embed",
+    "CRF": "neural.crf",
+    # what the models give back
+    "Span": "tasks.tagger",
+    "Candidate": "tasks.tagger",
+    "Piece": "tasks.generate",
+    # settings
+    "TrainConfig": "neural.trainer",
+    "DecodeConfig": "neural.decoding",
+    # pipelines
+    "Pipeline": "pipeline.core",
+    "Doc": "pipeline.core",
+    # scores
+    "SegScore": "eval.metrics",
+    "PRF": "eval.metrics",
+    "score_segmentation": "eval.metrics",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted([*_EXPORTS, "cut", "lcut", "__version__"])
 
 
 def __getattr__(name: str) -> Any:
@@ -63,18 +78,43 @@ def __dir__() -> list[str]:
     return __all__
 
 
+_default_segmenter = None
+
+
+def _segmenter() -> Segmenter:
+    global _default_segmenter
+    if _default_segmenter is None:
+        from .lexical.segment import Segmenter
+
+        _default_segmenter = Segmenter()
+    return _default_segmenter
+
+
+def cut(text: str) -> Iterator[str]:
+    """Words of ``text`` with jieba's dictionary (as ``jieba.cut(text, HMM=False)``), one at a time.
+
+    The default segmenter is built on the first call and kept; build a :class:`Segmenter` for a
+    discovered lexicon or a user dictionary.
+    """
+    return iter(_segmenter().cut(text))
+
+
+def lcut(text: str) -> list[str]:
+    """Words of ``text`` as a list (as ``jieba.lcut(text, HMM=False)``)."""
+    return _segmenter().cut(text)
+
+
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
-    from .crf import CRF
-    from .discover import DiscoverStats, discover
-    from .embed import Embedder, Whitening
-    from .gpt import TextGenerator
     from .errors import ZhtextError
-    from .io import atomic_output, iter_lines
-    from .lexicon import Lexicon
-    from .metrics import SegScore, score_segmentation
-    from .models import load_model, load_tokenizer
-    from .pipeline import Doc, Pipeline
-    from .segment import Segmenter
-    from .tagger import Tagger
-    from .unilm import TitleGenerator
-    from .viterbi import viterbi_decode, viterbi_topk
+    from .eval.metrics import PRF, SegScore, score_segmentation
+    from .lexical.discover import DiscoverStats, discover
+    from .lexical.lexicon import Lexicon
+    from .lexical.segment import Segmenter
+    from .neural.crf import CRF
+    from .neural.decoding import DecodeConfig
+    from .neural.trainer import TrainConfig
+    from .pipeline.core import Doc, Pipeline
+    from .tasks.embed import Embedder, Whitening
+    from .tasks.generate import Piece, TextGenerator
+    from .tasks.tagger import Candidate, Span, Tagger
+    from .tasks.title import TitleGenerator

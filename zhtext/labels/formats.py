@@ -22,9 +22,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .crf import spans_to_tags, tags_to_spans
-from .errors import ZhtextError
-from .io import PathLike, iter_lines
+from zhtext.labels.schemes import spans_to_tags, tags_to_spans
+from zhtext.errors import ZhtextError
+from zhtext.io.reading import PathLike, iter_lines
 
 __all__ = [
     "FORMATS",

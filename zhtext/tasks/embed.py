@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ZhtextError
-from .io import atomic_output, atomic_path, iter_lines
-from .metrics import spearman
-from .progress import Bar
+from zhtext.errors import ZhtextError
+from zhtext.io.writing import atomic_output, atomic_path
+from zhtext.io.reading import iter_lines
+from zhtext.eval.metrics import spearman
+from zhtext.io.progress import Bar
 
 if TYPE_CHECKING:
     import torch
@@ -304,7 +305,7 @@ class Embedder:
         batch_size: int = 64,
         device: str | torch.device | None = None,
     ) -> None:
-        from .models import load_model, load_tokenizer, pick_device
+        from zhtext.neural.hub import load_model, load_tokenizer, pick_device
 
         if pooling not in POOLINGS:
             raise ZhtextError(f"unknown pooling {pooling!r} (choose from {', '.join(POOLINGS)})")

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .errors import ZhtextError
+from zhtext.errors import ZhtextError
 
 __all__ = ["DecodeOptions", "StepModel", "generate", "iter_generate", "process_logits"]
 

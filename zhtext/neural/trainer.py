@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ZhtextError
-from .io import atomic_path
+from zhtext.errors import ZhtextError
+from zhtext.io.writing import atomic_path
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
@@ -214,24 +214,6 @@ def _format_metrics(metrics: Mapping[str, Any]) -> str:
     for key, value in metrics.items():
         parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
     return "  ".join(parts)
-
-
-def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
-                     pool_batches: int = 50) -> list[list[int]]:
-    """One epoch's batches of row indices, in random order, each of rows of similar length.
-
-    Rows are shuffled, sorted by length within pools of ``pool_batches`` batches, cut into
-    batches, and the batches shuffled again: little padding, and still random batches. The
-    order depends only on (seed, epoch), so a resumed run sees the same batches.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
-    pool = batch_size * pool_batches
-    groups: list[list[int]] = []
-    for p in range(0, len(order), pool):
-        chunk = sorted(order[p:p + pool].tolist(), key=lambda i: lengths[i])
-        groups.extend(chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size))
-    return [groups[g] for g in rng.permutation(len(groups))]
 
 
 def checkpoint_path(out_dir: str | Path) -> Path:

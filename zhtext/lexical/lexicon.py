@@ -6,8 +6,9 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from .errors import ZhtextError
-from .io import atomic_output, iter_lines
+from zhtext.errors import ZhtextError
+from zhtext.io.writing import atomic_output
+from zhtext.io.reading import iter_lines
 
 FORMATS = ("tsv", "jieba")
 

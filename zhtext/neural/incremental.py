@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ZhtextError
+from zhtext.errors import ZhtextError
 
 __all__ = ["SplitCache", "StepState", "bert_step", "check_bert", "gpt2_step", "prepare_gpt2",
            "skinny_linear"]

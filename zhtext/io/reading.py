@@ -9,15 +9,13 @@ GB18030; ``encoding=`` forces one. Undecodable bytes, binary files and missing f
 from __future__ import annotations
 
 import codecs
-import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
-from .errors import ZhtextError
+from zhtext.errors import ZhtextError
 
 CHUNK_BYTES = 1 << 20
 
@@ -268,56 +266,3 @@ def batched_lines(lines: Iterable[str], max_chars: int) -> Iterator[list[str]]:
         yield batch
 
 
-def _publish(tmp: str) -> None:
-    # mkstemp creates files readable by the owner only; give outputs the usual umask mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-
-
-@contextlib.contextmanager
-def atomic_output(path: PathLike | None, encoding: str = "utf-8") -> Iterator[IO[str]]:
-    """Open ``path`` for writing text so that it appears whole or not at all.
-
-    Writes go to a temporary file beside the target, renamed over it on success and removed on any
-    error. ``None`` or ``-`` writes to stdout.
-    """
-    if path is None or str(path) == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise ZhtextError(f"{target} is a directory; give a file name for the output")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ZhtextError(f"output folder does not exist: {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
-            yield handle
-        _publish(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Give a temporary path beside ``path`` to write a binary file to; rename it over on success."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ZhtextError(f"output folder does not exist: {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        _publish(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ZhtextError
-from .io import atomic_output
+from zhtext.errors import ZhtextError
+from zhtext.io.writing import atomic_output
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,11 +8,11 @@ inside a document, which teaches the model to continue from anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import ZhtextError
+from zhtext.errors import ZhtextError
 
 __all__ = ["pack_blocks", "split_heldout"]
 
@@ -61,8 +61,3 @@ def split_heldout(lines: Iterable[str], every: int) -> tuple[list[str], list[str
     return train, held
 
 
-def batches_of(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
-    """Row indices of ``n`` rows in shuffled batches, deterministic in (seed, epoch)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]

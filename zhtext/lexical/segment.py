@@ -28,11 +28,12 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from .errors import ZhtextError
-from .io import atomic_path, batched_lines, iter_lines
-from .lexicon import Lexicon, jieba_dict_path
-from .text import ALNUM, CHAR_CLASS, HAN, JOINER, from_codes, join_lines, to_codes
-from .trie import Trie, build_trie, trie_child, trie_find, trie_insert
+from zhtext.errors import ZhtextError
+from zhtext.io.writing import atomic_path
+from zhtext.io.reading import batched_lines, iter_lines
+from zhtext.lexical.lexicon import Lexicon, jieba_dict_path
+from zhtext.lexical.chars import ALNUM, CHAR_CLASS, HAN, JOINER, from_codes, join_lines, to_codes
+from zhtext.lexical.trie import Trie, build_trie, trie_child, trie_find, trie_insert
 
 _CR, _LF = 13, 10
 _CACHE_VERSION = 3

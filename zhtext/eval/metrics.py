@@ -16,7 +16,7 @@ from itertools import zip_longest
 
 import numpy as np
 
-from .errors import ZhtextError
+from zhtext.errors import ZhtextError
 
 __all__ = [
     "PRF",

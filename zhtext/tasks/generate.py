@@ -29,24 +29,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from .decoding import DecodeOptions, generate, iter_generate
-from .errors import ZhtextError
-from .incremental import SplitCache, StepState, gpt2_step, prepare_gpt2
-from .lmdata import batches_of, pack_blocks
-from .models import (
+from zhtext.neural.decoding import DecodeOptions, generate, iter_generate
+from zhtext.errors import ZhtextError
+from zhtext.neural.incremental import SplitCache, StepState, gpt2_step, prepare_gpt2
+from zhtext.neural.batching import batches_of
+from zhtext.neural.lmdata import pack_blocks
+from zhtext.neural.modeldir import (
     META_FILE,
-    build_char_vocab,
-    char_tokenizer,
-    decode_text,
-    load_model,
     load_task_meta,
-    load_tokenizer,
     model_dir_writer,
-    pick_device,
     save_task_meta,
     update_task_meta,
 )
-from .training import TrainConfig, param_groups, seed_everything, train_loop
+from zhtext.neural.scratch import build_char_vocab, char_tokenizer
+from zhtext.neural.tokens import decode_text
+from zhtext.neural.hub import load_model, load_tokenizer, pick_device
+from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, train_loop
 
 __all__ = ["GPTStep", "Piece", "TextGenerator"]
 

@@ -30,31 +30,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from .decoding import DecodeOptions, generate
-from .errors import ZhtextError
-from .incremental import SplitCache, StepState, bert_step, check_bert
-from .metrics import average_rouge
-from .models import (
-    build_char_vocab,
-    char_tokenizer,
-    decode_text,
-    load_model,
+from zhtext.neural.decoding import DecodeOptions, generate
+from zhtext.errors import ZhtextError
+from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert
+from zhtext.eval.metrics import average_rouge
+from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
+from zhtext.neural.tokens import decode_text
+from zhtext.neural.hub import load_model, load_tokenizer, pick_device
+from zhtext.neural.modeldir import (
     load_task_meta,
-    load_tokenizer,
     model_dir_writer,
-    pick_device,
     save_task_meta,
-    small_bert_config,
     update_task_meta,
 )
-from .titledata import TitlePair
-from .training import (
-    TrainConfig,
-    bucketed_batches,
-    param_groups,
-    seed_everything,
-    train_loop,
-)
+from zhtext.tasks.titledata import TitlePair
+from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, train_loop
+from zhtext.neural.batching import bucketed_batches
 
 __all__ = [
     "CachedStep",

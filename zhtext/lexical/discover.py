@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from .corpus import FIRST_RUN_ID, N_IDS, IdCorpus, Source
-from .errors import ZhtextError
-from .lexicon import Lexicon
-from .ngrams import MAX_N, CountTable, KeySet, _slot, set_has, table_find
-from .segment import route_counts, unigram_route
-from .text import from_codes, join_lines
-from .trie import build_trie
+from zhtext.lexical.corpus import FIRST_RUN_ID, N_IDS, IdCorpus, Source
+from zhtext.errors import ZhtextError
+from zhtext.lexical.lexicon import Lexicon
+from zhtext.lexical.ngrams import MAX_N, CountTable, KeySet, _slot, set_has, table_find
+from zhtext.lexical.segment import route_counts, unigram_route
+from zhtext.lexical.chars import from_codes, join_lines
+from zhtext.lexical.trie import build_trie
 
 MAX_WORD = 12  # longest candidate kept (three uint64 keys of four ids each)
 SAMPLE_UNITS = 1 << 22  # re-estimation routes at most ~4.2M units a pass (a 15 MB corpus)
@@ -279,7 +279,7 @@ class Discoverer:
 
     # -- reporting
     def _bar(self):
-        from .progress import Bar
+        from zhtext.io.progress import Bar
 
         return Bar(enabled=self.progress)
 

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-from .io import batched_lines, iter_text_chunks
-from .ngrams import ID_OFFSET
-from .text import ALNUM, CHAR_CLASS, HAN, HAN_LAST, to_codes
+from zhtext.io.reading import batched_lines, iter_text_chunks
+from zhtext.lexical.ngrams import ID_OFFSET
+from zhtext.lexical.chars import ALNUM, CHAR_CLASS, HAN, HAN_LAST, to_codes
 
 BLOCK_CHARS = 1 << 21
 FIRST_RUN_ID = HAN_LAST - ID_OFFSET + 1  # 20951: ids from here on are ASCII letter/digit runs

@@ -36,12 +36,13 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .errors import ZhtextError
-from .io import atomic_output, atomic_path, iter_numbered_lines
-from .pipeconfig import load_config, save_config
+from zhtext.errors import ZhtextError
+from zhtext.io.writing import atomic_output, atomic_path
+from zhtext.io.reading import iter_numbered_lines
+from zhtext.io.config import load_config, save_config
 
 if TYPE_CHECKING:
-    from .tagger import Span
+    from zhtext.tasks.tagger import Span
 
 __all__ = ["STEPS", "BadLine", "Doc", "Lines", "Pipeline", "Problem", "Report", "Step", "read_numbered"]
 
@@ -113,7 +114,7 @@ class Doc:
         ``zhtext embed --format jsonl`` writes it."""
         text = json.dumps(self.as_dict(vector=False), ensure_ascii=False)
         if vector and self.vector is not None:
-            from .embed import vector_json
+            from zhtext.tasks.embed import vector_json
 
             text = f'{text[:-1]}, "vector": {vector_json(self.vector)}}}'
         return text
@@ -165,7 +166,7 @@ class SegmentStep(Step):
     options: ClassVar[dict[str, Any]] = {"dict": None, "user_dict": None}
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        from .segment import Segmenter
+        from zhtext.lexical.segment import Segmenter
 
         super().__init__(settings)
         self.segmenter = Segmenter(settings["dict"], user_dict=settings["user_dict"])
@@ -181,7 +182,7 @@ class TagStep(Step):
     options: ClassVar[dict[str, Any]] = {"tag_model": REQUIRED, "tag_batch_size": 32}
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        from .tagger import Tagger
+        from zhtext.tasks.tagger import Tagger
 
         super().__init__(settings)
         self.tagger = Tagger.load(
@@ -213,7 +214,7 @@ class EmbedStep(Step):
     }
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        from .embed import Embedder
+        from zhtext.tasks.embed import Embedder
 
         super().__init__(settings)
         self.embedder = Embedder(
@@ -256,7 +257,7 @@ class TitleStep(Step):
     }  # fmt: skip
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        from .unilm import TitleGenerator
+        from zhtext.tasks.title import TitleGenerator
 
         super().__init__(settings)
         self.generator = TitleGenerator.load(
@@ -287,7 +288,7 @@ class GenerateStep(Step):
     }  # fmt: skip
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        from .gpt import TextGenerator
+        from zhtext.tasks.generate import TextGenerator
 
         super().__init__(settings)
         self.generator = TextGenerator.load(
@@ -552,7 +553,7 @@ class Pipeline:
                 if on_doc is not None:
                     on_doc(doc, end)
             if matrix is not None:
-                from .embed import save_index_meta
+                from zhtext.tasks.embed import save_index_meta
 
                 matrix.close()
                 save_index_meta(vectors, self._embedder, report.docs, stack)

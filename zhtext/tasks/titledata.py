@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from .errors import ZhtextError
-from .io import iter_lines
+from zhtext.errors import ZhtextError
+from zhtext.io.reading import iter_lines
 
 __all__ = ["TitlePair", "read_articles", "read_pairs"]
 

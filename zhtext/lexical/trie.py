@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .text import join_lines, to_codes
+from zhtext.lexical.chars import join_lines, to_codes
 
 N_CODEPOINTS = 0x110000
 _CP_BITS = 21  # every codepoint fits in 21 bits, the parent node goes above them

@@ -1,0 +1,1 @@
+"""The four model classes (Tagger, TitleGenerator, TextGenerator, Embedder), one API for all."""
