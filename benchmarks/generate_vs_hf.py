@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA_DIR, emit_json, log, race
 
-from zhtext.neural.decoding import DecodeOptions
+from zhtext.neural.decoding import DecodeConfig
 from zhtext.tasks.generate import TextGenerator
 from zhtext.neural.scratch import SPECIAL_TOKENS, char_tokenizer
 
@@ -64,7 +64,7 @@ def prompts_for(batch: int, length: int, gen: torch.Generator) -> list[str]:
 
 
 def run_ours(tg: TextGenerator, prompts: list[str], new: int) -> list[list[int]]:
-    options = DecodeOptions(max_new_tokens=new, min_new_tokens=new)
+    options = DecodeConfig(max_new_tokens=new, min_new_tokens=new)
     return [seqs[0] for _, seqs in tg.generate_ids(prompts, options)]
 
 

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit_json, log
 
-from zhtext.neural.decoding import DecodeOptions, generate
+from zhtext.neural.decoding import DecodeConfig, generate
 from zhtext.tasks.title import CachedStep, RecomputeStep, UniLM
 
 
@@ -62,8 +62,8 @@ def main() -> None:
     batches = args.batch or ([1, 2] if args.quick else [1, 8])
     model = build(layers)
     sep = 102  # bert-base-chinese's [SEP]
-    options = DecodeOptions(max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                            num_beams=args.beam)
+    options = DecodeConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                            beam=args.beam)
     figures: dict = {"bench": "title_decode", "layers": layers, "hidden": 768,
                      "source_len": args.source_len, "new_tokens": new_tokens, "beam": args.beam,
                      "threads": torch.get_num_threads(), "quick": args.quick}
@@ -77,7 +77,7 @@ def main() -> None:
         ids[:, 0] = 101
         ids[torch.arange(batch), lengths - 1] = sep
         ids[torch.arange(ids.shape[1])[None] >= lengths[:, None]] = 0
-        warm = DecodeOptions(max_new_tokens=2, min_new_tokens=2, num_beams=args.beam)
+        warm = DecodeConfig(max_new_tokens=2, min_new_tokens=2, beam=args.beam)
         for stepper in (CachedStep(model), RecomputeStep(model)):  # warm-up at this batch size
             run(stepper, ids, lengths, warm, sep)
         cached, t_cached = run(CachedStep(model), ids, lengths, options, sep)

@@ -1,8 +1,10 @@
-"""The Typer apps that every command module registers on, and shared console helpers."""
+"""The Typer apps that every command module registers on, the options commands share (spelled
+and explained once), the old spellings kept as hidden aliases, and the console."""
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -18,8 +20,44 @@ class Interrupted(Exception):
     """
 
 
+# Old option spellings that scripts may use, per command: kept working for one release, hidden
+# from --help, with a warning the first time each is seen.
+_ALIASES: dict[tuple[str, ...], dict[str, str]] = {}
+_warned: set[str] = set()
+
+
+def alias(command: str, old: str, new: str) -> None:
+    """Accept ``old`` as a hidden, deprecated spelling of ``new`` on ``command`` ("train tagger")."""
+    _ALIASES.setdefault(tuple(command.split()), {})[old] = new
+
+
+def _rewrite_aliases(args: list[str]) -> list[str]:
+    path = tuple(args[:2])
+    table = _ALIASES.get(path) or _ALIASES.get(path[:1])
+    if not table:
+        return args
+    out = []
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        new = table.get(name) if arg.startswith("-") else None
+        if arg == "--":
+            table = {}  # everything after -- is an argument
+        if new is None:
+            out.append(arg)
+            continue
+        if name not in _warned:
+            _warned.add(name)
+            sys.stderr.write(f"zhtext: warning: {name} is deprecated, use {new} "
+                             "(the old spelling goes in the next release)\n")
+        out.append(new + eq + value)
+    return out
+
+
 class _RootGroup(TyperGroup):
     """The root command group: every command runs inside its ``invoke``."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _rewrite_aliases(list(args)))
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -49,7 +87,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-# Options that many commands share, spelled and explained once.
+# ---------------------------------------------------------------- options many commands share
+
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
 ]
@@ -61,17 +100,61 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars 
 OutputOpt = Annotated[
     str | None, typer.Option("-o", "--output", help="Output file, written atomically (default: stdout).")
 ]
+ModelOpt = Annotated[str, typer.Option(
+    "-m", "--model", help="The model: a local folder or a hub id.", show_default=False)]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts run through the model together.")]
+InputFormatOpt = Annotated[str, typer.Option(
+    "--input-format", help="Format of the input data (auto: detect from the file).")]
+NBestOpt = Annotated[int, typer.Option("--n-best", min=1, help="Also give the N best analyses, with probabilities.")]
+NeighboursOpt = Annotated[int, typer.Option("-k", "--neighbours", min=1, help="Nearest neighbours per query.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object instead of a table.")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Score only the first N examples.")]
 
-# The training options every trainer has (defaults stay with each command).
+# ---------------------------------------------------------------- decoding (titles, generation)
+
+BeamOpt = Annotated[int, typer.Option("--beam", min=1, help="Beam width (1: greedy unless --sample).")]
+MaxNewTokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=0, help="Most tokens to generate.")]
+MinNewTokensOpt = Annotated[int, typer.Option(
+    "--min-new-tokens", min=0, help="Fewest tokens to generate (the end token is banned before).")]
+SampleOpt = Annotated[bool, typer.Option("--sample/--greedy", help="Sample tokens, or take the likeliest.")]
+TopKOpt = Annotated[int, typer.Option("--top-k", min=0, help="Sampling: keep the K likeliest tokens (0: all).")]
+TopPOpt = Annotated[float, typer.Option(
+    "--top-p", help="Sampling: keep the likeliest tokens whose probabilities sum to P (1: all).")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Sampling: divide the logits by T.")]
+RepetitionPenaltyOpt = Annotated[float, typer.Option(
+    "--repetition-penalty", help="Above 1 makes tokens already present less likely (1: off).")]
+NoRepeatNgramOpt = Annotated[int, typer.Option(
+    "--no-repeat-ngram", min=0, help="Never repeat N tokens in a row within one output (0: off).")]
+LengthPenaltyOpt = Annotated[float, typer.Option(
+    "--length-penalty", help="Beam search: scores are divided by length ** P.")]
+DecodeSeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling: random seed (reproducible output).")]
+
+# ---------------------------------------------------------------- training (every trainer)
+
+TrainDataOpt = Annotated[str, typer.Option("--train", help="Training data file.", show_default=False)]
+DevDataOpt = Annotated[str | None, typer.Option(
+    "--dev", help="Dev data: scored after each epoch, the best model is kept.")]
+ModelDirOpt = Annotated[str, typer.Option(
+    "-o", "--output", help="Folder for the model (Hugging Face layout + zhtext.json); the best "
+    "model is kept there.", show_default=False)]
+StartModelOpt = Annotated[str | None, typer.Option(
+    "-m", "--model", help="Start from this checkpoint: a hub id or a folder.")]
+FromScratchOpt = Annotated[bool, typer.Option(
+    "--from-scratch", help="Start from a small random model over the training characters.")]
 LayersOpt = Annotated[int, typer.Option("--layers", help="From scratch: transformer layers.")]
 HiddenOpt = Annotated[int, typer.Option(
     "--hidden", help="From scratch: hidden size (heads = hidden / 64, at least 1).")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", help="Passes over the training data.")]
+LrOpt = Annotated[float | None, typer.Option(
+    "--lr", help="Peak learning rate (default: smaller for a pretrained model than from scratch).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (initial weights, shuffling, dropout).")]
 MaxSecondsOpt = Annotated[float | None, typer.Option(
     "--max-seconds", help="Stop after this many seconds of training (the learning rate decays over the budget).")]
 MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
 GradAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Batches per optimizer step.")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUT/checkpoint.")]
+EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", help="Also score the dev data every N steps.")]
+DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", help="Score only the first N dev examples.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT/checkpoint.")]
 
 
 def check_model_or_scratch(model: str | None, from_scratch: bool) -> None:
@@ -79,7 +162,7 @@ def check_model_or_scratch(model: str | None, from_scratch: bool) -> None:
     if (model is None) == (not from_scratch):
         from zhtext.errors import ZhtextError
 
-        raise ZhtextError("give either --model NAME_OR_DIR or --from-scratch")
+        raise ZhtextError("give either -m/--model NAME_OR_DIR or --from-scratch")
 
 
 # Results go to stdout; progress, tables and messages to stderr so pipes stay clean.

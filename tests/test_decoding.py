@@ -15,7 +15,7 @@ from transformers.generation.logits_process import (
 )
 
 from zhtext.neural.decoding import (
-    DecodeOptions,
+    DecodeConfig,
     _beam_search,
     _Tracker,
     generate,
@@ -59,7 +59,7 @@ class Markov:
 
 def run(model: Markov, first: list[int], **kw) -> list[list[list[int]]]:
     logits, state = model.start(first)
-    return generate(model, logits, state, DecodeOptions(**kw), [EOS], [[f] for f in first])
+    return generate(model, logits, state, DecodeConfig(**kw), [EOS], [[f] for f in first])
 
 
 def test_greedy_matches_stepwise_argmax_and_rows_are_independent():
@@ -96,7 +96,7 @@ def test_wide_beam_is_exhaustive_search(lp):
     vocab, max_new = 4, 3
     model = Markov(vocab=vocab, length=max_new, seed=2)
     # 64 beams never prune 3**3 live sequences, so the search is exact.
-    got = run(model, [1, 2, 3], max_new_tokens=max_new, num_beams=64, length_penalty=lp, num_return=5)
+    got = run(model, [1, 2, 3], max_new_tokens=max_new, beam=64, length_penalty=lp, num_return=5)
     for f, out in zip([1, 2, 3], got):
         assert out == brute_force_beams(model, f, vocab, max_new, lp)[:5]
 
@@ -105,26 +105,26 @@ def test_one_beam_without_length_penalty_is_greedy():
     model = Markov(vocab=7, length=12, seed=3)
     greedy = run(model, [1, 2, 3, 4], max_new_tokens=12)
     logits, state = model.start([1, 2, 3, 4])
-    opts = DecodeOptions(max_new_tokens=12, length_penalty=0.0)
+    opts = DecodeConfig(max_new_tokens=12, length_penalty=0.0)
     assert _beam_search(model, logits, state, opts, [EOS], [[1], [2], [3], [4]]) == greedy
 
 
 def test_beam_rows_do_not_depend_on_the_batch():
     model = Markov(vocab=9, length=10, seed=4)
-    batch = run(model, [1, 5, 8], max_new_tokens=10, num_beams=3, num_return=2)
-    alone = [run(model, [f], max_new_tokens=10, num_beams=3, num_return=2)[0] for f in [1, 5, 8]]
+    batch = run(model, [1, 5, 8], max_new_tokens=10, beam=3, num_return=2)
+    alone = [run(model, [f], max_new_tokens=10, beam=3, num_return=2)[0] for f in [1, 5, 8]]
     assert batch == alone
 
 
 def test_sampling_is_seeded_and_streaming_equals_generate():
     model = Markov(vocab=12, length=16, seed=5)
-    kw = {"max_new_tokens": 16, "do_sample": True, "seed": 7, "num_return": 3, "top_p": 0.9, "temperature": 1.3}
+    kw = {"max_new_tokens": 16, "sample": True, "seed": 7, "num_return": 3, "top_p": 0.9, "temperature": 1.3}
     a = run(model, [1, 2], **kw)
     b = run(model, [1, 2], **kw)
     assert a == b and len(a) == 2 and all(len(x) == 3 for x in a)
     logits, state = model.start([1, 2])
     streamed: list[list[int]] = [[] for _ in range(6)]
-    for rows, toks in iter_generate(model, logits, state, DecodeOptions(**kw), [EOS], [[1], [2]]):
+    for rows, toks in iter_generate(model, logits, state, DecodeConfig(**kw), [EOS], [[1], [2]]):
         for r, t in zip(rows.tolist(), toks.tolist()):
             streamed[r].append(t)
     assert [streamed[0:3], streamed[3:6]] == a
@@ -134,7 +134,7 @@ def test_sampling_is_seeded_and_streaming_equals_generate():
 
 def test_top_k_one_sampling_is_greedy():
     model = Markov(vocab=10, length=10, seed=6)
-    assert run(model, [3, 4], max_new_tokens=10, do_sample=True, top_k=1, seed=0) == \
+    assert run(model, [3, 4], max_new_tokens=10, sample=True, top_k=1, seed=0) == \
         run(model, [3, 4], max_new_tokens=10)
 
 
@@ -145,7 +145,7 @@ def test_min_new_tokens_and_finished_rows_leave_the_batch():
     out = run(model, [1, 2], max_new_tokens=10, min_new_tokens=4)
     assert all(len(o[0]) == 4 for o in out)
     model.calls = 0
-    assert run(model, [1], max_new_tokens=10, num_beams=3, min_new_tokens=2, length_penalty=0.0)[0][0].__len__() == 2
+    assert run(model, [1], max_new_tokens=10, beam=3, min_new_tokens=2, length_penalty=0.0)[0][0].__len__() == 2
     assert model.calls <= 3  # settled searches stop stepping
 
 
@@ -153,7 +153,7 @@ def test_no_repeat_ngram_output_has_no_repeated_ngram():
     model = Markov(vocab=4, length=30, seed=8)
     model.table[:, EOS] = -50.0
     for n in (2, 3):
-        for kw in ({}, {"num_beams": 3}, {"do_sample": True, "seed": 1}):
+        for kw in ({}, {"beam": 3}, {"sample": True, "seed": 1}):
             out = run(model, [1, 2, 3], max_new_tokens=30, no_repeat_ngram=n, **kw)
             for f, seqs in zip([1, 2, 3], out):
                 seq = [f] + seqs[0]
@@ -170,7 +170,7 @@ def test_repetition_penalty_equals_transformers_and_is_sign_correct(penalty):
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(3, 20, generator=g) * 3
     ids = [[1, 2, 3, 4], [5, 5, 6, 7], [8, 9, 10, 11]]
-    opts = DecodeOptions(repetition_penalty=penalty)
+    opts = DecodeConfig(repetition_penalty=penalty)
     ours = process_logits(scores, opts, 5, [EOS], _Tracker(opts, ids, 20, scores.device))
     ref = reference(RepetitionPenaltyLogitsProcessor(penalty), ids, scores)
     assert torch.allclose(ours, ref)
@@ -187,7 +187,7 @@ def test_no_repeat_ngram_scores_equal_transformers():
     ids = [[1, 2, 3, 1, 2], [4, 4, 4, 4, 4], [1, 2, 1, 3, 1]]
     scores = torch.randn(3, 8)
     for n in (2, 3):
-        opts = DecodeOptions(no_repeat_ngram=n)
+        opts = DecodeConfig(no_repeat_ngram=n)
         ours = process_logits(scores, opts, 0, [EOS], _Tracker(opts, ids, 8, scores.device))
         ref = reference(NoRepeatNGramLogitsProcessor(n), ids, scores)
         assert torch.equal(torch.isinf(ours), torch.isinf(ref))
@@ -198,7 +198,7 @@ def test_no_repeat_ngram_scores_equal_transformers():
 def test_warpers_equal_transformers(temperature, top_k, top_p):
     g = torch.Generator().manual_seed(1)
     scores = torch.randn(4, 50, generator=g) * 2
-    opts = DecodeOptions(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
+    opts = DecodeConfig(sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
     ours = process_logits(scores, opts, 0, [EOS])
     ref = scores.clone()
     ids = torch.zeros(4, 1, dtype=torch.long)
@@ -213,19 +213,19 @@ def test_warpers_equal_transformers(temperature, top_k, top_p):
     assert torch.allclose(ours[finite], ref[finite])
 
 
-@pytest.mark.parametrize("kw", [{"temperature": 0}, {"top_p": 0}, {"top_p": 1.5}, {"num_beams": 0},
-                                {"num_beams": 2, "do_sample": True}, {"num_beams": 2, "num_return": 3},
+@pytest.mark.parametrize("kw", [{"temperature": 0}, {"top_p": 0}, {"top_p": 1.5}, {"beam": 0},
+                                {"beam": 2, "sample": True}, {"beam": 2, "num_return": 3},
                                 {"max_new_tokens": 2, "min_new_tokens": 3}, {"repetition_penalty": 0},
                                 {"top_k": -1}])
 def test_bad_options_raise_one_clear_error(kw):
     with pytest.raises(ZhtextError, match="bad decoding options"):
-        DecodeOptions(**kw)
+        DecodeConfig(**kw)
 
 
 def test_zero_new_tokens_and_beam_streaming():
     model = Markov()
     logits, state = model.start([1])
-    assert generate(model, logits, state, DecodeOptions(max_new_tokens=0), [EOS]) == [[[]]]
+    assert generate(model, logits, state, DecodeConfig(max_new_tokens=0), [EOS]) == [[[]]]
     with pytest.raises(ZhtextError):
-        next(iter_generate(model, logits, state, DecodeOptions(num_beams=2), [EOS]))
-    assert generate(model, logits, state, DecodeOptions(max_new_tokens=0, num_return=2), [EOS]) == [[[], []]]
+        next(iter_generate(model, logits, state, DecodeConfig(beam=2), [EOS]))
+    assert generate(model, logits, state, DecodeConfig(max_new_tokens=0, num_return=2), [EOS]) == [[[], []]]

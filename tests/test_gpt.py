@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import run_cli
 
-from zhtext.neural.decoding import DecodeOptions
+from zhtext.neural.decoding import DecodeConfig
 from zhtext.errors import ZhtextError
 from zhtext.tasks.generate import GPTStep, TextGenerator, _Detokenizer
 from zhtext.neural.lmdata import pack_blocks, split_heldout
@@ -90,7 +90,7 @@ def test_left_padding_changes_no_continuation_and_greedy_equals_transformers():
     batched = [out[0] for out in gen.generate(prompts, sample=False, max_new_tokens=12)]
     assert batched == alone
     # transformers' generate() on the same left-padded ids and mask, token for token.
-    options = DecodeOptions(max_new_tokens=12)
+    options = DecodeConfig(max_new_tokens=12)
     ours = [seqs[0] for _, seqs in gen.generate_ids(prompts, options)]
     ids, mask = gen.left_pad(gen.prompt_ids(prompts, 12))
     hf = gen.lm.generate(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1,
@@ -197,7 +197,7 @@ def test_sep_stops_generation_and_an_eos_id_outside_the_vocab_is_ignored(tmp_pat
     gen = TextGenerator.load(tmp_path)
     assert gen.bert_style and gen.lm.config.eos_token_id == 50256
     assert gen.eos_ids == [tokenizer.sep_token_id]
-    ids = gen.generate_ids(["你"], DecodeOptions(max_new_tokens=10))
+    ids = gen.generate_ids(["你"], DecodeConfig(max_new_tokens=10))
     assert ids[0][1] == [[]]
     assert gen.generate("你", sample=False, min_new_tokens=3, max_new_tokens=10) == ["好好好"]
 
@@ -236,13 +236,13 @@ def test_perplexity_of_a_known_distribution_matches_brute_force():
 
 def test_max_new_tokens_is_capped_to_the_positions_and_long_prompts_keep_their_tail():
     gen = tiny(positions=16)
-    options = gen.fit(DecodeOptions(max_new_tokens=100))
+    options = gen.fit(DecodeConfig(max_new_tokens=100))
     assert options.max_new_tokens == 8
     rows = gen.prompt_ids(["我爱北京天安门北京是中国的首都今天"], options.max_new_tokens)
     assert len(rows[0]) == 8 and rows[0][0] == gen.bos_id
     assert gen.decode(rows[0]) == "中国的首都今天"
     out = gen.generate_ids(["我爱北京天安门北京是中国的首都今天"],
-                           DecodeOptions(max_new_tokens=100, min_new_tokens=100))
+                           DecodeConfig(max_new_tokens=100, min_new_tokens=100))
     assert len(out[0][1][0]) == 8
 
 

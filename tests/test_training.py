@@ -15,8 +15,8 @@ from zhtext.neural.trainer import (
     checkpoint_path,
     lr_factor,
     param_groups,
+    Trainer,
     seed_everything,
-    train_loop,
 )
 
 N_BATCHES = 10
@@ -62,14 +62,16 @@ def batches_factory(interrupt_at: tuple[int, int] | None = None, calls: list | N
     return batches
 
 
-def run(out_dir, interrupt_at=None, evaluate=None, on_best=None, **config):
+def run(out_dir, interrupt_at=None, evaluate=None, on_best=None, metric="f1",
+        lower_is_better=False, **config):
     seed_everything(3)
     model = Regressor()
-    settings = {"epochs": 3, "seed": 3, "progress": False, **config}
+    settings = {"epochs": 3, "seed": 3, "progress": False, "output": out_dir, **config}
     cfg = TrainConfig(**settings)
     try:
-        history = train_loop(model, param_groups(model, 0.01), batches_factory(interrupt_at),
-                             N_BATCHES, out_dir, cfg, evaluate, on_best)
+        history = Trainer(model, cfg, batches_factory(interrupt_at), N_BATCHES,
+                          groups=param_groups(model, 0.01), evaluate=evaluate, on_best=on_best,
+                          metric=metric, lower_is_better=lower_is_better).fit()
     except KeyboardInterrupt:
         history = None
     return model, history
@@ -168,12 +170,12 @@ def test_resume_refuses_a_checkpoint_for_other_settings(tmp_path):
     run(tmp_path, interrupt_at=(0, 3))
     model = Regressor()
     with pytest.raises(ZhtextError, match="other data or settings"):
-        train_loop(model, param_groups(model, 0.01), batches_factory(), N_BATCHES + 1, tmp_path,
-                   TrainConfig(resume=True, progress=False))
+        Trainer(model, TrainConfig(output=tmp_path, resume=True, progress=False), batches_factory(),
+                N_BATCHES + 1, groups=param_groups(model, 0.01)).fit()
 
 
 def test_wrong_batch_count_is_an_error(tmp_path):
     model = Regressor()
     with pytest.raises(ZhtextError, match="gave 10 batches"):
-        train_loop(model, param_groups(model, 0.01), batches_factory(), 12, tmp_path,
-                   TrainConfig(progress=False))
+        Trainer(model, TrainConfig(output=tmp_path, progress=False), batches_factory(), 12,
+                groups=param_groups(model, 0.01)).fit()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import run_cli
 
-from zhtext.neural.decoding import DecodeOptions
+from zhtext.neural.decoding import DecodeConfig
 from zhtext.errors import ZhtextError
 from zhtext.eval.metrics import average_rouge, rouge_char
 from zhtext.tasks.titledata import TitlePair, read_articles, read_pairs
@@ -113,10 +113,10 @@ def test_cached_logits_equal_recomputation():
 
 
 @pytest.mark.parametrize("options", [
-    DecodeOptions(max_new_tokens=8, num_beams=3),
-    DecodeOptions(max_new_tokens=8, num_beams=4, length_penalty=0.6, num_return=2),
-    DecodeOptions(max_new_tokens=8),
-    DecodeOptions(max_new_tokens=8, do_sample=True, top_k=5, top_p=0.9, seed=3),
+    DecodeConfig(max_new_tokens=8, beam=3),
+    DecodeConfig(max_new_tokens=8, beam=4, length_penalty=0.6, num_return=2),
+    DecodeConfig(max_new_tokens=8),
+    DecodeConfig(max_new_tokens=8, sample=True, top_k=5, top_p=0.9, seed=3),
 ])
 def test_cached_and_recomputed_decoding_are_identical(options):
     gen = tiny(2)
@@ -138,7 +138,7 @@ def test_padding_in_a_batch_changes_no_title():
 
 def test_decoding_options_are_respected():
     gen = tiny(4)
-    ids = gen.generate_ids(TEXTS, DecodeOptions(max_new_tokens=5, min_new_tokens=5, num_beams=2))
+    ids = gen.generate_ids(TEXTS, DecodeConfig(max_new_tokens=5, min_new_tokens=5, beam=2))
     assert all(len(out[0]) == 5 for out in ids)
     a = gen.generate(TEXTS, sample=True, top_p=0.8, seed=11, max_len=6)
     assert a == gen.generate(TEXTS, sample=True, top_p=0.8, seed=11, max_len=6)
@@ -148,7 +148,7 @@ def test_decoding_options_are_respected():
 def test_no_repeat_ngram_keeps_every_bigram_of_a_title_unique():
     gen = tiny(5)
     # Untrained, the model loops; with the ban no two tokens in a row appear twice.
-    loose = gen.generate_ids(TEXTS, DecodeOptions(max_new_tokens=24, min_new_tokens=24))
+    loose = gen.generate_ids(TEXTS, DecodeConfig(max_new_tokens=24, min_new_tokens=24))
     assert any(_has_repeat(out[0], 2) for out in loose)
     for beam in (1, 3):
         titles = gen.generate(TEXTS, beam=beam, max_len=24, min_len=24, no_repeat_ngram=2)

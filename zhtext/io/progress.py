@@ -1,4 +1,8 @@
-"""Progress bars on stderr for long library work (a no-op when disabled)."""
+"""The one progress bar: rich's Progress on stderr, a no-op when disabled.
+
+Reading, discovery, encoding and training all show their progress through :class:`Bar`, so every
+long command looks the same and ``--quiet`` silences them all.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,16 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 
 class Bar:
-    """A context manager over rich's Progress: ``add`` a task, ``advance`` it; silent if disabled."""
+    """A context manager over rich's Progress: ``add`` a task, ``advance`` or ``update`` it.
+
+    ``unit`` is printed after the counts; each task also has a free ``status`` text (a training
+    run shows its loss, learning rate and speed there). Silent when ``enabled`` is false.
+    """
 
     def __init__(self, enabled: bool = True, unit: str = "chars") -> None:
         self.enabled = enabled
@@ -31,7 +40,9 @@ class Bar:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn(self.unit),
+                TextColumn("{task.fields[status]}"),
                 TimeElapsedColumn(),
+                TimeRemainingColumn(),
                 console=Console(stderr=True),
             )
             self._progress.__enter__()
@@ -39,7 +50,7 @@ class Bar:
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
-            if exc[0] is not None:
+            if exc[0] is not None and exc[0] is not KeyboardInterrupt:
                 # On an error the bars would only bury the one-line message: erase them.
                 self._progress.live.transient = True
             else:
@@ -49,16 +60,30 @@ class Bar:
     def _finish_last(self) -> None:
         if self._progress is not None and self._last is not None:
             task = self._progress.tasks[self._last]
-            self._progress.update(self._last, total=task.completed)
+            if task.total is None or task.completed < task.total:
+                self._progress.update(self._last, total=task.completed)
 
-    def add(self, description: str, total: int | None = None) -> TaskID | None:
+    def add(self, description: str, total: int | None = None, completed: int = 0) -> TaskID | None:
         """Start a new task (finishing the previous one)."""
         if self._progress is None:
             return None
         self._finish_last()
-        self._last = self._progress.add_task(description, total=total)
+        self._last = self._progress.add_task(description, total=total, completed=completed, status="")
         return self._last
 
     def advance(self, task: TaskID | None, amount: int) -> None:
         if self._progress is not None and task is not None:
             self._progress.advance(task, amount)
+
+    def update(self, task: TaskID | None, *, completed: int | None = None,
+               description: str | None = None, status: str | None = None) -> None:
+        """Set a task's count, description or status text."""
+        if self._progress is None or task is None:
+            return
+        fields = {} if status is None else {"status": status}
+        self._progress.update(task, completed=completed, description=description, **fields)
+
+    def print(self, message: str) -> None:
+        """A line above the bars (e.g. a training run's dev scores)."""
+        if self._progress is not None:
+            self._progress.console.print(message, markup=False, highlight=False)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
@@ -30,3 +34,33 @@ def batches_of(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.nd
     order = np.random.default_rng([seed, epoch]).permutation(n)
     for start in range(0, n, batch_size):
         yield order[start:start + batch_size]
+
+
+def pad(rows: Sequence[Sequence[int]], value: int = 0, *, left: bool = False,
+        width: int | None = None, device: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ids as one ``(B, width)`` long tensor and its 0/1 attention mask.
+
+    The one padding helper: right padding for encoders and training, ``left=True`` for
+    decoder-only generation (the newest token last in every row). ``width`` defaults to the
+    longest row.
+    """
+    import torch
+
+    width = max((len(r) for r in rows), default=0) if width is None else width
+    ids = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row)
+        if n:
+            at = slice(width - n, width) if left else slice(0, n)
+            ids[i, at] = torch.as_tensor(row, dtype=torch.long)
+            mask[i, at] = 1
+    if device is not None:
+        ids, mask = ids.to(device), mask.to(device)
+    return ids, mask
+
+
+def length_order(lengths: Sequence[int], longest_first: bool = False) -> list[int]:
+    """Indices sorted by length (stable): the order inference batches are cut in, so each batch
+    pads only to rows of about its own length. Results go back by index."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i] if longest_first else lengths[i])

@@ -18,18 +18,23 @@ import torch
 
 from zhtext.errors import ZhtextError
 
-__all__ = ["DecodeOptions", "StepModel", "generate", "iter_generate", "process_logits"]
+__all__ = ["DecodeConfig", "StepModel", "generate", "iter_generate", "process_logits"]
 
 
 @dataclass(frozen=True)
-class DecodeOptions:
-    """How to choose tokens. The defaults give greedy decoding of up to 32 tokens."""
+class DecodeConfig:
+    """How to choose tokens: one vocabulary for titles and generation (API, CLI and pipe alike).
+
+    The defaults give greedy decoding of up to 32 tokens; each model class keeps its own default
+    config (titles: beam 3; GPT-2: sampling with top-k 50) and a call overrides single fields.
+    ``sample`` and ``beam`` > 1 exclude each other; ``num_return`` sequences come back per input.
+    """
 
     max_new_tokens: int = 32
     min_new_tokens: int = 0          # EOS is banned until this many tokens exist
-    num_beams: int = 1               # > 1: beam search (not streamable)
+    beam: int = 1                    # > 1: beam search (not streamable)
     length_penalty: float = 1.0      # beam score = sum of log-probs / length ** length_penalty
-    do_sample: bool = False
+    sample: bool = False
     temperature: float = 1.0
     top_k: int = 0                   # 0: off
     top_p: float = 1.0               # 1.0: off
@@ -44,14 +49,14 @@ class DecodeOptions:
             problems.append("max_new_tokens must be >= 0")
         if not 0 <= self.min_new_tokens <= max(self.max_new_tokens, 0):
             problems.append("min_new_tokens must lie between 0 and max_new_tokens")
-        if self.num_beams < 1:
-            problems.append("num_beams must be >= 1")
-        if self.num_beams > 1 and self.do_sample:
+        if self.beam < 1:
+            problems.append("beam must be >= 1")
+        if self.beam > 1 and self.sample:
             problems.append("sampling and beam search do not mix: choose one")
         if self.num_return < 1:
             problems.append("num_return must be >= 1")
-        if self.num_beams > 1 and self.num_return > self.num_beams:
-            problems.append(f"num_return ({self.num_return}) cannot exceed num_beams ({self.num_beams})")
+        if self.beam > 1 and self.num_return > self.beam:
+            problems.append(f"num_return ({self.num_return}) cannot exceed beam ({self.beam})")
         if not self.temperature > 0:
             problems.append("temperature must be > 0")
         if self.top_k < 0:
@@ -85,7 +90,7 @@ class _Tracker:
     the n-gram ban keeps each row's tokens as a list (prefix + output).
     """
 
-    def __init__(self, options: DecodeOptions, history: Sequence[Sequence[int]], vocab: int,
+    def __init__(self, options: DecodeConfig, history: Sequence[Sequence[int]], vocab: int,
                  device: torch.device):
         self.penalty = options.repetition_penalty
         self.ngram = options.no_repeat_ngram
@@ -126,7 +131,7 @@ class _Tracker:
         return out
 
 
-def process_logits(logits: torch.Tensor, options: DecodeOptions, produced: int,
+def process_logits(logits: torch.Tensor, options: DecodeConfig, produced: int,
                    eos_ids: Sequence[int], tracker: _Tracker | None = None) -> torch.Tensor:
     """The scores tokens are chosen from, in transformers' order.
 
@@ -150,7 +155,7 @@ def process_logits(logits: torch.Tensor, options: DecodeOptions, produced: int,
     if produced < options.min_new_tokens and eos_ids:
         scores = scores.clone()
         scores[:, list(eos_ids)] = -math.inf
-    if not options.do_sample:
+    if not options.sample:
         return scores
     if options.temperature != 1.0:
         scores = scores / options.temperature
@@ -189,7 +194,7 @@ def _expand(model: StepModel, logits: torch.Tensor, state: Any, history: list[li
     return logits[index], model.reorder(state, index), [history[i] for i in index.tolist()]
 
 
-def iter_generate(model: StepModel, logits: torch.Tensor, state: Any, options: DecodeOptions,
+def iter_generate(model: StepModel, logits: torch.Tensor, state: Any, options: DecodeConfig,
                   eos_ids: Sequence[int], history: Sequence[Sequence[int]] | None = None,
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Greedy decoding or sampling, one step at a time.
@@ -200,7 +205,7 @@ def iter_generate(model: StepModel, logits: torch.Tensor, state: Any, options: D
     EOS is never yielded; a sequence that emitted EOS or reached max_new_tokens stops appearing,
     and its row leaves the batch.
     """
-    if options.num_beams > 1:
+    if options.beam > 1:
         raise ZhtextError("beam search cannot be streamed; use generate()")
     hist = _check_inputs(logits, history)
     if options.max_new_tokens == 0 or logits.shape[0] == 0:
@@ -211,14 +216,14 @@ def iter_generate(model: StepModel, logits: torch.Tensor, state: Any, options: D
     tracker = _Tracker(options, hist, logits.shape[-1], device)
     eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=device)
     generators = None
-    if options.do_sample and options.seed is not None:
+    if options.sample and options.seed is not None:
         # One generator per sequence, seeded by the seed and the sample's number, so that what
         # a prompt gets does not depend on the other prompts of its batch.
         generators = [torch.Generator(device=device).manual_seed(
             hash((options.seed, r % options.num_return)) % 2**63) for r in range(len(rows))]
     for produced in range(options.max_new_tokens):
         scores = process_logits(logits, options, produced, eos_ids, tracker)
-        if not options.do_sample:
+        if not options.sample:
             tokens = scores.argmax(dim=-1)
         elif generators is None:
             tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
@@ -243,11 +248,11 @@ def iter_generate(model: StepModel, logits: torch.Tensor, state: Any, options: D
         logits, state = model.step(tokens, state)
 
 
-def _beam_search(model: StepModel, logits: torch.Tensor, state: Any, options: DecodeOptions,
+def _beam_search(model: StepModel, logits: torch.Tensor, state: Any, options: DecodeConfig,
                  eos_ids: Sequence[int], history: list[list[int]]) -> list[list[list[int]]]:
     """Batched beam search; inputs whose search is settled leave the batch."""
     n_inputs, vocab = logits.shape
-    k = options.num_beams
+    k = options.beam
     device = logits.device
     eos = set(eos_ids)
     lp = options.length_penalty
@@ -324,7 +329,7 @@ def _beam_search(model: StepModel, logits: torch.Tensor, state: Any, options: De
     return results
 
 
-def generate(model: StepModel, logits: torch.Tensor, state: Any, options: DecodeOptions,
+def generate(model: StepModel, logits: torch.Tensor, state: Any, options: DecodeConfig,
              eos_ids: Sequence[int], history: Sequence[Sequence[int]] | None = None,
              ) -> list[list[list[int]]]:
     """Decode every input: per input, ``num_return`` lists of new token ids (EOS excluded).
@@ -338,7 +343,7 @@ def generate(model: StepModel, logits: torch.Tensor, state: Any, options: Decode
     n = logits.shape[0]
     if options.max_new_tokens == 0 or n == 0:
         return [[[] for _ in range(options.num_return)] for _ in range(n)]
-    if options.num_beams > 1:
+    if options.beam > 1:
         return _beam_search(model, logits, state, options, eos_ids, hist)
     out: list[list[int]] = [[] for _ in range(n * options.num_return)]
     for rows, tokens in iter_generate(model, logits, state, options, eos_ids, hist):

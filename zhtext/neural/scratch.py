@@ -139,3 +139,50 @@ def small_bert_config(
         max_position_embeddings=max_position,
         **kw,
     )
+
+
+# The architectures a trainer can build from scratch.
+ARCHITECTURES = ("bert", "bert-lm", "gpt2")
+
+
+def scratch_model(arch: str, texts: Iterable[str], config: Any, max_position: int,
+                  **model_kw: Any) -> tuple[Any, PreTrainedTokenizerBase, dict[str, Any]]:
+    """A model with random weights over a character vocabulary of ``texts``: the one builder
+    behind every trainer's from-scratch start.
+
+    ``arch``: ``bert`` (a bare encoder, for the tagger), ``bert-lm`` (a ``BertLMHeadModel`` set
+    as a decoder, for UniLM titles) or ``gpt2`` (``GPT2LMHeadModel``). Sizes come from ``config``
+    (a :class:`~zhtext.neural.trainer.TrainConfig`: ``layers``, ``hidden``, ``n_heads``,
+    ``dropout``, ``min_char_count``, ``max_vocab``); ``max_position`` is the longest input.
+    Returns the model, its character tokenizer and the ``from_scratch`` metadata to save with it.
+    """
+    if arch not in ARCHITECTURES:
+        raise ZhtextError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHITECTURES)})")
+    vocab = build_char_vocab(texts, min_count=config.min_char_count, max_size=config.max_vocab)
+    tokenizer = char_tokenizer(vocab, model_max_length=max_position)
+    size = {"layers": config.layers, "hidden": config.hidden, "heads": config.n_heads}
+    drop = config.dropout
+    if arch == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        gpt = GPT2Config(vocab_size=len(vocab), n_positions=max_position, n_embd=config.hidden,
+                         n_layer=config.layers, n_head=config.n_heads, resid_pdrop=drop,
+                         embd_pdrop=drop, attn_pdrop=drop, bos_token_id=tokenizer.cls_token_id,
+                         eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
+                         **model_kw)
+        model = GPT2LMHeadModel(gpt)
+        size["block_size"] = max_position
+    else:
+        bert = small_bert_config(len(vocab), layers=config.layers, hidden=config.hidden,
+                                 heads=config.n_heads, max_position=max_position,
+                                 hidden_dropout_prob=drop, attention_probs_dropout_prob=drop,
+                                 **({"is_decoder": True} if arch == "bert-lm" else {}), **model_kw)
+        if arch == "bert-lm":
+            from transformers import BertLMHeadModel
+
+            model = BertLMHeadModel(bert)
+        else:
+            from transformers import AutoModel
+
+            model = AutoModel.from_config(bert)
+    return model, tokenizer, {"from_scratch": {**size, "vocab_size": len(vocab)}}

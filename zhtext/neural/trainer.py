@@ -1,6 +1,8 @@
-"""One training loop for every trainable zhtext model (tagger, UniLM titles, GPT-2).
+"""The one training loop for every trainable zhtext model (tagger, UniLM titles, GPT-2).
 
-The loop knows nothing about the task. It is given
+:class:`TrainConfig` holds the settings every trainer shares (data, the model to start from or the
+size of one built from scratch, the schedule); each task adds its own few in a small subclass.
+:class:`Trainer` runs the loop and knows nothing about the task. It is given
 
 - a ``model`` whose forward returns the loss (a scalar tensor, or an object with ``.loss`` as the
   Hugging Face models return) when called with one batch (``model(**batch)`` for a mapping,
@@ -8,15 +10,15 @@ The loop knows nothing about the task. It is given
 - ``batches(epoch)``: a factory giving the batches of one epoch. It must be deterministic in
   ``epoch`` (shuffle with a generator seeded from the seed and the epoch, never the global RNG), so
   that a resumed run can skip exactly the batches it had already consumed;
-- ``evaluate()``: the dev metrics as a dict (higher ``metric`` is better), and ``on_best(metrics)``:
-  called whenever the dev metric improves, to save the best model;
+- ``evaluate()``: the dev metrics as a dict, ``metric`` the key that picks the best model, and
+  ``on_best(record)``: called whenever it improves, to save the best model;
 - the parameter groups (e.g. a larger learning rate for a CRF head).
 
 It provides AdamW, a linear warm-up then linear decay, gradient accumulation and clipping, seeding,
-stopping by epochs, optimizer steps and/or wall-clock seconds, a rich progress bar, dev evaluation
+stopping by epochs, optimizer steps and/or wall-clock seconds, the progress bar, dev evaluation
 after each epoch (and every N steps), and resumable checkpoints: everything needed to continue —
-model, optimizer, schedule position, RNG states, history, best metric — goes to one file,
-``<out_dir>/checkpoint/state.pt``, written atomically at each evaluation, at an interruption
+model, optimizer, schedule position, RNG states, the :class:`TrainState` — goes to one file,
+``<output>/checkpoint/state.pt``, written atomically at each evaluation, at an interruption
 (Ctrl-C) and at the time budget. ``resume=True`` continues from it; an uninterrupted run and an
 interrupted-then-resumed run with the same seed reach the same weights.
 """
@@ -24,11 +26,12 @@ interrupted-then-resumed run with the same seed reach the same weights.
 from __future__ import annotations
 
 import math
+import os
 import random
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,42 +39,81 @@ import numpy as np
 import torch
 
 from zhtext.errors import ZhtextError
+from zhtext.io.progress import Bar
 from zhtext.io.writing import atomic_path
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 
+DataSource = str | os.PathLike | Sequence[Any]
+
 
 @dataclass
 class TrainConfig:
-    """Settings of :func:`train_loop` (the learning rates live in the parameter groups).
+    """Settings every trainer shares; a task's subclass adds its own (and may change defaults).
 
-    ``warmup`` is the fraction of the run spent warming the learning rate up from 0; after it the
-    rate decays linearly to 0 at the end of the run. The run's length is ``max_steps`` optimizer
-    steps if given, else ``epochs`` epochs; with ``max_seconds`` the schedule also follows the
-    clock (progress = the larger of the step and time fractions), so a time-budgeted run still
-    ends with a decayed rate. ``max_seconds`` counts this invocation's training time only.
+    Data: ``train`` and ``dev`` are file paths (read with the task's reader, ``input_format`` and
+    ``encoding``) or in-memory examples. ``output`` is the folder the best model is saved to
+    (Hugging Face layout + ``zhtext.json``), with ``output/checkpoint`` while training runs.
+
+    Model: ``model`` names a checkpoint to start from (hub id or folder); without it a small model
+    (``layers``, ``hidden``, ``heads`` = hidden / 64 by default, ``dropout``) is built from
+    scratch over a character vocabulary of the training text (characters seen at least
+    ``min_char_count`` times, at most ``max_vocab`` entries).
+
+    Schedule: ``lr`` defaults per task (smaller for a pretrained model). ``warmup`` is the
+    fraction of the run spent warming the learning rate up from 0; after it the rate decays
+    linearly to 0 at the end of the run. The run's length is ``max_steps`` optimizer steps if
+    given, else ``epochs`` epochs; with ``max_seconds`` the schedule also follows the clock
+    (progress = the larger of the step and time fractions), so a time-budgeted run still ends with
+    a decayed rate. ``max_seconds`` counts this invocation's training time only. The dev set is
+    scored after each epoch and every ``eval_every`` optimizer steps, on its first ``dev_limit``
+    examples when given.
     """
 
+    train: DataSource | None = None
+    output: str | os.PathLike | None = None
+    dev: DataSource | None = None
+    model: str | os.PathLike | None = None
+    input_format: str = "auto"
+    encoding: str | None = None
+    # a model built from scratch
+    layers: int = 4
+    hidden: int = 256
+    heads: int | None = None
+    dropout: float = 0.1
+    min_char_count: int = 1
+    max_vocab: int | None = None
+    # the schedule
     epochs: int = 3
-    max_steps: int | None = None
-    max_seconds: float | None = None
+    batch_size: int = 16
+    lr: float | None = None
     warmup: float = 0.1
     weight_decay: float = 0.01
     grad_accum: int = 1
     max_grad_norm: float | None = 1.0
-    seed: int = 42
+    max_steps: int | None = None
+    max_seconds: float | None = None
     eval_every: int | None = None  # optimizer steps between dev evaluations (besides epoch ends)
-    metric: str = "f1"  # key of the evaluate() dict that picks the best model
-    lower_is_better: bool = False  # True for a metric such as perplexity
+    dev_limit: int | None = None
+    seed: int = 42
     resume: bool = False
     keep_checkpoint: bool = False  # keep checkpoint/ after the schedule completes
     progress: bool = True
+    device: str | None = None
 
     def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ZhtextError("bad training settings: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings (a subclass extends the list)."""
         problems = []
         if self.epochs < 0:
             problems.append("epochs must be >= 0")
+        if self.batch_size < 1:
+            problems.append("batch_size must be >= 1")
         if self.max_steps is not None and self.max_steps < 0:
             problems.append("max_steps must be >= 0")
         if self.max_seconds is not None and not self.max_seconds >= 0:
@@ -82,8 +124,37 @@ class TrainConfig:
             problems.append("grad_accum must be >= 1")
         if self.eval_every is not None and self.eval_every < 1:
             problems.append("eval_every must be >= 1")
-        if problems:
-            raise ZhtextError("bad training settings: " + "; ".join(problems))
+        if self.dev_limit is not None and self.dev_limit < 1:
+            problems.append("dev_limit must be >= 1")
+        if self.lr is not None and not self.lr > 0:
+            problems.append(f"the learning rate must be > 0, not {self.lr}")
+        if min(self.layers, self.hidden) < 1 or (self.heads is not None and self.heads < 1):
+            problems.append("layers, hidden and heads must be >= 1")
+        elif self.hidden % self.n_heads:
+            problems.append(f"hidden size {self.hidden} is not a multiple of the {self.n_heads} heads")
+        if not 0 <= self.dropout < 1:
+            problems.append("dropout must lie in [0, 1)")
+        return problems
+
+    @property
+    def n_heads(self) -> int:
+        """Attention heads of a model built from scratch: ``heads``, or hidden / 64 (at least 1)."""
+        return self.heads or max(1, self.hidden // 64)
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: saved in every checkpoint, restored on resume."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches of the current epoch consumed
+    elapsed: float = 0.0  # training seconds over all invocations
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = -math.inf
+    evaluated_step: int = -1
+    loss_sum: float = 0.0  # since the last evaluation
+    loss_batches: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -164,51 +235,6 @@ def _loss_of(model: torch.nn.Module, batch: Any) -> torch.Tensor:
     return loss
 
 
-class _Progress:
-    """A rich progress bar on stderr showing loss, learning rate and speed; a no-op when disabled."""
-
-    def __init__(self, enabled: bool, total: int, completed: int):
-        self._bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._task = self._bar.add_task("train", total=total, completed=completed, loss=float("nan"),
-                                        lr=0.0, speed="")
-        self._bar.start()
-
-    def update(self, step: int, epoch: int, loss: float, lr: float, it_per_s: float) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=step, description=f"epoch {epoch + 1}", loss=loss,
-                             lr=lr, speed=f"{it_per_s:.2f} it/s")
-
-    def print(self, message: str) -> None:
-        if self._bar is not None:
-            self._bar.console.print(message)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def _format_metrics(metrics: Mapping[str, Any]) -> str:
     parts = []
     for key, value in metrics.items():
@@ -216,193 +242,227 @@ def _format_metrics(metrics: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def checkpoint_path(out_dir: str | Path) -> Path:
-    """Where :func:`train_loop` keeps its resumable state for ``out_dir``."""
-    return Path(out_dir) / CHECKPOINT_DIR / CHECKPOINT_FILE
+
+def checkpoint_path(output: str | os.PathLike) -> Path:
+    """Where :class:`Trainer` keeps its resumable state for a run saving to ``output``."""
+    return Path(output) / CHECKPOINT_DIR / CHECKPOINT_FILE
 
 
-def train_loop(
-    model: torch.nn.Module,
-    groups: Sequence[dict[str, Any]],
-    batches: Callable[[int], Iterable[Any]],
-    batches_per_epoch: int,
-    out_dir: str | Path,
-    config: TrainConfig,
-    evaluate: Callable[[], Mapping[str, float]] | None = None,
-    on_best: Callable[[Mapping[str, Any]], None] | None = None,
-    extra_state: Mapping[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """Train ``model`` and return the history: one dict per dev evaluation (epoch ends, every
-    ``eval_every`` steps, and the end of the run), with ``epoch`` (fractional), ``step``, the mean
-    training ``loss`` since the previous entry, ``lr``, ``seconds`` and the dev metrics.
+class Trainer:
+    """Train ``model`` under ``config``; :meth:`fit` returns the history.
 
-    Without ``evaluate``, ``on_best`` is called at each epoch end with the training loss (the latest
-    model counts as the best). ``extra_state`` (e.g. the label set) is stored in the checkpoint and
-    must match on resume, so a checkpoint is never continued with different data or settings.
-    Call :func:`seed_everything` before building the model so its initial weights follow the seed.
+    The history has one dict per dev evaluation (epoch ends, every ``eval_every`` steps, and the
+    end of the run), with ``epoch`` (fractional), ``step``, the mean training ``loss`` since the
+    previous entry, ``lr``, ``seconds`` and the dev metrics. Without ``evaluate``, ``on_best`` is
+    called at each evaluation with the training loss (the latest model counts as the best).
+    ``extra_state`` (e.g. the label set) is stored in the checkpoint and must match on resume, so
+    a checkpoint is never continued with different data or settings. ``groups`` default to
+    :func:`param_groups` of the model at ``config.lr``. Seed (:func:`seed_everything`) before
+    building the model so its initial weights follow the seed.
     """
-    if batches_per_epoch <= 0:
-        raise ZhtextError("no training batches: the training data is empty")
-    accum = max(1, config.grad_accum)
-    steps_per_epoch = math.ceil(batches_per_epoch / accum)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    if total_steps <= 0:
-        raise ZhtextError("nothing to train: epochs and max_steps are both 0")
-    optimizer = torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=config.weight_decay)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    ckpt = checkpoint_path(out_dir)
-    extra = dict(extra_state or {})
 
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "history": [],
-                             "best": -math.inf, "evaluated_step": -1, "loss_sum": 0.0,
-                             "loss_batches": 0}
-    if config.resume and ckpt.is_file():
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainConfig,
+        batches: Callable[[int], Iterable[Any]],
+        batches_per_epoch: int,
+        *,
+        groups: Sequence[dict[str, Any]] | None = None,
+        evaluate: Callable[[], Mapping[str, float]] | None = None,
+        on_best: Callable[[Mapping[str, Any]], None] | None = None,
+        metric: str = "f1",
+        lower_is_better: bool = False,
+        extra_state: Mapping[str, Any] | None = None,
+    ) -> None:
+        if config.output is None:
+            raise ZhtextError("no output folder for the model")
+        if batches_per_epoch <= 0:
+            raise ZhtextError("no training batches: the training data is empty")
+        self.model = model
+        self.config = config
+        self.batches = batches
+        self.batches_per_epoch = batches_per_epoch
+        self.evaluate = evaluate
+        self.on_best = on_best
+        self.metric = metric
+        self.lower_is_better = lower_is_better
+        self.extra = dict(extra_state or {})
+        self.accum = config.grad_accum
+        self.total_steps = config.epochs * math.ceil(batches_per_epoch / self.accum)
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        if self.total_steps <= 0:
+            raise ZhtextError("nothing to train: epochs and max_steps are both 0")
+        if groups is None:
+            groups = param_groups(model, config.lr or 1e-3, config.weight_decay)
+        self.optimizer = torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=config.weight_decay)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.checkpoint = checkpoint_path(config.output)
+        self.state = TrainState()
+        self._bar = Bar(enabled=config.progress, unit="steps")
+        self._task = None
+        self._run_start = 0.0
+        self._run_elapsed = 0.0  # this invocation's training seconds (what max_seconds limits)
+        self._rng = _rng_state()  # RNG states as of the last completed step
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _restore(self) -> None:
         # On the CPU: RNG states must stay CPU tensors; weights and moments are copied to the device.
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if saved.get("extra") != extra or saved.get("batches_per_epoch") != batches_per_epoch:
-            raise ZhtextError(f"{ckpt} was written for other data or settings; remove it or drop --resume")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        saved = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        if saved.get("extra") != self.extra or saved.get("batches_per_epoch") != self.batches_per_epoch:
+            raise ZhtextError(f"{self.checkpoint} was written for other data or settings; remove it "
+                              "or drop --resume")
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
         _set_rng_state(saved["rng"])
-        state.update(saved["loop"])
-    else:
-        seed_everything(config.seed)
+        self.state = TrainState(**saved["loop"])
 
-    bar = _Progress(config.progress, total_steps, state["step"])
-    if config.resume:
-        bar.print(f"resuming at step {state['step']} (epoch {state['epoch'] + 1})" if state["step"]
-                  else f"no checkpoint at {ckpt}: starting from scratch")
-    run_start = time.perf_counter()
-    run_elapsed = 0.0  # this invocation's training seconds (what max_seconds limits)
-    steps_at_start = state["step"]
-    elapsed_before = state["elapsed"]  # seconds spent by earlier (interrupted) invocations
-    # RNG states as of the last completed step: what an interrupted run must resume from.
-    rng_snapshot = _rng_state()
-
-    def save_checkpoint() -> None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    def _save_checkpoint(self) -> None:
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": rng_snapshot,
-            "loop": dict(state),
-            "extra": extra,
-            "batches_per_epoch": batches_per_epoch,
-            "config": asdict(config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self._rng,
+            "loop": asdict(self.state),
+            "extra": self.extra,
+            "batches_per_epoch": self.batches_per_epoch,
+            "config": {k: v for k, v in asdict(self.config).items()
+                       if isinstance(v, (int, float, str, bool, type(None)))},
         }
-        with atomic_path(ckpt) as tmp:
+        with atomic_path(self.checkpoint) as tmp:
             torch.save(payload, tmp)
 
-    def set_lr() -> float:
-        progress = state["step"] / total_steps
-        if config.max_seconds:
-            progress = max(progress, run_elapsed / config.max_seconds)
-        factor = lr_factor(progress, config.warmup)
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * factor
-        return base_lrs[0] * factor
+    # ---------------------------------------------------------------- one step, one evaluation
 
-    def run_evaluation() -> None:
-        nonlocal rng_snapshot
-        model.eval()
+    def _set_lr(self) -> float:
+        progress = self.state.step / self.total_steps
+        if self.config.max_seconds:
+            progress = max(progress, self._run_elapsed / self.config.max_seconds)
+        factor = lr_factor(progress, self.config.warmup)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        return self.base_lrs[0] * factor
+
+    def _evaluate(self) -> None:
+        state = self.state
+        self.model.eval()
         with torch.no_grad():
-            metrics = dict(evaluate()) if evaluate is not None else {}
-        model.train()
+            metrics = dict(self.evaluate()) if self.evaluate is not None else {}
+        self.model.train()
         record: dict[str, Any] = {
-            "epoch": round(state["epoch"] + state["batch"] / batches_per_epoch, 4),
-            "step": state["step"],
-            "loss": state["loss_sum"] / state["loss_batches"] if state["loss_batches"] else None,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(state["elapsed"], 2),
+            "epoch": round(state.epoch + state.batch / self.batches_per_epoch, 4),
+            "step": state.step,
+            "loss": state.loss_sum / state.loss_batches if state.loss_batches else None,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(state.elapsed, 2),
             **metrics,
         }
-        state["loss_sum"], state["loss_batches"] = 0.0, 0
-        state["history"].append(record)
-        state["evaluated_step"] = state["step"]
-        bar.print(_format_metrics(record))
-        if evaluate is None:
-            score = float(state["step"])  # without dev data the latest model is the best
-        elif config.metric in metrics:
-            score = float(metrics[config.metric])
-            score = -score if config.lower_is_better else score
+        state.loss_sum, state.loss_batches = 0.0, 0
+        state.history.append(record)
+        state.evaluated_step = state.step
+        self._bar.print(_format_metrics(record))
+        if self.evaluate is None:
+            score = float(state.step)  # without dev data the latest model is the best
+        elif self.metric in metrics:
+            score = float(metrics[self.metric])
+            score = -score if self.lower_is_better else score
         else:
-            raise ZhtextError(f"evaluate() returned no {config.metric!r} metric")
-        if score > state["best"]:
-            state["best"] = score
-            if on_best is not None:
-                on_best(record)
-        rng_snapshot = _rng_state()
-        if state["step"] < total_steps or config.keep_checkpoint:
-            save_checkpoint()
+            raise ZhtextError(f"evaluate() returned no {self.metric!r} metric")
+        if score > state.best:
+            state.best = score
+            if self.on_best is not None:
+                self.on_best(record)
+        self._rng = _rng_state()
+        if state.step < self.total_steps or self.config.keep_checkpoint:
+            self._save_checkpoint()
 
-    def train_one_epoch() -> bool:
+    def _train_epoch(self, steps_at_start: int, elapsed_before: float) -> bool:
         """Run the rest of the current epoch; True when the run must stop (steps or time)."""
-        nonlocal run_elapsed, rng_snapshot
-        skip = state["batch"]  # batches of this epoch consumed before a resume
+        state, config, optimizer = self.state, self.config, self.optimizer
+        skip = state.batch  # batches of this epoch consumed before a resume
         accumulated, pending_loss = 0, 0.0
         seen = 0
         optimizer.zero_grad(set_to_none=True)
-        for index, batch in enumerate(batches(state["epoch"])):
+        for index, batch in enumerate(self.batches(state.epoch)):
             seen = index + 1
             if index < skip:
                 continue
-            loss = _loss_of(model, batch)
-            (loss / accum).backward()
+            loss = _loss_of(self.model, batch)
+            (loss / self.accum).backward()
             pending_loss += float(loss.detach())
             accumulated += 1
-            last_in_epoch = index + 1 == batches_per_epoch
-            if accumulated < accum and not last_in_epoch:
+            last_in_epoch = index + 1 == self.batches_per_epoch
+            if accumulated < self.accum and not last_in_epoch:
                 continue
-            lr = set_lr()
+            lr = self._set_lr()
             if config.max_grad_norm:
                 params = [p for g in optimizer.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            state["loss_sum"] += pending_loss
-            state["loss_batches"] += accumulated
+            state.loss_sum += pending_loss
+            state.loss_batches += accumulated
             accumulated, pending_loss = 0, 0.0
-            state["step"] += 1
-            state["batch"] = index + 1
-            rng_snapshot = _rng_state()
-            now = time.perf_counter()
-            run_elapsed = now - run_start
-            state["elapsed"] = elapsed_before + run_elapsed
-            speed = (state["step"] - steps_at_start) / max(1e-9, run_elapsed)
-            bar.update(state["step"], state["epoch"], float(loss.detach()), lr, speed)
-            if state["step"] >= total_steps:
+            state.step += 1
+            state.batch = index + 1
+            self._rng = _rng_state()
+            self._run_elapsed = time.perf_counter() - self._run_start
+            state.elapsed = elapsed_before + self._run_elapsed
+            speed = (state.step - steps_at_start) / max(1e-9, self._run_elapsed)
+            self._bar.update(self._task, completed=state.step, description=f"epoch {state.epoch + 1}",
+                             status=f"loss {float(loss.detach()):.4f}  lr {lr:.2e}  {speed:.2f} it/s")
+            if state.step >= self.total_steps:
                 return True
-            if config.max_seconds is not None and run_elapsed >= config.max_seconds:
+            if config.max_seconds is not None and self._run_elapsed >= config.max_seconds:
                 return True
             if last_in_epoch:
                 return False
-            if config.eval_every and state["step"] % config.eval_every == 0:
-                run_evaluation()
-        if seen < batches_per_epoch:
-            raise ZhtextError(f"the batch factory gave {seen} batches, not the {batches_per_epoch} announced")
+            if config.eval_every and state.step % config.eval_every == 0:
+                self._evaluate()
+        if seen < self.batches_per_epoch:
+            raise ZhtextError(f"the batch factory gave {seen} batches, not the "
+                              f"{self.batches_per_epoch} announced")
         return False
 
-    model.train()
-    try:
-        while state["step"] < total_steps:
-            stop = train_one_epoch()
-            if state["batch"] >= batches_per_epoch:
-                state["epoch"] += 1
-                state["batch"] = 0
-            if stop:
-                break
-            run_evaluation()
-        if state["evaluated_step"] != state["step"]:
-            run_evaluation()
-        if state["step"] >= total_steps and not config.keep_checkpoint:
-            shutil.rmtree(ckpt.parent, ignore_errors=True)
-    except KeyboardInterrupt:
-        # The saved state is that of the last optimizer step; a partly accumulated step is redone.
-        save_checkpoint()
-        bar.print(f"interrupted: checkpoint saved to {ckpt} (continue with resume)")
-        raise
-    finally:
-        bar.close()
-    return list(state["history"])
+    # ---------------------------------------------------------------- the run
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train to the end of the schedule (or the budget) and return the history."""
+        config = self.config
+        resuming = config.resume and self.checkpoint.is_file()
+        if resuming:
+            self._restore()
+        else:
+            seed_everything(config.seed)
+        self._rng = _rng_state()
+        with self._bar:
+            self._task = self._bar.add("train", total=self.total_steps, completed=self.state.step)
+            if config.resume:
+                self._bar.print(f"resuming at step {self.state.step} (epoch {self.state.epoch + 1})"
+                                if self.state.step else
+                                f"no checkpoint at {self.checkpoint}: starting from scratch")
+            self._run_start = time.perf_counter()
+            self._run_elapsed = 0.0
+            steps_at_start, elapsed_before = self.state.step, self.state.elapsed
+            self.model.train()
+            try:
+                while self.state.step < self.total_steps:
+                    stop = self._train_epoch(steps_at_start, elapsed_before)
+                    if self.state.batch >= self.batches_per_epoch:
+                        self.state.epoch += 1
+                        self.state.batch = 0
+                    if stop:
+                        break
+                    self._evaluate()
+                if self.state.evaluated_step != self.state.step:
+                    self._evaluate()
+                if self.state.step >= self.total_steps and not config.keep_checkpoint:
+                    shutil.rmtree(self.checkpoint.parent, ignore_errors=True)
+            except KeyboardInterrupt:
+                # The saved state is that of the last optimizer step; a partly accumulated step is redone.
+                self._save_checkpoint()
+                self._bar.print(f"interrupted: checkpoint saved to {self.checkpoint} (continue with resume)")
+                raise
+        return list(self.state.history)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zhtext.neural.decoding import DecodeOptions, generate, iter_generate
+from zhtext.neural.decoding import DecodeConfig, generate, iter_generate
 from zhtext.errors import ZhtextError
 from zhtext.neural.incremental import SplitCache, StepState, gpt2_step, prepare_gpt2
 from zhtext.neural.batching import batches_of
@@ -44,7 +44,7 @@ from zhtext.neural.modeldir import (
 from zhtext.neural.scratch import build_char_vocab, char_tokenizer
 from zhtext.neural.tokens import decode_text
 from zhtext.neural.hub import load_model, load_tokenizer, pick_device
-from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, train_loop
+from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, Trainer
 
 __all__ = ["GPTStep", "Piece", "TextGenerator"]
 
@@ -273,7 +273,7 @@ class TextGenerator:
         return [list(ids) for ids in
                 self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
 
-    def fit(self, options: DecodeOptions) -> DecodeOptions:
+    def fit(self, options: DecodeConfig) -> DecodeConfig:
         """``options`` with max_new_tokens capped so that a prompt keeps at least half the model's
         positions (there are no positions beyond them). The cap is the same for every prompt, so a
         continuation never depends on the rest of its batch."""
@@ -334,18 +334,18 @@ class TextGenerator:
     def options(*, max_new_tokens: int = 64, min_new_tokens: int = 0, sample: bool | None = None,
                 temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
                 repetition_penalty: float = 1.0, no_repeat_ngram: int = 0, num: int = 1,
-                beams: int = 1, length_penalty: float = 1.0, seed: int | None = None) -> DecodeOptions:
+                beams: int = 1, length_penalty: float = 1.0, seed: int | None = None) -> DecodeConfig:
         """Decoding options from keywords. ``sample`` defaults to True without beams (``beams`` > 1
         is beam search; ``sample=False, beams=1`` is greedy); ``num`` sequences per prompt."""
         if sample is None:
             sample = beams == 1
-        return DecodeOptions(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                             num_beams=beams, length_penalty=length_penalty, do_sample=sample,
+        return DecodeConfig(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                             beam=beams, length_penalty=length_penalty, sample=sample,
                              temperature=temperature, top_k=top_k, top_p=top_p,
                              repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
                              num_return=num, seed=seed)
 
-    def _batches(self, stepper: GPTStep, prompts: Sequence[str], options: DecodeOptions
+    def _batches(self, stepper: GPTStep, prompts: Sequence[str], options: DecodeConfig
                  ) -> Iterator[tuple[int, list[list[int]], torch.Tensor, StepState]]:
         """Per batch of prompts: the first prompt's index, the prompts' ids, logits and cache."""
         for start in range(0, len(prompts), self.batch_size):
@@ -357,7 +357,7 @@ class TextGenerator:
         # What the repetition penalty and n-gram ban look at: the prompt's text tokens.
         return [[t for t in row if t != self.bos_id] for row in rows]
 
-    def generate_ids(self, prompts: Sequence[str], options: DecodeOptions
+    def generate_ids(self, prompts: Sequence[str], options: DecodeConfig
                      ) -> list[tuple[list[int], list[list[int]]]]:
         """Per prompt: its ids, and ``options.num_return`` lists of new token ids (the end token
         excluded; beam search: the best first)."""
@@ -390,7 +390,7 @@ class TextGenerator:
         sequence join to exactly what :meth:`generate` returns. Beam search cannot stream."""
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
         opts = self.fit(self.options(**options))
-        if opts.num_beams > 1:
+        if opts.beam > 1:
             raise ZhtextError("beam search cannot be streamed: use generate() (--no-stream)")
         num = opts.num_return
         stepper = GPTStep(self.lm)
@@ -551,12 +551,13 @@ class TextGenerator:
             gen.save(out, block_size=block_size, best=record)
 
         config = TrainConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds,
-                             warmup=warmup, grad_accum=grad_accum, seed=seed, metric="ppl",
-                             lower_is_better=True, resume=resume, progress=progress)
+                             warmup=warmup, grad_accum=grad_accum, seed=seed, resume=resume,
+                             progress=progress, output=out)
         extra = {"vocab": len(gen.tokenizer), "block_size": block_size, "batch_size": batch_size,
                  "blocks": len(blocks)}
-        history = train_loop(gen.lm, param_groups(gen.lm, lr, config.weight_decay), batches,
-                             batches_per_epoch, out, config, evaluate, on_best, extra)
+        history = Trainer(gen.lm, config, batches, batches_per_epoch,
+                          groups=param_groups(gen.lm, lr, config.weight_decay), evaluate=evaluate,
+                          on_best=on_best, metric="ppl", lower_is_better=True, extra_state=extra).fit()
         # The best model is on disk already: only its metadata gains the history.
         update_task_meta(out, history=history)
         best = cls.load(out, device=device, batch_size=batch_size)

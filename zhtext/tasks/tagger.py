@@ -48,7 +48,7 @@ from zhtext.neural.modeldir import (
     update_task_meta,
 )
 from zhtext.labels.formats import WORD, Example, read_examples, to_spans, to_tags, words_of
-from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, train_loop
+from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, Trainer
 from zhtext.neural.batching import bucketed_batches
 
 __all__ = ["Candidate", "Span", "Tagger", "evaluate_tagger", "tag_names"]
@@ -529,12 +529,12 @@ class Tagger:
 
         config_ = TrainConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds,
                               warmup=warmup, grad_accum=grad_accum, seed=seed, eval_every=eval_every,
-                              resume=resume, progress=progress)
+                              resume=resume, progress=progress, output=out)
         groups = param_groups(net, lr, config_.weight_decay, head=("emit", "crf"), head_lr=head_lr)
         extra = {"tags": tags, "vocab": len(tagger.char_ids.vocab), "max_len": max_len,
                  "batch_size": batch_size, "train_size": len(rows)}
-        history = train_loop(net, groups, batches, batches_per_epoch, out, config_, evaluate,
-                             on_best, extra)
+        history = Trainer(net, config_, batches, batches_per_epoch, groups=groups, evaluate=evaluate,
+                          on_best=on_best, extra_state=extra).fit()
         # The best model is on disk already: only its metadata gains the history.
         update_task_meta(out, history=history)
         best = cls.load(out, device=device, batch_size=batch_size)

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zhtext.neural.decoding import DecodeOptions, generate
+from zhtext.neural.decoding import DecodeConfig, generate
 from zhtext.errors import ZhtextError
 from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert
 from zhtext.eval.metrics import average_rouge
@@ -44,7 +44,7 @@ from zhtext.neural.modeldir import (
     update_task_meta,
 )
 from zhtext.tasks.titledata import TitlePair
-from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, train_loop
+from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, Trainer
 from zhtext.neural.batching import bucketed_batches
 
 __all__ = [
@@ -306,7 +306,7 @@ class TitleGenerator:
 
     # ---------------------------------------------------------------- generation
 
-    def generate_ids(self, texts: Sequence[str], options: DecodeOptions,
+    def generate_ids(self, texts: Sequence[str], options: DecodeConfig,
                      cached: bool = True) -> list[list[list[int]]]:
         """Title token ids of each text (``options.num_return`` per text), in batches of
         ``batch_size`` texts of similar length; ``cached=False`` recomputes every step."""
@@ -331,11 +331,11 @@ class TitleGenerator:
     @staticmethod
     def options(*, beam: int = 3, max_len: int = 32, min_len: int = 0, length_penalty: float = 1.0,
                 sample: bool = False, top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0,
-                seed: int | None = None, no_repeat_ngram: int = 0) -> DecodeOptions:
+                seed: int | None = None, no_repeat_ngram: int = 0) -> DecodeConfig:
         """The decoding options of :meth:`generate`'s keywords; raises ZhtextError on bad values."""
-        return DecodeOptions(max_new_tokens=max_len, min_new_tokens=min_len,
-                             num_beams=1 if sample else beam, length_penalty=length_penalty,
-                             do_sample=sample, top_k=top_k, top_p=top_p, temperature=temperature,
+        return DecodeConfig(max_new_tokens=max_len, min_new_tokens=min_len,
+                             beam=1 if sample else beam, length_penalty=length_penalty,
+                             sample=sample, top_k=top_k, top_p=top_p, temperature=temperature,
                              seed=seed, no_repeat_ngram=no_repeat_ngram)
 
     def generate(self, texts: Sequence[str], *, beam: int = 3, max_len: int = 32,
@@ -475,12 +475,12 @@ class TitleGenerator:
 
         config = TrainConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds,
                              warmup=warmup, grad_accum=grad_accum, seed=seed, eval_every=eval_every,
-                             metric="rouge-l", resume=resume, progress=progress)
+                             resume=resume, progress=progress, output=out)
         extra = {"vocab": len(gen.tokenizer), "max_source_len": max_source_len,
                  "max_target_len": max_target_len, "batch_size": batch_size, "train_size": len(rows)}
         groups = param_groups(net, lr, config.weight_decay)
-        history = train_loop(net, groups, batches, batches_per_epoch, out, config, evaluate,
-                             on_best, extra)
+        history = Trainer(net, config, batches, batches_per_epoch, groups=groups, evaluate=evaluate,
+                          on_best=on_best, metric="rouge-l", extra_state=extra).fit()
         # The best model is on disk already: only its metadata gains the history.
         update_task_meta(out, history=history)
         best = cls.load(out, device=device, batch_size=batch_size)

@@ -1,0 +1,142 @@
+"""What every model class shares: the five verbs and the one training flow behind ``train``.
+
+``Tagger``, ``TitleGenerator``, ``TextGenerator`` and ``Embedder`` subclass :class:`Model`:
+
+- ``Cls.load(name_or_dir, *, device=None, batch_size=None)``: a hub id or a local folder (one
+  zhtext saved, or a plain Hugging Face checkpoint where that makes sense);
+- ``model.save(directory)``: the Hugging Face layout plus ``zhtext.json``, never torn;
+- ``model(text)`` gives one result, ``model([texts])`` a list (both through :meth:`predict`);
+- ``model.evaluate(data)``: a dict of the task's figures;
+- ``Cls.train(config)``: one :class:`~zhtext.neural.trainer.TrainConfig` (a task's subclass).
+
+The pipeline, the CLI and (later) the cluster and the server call only these verbs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from zhtext.errors import ZhtextError
+from zhtext.neural.batching import bucketed_batches
+from zhtext.neural.modeldir import update_task_meta
+from zhtext.neural.trainer import Trainer, TrainConfig
+
+if TYPE_CHECKING:
+    import torch
+
+M = TypeVar("M", bound="Model")
+
+
+class Model:
+    """Base of the model classes. Subclasses set ``task`` (the name in ``zhtext.json``),
+    ``config_class`` (their :class:`TrainConfig` subclass) and ``metric`` (the dev figure that
+    picks the best model in training; ``lower_is_better`` for one such as perplexity)."""
+
+    task: ClassVar[str] = ""
+    config_class: ClassVar[type[TrainConfig]] = TrainConfig
+    metric: ClassVar[str] = "f1"
+    lower_is_better: ClassVar[bool] = False
+
+    device: torch.device
+    batch_size: int
+    meta: dict[str, Any]
+    history: list[dict[str, Any]]
+
+    # ---------------------------------------------------------------- the verbs
+
+    @classmethod
+    def load(cls: type[M], name_or_dir: str | os.PathLike, *, device: str | None = None,
+             batch_size: int | None = None, **options: Any) -> M:
+        """A model from a hub id or a local folder."""
+        raise NotImplementedError
+
+    def save(self, directory: str | os.PathLike, **meta: Any) -> Path:
+        """Save to ``directory`` (created if needed); ``meta`` joins ``zhtext.json``."""
+        raise NotImplementedError
+
+    def predict(self, texts: list[str], **options: Any) -> list[Any]:
+        """One result per text, in order."""
+        raise NotImplementedError
+
+    def __call__(self, texts: str | Sequence[str], **options: Any) -> Any:
+        """The result of one text, or a list of results for a list of texts."""
+        if isinstance(texts, str):
+            return self.predict([texts], **options)[0]
+        return self.predict(list(texts), **options)
+
+    def evaluate(self, data: Any, **options: Any) -> dict[str, Any]:
+        """The task's figures on labelled ``data`` (examples in memory, or a file path)."""
+        raise NotImplementedError
+
+    @classmethod
+    def train(cls: type[M], config: TrainConfig) -> M:
+        """Train under ``config``, keep the best model in ``config.output`` and return it."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- shared by the trainers
+
+    @classmethod
+    def read_data(cls, path: str | os.PathLike, config: TrainConfig) -> list[Any]:
+        """The examples of a data file, read with the task's reader."""
+        raise NotImplementedError
+
+    @classmethod
+    def _check_config(cls, config: TrainConfig) -> TrainConfig:
+        if not isinstance(config, cls.config_class):
+            raise ZhtextError(f"{cls.__name__}.train takes a {cls.config_class.__name__}, "
+                              f"not a {type(config).__name__}")
+        if config.output is None:
+            raise ZhtextError("no output folder for the model")
+        if config.train is None:
+            raise ZhtextError("no training data")
+        return config
+
+    @classmethod
+    def _data(cls, source: Any, config: TrainConfig) -> list[Any]:
+        """Examples from a path (read with :meth:`read_data`) or from memory."""
+        if source is None:
+            return []
+        if isinstance(source, (str, os.PathLike)):
+            return cls.read_data(source, config)
+        return list(source)
+
+    @classmethod
+    def _fit(
+        cls: type[M],
+        model: M,
+        net: torch.nn.Module,
+        config: TrainConfig,
+        rows: Sequence[Any],
+        lengths: Sequence[int],
+        collate: Callable[[list[Any]], Any],
+        evaluate: Callable[[], Mapping[str, float]] | None,
+        *,
+        groups: Sequence[dict[str, Any]] | None = None,
+        extra_state: Mapping[str, Any] | None = None,
+    ) -> M:
+        """The training flow every task shares: length-bucketed batches of ``rows`` made by
+        ``collate``, the :class:`Trainer`, the best model saved to ``config.output`` whenever the
+        dev ``metric`` improves, its history added to ``zhtext.json``, and that best model loaded
+        back and returned."""
+        out = Path(config.output)
+        size = config.batch_size
+
+        def batches(epoch: int):
+            for group in bucketed_batches(lengths, size, config.seed, epoch):
+                yield collate([rows[i] for i in group])
+
+        def on_best(record: Mapping[str, Any]) -> None:
+            model.save(out, best=dict(record))
+
+        history = Trainer(net, config, batches, math.ceil(len(rows) / size), groups=groups,
+                          evaluate=evaluate, on_best=on_best, metric=cls.metric,
+                          lower_is_better=cls.lower_is_better, extra_state=extra_state).fit()
+        # The best model is on disk already: only its metadata gains the history.
+        update_task_meta(out, history=history)
+        best = cls.load(out, device=config.device, batch_size=size)
+        best.history = history
+        return best
