@@ -11,7 +11,9 @@ from zhtext.lexical.discover import Discoverer, DiscoverStats
 from zhtext.io.writing import atomic_output
 from zhtext.lexical.lexicon import FORMATS
 
-from .base import app, console
+from .base import EncodingOpt, OutputOpt, QuietOpt, alias, app, console
+
+alias("discover", "--out", "--output")
 
 
 @app.command()
@@ -19,9 +21,7 @@ def discover(
     corpus: list[Path] = typer.Argument(
         ..., help="Text files to learn from (UTF-8 or GB18030; '-' reads stdin).", show_default=False
     ),
-    out: Path | None = typer.Option(
-        None, "-o", "--out", help="Write the lexicon here (default: stdout)."
-    ),
+    output: OutputOpt = None,
     max_n: int = typer.Option(4, "--max-n", help="Longest n-gram counted (2-4)."),
     min_count: int | None = typer.Option(
         None, "--min-count", help="Least count of a word; default scales with the corpus size."
@@ -37,10 +37,8 @@ def discover(
         1, "--min-len", help="Shortest entry written; 1 keeps single characters so that the "
         "lexicon segments on its own, 2 lists discovered words only."
     ),
-    encoding: str | None = typer.Option(
-        None, "--encoding", help="Force the input encoding (default: detect UTF-8/GB18030)."
-    ),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or summary."),
+    encoding: EncodingOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Discover the words of a corpus by minimum entropy; write a lexicon, most frequent first.
 
@@ -58,17 +56,17 @@ def discover(
     source = corpus[0] if len(corpus) == 1 else list(corpus)
     # Opened first, so that a bad output path fails before the run; the file appears only
     # once the whole lexicon is written.
-    with atomic_output(out) as handle:
+    with atomic_output(output) as handle:
         lexicon = finder.run(source, encoding=encoding)
         if min_len > 1:
             lexicon.counts = {w: c for w, c in lexicon.counts.items() if len(w) >= min_len}
         for line in lexicon.lines(fmt, top):
             handle.write(line + "\n")
     if not quiet:
-        _summary(finder.stats, lexicon.most_common(), out)
+        _summary(finder.stats, lexicon.most_common(), output)
 
 
-def _summary(stats: DiscoverStats, entries: list[tuple[str, int]], out: Path | None) -> None:
+def _summary(stats: DiscoverStats, entries: list[tuple[str, int]], out: str | None) -> None:
     table = Table(title="zhtext discover", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -84,6 +82,6 @@ def _summary(stats: DiscoverStats, entries: list[tuple[str, int]], out: Path | N
     table.add_row("peak memory", f"{stats.peak_mb:.0f} MB")
     words = [w for w, _ in entries if len(w) > 1][:12]
     table.add_row("top words", " ".join(words))
-    if out is not None:
+    if out not in (None, "-"):
         table.add_row("written to", str(out))
     console.print(table)

@@ -6,19 +6,15 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from zhtext.io.writing import atomic_output
+from zhtext.io.progress import Bar
 from zhtext.io.reading import iter_lines
+from zhtext.io.writing import atomic_output
 from zhtext.lexical.segment import Segmenter
 
-from .base import EncodingOpt, QuietOpt, app, console
+from .base import EncodingOpt, OutputOpt, QuietOpt, alias, app, console
+
+alias("segment", "--out", "--output")
 
 
 @app.command()
@@ -36,7 +32,7 @@ def segment(
         "--user-dict",
         help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.",
     ),
-    out: Path | None = typer.Option(None, "-o", "--out", help="Write here (default: stdout)."),
+    output: OutputOpt = None,
     sep: str = typer.Option(
         " ", "--sep", help="Put this between words (a tab: --sep $'\\t').", show_default="space"
     ),
@@ -53,19 +49,13 @@ def segment(
     """
     segmenter = Segmenter(dictionary, user_dict=user_dict)
     lines = iter_lines(file, encoding)
-    to_terminal = out is None and sys.stdout.isatty()
+    to_terminal = output in (None, "-") and sys.stdout.isatty()
     show = not quiet and file != "-" and not to_terminal and console.is_terminal
-    with atomic_output(out) as handle, Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), TimeRemainingColumn(), console=console, disable=not show,
-    ) as progress:  # fmt: skip
+    with atomic_output(output) as handle, Bar(enabled=show, unit="bytes") as bar:
         size = Path(file).stat().st_size if show and Path(file).is_file() else None
-        task = progress.add_task("segmenting", total=size)
+        task = bar.add("segmenting", total=size)
         for batch, segmented in segmenter.segment_batches(lines, sep):
             handle.write("\n".join(segmented))
             handle.write("\n")
             if size is not None:  # UTF-8 bytes approximate the file's bytes well enough
-                progress.advance(
-                    task, sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch)
-                )
-        progress.update(task, completed=size)
+                bar.advance(task, sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch))

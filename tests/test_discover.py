@@ -283,7 +283,7 @@ def test_each_block_stops_at_the_first_error(threads):
 
 def test_one_pass_is_the_unigram_route_of_the_candidates():
     """Re-estimation's first pass, rebuilt from its definition over the text itself."""
-    from zhtext.lexical.segment import unigram_route
+    from zhtext.lexical.route import unigram_route
     from zhtext.lexical.chars import join_lines
     from zhtext.lexical.trie import build_trie
 
@@ -363,7 +363,7 @@ def test_sampled_reestimation_still_counts_every_character():
 
 
 def test_route_on_ids_matches_unigram_route():
-    from zhtext.lexical.segment import route_counts, unigram_route
+    from zhtext.lexical.route import route_counts, unigram_route
     from zhtext.lexical.trie import build_trie
 
     rng = random.Random(3)

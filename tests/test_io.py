@@ -99,3 +99,27 @@ def test_stdin(tmp_path):
     )
     assert res.returncode == 0
     assert res.stdout.decode().strip() == "['甲', '乙']"
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "gb18030"])
+def test_one_codec_policy_for_both_line_readers(tmp_path, codec):
+    """The strict reader (whole-file commands) and the numbered one (pipe) choose the same codec,
+    so a good line decodes the same in both; a bad line stops the first and is reported by the
+    second, at the same place."""
+    from zhtext.io.reading import iter_numbered_lines
+
+    lines = [f"第{i}行：自然语言处理，ok {i}" for i in range(400)]
+    path = tmp_path / "good.txt"
+    path.write_bytes("\n".join(lines).encode(codec) + b"\n")
+    assert list(iter_lines(path)) == lines
+    assert [text for _, _, text, error in iter_numbered_lines(path) if error is None] == lines
+
+    damaged = bytearray(path.read_bytes())
+    at = damaged.index("第300行".encode(codec))
+    damaged[at:at + 1] = b"\xff"  # no codec decodes 0xff as a lead byte
+    path.write_bytes(bytes(damaged))
+    numbered = list(iter_numbered_lines(path))
+    assert [n for n, _, _, error in numbered if error] == [301]
+    assert [text for n, _, text, _ in numbered if n != 301] == lines[:300] + lines[301:]
+    with pytest.raises(ZhtextError, match=f"offset {at} as {codec}"):
+        list(iter_lines(path))

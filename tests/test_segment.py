@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from zhtext.io.reading import iter_lines
 from zhtext.lexical.lexicon import Lexicon
-from zhtext.lexical.segment import Segmenter, load_dictionary, unigram_route
+from zhtext.lexical.route import unigram_route
+from zhtext.lexical.segment import Segmenter, load_dictionary
 from zhtext.lexical.chars import join_lines
 from zhtext.lexical.trie import Trie, build_trie, trie_find
 

@@ -48,26 +48,24 @@ def _looks_binary(sample: bytes) -> bool:
 
 
 def detect_encoding(sample: bytes, name: str = "<input>") -> str:
-    """Pick the codec for a file from its first bytes: ``utf-8-sig``, ``utf-8`` or ``gb18030``.
+    """Pick the codec for a stream from its first bytes: ``utf-8-sig``, ``utf-8`` or ``gb18030``.
 
-    Raises ZhtextError for binary data or bytes that neither UTF-8 nor GB18030 can decode.
+    The one codec policy of every reader: a BOM, else the codec that decodes the whole sample
+    (UTF-8 first), else the one under which more of its lines decode, so that a few damaged lines
+    never switch a file to the wrong codec; the readers then report the bad bytes themselves.
+    Raises ZhtextError for binary data.
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if _looks_binary(sample):
         raise ZhtextError(f"{name} looks like a binary file, not text")
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        return "utf-8"
-    except UnicodeDecodeError as utf8_err:
+    for codec in ("utf-8", "gb18030"):
         try:
-            codecs.getincrementaldecoder("gb18030")().decode(sample, final=False)
-            return "gb18030"
+            codecs.getincrementaldecoder(codec)().decode(sample, final=False)
+            return codec
         except UnicodeDecodeError:
-            raise ZhtextError(
-                f"{name}: cannot decode byte at offset {utf8_err.start} as UTF-8 or GB18030 "
-                "(use --encoding to name the right one)"
-            ) from None
+            pass
+    return _likelier_codec(sample)
 
 
 def _codec(encoding: str) -> codecs.CodecInfo:
@@ -173,8 +171,7 @@ def iter_numbered_lines(
     Unlike :func:`iter_lines`, each line is decoded on its own, so a bad line gives
     ``(number, end, "", "cannot decode ...")`` and the lines after it still come; so does a line
     over ``max_bytes`` ("longer than ..."), which is skipped without being held in memory. The
-    encoding is picked as :func:`iter_lines` picks it, except that when some lines of the first
-    chunk do not decode, the codec that decodes more of them is taken. A codec whose newline is not
+    codec is chosen as :func:`iter_lines` chooses it (:func:`detect_encoding`). A codec whose newline is not
     the byte ``\\n`` (UTF-16, UTF-32) is read with :func:`iter_lines`, where a bad byte ends the run.
     """
     if encoding is not None and "\n".encode(_codec(encoding).name) != b"\n":
@@ -187,12 +184,7 @@ def iter_numbered_lines(
     stream, name = _open_binary(source)
     try:
         first = stream.read(CHUNK_BYTES)
-        try:
-            codec = _pick_codec(first, name, encoding)
-        except ZhtextError:
-            if encoding is not None or _looks_binary(first):
-                raise
-            codec = _likelier_codec(first)
+        codec = _pick_codec(first, name, encoding)
         start = 0
         if first.startswith(codecs.BOM_UTF8) and _codec(codec).name in ("utf-8", "utf-8-sig"):
             start, codec = len(codecs.BOM_UTF8), "utf-8"

@@ -28,38 +28,13 @@ def _publish(tmp: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: PathLike | None, encoding: str = "utf-8") -> Iterator[IO[str]]:
-    """Open ``path`` for writing text so that it appears whole or not at all.
-
-    Writes go to a temporary file beside the target, renamed over it on success and removed on any
-    error. ``None`` or ``-`` writes to stdout.
-    """
-    if path is None or str(path) == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Give a temporary path beside ``path`` to write to; it is renamed over ``path`` when the
+    block ends without error and removed otherwise (Ctrl-C included). The one atomic writer:
+    :func:`atomic_output` and model folders build on it."""
     target = Path(path)
     if target.is_dir():
         raise ZhtextError(f"{target} is a directory; give a file name for the output")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ZhtextError(f"output folder does not exist: {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
-            yield handle
-        _publish(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Give a temporary path beside ``path`` to write a binary file to; rename it over on success."""
-    target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise ZhtextError(f"output folder does not exist: {parent}")
@@ -73,3 +48,15 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike | None, encoding: str = "utf-8") -> Iterator[IO[str]]:
+    """Open ``path`` for writing text so that it appears whole or not at all (see
+    :func:`atomic_path`). ``None`` or ``-`` writes to stdout."""
+    if path is None or str(path) == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", encoding=encoding, newline="\n") as handle:
+        yield handle

@@ -1,8 +1,8 @@
 """The compact id corpus that discovery makes several passes over.
 
 Text is read once, in blocks cut at line ends, and reduced to ``uint16`` unit ids (2 bytes a unit,
-``0`` between fragments). A unit is a Han character (id ``cp - ID_OFFSET``, see :mod:`zhtext.ngrams`)
-or a whole run of ASCII letters/digits (DESIGN.md section 2, step 1): runs get ids above the Han
+``0`` between fragments). A unit is a Han character (id ``cp - ID_OFFSET``, see :mod:`zhtext.lexical.ngrams`)
+or a whole run of ASCII letters/digits : runs get ids above the Han
 range from a vocabulary built while reading, so that words such as ``2000年`` or ``卡拉OK`` can be
 found; every other character separates fragments. Unigram counts are taken while encoding.
 

@@ -1,17 +1,17 @@
-"""Minimum-entropy word discovery (DESIGN.md section 2).
+"""Minimum-entropy word discovery.
 
 A lexicon is good when the corpus, written as a sequence of its words under a unigram model, takes
 the fewest bits. The pipeline:
 
 1. read the corpus once into compact unit ids: a unit is a Han character or a whole run of ASCII
-   letters/digits, so that 2000年 can be a word (:mod:`zhtext.corpus`);
-2. count n-grams, n = 2..max_n, exactly, one Numba pass an order (:mod:`zhtext.ngrams`), skipping
+   letters/digits, so that 2000年 can be a word (:mod:`zhtext.lexical.corpus`);
+2. count n-grams, n = 2..max_n, exactly, one Numba pass an order (:mod:`zhtext.lexical.ngrams`), skipping
    what the cohesion bound says can never be kept;
 3. keep the n-grams whose cohesion — the smallest pointwise mutual information over their binary
    splits — clears a threshold that rises with n (a longer word must pay for its spelling);
 4. glue adjacent units wherever a kept n-gram covers them: the maximal glued spans, and the kept
    n-grams themselves, are the candidates;
-5. re-estimate: segment the corpus with the unigram model (the route of :mod:`zhtext.segment`,
+5. re-estimate: segment the corpus with the unigram model (the route of :mod:`zhtext.lexical.route`,
    run on the ids), recount, drop words that barely beat their own best split, and repeat while
    the description (corpus bits plus lexicon bits) shrinks. A large corpus is re-estimated on an
    even sample, then routed whole once for the final counts.
@@ -37,8 +37,8 @@ from numba import njit
 from zhtext.lexical.corpus import FIRST_RUN_ID, N_IDS, IdCorpus, Source
 from zhtext.errors import ZhtextError
 from zhtext.lexical.lexicon import Lexicon
-from zhtext.lexical.ngrams import MAX_N, CountTable, KeySet, _slot, set_has, table_find
-from zhtext.lexical.segment import route_counts, unigram_route
+from zhtext.lexical.ngrams import MAX_N, CountTable, KeySet, slot, set_has, table_find
+from zhtext.lexical.route import route_counts, unigram_route
 from zhtext.lexical.chars import from_codes, join_lines
 from zhtext.lexical.trie import build_trie
 
@@ -76,7 +76,8 @@ def default_min_count(units: int) -> int:
 def default_thresholds(max_n: int, alphabet: int, base: float = 2.0) -> dict[int, float]:
     """Minimum cohesion (nats) an n-gram needs: ``base`` for pairs, ``ln(alphabet)`` more a unit.
 
-    Joining a pair pays once its PMI is above about 1 nat (DESIGN.md section 2); ``base`` asks for
+    Merging every occurrence of a pair (a, b) changes the corpus's code length by about
+    -N_ab * (PMI(a, b) - 1) nats, so joining pays once its PMI is above 1 nat; ``base`` asks for
     a margin over that. Each further unit of a longer word must also pay for its spelling in the
     lexicon, ln(alphabet) nats, the alphabet being the distinct units of the corpus (~3,200 for
     the PKU test text, ~6,000 for the four novels). Checked on the first 1,000 PKU test lines:
@@ -106,7 +107,7 @@ def _peak_mb() -> float:
 
 @njit(cache=True)
 def _key3_slot(k0, k1, k2, bits):
-    return _slot(k0 ^ (k1 * np.uint64(0x100000001B3)) ^ (k2 * np.uint64(0xC2B2AE3D27D4EB4F)), bits)
+    return slot(k0 ^ (k1 * np.uint64(0x100000001B3)) ^ (k2 * np.uint64(0xC2B2AE3D27D4EB4F)), bits)
 
 
 @njit(cache=True)

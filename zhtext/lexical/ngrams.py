@@ -2,7 +2,7 @@
 
 The corpus is a ``uint16`` array of unit ids with ``0`` between fragments: a Han character
 U+4E00..U+9FD5 gets id ``cp - 0x4DFF`` (1..20950), a run of ASCII letters/digits an id above that
-(:mod:`zhtext.corpus`), so four units pack exactly into one ``uint64`` (16 bits each, most
+(:mod:`zhtext.lexical.corpus`), so four units pack exactly into one ``uint64`` (16 bits each, most
 significant first) and an n-gram's key is its own spelling: no collisions, and ``key >> 16`` /
 ``key & low bits`` are its (n-1)-gram prefix and suffix. The kernels release the GIL, so that
 blocks can be counted on several threads, one table each, merged with :meth:`CountTable.merge`.
@@ -26,7 +26,7 @@ _BLOOM = np.uint64(0xC2B2AE3D27D4EB4F)  # a second multiplier: filter bits indep
 
 
 @njit(cache=True, inline="always")
-def _slot(key, bits):
+def slot(key, bits):
     # Fibonacci hashing: the high bits of key * golden ratio spread packed n-grams well.
     return np.int64((key * _GOLDEN) >> np.uint64(64 - bits))
 
@@ -35,7 +35,7 @@ def _slot(key, bits):
 def table_find(keys, bits, key):
     """Slot holding ``key``, or -1. ``keys`` is an open-addressing table with 0 for empty."""
     mask = (1 << bits) - 1
-    s = _slot(key, bits)
+    s = slot(key, bits)
     while True:
         k = keys[s]
         if k == key:
@@ -49,7 +49,7 @@ def table_find(keys, bits, key):
 def _insert(keys, counts, bits, key, add):
     """Add ``add`` to ``key``'s count; return 1 when a new slot was taken."""
     mask = (1 << bits) - 1
-    s = _slot(key, bits)
+    s = slot(key, bits)
     while True:
         k = keys[s]
         if k == key:
@@ -206,7 +206,7 @@ class KeySet:
 def _fill_set(table, values, bits, keys, vals):
     mask = (1 << bits) - 1
     for i in range(keys.shape[0]):
-        s = _slot(keys[i], bits)
+        s = slot(keys[i], bits)
         while table[s] != 0 and table[s] != keys[i]:
             s = (s + 1) & mask
         table[s] = keys[i]
