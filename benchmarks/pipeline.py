@@ -112,9 +112,9 @@ def standalone_commands(
         "segment": [*exe, "segment", str(corpus), "-o", str(work / "seg.txt"), "-q"],
         "tag": [*exe, "tag", str(corpus), "--model", tagger, "-o", str(work / "tag.jsonl")],
         "embed": [*exe, "embed", str(corpus), "-m", encoder, "-o", str(work / "emb.npy"), "-q"],
-        "pipe": [*exe, "pipe", str(corpus), "--steps", ",".join(STEPS), "--tag-model", tagger,
+        "pipe": [*exe, "pipe", str(corpus), "--steps", ",".join(STEPS), "--set", f"tag.model={tagger}",
                  *(["--batch-size", str(batch_size)] if batch_size else []),
-                 "--embed-model", encoder, "-o", str(work / "pipe.jsonl"),
+                 "--set", f"embed.model={encoder}", "-o", str(work / "pipe.jsonl"),
                  "--vectors", str(work / "pipe.npy"), "-q"],
     }  # fmt: skip
 
@@ -147,11 +147,11 @@ def in_process(
 ) -> dict[str, tuple[float, float]]:
     """(wall, CPU) seconds of each step alone and of the whole pipeline, models loaded beforehand;
     best of ``repeats`` interleaved runs, so a busy neighbour hurts every contender alike."""
-    from zhtext.pipeline.core import Pipeline
+    from zhtext.pipeline import Pipeline
 
-    models = {"tag": {"tag_model": tagger}, "embed": {"embed_model": encoder}, "segment": {}}
-    contenders = {step: Pipeline([step], **models[step]) for step in STEPS}
-    contenders["pipeline"] = Pipeline(list(STEPS), tag_model=tagger, embed_model=encoder)
+    models = {"tag": {"model": tagger}, "embed": {"model": encoder}}
+    contenders = {step: Pipeline([step], **{k: v for k, v in models.items() if k == step}) for step in STEPS}
+    contenders["pipeline"] = Pipeline(list(STEPS), **models)
     for nlp in contenders.values():
         list(nlp.pipe(texts[:64], batch_size=batch_size))  # warm-up: JIT, first allocations
     best: dict[str, tuple[float, float]] = {}

@@ -27,7 +27,10 @@ _warned: set[str] = set()
 
 
 def alias(command: str, old: str, new: str) -> None:
-    """Accept ``old`` as a hidden, deprecated spelling of ``new`` on ``command`` ("train tagger")."""
+    """Accept ``old`` as a hidden, deprecated spelling of ``new`` on ``command`` ("train tagger").
+
+    ``new`` may be an option and the start of its value, ``"--set tag.model="``: the old option's
+    value is then appended to it (``--tag-model X`` becomes ``--set tag.model=X``)."""
     _ALIASES.setdefault(tuple(command.split()), {})[old] = new
 
 
@@ -37,7 +40,8 @@ def _rewrite_aliases(args: list[str]) -> list[str]:
     if not table:
         return args
     out = []
-    for arg in args:
+    rest = iter(args)
+    for arg in rest:
         name, eq, value = arg.partition("=")
         new = table.get(name) if arg.startswith("-") else None
         if arg == "--":
@@ -47,9 +51,14 @@ def _rewrite_aliases(args: list[str]) -> list[str]:
             continue
         if name not in _warned:
             _warned.add(name)
-            sys.stderr.write(f"zhtext: warning: {name} is deprecated, use {new} "
+            sys.stderr.write(f"zhtext: warning: {name} is deprecated, use {new}{'...' if ' ' in new else ''} "
                              "(the old spelling goes in the next release)\n")
-        out.append(new + eq + value)
+        new, _, prefix = new.partition(" ")
+        if prefix:  # the value joins the new option's fixed start (none left: click says so)
+            value = value if eq else next(rest, None)
+            out += [new] if value is None else [new, prefix + value]
+        else:
+            out.append(new + eq + value)
     return out
 
 

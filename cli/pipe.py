@@ -9,14 +9,24 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from .base import DeviceOpt, EncodingOpt, QuietOpt, app, console
-from .embed import Pooling
+from zhtext.pipeline import STEPS, describe_steps
+from zhtext.pipeline.resolve import OLD_NAMES
+
+from .base import DeviceOpt, EncodingOpt, OutputOpt, QuietOpt, alias, app, console
+from .tag import warnings_as_lines
 
 if TYPE_CHECKING:
-    from zhtext.pipeline.core import Report
+    from zhtext.pipeline import Report
 
 # Line numbers shown per kind of bad line; all of them are in the records' "problems"/"error".
 SHOWN_LINES = 10
+
+# zhtext 0.1's per-step options, kept for one release: --tag-model X is --set tag.model=X.
+for _flag, _old in {"--dict": "dict", "--user-dict": "user_dict", "--tag-model": "tag_model",
+                    "--title-model": "title_model", "--gpt-model": "gpt_model",
+                    "--max-new-tokens": "max_new_tokens", "--embed-model": "embed_model",
+                    "--whitening": "whitening", "--pooling": "pooling", "--max-len": "embed_max_len"}.items():
+    alias("pipe", _flag, "--set {}.{}=".format(*OLD_NAMES[_old]))
 
 
 def _summary(report: Report, quiet: bool) -> None:
@@ -43,7 +53,11 @@ def _summary(report: Report, quiet: bool) -> None:
         console.print(f"  {escape(kind)}: {len(numbers):,} line(s): {shown}", highlight=False, soft_wrap=True)
 
 
-@app.command("pipe")
+@app.command(
+    "pipe",
+    epilog="Steps and their settings (--set STEP.NAME=VALUE, or NAME = VALUE under [STEP] in a "
+    "--config file):\n\n" + "\n\n".join(describe_steps()),
+)
 def pipe(
     source: Annotated[
         str, typer.Argument(metavar="[FILE|-]", help="Documents, one per line; '-' reads stdin.")
@@ -52,16 +66,21 @@ def pipe(
         str | None,
         typer.Option(
             "--steps",
-            help="Comma-separated steps, run in this order: segment, tag, title, generate, embed.",
+            help=f"Comma-separated steps, run in this order: {', '.join(STEPS)}.",
             show_default=False,
         ),
     ] = None,
-    output: Annotated[
-        str | None,
+    settings: Annotated[
+        list[str] | None,
         typer.Option(
-            "-o", "--output", help="JSONL output, one record per input line (default: stdout)."
+            "--set",
+            metavar="STEP.NAME=VALUE",
+            help="A step's setting, e.g. --set tag.model=ner (repeatable; the settings of each "
+            "step are listed below). An empty value unsets an optional one.",
+            show_default=False,
         ),
     ] = None,
+    output: OutputOpt = None,
     vectors: Annotated[
         str | None,
         typer.Option(
@@ -74,8 +93,8 @@ def pipe(
         Path | None,
         typer.Option(
             "--config",
-            help="TOML file of settings (steps, models, options; the option names with _ for -). "
-            "Options given on the command line win over it; --steps narrows it to those steps.",
+            help="TOML file of settings: steps, batch_size, device, and a [STEP] table of each "
+            "step's settings. The command line wins over it; --steps narrows it to those steps.",
         ),
     ] = None,
     save_config: Annotated[
@@ -84,53 +103,12 @@ def pipe(
             "--save-config", help="Write the run's full settings to this TOML file, then run."
         ),
     ] = None,
-    dictionary: Annotated[
-        str | None,
-        typer.Option(
-            "--dict", help="segment: dictionary, TSV lexicon or jieba format (default: jieba's)."
-        ),
-    ] = None,
-    user_dict: Annotated[
-        str | None, typer.Option("--user-dict", help="segment: jieba user dictionary on top.")
-    ] = None,
-    tag_model: Annotated[
-        str | None, typer.Option("--tag-model", help="tag: tagger directory ('zhtext train tagger').")
-    ] = None,
-    title_model: Annotated[
-        str | None, typer.Option("--title-model", help="title: UniLM title model directory.")
-    ] = None,
-    gpt_model: Annotated[
-        str | None, typer.Option("--gpt-model", help="generate: GPT-2 directory or hub id.")
-    ] = None,
-    max_new_tokens: Annotated[
-        int | None, typer.Option("--max-new-tokens", help="generate: most tokens to add [default: 64].")
-    ] = None,
-    embed_model: Annotated[
-        str | None,
-        typer.Option("--embed-model", help="embed: encoder directory or hub id (bert-base-chinese)."),
-    ] = None,
-    whitening: Annotated[
-        str | None,
-        typer.Option(
-            "--whitening", help="embed: a whitening saved by 'zhtext embed --save-whitening'."
-        ),
-    ] = None,
-    pooling: Annotated[
-        Pooling | None,
-        typer.Option(
-            "--pooling", help="embed: how token vectors make the sentence's [default: first-last-avg]."
-        ),
-    ] = None,
-    max_len: Annotated[
-        int | None,
-        typer.Option("--max-len", help="embed: longest input in tokens; longer is cut [default: 256]."),
-    ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
             "--batch-size",
             help="Documents per batch through all steps; the models sort each batch by length, so "
-            "bigger batches pad less [default: 1024].",
+            "bigger batches pad less (default: 1024).",
         ),
     ] = None,
     device: DeviceOpt = None,
@@ -147,28 +125,23 @@ def pipe(
 ) -> None:
     """Run several steps over each line in one pass, each model loaded once.
 
-    Each input line gives one JSON record: {"line", "text", "words", "spans", "title", "generated", "vector"}, with the fields of the steps that ran, as the standalone commands print them. A bad line is never dropped: an unreadable one is kept as a record with "error" (and a zero vector), an empty or too long one is processed as the standalone command does and gets "problems"; all are listed with their line numbers at the end. --strict stops at the first instead.
+    Each input line gives one JSON record: {"line", "text", "words", "spans", "title", "generated", "vector"}, with the results of the steps that ran, as the standalone commands print them. A bad line is never dropped: an unreadable one is kept as a record with "error" (and a zero vector), an empty or too long one is processed as the standalone command does and gets "problems"; all are listed with their line numbers at the end. --strict stops at the first instead.
 
     Examples:
 
-        zhtext pipe news.txt --steps segment,tag,embed --tag-model ner --embed-model bert-base-chinese --whitening w.npz -o news.jsonl --vectors news.npy --save-config news.toml
+        zhtext pipe news.txt --steps segment,tag,embed --set tag.model=ner --set embed.model=bert-base-chinese --set embed.whitening=w.npz -o news.jsonl --vectors news.npy --save-config news.toml
 
         zhtext pipe more-news.txt --config news.toml -o more.jsonl --vectors more.npy
 
         zhtext pipe more-news.txt --config news.toml --steps segment -o words.jsonl
     """
-    from zhtext.pipeline.core import Lines, Pipeline
     from zhtext.io.progress import Bar
+    from zhtext.pipeline import Lines, Pipeline, parse_assignments
 
-    given = {
-        "steps": steps, "dict": dictionary, "user_dict": user_dict, "tag_model": tag_model,
-        "title_model": title_model, "gpt_model": gpt_model, "max_new_tokens": max_new_tokens,
-        "embed_model": embed_model, "whitening": whitening, "pooling": pooling and pooling.value,
-        "embed_max_len": max_len, "batch_size": batch_size, "device": device,
-    }  # fmt: skip
+    given = {"steps": steps, "batch_size": batch_size, "device": device, **parse_assignments(settings or [])}
     given = {k: v for k, v in given.items() if v is not None}  # only the options given
     lines = Lines(source, encoding)  # a missing or unreadable input fails before the models load
-    with console.status("loading models") if not quiet else contextlib.nullcontext():
+    with console.status("loading models") if not quiet else contextlib.nullcontext(), warnings_as_lines():
         if config is not None:
             nlp = Pipeline.from_config(config, **given)
         else:

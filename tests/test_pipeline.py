@@ -1,26 +1,40 @@
 """The pipeline: each step equals its standalone command, order across batches, config round trip,
-bad lines reported with their numbers, and the streamed .npy."""
+bad lines reported with their numbers, the streamed .npy, and a step added in this file."""
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import shutil
 import sys
 import types
-from typing import Any, ClassVar
+import warnings
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pytest
 import torch
 from conftest import run_cli
 
-from zhtext.tasks.embed import Embedder, load_index
 from zhtext.errors import ZhtextError
-from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
 from zhtext.io.config import load_config
-from zhtext.pipeline.core import STEPS, Doc, Lines, Pipeline, Step, read_numbered
 from zhtext.lexical.segment import Segmenter
+from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
+from zhtext.pipeline import (
+    STEPS,
+    Doc,
+    Lines,
+    Pipeline,
+    Step,
+    read_numbered,
+    register,
+    setting,
+)
+from zhtext.pipeline.steps import EmbedStep
+from zhtext.pipeline.vectors import VectorFile
+from zhtext.tasks.embed import POOLINGS, Embedder, load_index
 from zhtext.tasks.tagger import Tagger, TaggerModel, tag_names
 
 TEXTS = [
@@ -73,16 +87,21 @@ def models(tmp_path_factory) -> dict[str, str]:
     return {"dict": str(dictionary), "tagger": str(root / "tagger"), "encoder": str(root / "encoder")}
 
 
+def three_steps(models) -> dict:
+    """The settings of a segment, tag, embed pipeline over the test models, by step."""
+    return {"segment": {"dict": models["dict"]}, "tag": {"model": models["tagger"]},
+            "embed": {"model": models["encoder"], "max_len": EMBED_MAX_LEN}}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def nlp(models) -> Pipeline:
-    return Pipeline(["segment", "tag", "embed"], dict=models["dict"], tag_model=models["tagger"],
-                    embed_model=models["encoder"], embed_max_len=EMBED_MAX_LEN)  # fmt: skip
+    return Pipeline(["segment", "tag", "embed"], **three_steps(models))
 
 
 def pipe_args(models, *extra: str) -> list[str]:
-    return ["pipe", "--steps", "segment,tag,embed", "--dict", models["dict"], "--tag-model",
-            models["tagger"], "--embed-model", models["encoder"], "--max-len", str(EMBED_MAX_LEN),
-            "-q", *extra]  # fmt: skip
+    return ["pipe", "--steps", "segment,tag,embed", "--set", f"segment.dict={models['dict']}", "--set",
+            f"tag.model={models['tagger']}", "--set", f"embed.model={models['encoder']}", "--set",
+            f"embed.max_len={EMBED_MAX_LEN}", "-q", *extra]  # fmt: skip
 
 
 def assert_same_spans(ours: list[list[dict]], theirs: list[list[dict]]) -> None:
@@ -136,8 +155,9 @@ def test_vectors_in_jsonl_without_npy_and_whitening(models, tmp_path, monkeypatc
                            "--dim", "4", "--save-whitening", str(tmp_path / "w.npz"), "-q",
                            "--format", "jsonl", "-o", str(tmp_path / "e.jsonl"))  # fmt: skip
     assert code == 0, err
-    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "embed", "--embed-model",
-                             models["encoder"], "--whitening", str(tmp_path / "w.npz"), "-q")  # fmt: skip
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "embed", "--set",
+                             f"embed.model={models['encoder']}", "--set", f"embed.whitening={tmp_path / 'w.npz'}",
+                             "-q")  # fmt: skip
     assert code == 0, err
     mine = [json.loads(line) for line in out.splitlines()]
     theirs = read_jsonl(tmp_path / "e.jsonl")
@@ -190,18 +210,26 @@ def test_config_round_trip(models, tmp_path, monkeypatch, capsys):
     code, direct, err = run_cli(monkeypatch, capsys, *pipe_args(models, str(corpus), "--batch-size", "2",
                                 "--save-config", str(config)))  # fmt: skip
     assert code == 0, err
-    nlp = Pipeline(["segment", "tag", "embed"], dict=models["dict"], tag_model=models["tagger"],
-                   embed_model=models["encoder"], embed_max_len=EMBED_MAX_LEN, batch_size=2)  # fmt: skip
+    nlp = Pipeline(["segment", "tag", "embed"], batch_size=2, **three_steps(models))
     assert Pipeline.from_config(config).settings == nlp.settings  # defaults included
     nlp.save_config(tmp_path / "api.toml")
     assert (tmp_path / "api.toml").read_text(encoding="utf-8") == config.read_text(encoding="utf-8")
+    # each step's settings in its own table, defaults written out
+    assert config.read_text(encoding="utf-8").splitlines() == [
+        "# zhtext pipe settings: zhtext pipe FILE --config THIS.toml -o OUT.jsonl",
+        'steps = ["segment", "tag", "embed"]', "batch_size = 2",
+        "", "[segment]", f"dict = {json.dumps(models['dict'])}",
+        "", "[tag]", f"model = {json.dumps(models['tagger'])}", "batch_size = 32",
+        "", "[embed]", f"model = {json.dumps(models['encoder'])}", 'pooling = "first-last-avg"',
+        f"max_len = {EMBED_MAX_LEN}", "batch_size = 64",
+    ]  # fmt: skip
     settings = load_config(config)
     assert settings["steps"] == ["segment", "tag", "embed"] and settings["batch_size"] == 2
-    assert settings["embed_max_len"] == EMBED_MAX_LEN and settings["pooling"] == "first-last-avg"
+    assert settings["embed"]["max_len"] == EMBED_MAX_LEN and settings["embed"]["pooling"] == "first-last-avg"
     code, again, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config), "-q")
     assert code == 0, err
     assert again == direct
-    # command-line options win over the file: --steps narrows it (its tag and embed settings are
+    # command-line options win over the file: --steps narrows it (its tag and embed tables are
     # dropped), the segment step keeps the file's dictionary
     code, narrowed, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config),
                                   "--steps", "segment", "-q")  # fmt: skip
@@ -211,27 +239,100 @@ def test_config_round_trip(models, tmp_path, monkeypatch, capsys):
         {"line": r["line"], "text": r["text"], "words": r["words"]} for r in full
     ]
     assert Pipeline.from_config(config, steps="segment", batch_size=5).settings == {
-        "steps": ["segment"], "batch_size": 5, "device": None, "dict": models["dict"], "user_dict": None
-    }
+        "steps": ["segment"], "batch_size": 5, "device": None,
+        "segment": {"dict": models["dict"], "user_dict": None},
+    }  # fmt: skip
+    # --set merges into the file's table: the model stays, the batch size changes
+    assert Pipeline.from_config(config, tag={"batch_size": 4}).settings["tag"] == {
+        "model": models["tagger"], "batch_size": 4,
+    }  # fmt: skip
+    # None keeps the file's value
+    assert Pipeline.from_config(config, steps=None, batch_size=None, tag={"batch_size": None}).settings == \
+        Pipeline.from_config(config).settings  # fmt: skip
     # without --steps, a setting of a step the file does not run is still an error
-    with pytest.raises(ZhtextError, match="belongs to the title step"):
-        Pipeline.from_config(config, title_model="x")
+    with pytest.raises(ZhtextError, match="settings given for the title step, which is not in the steps"):
+        Pipeline.from_config(config, title={"model": "x"})
+
+
+def test_old_flat_settings_still_read_with_a_warning(models, tmp_path, monkeypatch, capsys):
+    """zhtext 0.1's flat config files and keywords give the same pipeline, with a warning."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    old = tmp_path / "old.toml"
+    old.write_text(
+        'steps = ["segment", "tag", "embed"]\nbatch_size = 2\n'
+        f"dict = {json.dumps(models['dict'])}\ntag_model = {json.dumps(models['tagger'])}\ntag_batch_size = 32\n"
+        f"embed_model = {json.dumps(models['encoder'])}\npooling = \"first-last-avg\"\n"
+        f"embed_max_len = {EMBED_MAX_LEN}\nembed_batch_size = 64\n",
+        encoding="utf-8",
+    )  # as zhtext 0.1's --save-config wrote it
+    expected = Pipeline(["segment", "tag", "embed"], batch_size=2, **three_steps(models)).settings
+    with pytest.warns(FutureWarning, match=r"old.toml: flat settings are the old layout.*tag_model -> tag.model"):
+        assert Pipeline.from_config(old).settings == expected
+    with pytest.warns(FutureWarning, match=r"Pipeline\(\): flat settings .*embed_max_len -> embed.max_len"):
+        flat = Pipeline(["segment", "tag", "embed"], batch_size=2, dict=models["dict"], tag_model=models["tagger"],
+                        embed_model=models["encoder"], embed_max_len=EMBED_MAX_LEN)  # fmt: skip
+    assert flat.settings == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        with pytest.raises(ZhtextError, match="setting segment.dict is given twice"):
+            Pipeline("segment", dict="a", segment={"dict": "b"})
+    code, new_out, err = run_cli(monkeypatch, capsys, *pipe_args(models, str(corpus), "--batch-size", "2"))
+    assert code == 0, err
+    code, old_out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(old), "-q")
+    assert code == 0 and old_out == new_out
+    warning = " ".join(err[: err.index("bad line(s)")].split())  # (the console wraps long lines)
+    assert warning.startswith(f"zhtext: warning: {old}: flat settings are the old layout")
+    assert warning.count("zhtext: warning:") == 1
+
+
+def test_old_options_are_hidden_aliases_that_warn_once(models, tmp_path, monkeypatch, capsys):
+    from zhtext_cli import base
+
+    monkeypatch.setattr(base, "_warned", set())  # as in a fresh process
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join([TEXTS[0], TEXTS[2], TEXTS[5], TEXTS[6]]) + "\n", encoding="utf-8")  # no bad line
+    code, new_out, err = run_cli(monkeypatch, capsys, *pipe_args(models, str(corpus)))
+    assert code == 0 and err == ""
+    old = ["pipe", str(corpus), "--steps", "segment,tag,embed", f"--dict={models['dict']}", "--tag-model",
+           models["tagger"], "--embed-model", models["encoder"], "--max-len", str(EMBED_MAX_LEN), "-q"]  # fmt: skip
+    for _ in range(2):
+        code, old_out, err = run_cli(monkeypatch, capsys, *old)
+        assert code == 0 and old_out == new_out
+    # warned in the first run only, one line each
+    code, _, err = run_cli(monkeypatch, capsys, *old)
+    assert err == ""
+    base._warned.clear()
+    code, _, err = run_cli(monkeypatch, capsys, *old)
+    assert err.splitlines() == [
+        f"zhtext: warning: {flag} is deprecated, use --set {key}=... (the old spelling goes in the next release)"
+        for flag, key in [("--dict", "segment.dict"), ("--tag-model", "tag.model"),
+                          ("--embed-model", "embed.model"), ("--max-len", "embed.max_len")]
+    ]  # fmt: skip
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", "--help")
+    assert code == 0 and "--set" in out and "--tag-model" not in out and "--max-len" not in out
+    assert "embed: model (path, required): encoder folder or hub id (bert-base-chinese); pooling " \
+        "(cls|last-avg|first-last-avg|pooler, first-last-avg)" in " ".join(out.split())  # fmt: skip
+    # an old option without its value: click's own usage error for the new one
+    code, _, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "tag", "--tag-model")
+    assert code == 2 and "'--set' requires an argument" in err
 
 
 def test_config_relative_paths_and_errors(models, tmp_path):
     folder = tmp_path / "project"
     folder.mkdir()
     shutil.copy(models["dict"], folder / "dict.tsv")
-    (folder / "run.toml").write_text('steps = ["segment"]\ndict = "dict.tsv"\n', encoding="utf-8")
+    (folder / "run.toml").write_text('steps = ["segment"]\n[segment]\ndict = "dict.tsv"\n', encoding="utf-8")
     nlp = Pipeline.from_config(folder / "run.toml")
-    assert nlp.settings["dict"] == str((folder / "dict.tsv").resolve())
+    assert nlp.settings["segment"]["dict"] == str((folder / "dict.tsv").resolve())
     assert nlp("我爱北京天安门").words == Segmenter(models["dict"]).cut("我爱北京天安门")
+    # a name that is no file there (a hub id) is kept as it is
+    (folder / "hub.toml").write_text('steps = ["tag"]\n[tag]\nmodel = "org/no-such-model"\n', encoding="utf-8")
+    with pytest.raises(ZhtextError, match="org/no-such-model"):
+        Pipeline.from_config(folder / "hub.toml")
     (folder / "bad.toml").write_text('steps = ["segment"\n', encoding="utf-8")
     with pytest.raises(ZhtextError, match="not valid TOML"):
         Pipeline.from_config(folder / "bad.toml")
-    (folder / "table.toml").write_text('steps = ["tag"]\n[tag]\nmodel = "x"\n', encoding="utf-8")
-    with pytest.raises(ZhtextError, match="flat"):
-        Pipeline.from_config(folder / "table.toml")
 
 
 @pytest.mark.parametrize(
@@ -241,16 +342,22 @@ def test_config_relative_paths_and_errors(models, tmp_path):
         ("segment,segment", {}, "named twice"),
         ("", {}, "no steps"),
         ("segment", {"colour": 1}, "unknown setting 'colour'"),
-        ("segment", {"tag_model": "x"}, "belongs to the tag step"),
-        ("segment,tag", {}, "needs the setting tag_model"),
+        ("segment", {"segment": {"colour": 1}}, r"unknown setting segment.colour \(the segment step's settings: dict"),
+        ("segment", {"segment": 5}, "setting segment must be a table of the segment step's settings, got 5"),
+        ("segment", {"tag": {"model": "x"}}, "settings given for the tag step, which is not in the steps"),
+        ("segment,tag", {}, "the tag step needs the setting tag.model"),
+        ("segment,tag", {"tag": {"batch_size": 2}}, "the tag step needs the setting tag.model"),
         ("segment", {"batch_size": 0}, "setting batch_size must be a positive integer, got 0"),
         ("segment", {"batch_size": True}, "setting batch_size must be a positive integer, got True"),
         ("segment", {"batch_size": "8"}, "setting batch_size must be a positive integer, got '8'"),
         ("segment", {"device": 5}, "setting device must be a string, got 5"),
-        ("segment", {"dict": 5}, "setting dict must be a string, got 5"),
-        ("segment", {"user_dict": ["a"]}, r"setting user_dict must be a string, got \['a'\]"),
-        ("generate", {"gpt_model": "g", "seed": 1.5}, "setting seed must be an integer, got 1.5"),
-        ("generate", {"gpt_model": "g", "max_new_tokens": 0}, "setting max_new_tokens must be a positive"),
+        ("segment", {"segment": {"dict": 5}}, "setting segment.dict must be a string, got 5"),
+        ("segment", {"segment": {"user_dict": ["a"]}}, r"setting segment.user_dict must be a string, got \['a'\]"),
+        ("generate", {"generate": {"model": "g", "seed": 1.5}}, "setting generate.seed must be an integer, got 1.5"),
+        ("generate", {"generate": {"model": "g", "max_new_tokens": 0}},
+         "setting generate.max_new_tokens must be a positive integer, got 0"),
+        ("embed", {"embed": {"model": "e", "pooling": "max"}},
+         "setting embed.pooling must be one of cls, last-avg, first-last-avg, pooler, got 'max'"),
         (5, {}, "setting steps must be a list of step names or a comma-separated string, got 5"),
         (["segment", 1], {}, "setting steps must be a list"),
         (None, {}, "no steps given"),
@@ -263,10 +370,14 @@ def test_settings_errors(steps, settings, message):
 
 def test_settings_of_the_right_type_pass():
     nlp = Pipeline(("segment",), batch_size=3, device="cpu")
-    assert nlp.settings == {"steps": ["segment"], "batch_size": 3, "device": "cpu", "dict": None,
-                            "user_dict": None}  # fmt: skip
+    assert nlp.settings == {"steps": ["segment"], "batch_size": 3, "device": "cpu",
+                            "segment": {"dict": None, "user_dict": None}}  # fmt: skip
     with pytest.raises(ZhtextError, match="setting batch_size must be a positive integer, got 0"):
         list(nlp.pipe(["中国"], batch_size=0))  # the pipe's own batch size is checked the same way
+
+
+def test_embed_pooling_choices_are_the_embedders():
+    assert EmbedStep.specs()["pooling"].choices == POOLINGS
 
 
 def test_cli_errors_are_one_line(models, tmp_path, monkeypatch, capsys):
@@ -277,9 +388,9 @@ def test_cli_errors_are_one_line(models, tmp_path, monkeypatch, capsys):
         (["pipe", str(corpus), "--steps", "segment", "--vectors", str(tmp_path / "v.npy")], "embed step"),
         (["pipe", str(tmp_path / "missing.txt"), "--steps", "segment"], "no such file"),
         # the input is opened before the models load: its error, not the missing model's
-        (["pipe", str(tmp_path / "missing.txt"), "--steps", "tag", "--tag-model", "nope"], "no such file"),
-        (["pipe", str(tmp_path), "--steps", "tag", "--tag-model", "nope"], "is a directory"),
-        (["pipe", str(corpus), "--steps", "tag", "--tag-model", str(tmp_path / "nope")], "nope"),
+        (["pipe", str(tmp_path / "missing.txt"), "--steps", "tag", "--set", "tag.model=nope"], "no such file"),
+        (["pipe", str(tmp_path), "--steps", "tag", "--set", "tag.model=nope"], "is a directory"),
+        (["pipe", str(corpus), "--steps", "tag", "--set", f"tag.model={tmp_path / 'nope'}"], "nope"),
         (["pipe", str(corpus), "--config", str(tmp_path / "none.toml")], "no such config"),
     ]:
         code, _, err = run_cli(monkeypatch, capsys, *args)
@@ -290,10 +401,24 @@ def test_cli_errors_are_one_line(models, tmp_path, monkeypatch, capsys):
 
 BAD_CONFIGS = {
     "steps = 5\n": "setting steps must be a list of step names or a comma-separated string, got 5",
-    'steps = ["segment"]\ndict = 5\n': "setting dict must be a string, got 5",
-    'steps = ["segment"]\nuser_dict = 5\n': "setting user_dict must be a string, got 5",
+    'steps = ["segment"]\n[segment]\ndict = 5\n': "setting segment.dict must be a string, got 5",
+    'steps = ["segment"]\n[segment]\nuser_dict = 5\n': "setting segment.user_dict must be a string, got 5",
+    'steps = ["segment"]\n[segment]\ncolour = 5\n': "unknown setting segment.colour",
+    'steps = ["segment"]\nsegment = 5\n': "setting segment must be a table of the segment step's settings",
+    'steps = ["segment"]\n[tag]\nmodel = "x"\n': "settings given for the tag step, which is not in the steps",
+    'steps = ["segment"]\n[parse]\nx = 1\n': "unknown setting 'parse'",
     'steps = ["segment"]\nbatch_size = true\n': "setting batch_size must be a positive integer, got True",
     'steps = ["segment"]\ndevice = 5\n': "setting device must be a string, got 5",
+}
+BAD_SETS = {
+    "segment.dict": "--set takes STEP.NAME=VALUE (e.g. tag.model=DIR), got 'segment.dict'",
+    ".dict=x": "--set takes STEP.NAME=VALUE",
+    "parse.x=1": "unknown step 'parse'",
+    "segment.colour=1": "unknown setting segment.colour",
+    "colour=1": "unknown setting 'colour' in --set colour=1",
+    "batch_size=x": "setting batch_size must be a positive integer, got 'x'",
+    "embed.max_len=-3": "setting embed.max_len must be a positive integer, got -3",
+    "embed.pooling=max": "setting embed.pooling must be one of cls, last-avg, first-last-avg, pooler, got 'max'",
 }
 
 
@@ -304,14 +429,17 @@ BAD_CONFIGS = {
         (["--steps", "segment", "--batch-size", "0"], "setting batch_size must be a positive integer, got 0"),
         *((["--config", text], message) for text, message in BAD_CONFIGS.items()),
         (["--config", b"\xff\xfe\x00s = 1"], "not UTF-8 text"),
+        *((["--steps", "embed", "--set", "embed.model=e", "--set", item], message) for item, message in BAD_SETS.items()),
         (["--steps", "segment", "--input", b"\x00\x01\x02binary\n"], "looks like a binary file"),
         (["--steps", "segment", "--input", b"\x00\x01\x02binary\n", "--encoding", "gb18030"],
          "looks like a binary file"),
     ],
-    ids=["encoding", "batch-size", *BAD_CONFIGS, "binary-config", "binary-input", "binary-input-encoding"],
+    ids=["encoding", "batch-size", *BAD_CONFIGS, "binary-config", *BAD_SETS, "binary-input",
+         "binary-input-encoding"],
 )
 def test_cli_bad_settings_and_inputs_are_one_line(args, message, tmp_path, monkeypatch, capsys):
-    """Each bad value gives exit 1, one 'zhtext: error:' line naming it, and no output file."""
+    """Each bad value gives exit 1, one 'zhtext: error:' line naming it, and no output file; a
+    bad setting is refused before any model loads (the embed model "e" does not exist)."""
     corpus = tmp_path / "c.txt"
     corpus.write_text("中国\n", encoding="utf-8")
     args = list(args)
@@ -329,14 +457,6 @@ def test_cli_bad_settings_and_inputs_are_one_line(args, message, tmp_path, monke
     assert code == 1 and err.startswith("zhtext: error:") and message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err and stdout == ""
     assert not out.exists() and not list(tmp_path.glob(".out*"))
-
-
-def test_cli_bad_pooling_is_a_usage_error(tmp_path, monkeypatch, capsys):
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("中国\n", encoding="utf-8")
-    code, _, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "embed", "--embed-model",
-                           str(tmp_path / "nothing"), "--pooling", "max")  # fmt: skip
-    assert code == 2 and "max" in err and "nothing" not in err  # refused before any model loads
 
 
 # --------------------------------------------------------------------------- bad lines
@@ -391,9 +511,10 @@ def test_strict_stops_at_first_bad_line_in_input_order(nlp):
 
 def test_stdin_to_stdout(models):
     from typer.testing import CliRunner
+
     from zhtext_cli.app import app
 
-    result = CliRunner().invoke(app, ["pipe", "--steps", "segment", "--dict", models["dict"]],
+    result = CliRunner().invoke(app, ["pipe", "--steps", "segment", "--set", f"segment.dict={models['dict']}"],
                                 input="我爱北京天安门\r\n\n中国")  # fmt: skip
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -450,50 +571,168 @@ def test_lines_offsets_and_long_lines(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- steps
 
 
-def test_a_step_is_one_class():
-    class Reverse(Step):
-        name, field = "reverse-test", "title"
-        options: ClassVar[dict[str, Any]] = {"reverse_upper": False}
+@register("upper")
+class Upper(Step):
+    """A step added here, as a user would: each text in capitals, ``times`` times, then ``end``."""
 
+    @dataclass
+    class Settings:
+        times: int = setting(1, positive=True, help="copies")
+        end: str = ""
+        case: Literal["upper", "lower"] = "upper"
+
+    def run(self, texts):
+        s = self.settings
+        return [(t.upper() if s.case == "upper" else t.lower()) * s.times + s.end for t in texts]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def forget_test_steps():
+    yield
+    STEPS.pop("upper", None)
+
+
+def test_a_step_is_one_class(models, tmp_path, monkeypatch, capsys):
+    texts = ["ab", "", "中国c"]
+    nlp = Pipeline("segment,upper", segment={"dict": models["dict"]}, upper={"times": 2, "end": "!"})
+    docs = list(nlp.pipe(texts))
+    assert [d.results["upper"] for d in docs] == [d.upper for d in docs] == ["ABAB!", "!", "中国C中国C!"]
+    assert [d.words for d in docs] == [Segmenter(models["dict"]).cut(t) for t in texts]
+    assert json.loads(docs[2].to_json()) == {"line": 3, "text": "中国c", "words": docs[2].words,
+                                             "upper": "中国C中国C!"}  # fmt: skip
+    assert nlp.settings == {"steps": ["segment", "upper"], "batch_size": 1024, "device": None,
+                            "segment": {"dict": models["dict"], "user_dict": None},
+                            "upper": {"times": 2, "end": "!", "case": "upper"}}  # fmt: skip
+    with pytest.raises(ZhtextError, match="setting upper.times must be a positive integer, got 0"):
+        Pipeline("upper", upper={"times": 0})
+    with pytest.raises(ZhtextError, match="setting upper.case must be one of upper, lower, got 'title'"):
+        Pipeline("upper", upper={"case": "title"})
+    # the command line: its settings from a TOML table, then from --set, and saved again
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    config = tmp_path / "upper.toml"
+    config.write_text('steps = ["upper"]\n\n[upper]\ntimes = 3\nend = "?"\n', encoding="utf-8")
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config), "-q")
+    assert code == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"line": 1, "text": "ab", "upper": "ABABAB?"},
+        {"line": 2, "text": "", "upper": "?", "problems": ["empty line"]},
+        {"line": 3, "text": "中国c", "upper": "中国C中国C中国C?"},
+    ]  # fmt: skip
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--config", str(config), "--set",
+                             "upper.case=lower", "--set", "upper.end=", "--save-config", str(tmp_path / "s.toml"),
+                             "-q")  # fmt: skip
+    assert code == 0, err
+    assert [json.loads(line)["upper"] for line in out.splitlines()] == ["ababab", "", "中国c中国c中国c"]
+    assert load_config(tmp_path / "s.toml") == {"steps": ["upper"], "batch_size": 1024,
+                                                "upper": {"times": 3, "end": "", "case": "lower"}}  # fmt: skip
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "upper", "--set",
+                             "upper.times=x")  # fmt: skip
+    assert code == 1 and err == "zhtext: error: setting upper.times must be a positive integer, got 'x'\n"
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", "--help")
+    assert 'upper: times (positive integer, 1): copies; end (text, ""); case (upper|lower, upper)' in " ".join(out.split())
+
+
+def test_register_checks_the_step():
+    class Named(Step):
         def run(self, texts):
-            out = [t[::-1] for t in texts]
-            return [t.upper() for t in out] if self.settings["reverse_upper"] else out
+            return texts
 
+    for name in ("Upper", "two words", "text", "results", ""):
+        with pytest.raises(ValueError, match="a step name is a lowercase word"):
+            register(name)(Named)
+    with pytest.raises(ValueError, match="clashes with step 'upper'"):
+        register("upper")(Named)  # another class under a taken name
+    with pytest.raises(ValueError, match="clashes with step 'tag'"):
+        register("spans")(Named)  # a name that is another step's record key
+    with pytest.raises(TypeError, match="decorates a Step subclass"):
+        register("thing")(dict)
+
+    class BadType(Step):
+        @dataclass
+        class Settings:
+            names: list = None
+
+    class NotDataclass(Step):
+        class Settings:
+            size: int = 1
+
+    class BadDefault(Step):
+        @dataclass
+        class Settings:
+            size: int = setting("1")
+
+    for cls, message in [(BadType, "a setting is str, int, float, bool or a Literal"),
+                         (NotDataclass, "must be a @dataclass"), (BadDefault, "setting size must be an integer")]:
+        with pytest.raises((TypeError, ZhtextError), match=message):
+            register("bad")(cls)
+    assert "bad" not in STEPS and "thing" not in STEPS
+    with pytest.raises(TypeError, match="Step.options is gone; declare the settings in a nested @dataclass"):
+
+        class Old(Step):  # zhtext 0.1's way
+            name, field = "old", "title"
+            options = {"upper": False}  # noqa: RUF012
+    # the same class defined again (a notebook cell run twice) replaces itself
+    upper = STEPS["upper"]
+    again = type("Upper", (Step,), {"__module__": upper.__module__, "__qualname__": upper.__qualname__,
+                                    "run": upper.run})  # fmt: skip
     try:
-        nlp = Pipeline("reverse-test", reverse_upper=True)
-        assert [d.title for d in nlp.pipe(["ab", "", "中国c"])] == ["BA", "", "C国中"]
-        assert nlp.settings == {"steps": ["reverse-test"], "batch_size": 1024, "device": None,
-                                "reverse_upper": True}  # fmt: skip
+        assert register("upper")(again) is STEPS["upper"] is again
     finally:
-        del STEPS["reverse-test"]
+        STEPS["upper"] = upper
 
 
 def test_doc_json_matches_fields(nlp):
     doc = nlp("我爱北京天安门")
     record = json.loads(doc.to_json())
-    assert record["words"] == doc.words and record["line"] == 1
-    assert record["spans"] == [s.as_dict() for s in doc.spans]
+    assert list(record) == ["line", "text", "words", "spans", "vector"]  # the steps' order
+    assert record["words"] == doc.words == doc.results["segment"] == doc.segment and record["line"] == 1
+    assert record["spans"] == [s.as_dict() for s in doc.spans] and doc.spans is doc.results["tag"]
     assert np.array_equal(np.array(record["vector"], dtype=np.float32), doc.vector)
-    assert "vector" not in json.loads(doc.to_json(vector=False))
+    assert doc.as_dict() == {**record, "vector": doc.vector.tolist()}
+    assert "vector" not in json.loads(doc.to_json(omit=("embed",)))
     assert Doc("x").as_dict() == {"line": None, "text": "x"}
+    assert Doc("x").title is None  # a step that did not run
+    with pytest.raises(AttributeError, match="no attribute 'colour'"):
+        _ = Doc("x").colour
+
+
+def test_vector_file_is_what_numpy_saves(tmp_path):
+    rows = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    with open(tmp_path / "v.npy", "wb") as handle:
+        vectors = VectorFile(handle, 3)
+        for row in rows:
+            vectors.write(row)
+        vectors.close()
+    saved = io.BytesIO()
+    np.save(saved, rows)
+    assert (tmp_path / "v.npy").read_bytes() == saved.getvalue()  # numpy's own header, byte for byte
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy", mmap_mode="r"), rows)
+    with open(tmp_path / "e.npy", "wb") as handle:
+        VectorFile(handle, 3).close()
+    assert np.load(tmp_path / "e.npy").shape == (0, 3)
+    with pytest.raises(ValueError, match="expected a vector of 3 values"):
+        VectorFile(io.BytesIO(), 3).write(np.zeros(4))
 
 
 def test_generate_step_loads_once_and_keeps_order(monkeypatch):
-    """The step's wiring, against a stand-in with zhtext.gpt's interface."""
+    """The step's wiring, against a stand-in with the one model API (load, then a call on a list)."""
+    from zhtext.tasks.base import Model
+
     loads, calls = [], []
 
-    class Writer:
+    class Writer(Model):
         @classmethod
-        def load(cls, name, **settings):
-            loads.append((name, settings))
+        def load(cls, name_or_dir, **settings):
+            loads.append((name_or_dir, settings))
             return cls()
 
-        def generate(self, prompts, **options):
+        def predict(self, prompts, **options):
             calls.append((len(prompts), options))
-            return [[p + "啊" * options["max_new_tokens"]] for p in prompts]
+            return [p + "啊" * options["max_new_tokens"] for p in prompts]
 
     monkeypatch.setitem(sys.modules, "zhtext.tasks.generate", types.SimpleNamespace(TextGenerator=Writer))
-    nlp = Pipeline("segment,generate", gpt_model="g", max_new_tokens=2, device="cpu", gpt_batch_size=5)
+    nlp = Pipeline("segment,generate", device="cpu", generate={"model": "g", "max_new_tokens": 2, "batch_size": 5})
     docs = list(nlp.pipe(TEXTS, batch_size=3))
     assert loads == [("g", {"device": "cpu", "batch_size": 5})]
     assert calls == [(n, {"max_new_tokens": 2, "seed": 0}) for n in (3, 3, 1)]
@@ -502,7 +741,7 @@ def test_generate_step_loads_once_and_keeps_order(monkeypatch):
     # the defaults are zhtext generate's (but a fixed seed); blank lines are not sent to the model
     loads.clear()
     calls.clear()
-    nlp = Pipeline("generate", gpt_model="g")
+    nlp = Pipeline("generate", generate={"model": "g"})
     docs = list(nlp.pipe(["中国", "", "  ", "北京"]))
     assert loads == [("g", {"device": None, "batch_size": 8})]
     assert calls == [(2, {"max_new_tokens": 64, "seed": 0})]
@@ -514,11 +753,13 @@ def test_generate_step_equals_text_generator(tmp_path):
     from zhtext.tasks.generate import TextGenerator
 
     TextGenerator.from_scratch(TEXTS, layers=1, hidden=32, heads=2, block_size=64).save(tmp_path / "g")
-    expect = TextGenerator.load(tmp_path / "g").generate(TEXTS, max_new_tokens=4, seed=0)
-    nlp = Pipeline("generate", gpt_model=str(tmp_path / "g"), max_new_tokens=4)
+    gen = TextGenerator.load(tmp_path / "g")
+    # one prompt at a time: the seed gives each prompt the same text whatever else is in its batch
+    expect = [gen(text, max_new_tokens=4, seed=0) for text in TEXTS]
+    nlp = Pipeline("generate", generate={"model": str(tmp_path / "g"), "max_new_tokens": 4})
     got = [d.generated for d in nlp.pipe(TEXTS, batch_size=len(TEXTS))]
-    assert got == [samples[0] for samples in expect]
-    assert all(isinstance(g, str) for g in got)
+    assert got == expect
+    assert all(isinstance(g, str) for g in got) and len(set(got)) > 1
 
 
 def test_title_step_equals_zhtext_title(tmp_path, monkeypatch, capsys):
@@ -535,8 +776,8 @@ def test_title_step_equals_zhtext_title(tmp_path, monkeypatch, capsys):
                              str(tmp_path / "title"), "--format", "jsonl")  # fmt: skip
     assert code == 0, err
     standalone = [json.loads(line) for line in out.splitlines()]
-    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "title",
-                             "--title-model", str(tmp_path / "title"), "--batch-size", "2", "-q")  # fmt: skip
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "title", "--set",
+                             f"title.model={tmp_path / 'title'}", "--batch-size", "2", "-q")  # fmt: skip
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["text"] for r in records] == lines

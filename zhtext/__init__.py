@@ -54,8 +54,8 @@ _EXPORTS = {
     "TrainConfig": "neural.trainer",
     "DecodeConfig": "neural.decoding",
     # pipelines
-    "Pipeline": "pipeline.core",
-    "Doc": "pipeline.core",
+    "Pipeline": "pipeline",
+    "Doc": "pipeline",
     # scores
     "SegScore": "eval.metrics",
     "PRF": "eval.metrics",
@@ -113,7 +113,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .neural.crf import CRF
     from .neural.decoding import DecodeConfig
     from .neural.trainer import TrainConfig
-    from .pipeline.core import Doc, Pipeline
+    from .pipeline import Doc, Pipeline
     from .tasks.embed import Embedder, Whitening
     from .tasks.generate import Piece, TextGenerator
     from .tasks.tagger import Candidate, Span, Tagger

@@ -1,16 +1,19 @@
-"""Pipeline settings in a TOML file, so that a run can be repeated exactly.
+"""Settings in a TOML file, so that a run can be repeated exactly (``zhtext pipe --config``).
 
-The file is flat: the same names as :class:`~zhtext.pipeline.Pipeline`'s keyword settings and the
-``zhtext pipe`` options (``--tag-model`` is ``tag_model``)::
+A file holds top-level settings and one table per part, one level deep::
 
     steps = ["segment", "tag", "embed"]
-    batch_size = 256
-    tag_model = "/models/ner"
-    embed_model = "bert-base-chinese"
+    batch_size = 1024
+
+    [tag]
+    model = "/models/ner"
+
+    [embed]
+    model = "bert-base-chinese"
     whitening = "/models/w.npz"
 
-Relative paths in a file are taken from the file's own folder, so a config travels with the models
-beside it. :func:`save_config` writes local paths absolute (a hub id stays as it is).
+This module reads and writes such files; what the names mean, and which values are paths (taken
+from the file's own folder when relative, see :func:`local_path`), is the reader's business.
 """
 
 from __future__ import annotations
@@ -31,45 +34,31 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the stdlib reader arrived in 3.11
     import tomli as tomllib
 
-__all__ = ["PATH_SETTINGS", "load_config", "resolve_paths", "save_config"]
-
-# Settings that name a file or a model directory (a model may also be a hub id).
-PATH_SETTINGS = frozenset(
-    {"dict", "user_dict", "tag_model", "title_model", "gpt_model", "embed_model", "whitening"}
-)
+__all__ = ["load_config", "local_path", "save_config"]
 
 
-def resolve_paths(settings: Mapping[str, Any], base: str | os.PathLike) -> dict[str, Any]:
-    """``settings`` with each relative path setting that exists under ``base`` made absolute.
-
-    A name that is no file or folder there (a hub id such as ``bert-base-chinese``) is kept as is.
-    """
-    out = dict(settings)
-    for key in PATH_SETTINGS & out.keys():
-        value = out[key]
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            candidate = Path(base) / Path(value).expanduser()
-            if candidate.exists():
-                out[key] = str(candidate.resolve())
-    return out
+def local_path(value: str, base: str | os.PathLike) -> str:
+    """``value`` made absolute if it is a relative path that exists under ``base``; anything else
+    (an absolute path, a hub id such as ``bert-base-chinese``) as it is."""
+    if value and not Path(value).expanduser().is_absolute():
+        candidate = Path(base) / Path(value).expanduser()
+        if candidate.exists():
+            return str(candidate.resolve())
+    return value
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a pipeline config; relative paths in it are resolved against its folder."""
+    """The settings of a TOML file, as they are written (tables as dicts)."""
     path = Path(path)
     if not path.is_file():
         raise ZhtextError(f"no such config file: {path}")
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ZhtextError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError as exc:  # tomllib reads bytes but wants UTF-8
         raise ZhtextError(f"{path}: not UTF-8 text (byte {exc.start}), so not a TOML config") from None
-    nested = [key for key, value in data.items() if isinstance(value, dict)]
-    if nested:
-        raise ZhtextError(f"{path}: settings are flat 'name = value' lines; found a table [{nested[0]}]")
-    return resolve_paths(data, path.parent)
 
 
 def _toml_value(key: str, value: Any) -> str:
@@ -89,11 +78,16 @@ def _toml_value(key: str, value: Any) -> str:
     raise ZhtextError(f"setting {key} = {value!r} cannot be saved in a config")
 
 
-def save_config(path: str | os.PathLike, settings: Mapping[str, Any]) -> None:
-    """Write ``settings`` as a flat TOML file (atomically); ``None`` values are left out."""
-    lines = ["# zhtext pipe settings: zhtext pipe FILE --config THIS.toml -o OUT.jsonl"]
-    for key, value in resolve_paths(settings, Path.cwd()).items():
-        if value is not None:
-            lines.append(f"{key} = {_toml_value(key, value)}")
+def save_config(path: str | os.PathLike, settings: Mapping[str, Any], comment: str = "") -> None:
+    """Write ``settings`` as TOML (atomically): plain values first, then each mapping as a
+    ``[table]`` of plain values (an empty one is left out); ``None`` values are left out, and a
+    ``comment`` goes on top."""
+    lines = [f"# {comment}"] if comment else []
+    tables = {k: v for k, v in settings.items() if isinstance(v, Mapping)}
+    lines += [f"{k} = {_toml_value(k, v)}" for k, v in settings.items() if k not in tables and v is not None]
+    for name, table in tables.items():
+        values = [f"{k} = {_toml_value(f'{name}.{k}', v)}" for k, v in table.items() if v is not None]
+        if values:
+            lines += ["", f"[{name}]", *values]
     with atomic_output(path) as handle:
         handle.write("\n".join(lines) + "\n")
