@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_files, emit_json, log
 
+from zhtext.tasks.title import TitleGenerator, TitleTrainConfig
 from zhtext.tasks.titledata import read_pairs
-from zhtext.tasks.title import TitleGenerator
 
 PUBLISHED_CSL = {"greedy": 63.8, "beam3": 64.8}
 
@@ -46,7 +46,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="Pairs per batch.")
     parser.add_argument("--lr", type=float, default=1e-3, help="Peak learning rate.")
     parser.add_argument("--max-source-len", type=int, default=160, help="Content tokens kept.")
-    parser.add_argument("--out", default=None, help="Model folder (default: a temporary one).")
+    parser.add_argument("-o", "--output", "--out", dest="output", default=None,
+                        help="Model folder (default: a temporary one).")
     args = parser.parse_args()
     budget = args.budget or (60.0 if args.quick else 600.0)
     limit = args.limit or (200 if args.quick else None)
@@ -55,13 +56,13 @@ def main() -> None:
     train_file, lcsts_val, csl_val = data_files("title/lcsts/train.tsv", "title/lcsts/val.tsv",
                                                 "title/csl/val.tsv")
     train = read_pairs(train_file)
-    out = Path(args.out or tempfile.mkdtemp(prefix="title-lcsts-"))
+    out = Path(args.output or tempfile.mkdtemp(prefix="title-lcsts-"))
     log(f"training {args.layers}x{args.hidden} from scratch on {len(train)} pairs for {budget:.0f} s")
     begin = time.perf_counter()
-    gen = TitleGenerator.train(train, None, out_dir=out, layers=args.layers, hidden=args.hidden,
-                               max_source_len=args.max_source_len, max_target_len=32, epochs=1000,
-                               batch_size=args.batch_size, lr=args.lr, max_seconds=budget,
-                               progress=sys.stderr.isatty())
+    gen = TitleGenerator.train(TitleTrainConfig(
+        train=train, output=out, layers=args.layers, hidden=args.hidden,
+        max_source_len=args.max_source_len, max_target_len=32, epochs=1000,
+        batch_size=args.batch_size, lr=args.lr, max_seconds=budget, progress=sys.stderr.isatty()))
     train_s = time.perf_counter() - begin
     steps = gen.history[-1]["step"] if gen.history else 0
     figures: dict = {"bench": "title_lcsts", "budget_s": budget, "train_s": round(train_s, 1),
@@ -71,7 +72,7 @@ def main() -> None:
     for name, path in (("lcsts", lcsts_val), ("csl", csl_val)):
         pairs = read_pairs(path)[:limit]
         for label, beam in (("greedy", 1), ("beam3", 3)):
-            scores = gen.evaluate(pairs, beam=beam, max_len=32)
+            scores = gen.evaluate(pairs, beam=beam, max_new_tokens=32)
             log(f"{name} {label}: ROUGE-1 {100 * scores['rouge-1']:.2f}  ROUGE-2 "
                 f"{100 * scores['rouge-2']:.2f}  ROUGE-L {100 * scores['rouge-l']:.2f}  BLEU "
                 f"{100 * scores['bleu']:.2f}  ({scores['count']} articles, "

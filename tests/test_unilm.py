@@ -10,11 +10,20 @@ import pytest
 import torch
 from conftest import run_cli
 
-from zhtext.neural.decoding import DecodeConfig
 from zhtext.errors import ZhtextError
 from zhtext.eval.metrics import average_rouge, rouge_char
+from zhtext.neural.decoding import DecodeConfig
+from zhtext.neural.tokens import decode_text
+from zhtext.neural.trainer import TrainConfig
+from zhtext.tasks.title import (
+    CachedStep,
+    RecomputeStep,
+    TitleGenerator,
+    TitleTrainConfig,
+    UniLM,
+    unilm_allowed,
+)
 from zhtext.tasks.titledata import TitlePair, read_articles, read_pairs
-from zhtext.tasks.title import CachedStep, RecomputeStep, TitleGenerator, UniLM, unilm_allowed
 
 PAIRS = [
     TitlePair("股市大涨", "今天上证指数上涨百分之三，成交量创下新高，券商股领涨。"),
@@ -33,9 +42,9 @@ def tiny(seed: int = 0, **kw) -> TitleGenerator:
 
 @functools.cache
 def trained(tmp_root: str) -> TitleGenerator:
-    return TitleGenerator.train(PAIRS * 30, out_dir=tmp_root, layers=2, hidden=32, epochs=4,
-                                batch_size=4, lr=5e-3, warmup=0.05, dropout=0.0, progress=False,
-                                max_source_len=48, max_target_len=8)
+    return TitleGenerator.train(TitleTrainConfig(
+        train=PAIRS * 30, output=tmp_root, layers=2, hidden=32, epochs=4, batch_size=4, lr=5e-3,
+        warmup=0.05, dropout=0.0, progress=False, max_source_len=48, max_target_len=8))
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +134,8 @@ def test_cached_and_recomputed_decoding_are_identical(options):
 
 def test_padding_in_a_batch_changes_no_title():
     gen = tiny(3, batch_size=len(TEXTS))
-    together = gen.generate(TEXTS, beam=3, max_len=8)
-    alone = [gen.generate([t], beam=3, max_len=8)[0] for t in TEXTS]
+    together = gen(TEXTS, beam=3, max_new_tokens=8)
+    alone = [gen(t, beam=3, max_new_tokens=8) for t in TEXTS]
     assert together == alone
     ids, lengths = gen.source_batch(TEXTS)
     assert len(set(lengths.tolist())) > 1  # the batch really was padded
@@ -140,8 +149,9 @@ def test_decoding_options_are_respected():
     gen = tiny(4)
     ids = gen.generate_ids(TEXTS, DecodeConfig(max_new_tokens=5, min_new_tokens=5, beam=2))
     assert all(len(out[0]) == 5 for out in ids)
-    a = gen.generate(TEXTS, sample=True, top_p=0.8, seed=11, max_len=6)
-    assert a == gen.generate(TEXTS, sample=True, top_p=0.8, seed=11, max_len=6)
+    a = gen(TEXTS, sample=True, top_p=0.8, seed=11, max_new_tokens=6)
+    assert a == gen(TEXTS, sample=True, top_p=0.8, seed=11, max_new_tokens=6)
+    assert all(len(gen.tokenizer(t, add_special_tokens=False)["input_ids"]) <= 6 for t in a)
     assert gen(TEXTS[0], beam=1) == gen([TEXTS[0]], beam=1)[0]
 
 
@@ -151,7 +161,7 @@ def test_no_repeat_ngram_keeps_every_bigram_of_a_title_unique():
     loose = gen.generate_ids(TEXTS, DecodeConfig(max_new_tokens=24, min_new_tokens=24))
     assert any(_has_repeat(out[0], 2) for out in loose)
     for beam in (1, 3):
-        titles = gen.generate(TEXTS, beam=beam, max_len=24, min_len=24, no_repeat_ngram=2)
+        titles = gen(TEXTS, beam=beam, max_new_tokens=24, min_new_tokens=24, no_repeat_ngram=2)
         for title in titles:
             ids = gen.tokenizer(title, add_special_tokens=False)["input_ids"]
             assert not _has_repeat(ids, 2)
@@ -162,6 +172,34 @@ def _has_repeat(ids: list[int], n: int) -> bool:
     return len(grams) != len(set(grams))
 
 
+def test_one_decoding_vocabulary():
+    gen = tiny(6)
+    assert TitleGenerator.decoding == DecodeConfig(beam=3, max_new_tokens=32)
+    # No argument means the class default; overrides change single fields of it.
+    assert gen(TEXTS) == gen(TEXTS, config=TitleGenerator.decoding)
+    config = DecodeConfig(beam=2, max_new_tokens=5, length_penalty=0.6)
+    assert gen(TEXTS, config=config) == gen(TEXTS, beam=2, max_new_tokens=5, length_penalty=0.6)
+    assert gen(TEXTS, config=config, beam=1) == gen(TEXTS, max_new_tokens=5, length_penalty=0.6, beam=1)
+    assert gen.predict(TEXTS, config) == [decode_text(gen.tokenizer, out[0])
+                                          for out in gen.generate_ids(TEXTS, config)]
+    # Sampling follows one path: the default beam width gives way instead of clashing.
+    assert TitleGenerator.decode_config(sample=True, top_k=3).beam == 1
+    assert TitleGenerator.decode_config(config, max_new_tokens=7) == DecodeConfig(
+        beam=2, max_new_tokens=7, length_penalty=0.6)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_len": 8}, "unknown decoding option 'max_len'"),
+    ({"min_len": 2}, "unknown decoding option 'min_len'"),
+    ({"top_p": 0.0}, "top_p"),
+    ({"min_new_tokens": 9, "max_new_tokens": 8}, "min_new_tokens"),
+    ({"num_return": 2}, "one title per text"),
+])
+def test_bad_decoding_options_are_one_error(options, message):
+    with pytest.raises(ZhtextError, match=message):
+        tiny(6)(TEXTS[0], **options)
+
+
 # --------------------------------------------------------------------------- training and files
 
 
@@ -170,13 +208,17 @@ def test_tiny_model_overfits_and_round_trips(model_dir, tmp_path):
     assert gen(TEXTS, beam=3) == [p.title for p in PAIRS]
     assert gen(TEXTS, beam=1) == [p.title for p in PAIRS]
     assert gen.evaluate(PAIRS, beam=3)["rouge-l"] == pytest.approx(1.0)
+    # The figure tells models apart: the same architecture untrained is far from it.
+    assert tiny(3).evaluate(PAIRS, beam=3)["rouge-l"] < 0.5
     # An in-memory model saved and loaded back: same loss, same titles.
     fresh = tiny(3)
     fresh.save(tmp_path / "saved")
     again = TitleGenerator.load(tmp_path / "saved")
     batch = fresh.collate(fresh.training_rows(PAIRS))
     assert torch.equal(fresh.model(**batch), again.model(**batch))
-    assert again(TEXTS, beam=2, max_len=6) == fresh(TEXTS, beam=2, max_len=6)
+    assert again(TEXTS, beam=2, max_new_tokens=6) == fresh(TEXTS, beam=2, max_new_tokens=6)
+    assert (again.max_source_len, again.max_target_len) == (48, 8)
+    assert again.meta["from_scratch"] == fresh.meta["from_scratch"]
 
 
 def test_pretrained_path_keeps_the_mlm_head(tmp_path, model_dir):
@@ -191,23 +233,81 @@ def test_pretrained_path_keeps_the_mlm_head(tmp_path, model_dir):
     gen.tokenizer.save_pretrained(tmp_path)
     _, info = BertLMHeadModel.from_pretrained(tmp_path, is_decoder=True, output_loading_info=True)
     assert not info["missing_keys"]
-    fresh = TitleGenerator.from_pretrained(str(tmp_path), max_source_len=48, max_target_len=8)
+    assert not (tmp_path / "zhtext.json").exists()  # a plain checkpoint, not a zhtext folder
+    fresh = TitleGenerator.load(str(tmp_path), max_source_len=48, max_target_len=8)
     assert fresh(TEXTS, beam=3) == [p.title for p in PAIRS]
+    assert (fresh.max_source_len, fresh.max_target_len, fresh.meta) == (48, 8, {})
+    # Without settings a plain checkpoint takes the training defaults (256 + 32 tokens), which
+    # this small model's 59 positions cannot hold: one clear error.
+    with pytest.raises(ZhtextError, match="exceed the model's 59 positions"):
+        TitleGenerator.load(tmp_path)
+
+
+def test_load_rejects_what_is_not_a_title_model(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gen = tiny()
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=len(gen.tokenizer))
+                    ).save_pretrained(tmp_path / "gpt")
+    gen.tokenizer.save_pretrained(tmp_path / "gpt")
+    with pytest.raises(ZhtextError, match="is a gpt2 model: titles need a BERT"):
+        TitleGenerator.load(tmp_path / "gpt")
+    gen.save(tmp_path / "other")
+    meta = json.loads((tmp_path / "other" / "zhtext.json").read_text(encoding="utf-8"))
+    (tmp_path / "other" / "zhtext.json").write_text(json.dumps({**meta, "task": "tagger"}))
+    with pytest.raises(ZhtextError, match="a zhtext tagger model, not a title model"):
+        TitleGenerator.load(tmp_path / "other")
+    with pytest.raises(ZhtextError, match="no such directory"):
+        TitleGenerator.load(tmp_path / "missing" / "x" / "y")
 
 
 def test_interrupted_then_resumed_training_matches_an_uninterrupted_run(tmp_path):
     from zhtext.neural.trainer import checkpoint_path
 
-    kw = {"layers": 2, "hidden": 32, "epochs": 3, "batch_size": 2, "progress": False, "max_source_len": 48,
-              "max_target_len": 8}
-    whole = TitleGenerator.train(PAIRS, out_dir=tmp_path / "a", **kw)
-    first = TitleGenerator.train(PAIRS, out_dir=tmp_path / "b", max_seconds=0.0, **kw)
+    kw = {"train": PAIRS, "layers": 2, "hidden": 32, "epochs": 3, "batch_size": 2, "progress": False,
+          "max_source_len": 48, "max_target_len": 8}
+    whole = TitleGenerator.train(TitleTrainConfig(output=tmp_path / "a", **kw))
+    first = TitleGenerator.train(TitleTrainConfig(output=tmp_path / "b", max_seconds=0.0, **kw))
     assert [h["step"] for h in first.history] == [1] and checkpoint_path(tmp_path / "b").is_file()
-    resumed = TitleGenerator.train(PAIRS, out_dir=tmp_path / "b", resume=True, **kw)
+    resumed = TitleGenerator.train(TitleTrainConfig(output=tmp_path / "b", resume=True, **kw))
     assert [h["step"] for h in resumed.history] == [1, 2, 4, 6]
     assert not checkpoint_path(tmp_path / "b").exists()
     batch = whole.collate(whole.training_rows(PAIRS))
     assert torch.allclose(whole.model(**batch), resumed.model(**batch), atol=1e-6)
+
+
+def test_training_reads_files_like_pairs_in_memory(tmp_path):
+    """Paths in the config go through the pair reader: the same run, the same weights; the dev
+    figures of the history are those of the model at that point."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"title": p.title, "content": p.content}, ensure_ascii=False)
+                             + "\n" for p in PAIRS), encoding="utf-8")
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("".join(f"{p.title}\t{p.content}\n" for p in PAIRS[:2]), encoding="utf-8")
+    kw = {"layers": 1, "hidden": 16, "max_steps": 2, "batch_size": 2, "progress": False,
+          "max_source_len": 48, "max_target_len": 8, "dev_limit": 1}
+    a = TitleGenerator.train(TitleTrainConfig(train=train, dev=dev, output=tmp_path / "a", **kw))
+    b = TitleGenerator.train(TitleTrainConfig(train=PAIRS, dev=PAIRS[:1], output=tmp_path / "b", **kw))
+    assert a.history == [{**h, "seconds": a.history[i]["seconds"]} for i, h in enumerate(b.history)]
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # The best model was saved with its dev figure: scoring it again gives that figure.
+    assert a.meta["best"]["rouge-l"] == max(h["rouge-l"] for h in a.history)
+    assert a.evaluate(PAIRS[:1], beam=1, max_new_tokens=8)["rouge-l"] == a.meta["best"]["rouge-l"]
+    assert a.evaluate(dev)["count"] == 2  # evaluate reads a pair file too
+
+
+@pytest.mark.parametrize("config, message", [
+    (lambda tmp: TitleTrainConfig(train=PAIRS, output=tmp, max_source_len=0), "max_source_len"),
+    (lambda tmp: TitleTrainConfig(train=PAIRS, output=tmp, max_target_len=0), "max_target_len"),
+    (lambda tmp: TitleTrainConfig(train=[TitlePair("", "内容")], output=tmp), "no training pairs"),
+    (lambda tmp: TitleTrainConfig(train=PAIRS), "no output folder"),
+    (lambda tmp: TrainConfig(train=PAIRS, output=tmp), "takes a TitleTrainConfig"),
+])
+def test_bad_training_settings_are_one_error_and_write_nothing(tmp_path, config, message):
+    with pytest.raises(ZhtextError, match=message):
+        TitleGenerator.train(config(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_unilm_rejects_a_non_bert_model():
@@ -261,46 +361,144 @@ def test_rouge_against_hand_computed_cases():
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_train_title_evaluate(tmp_path, monkeypatch, capsys, model_dir):
+@pytest.fixture
+def pair_file(tmp_path):
     data = tmp_path / "pairs.tsv"
     data.write_text("".join(f"{p.title}\t{p.content}\n" for p in PAIRS), encoding="utf-8")
-    code, out, err = run_cli(monkeypatch, capsys, "title", str(data), "--lines", "--model",
+    return data
+
+
+def test_cli_title_lines_as_jsonl(monkeypatch, capsys, model_dir, pair_file):
+    code, out, err = run_cli(monkeypatch, capsys, "title", str(pair_file), "--lines", "-m",
                              str(model_dir), "--format", "jsonl")
     assert code == 0, err
     # TSV lines are plain text to `zhtext title`: each whole line is an article.
-    assert len(out.splitlines()) == len(PAIRS)
+    lines = pair_file.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in out.splitlines()]
+    gen = TitleGenerator.load(model_dir)
+    assert records == [{"content": line, "title": title} for line, title in zip(lines, gen(lines))]
+
+
+def test_cli_title_of_a_whole_file(tmp_path, monkeypatch, capsys, model_dir):
     article = tmp_path / "a.txt"
     article.write_text(PAIRS[1].content, encoding="utf-8")
-    code, out, _ = run_cli(monkeypatch, capsys, "title", str(article), "--model", str(model_dir))
-    assert (code, out) == (0, PAIRS[1].title + "\n")
+    code, out, err = run_cli(monkeypatch, capsys, "title", str(article), "--model", str(model_dir))
+    assert (code, out, err) == (0, PAIRS[1].title + "\n", "")
+
+
+def test_cli_title_jsonl_records_keep_their_fields(tmp_path, monkeypatch, capsys, model_dir):
     jl = tmp_path / "in.jsonl"
-    jl.write_text("".join(json.dumps({"title": p.title, "content": p.content}, ensure_ascii=False)
-                          + "\n" for p in PAIRS), encoding="utf-8")
+    jl.write_text("".join(json.dumps({"id": i, "title": p.title, "content": p.content},
+                                     ensure_ascii=False) + "\n" for i, p in enumerate(PAIRS)),
+                  encoding="utf-8")
     result = tmp_path / "out.jsonl"
-    code, _, _ = run_cli(monkeypatch, capsys, "title", str(jl), "--model", str(model_dir),
-                         "-o", str(result), "--format", "jsonl")
+    code, out, err = run_cli(monkeypatch, capsys, "title", str(jl), "-m", str(model_dir),
+                             "-o", str(result), "--format", "jsonl")
+    assert (code, out) == (0, ""), err
     records = [json.loads(line) for line in result.read_text(encoding="utf-8").splitlines()]
-    assert code == 0 and [r["title"] for r in records] == [r["reference"] for r in records]
-    code, out, _ = run_cli(monkeypatch, capsys, "evaluate", "title", "--model", str(model_dir),
-                           "--data", str(data), "--json")
+    assert records == [{"id": i, "title": p.title, "content": p.content, "reference": p.title}
+                       for i, p in enumerate(PAIRS)]
+
+
+def test_cli_title_decoding_options_reach_the_model(tmp_path, monkeypatch, capsys, model_dir):
+    article = tmp_path / "a.txt"
+    article.write_text("\n".join(TEXTS), encoding="utf-8")
+    gen = TitleGenerator.load(model_dir)
+    for args, options in [
+        (["--beam", "1", "--max-new-tokens", "2"], {"beam": 1, "max_new_tokens": 2}),
+        (["--sample", "--top-k", "5", "--temperature", "3", "--seed", "4"],
+         {"sample": True, "top_k": 5, "temperature": 3.0, "seed": 4}),
+        (["--min-new-tokens", "6", "--max-new-tokens", "6", "--no-repeat-ngram", "1",
+          "--repetition-penalty", "1.5", "--length-penalty", "0.5"],
+         {"min_new_tokens": 6, "max_new_tokens": 6, "no_repeat_ngram": 1,
+          "repetition_penalty": 1.5, "length_penalty": 0.5}),
+    ]:
+        code, out, err = run_cli(monkeypatch, capsys, "title", str(article), "--lines", "-m",
+                                 str(model_dir), *args)
+        assert code == 0, err
+        assert out.splitlines() == gen(TEXTS, **options)
+    # The options really change the titles (else the comparison above proves little).
+    assert gen(TEXTS, beam=1, max_new_tokens=2) != gen(TEXTS)
+    unique = gen.decode_config(min_new_tokens=6, max_new_tokens=6, no_repeat_ngram=1)
+    assert all(len(set(out[0])) == 6 for out in gen.generate_ids(TEXTS, unique))
+
+
+def test_cli_evaluate_title_gives_the_figures_of_evaluate(monkeypatch, capsys, model_dir, pair_file):
+    code, out, err = run_cli(monkeypatch, capsys, "evaluate", "title", "-m", str(model_dir),
+                             "--data", str(pair_file), "--json", "--beam", "1",
+                             "--max-new-tokens", "3", "--limit", "3")
+    assert code == 0, err
     scores = json.loads(out)
-    assert code == 0 and scores["rouge-l"] == pytest.approx(1.0) and scores["count"] == 4
-    code, _, err = run_cli(monkeypatch, capsys, "train", "title", "--train", str(data), "--out",
-                           str(tmp_path / "m"), "--dev", str(data), "--from-scratch", "--layers", "1",
-                           "--hidden", "16",
-                           "--epochs", "1", "--max-source-len", "40", "--max-target-len", "8")
+    expected = TitleGenerator.load(model_dir).evaluate(PAIRS[:3], beam=1, max_new_tokens=3)
+    assert scores["count"] == expected["count"] == 3
+    for key in ("rouge-1", "rouge-2", "rouge-l", "bleu"):
+        assert scores[key] == round(expected[key], 6), key
+    assert 0 < scores["rouge-l"] < 1  # three tokens cut the four-character titles short
+    code, out, err = run_cli(monkeypatch, capsys, "evaluate", "title", "-m", str(model_dir),
+                             "--data", str(pair_file))
+    assert code == 0 and not out and "ROUGE-L" in err and "100.00" in err
+
+
+def test_cli_train_title_keeps_the_best_model(tmp_path, monkeypatch, capsys, pair_file):
+    code, _, err = run_cli(monkeypatch, capsys, "train", "title", "--train", str(pair_file),
+                           "-o", str(tmp_path / "m"), "--dev", str(pair_file), "--from-scratch",
+                           "--layers", "1", "--hidden", "16", "--epochs", "2", "--batch-size", "2",
+                           "--max-source-len", "40", "--max-target-len", "8")
     assert code == 0, err
     meta = json.loads((tmp_path / "m" / "zhtext.json").read_text(encoding="utf-8"))
-    assert meta["task"] == "title" and 0.0 <= meta["best"]["rouge-l"] <= 1.0
-    assert isinstance(TitleGenerator.load(tmp_path / "m")(TEXTS[0], beam=1), str)
+    assert meta["task"] == "title" and (meta["max_source_len"], meta["max_target_len"]) == (40, 8)
+    assert [h["step"] for h in meta["history"]] == [2, 4]
+    assert meta["best"]["rouge-l"] == max(h["rouge-l"] for h in meta["history"])
+    assert f"best dev ROUGE-L {meta['best']['rouge-l']:.4f}" in " ".join(err.split())
+    # The saved model is the one that scored best: titling the dev set again (greedy, as in
+    # training) gives the recorded figure.
+    again = TitleGenerator.load(tmp_path / "m").evaluate(pair_file, beam=1, max_new_tokens=8)
+    assert again["rouge-l"] == meta["best"]["rouge-l"]
+
+
+def test_cli_old_spellings_still_work_and_warn_once(tmp_path, monkeypatch, capsys, model_dir):
+    import zhtext_cli.base as cli_base
+
+    monkeypatch.setattr(cli_base, "_warned", set())
+    article = tmp_path / "a.txt"
+    article.write_text(TEXTS[0], encoding="utf-8")
+    expected = TitleGenerator.load(model_dir)(TEXTS[0], max_new_tokens=2, min_new_tokens=2) + "\n"
+    for attempt in range(2):
+        code, out, err = run_cli(monkeypatch, capsys, "title", str(article), "--model",
+                                 str(model_dir), "--max-len", "2", "--min-len=2")
+        assert (code, out) == (0, expected), err
+        warnings = [line for line in err.splitlines() if "deprecated" in line]
+        assert warnings == ([] if attempt else [
+            f"zhtext: warning: --{old}-len is deprecated, use --{old}-new-tokens (the old spelling "
+            "goes in the next release)" for old in ("max", "min")])
+    code, out, err = run_cli(monkeypatch, capsys, "title", "--help")
+    assert code == 0 and "--max-len" not in out and "--max-new-tokens" in out
+
+
+def test_cli_train_title_old_out_option(tmp_path, monkeypatch, capsys, pair_file):
+    import zhtext_cli.base as cli_base
+
+    monkeypatch.setattr(cli_base, "_warned", set())
+    code, _, err = run_cli(monkeypatch, capsys, "train", "title", "--train", str(pair_file),
+                           "--out", str(tmp_path / "m"), "--from-scratch", "--layers", "1",
+                           "--hidden", "16", "--max-steps", "1", "--max-source-len", "40",
+                           "--max-target-len", "8")
+    assert code == 0, err
+    assert err.count("--out is deprecated, use --output") == 1
+    assert json.loads((tmp_path / "m" / "zhtext.json").read_text(encoding="utf-8"))["task"] == "title"
 
 
 @pytest.mark.parametrize("args, message", [
-    (["title", "missing.txt", "--model", "{model}"], "missing.txt"),
-    (["title", "{bad}", "--model", "no-such-dir/x/y"], "not a zhtext model directory"),
-    (["train", "title", "--train", "{bad}", "--out", "{tmp}/o", "--from-scratch"], "bad.tsv:1"),
-    (["train", "title", "--train", "{bad}", "--out", "{tmp}/o"], "--from-scratch"),
-    (["title", "{bad}", "--model", "{model}", "--top-p", "0"], "top_p"),
+    (["title", "missing.txt", "-m", "{model}"], "missing.txt"),
+    (["title", "{bad}", "-m", "no-such-dir/x/y"], "no-such-dir/x/y: no such directory"),
+    (["train", "title", "--train", "{bad}", "-o", "{tmp}/o", "--from-scratch"], "bad.tsv:1"),
+    (["train", "title", "--train", "{bad}", "-o", "{tmp}/o"], "--from-scratch"),
+    (["train", "title", "--train", "{bad}", "-o", "{tmp}/o", "--from-scratch",
+      "--max-source-len", "0"], "max_source_len"),
+    (["title", "{bad}", "-m", "{model}", "--top-p", "0"], "top_p"),
+    (["title", "{bad}", "-m", "{model}", "--max-new-tokens", "2", "--min-new-tokens", "3"],
+     "min_new_tokens"),
+    (["evaluate", "title", "-m", "{model}", "--data", "{bad}"], "bad.tsv:1"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, model_dir, args, message):
     bad = tmp_path / "bad.tsv"

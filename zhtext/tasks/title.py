@@ -11,7 +11,7 @@ Decoding runs the content once and keeps every layer's keys and values (a Huggin
 through unchanged), then feeds one title token per step. The content never attends to the title,
 so the cached logits equal those of a full recomputation of the whole sequence at every step,
 which :class:`RecomputeStep` does (the bert4keras way) for tests and benchmarks. Beam search,
-greedy decoding and sampling are :mod:`zhtext.decoding`'s.
+greedy decoding and sampling are :mod:`zhtext.neural.decoding`'s.
 
 Right padding of the contents in a batch changes nothing: padded keys are masked out, and every
 row carries its own position ids, so a title never depends on the other articles of its batch.
@@ -19,38 +19,39 @@ row carries its own position ids, so a title never depends on the other articles
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from zhtext.neural.decoding import DecodeConfig, generate
 from zhtext.errors import ZhtextError
-from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert
 from zhtext.eval.metrics import average_rouge
-from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
-from zhtext.neural.tokens import decode_text
+from zhtext.neural.batching import length_order, pad
+from zhtext.neural.decoding import DecodeConfig, generate
 from zhtext.neural.hub import load_model, load_tokenizer, pick_device
+from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert
 from zhtext.neural.modeldir import (
+    META_FILE,
     load_task_meta,
     model_dir_writer,
     save_task_meta,
-    update_task_meta,
 )
-from zhtext.tasks.titledata import TitlePair
-from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, Trainer
-from zhtext.neural.batching import bucketed_batches
+from zhtext.neural.scratch import scratch_model
+from zhtext.neural.tokens import decode_text
+from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything
+from zhtext.tasks.base import Model
+from zhtext.tasks.titledata import TitlePair, read_pairs
 
 __all__ = [
     "CachedStep",
     "RecomputeStep",
     "TitleGenerator",
+    "TitleTrainConfig",
     "UniLM",
     "unilm_allowed",
     "unilm_mask",
@@ -123,9 +124,9 @@ class UniLM(nn.Module):
 
 
 class CachedStep:
-    """The UniLM step function over a key/value cache (a :class:`~zhtext.decoding.StepModel`):
+    """The UniLM step function over a key/value cache (a :class:`~zhtext.neural.decoding.StepModel`):
     the contents run through transformers' forward once, each title token through
-    :func:`~zhtext.incremental.bert_step`."""
+    :func:`~zhtext.neural.incremental.bert_step`."""
 
     def __init__(self, model: UniLM):
         self.model = model
@@ -205,17 +206,49 @@ class RecomputeStep:
 
 # --------------------------------------------------------------------------- the generator
 
+# Titles decoded together when a caller names no batch size.
+DEFAULT_BATCH_SIZE = 16
 
-class TitleGenerator:
-    """A trained UniLM title model: ``TitleGenerator.load(dir)(texts)`` gives one title per text.
+
+@dataclass
+class TitleTrainConfig(TrainConfig):
+    """Training settings of a title model: the shared ones, and how much of each pair is kept.
+
+    ``max_source_len`` content tokens (the head of the article) and ``max_target_len`` title
+    tokens; the dev set is titled greedily with up to ``max_target_len`` tokens. ``lr`` defaults
+    to 5e-4 from scratch and 2e-5 from a pretrained ``model``.
+    """
+
+    max_source_len: int = 256
+    max_target_len: int = 32
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.max_source_len < 1 or self.max_target_len < 1:
+            problems.append("max_source_len and max_target_len must be >= 1")
+        return problems
+
+
+_DECODE_FIELDS = frozenset(f.name for f in fields(DecodeConfig))
+
+
+class TitleGenerator(Model):
+    """A UniLM title model: ``TitleGenerator.load(name_or_dir)(texts)`` gives one title per text.
 
     ``max_source_len`` caps the content tokens (the head is kept); ``max_target_len`` the title
-    tokens in training. Build one with :meth:`train`, :meth:`load` or :meth:`from_pretrained`.
+    tokens in training. Build one with :meth:`train`, :meth:`load` or :meth:`from_scratch`.
+    Titles are decoded under :attr:`decoding` (beam 3, at most 32 tokens) unless a call says
+    otherwise.
     """
+
+    task: ClassVar[str] = TASK
+    config_class: ClassVar[type[TrainConfig]] = TitleTrainConfig
+    metric: ClassVar[str] = "rouge-l"
+    decoding: ClassVar[DecodeConfig] = DecodeConfig(beam=3, max_new_tokens=32)
 
     def __init__(self, model: UniLM, tokenizer: Any, max_source_len: int = 256,
                  max_target_len: int = 32, device: torch.device | None = None,
-                 batch_size: int = 16, meta: dict[str, Any] | None = None):
+                 batch_size: int = DEFAULT_BATCH_SIZE, meta: dict[str, Any] | None = None):
         limit = int(model.lm.config.max_position_embeddings)
         if max_source_len < 1 or max_target_len < 1:
             raise ZhtextError("max_source_len and max_target_len must be at least 1")
@@ -240,32 +273,49 @@ class TitleGenerator:
     # ---------------------------------------------------------------- building
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike, **kwargs: Any) -> TitleGenerator:
-        """Start from any BERT checkpoint with a masked-LM head (``bert-base-chinese`` or a local
-        ``save_pretrained`` directory); its MLM head becomes the title head."""
-        from transformers import BertLMHeadModel
+    def load(cls, name_or_dir: str | os.PathLike, *, device: str | None = None,
+             batch_size: int | None = None, max_source_len: int | None = None,
+             max_target_len: int | None = None) -> TitleGenerator:
+        """A title model saved by :meth:`save` or :meth:`train` (its settings from
+        ``zhtext.json``), or any BERT checkpoint with a masked-LM head (a hub id such as
+        ``bert-base-chinese``, or a ``save_pretrained`` folder), whose MLM head becomes the
+        title head. ``max_source_len`` and ``max_target_len`` override the saved settings
+        (defaults for a plain checkpoint: 256 and 32)."""
+        from transformers import AutoConfig, BertLMHeadModel
 
+        meta: dict[str, Any] = {}
+        saved = TitleTrainConfig.max_source_len, TitleTrainConfig.max_target_len
+        if (Path(name_or_dir).expanduser() / META_FILE).is_file():
+            meta = load_task_meta(Path(name_or_dir).expanduser(), TASK)
+            try:
+                saved = int(meta["max_source_len"]), int(meta["max_target_len"])
+            except (KeyError, TypeError, ValueError):
+                raise ZhtextError(f"{name_or_dir}/{META_FILE} lacks max_source_len or "
+                                  "max_target_len") from None
+        # The architecture is checked before any weights are read.
+        lm_config = load_model(name_or_dir, AutoConfig)
+        if lm_config.model_type != "bert":
+            raise ZhtextError(f"{name_or_dir} is a {lm_config.model_type} model: titles need a "
+                              "BERT with a masked-LM head")
+        lm_config.is_decoder = True
+        lm = load_model(name_or_dir, BertLMHeadModel, config=lm_config)
         tokenizer = load_tokenizer(name_or_dir)
-        lm = load_model(name_or_dir, BertLMHeadModel, is_decoder=True)
-        return cls(UniLM(lm), tokenizer, **kwargs)
+        return cls(UniLM(lm), tokenizer,
+                   saved[0] if max_source_len is None else max_source_len,
+                   saved[1] if max_target_len is None else max_target_len, device=pick_device(device), batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                   meta=meta)
 
     @classmethod
-    def from_scratch(cls, texts: Sequence[str], layers: int = 4, hidden: int = 256,
-                     heads: int | None = None, min_char_count: int = 1, dropout: float = 0.1,
-                     **kwargs: Any) -> TitleGenerator:
-        """A small BERT with random weights over a character vocabulary of ``texts``."""
-        from transformers import BertLMHeadModel
-
-        vocab = build_char_vocab(texts, min_count=min_char_count)
-        tokenizer = char_tokenizer(vocab)
-        heads = heads or max(1, hidden // 64)
-        max_pos = kwargs.get("max_source_len", 256) + kwargs.get("max_target_len", 32) + 3
-        config = small_bert_config(len(vocab), layers=layers, hidden=hidden, heads=heads,
-                                   max_position=max_pos, is_decoder=True,
-                                   hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
-        meta = {"from_scratch": {"layers": layers, "hidden": hidden, "heads": heads,
-                                 "vocab_size": len(vocab)}}
-        return cls(UniLM(BertLMHeadModel(config)), tokenizer, meta=meta, **kwargs)
+    def from_scratch(cls, texts: Iterable[str], config: TitleTrainConfig | None = None,
+                     **settings: Any) -> TitleGenerator:
+        """A small BERT with random weights over a character vocabulary of ``texts``, sized by
+        ``config`` (or a :class:`TitleTrainConfig` of ``settings``: ``layers``, ``hidden``,
+        ``dropout``, ``max_source_len``, ``batch_size``, ``device``, ...)."""
+        config = replace(config, **settings) if config is not None else TitleTrainConfig(**settings)
+        lm, tokenizer, meta = scratch_model("bert-lm", texts, config,
+                                            config.max_source_len + config.max_target_len + 3)
+        return cls(UniLM(lm), tokenizer, config.max_source_len, config.max_target_len,
+                   device=pick_device(config.device), batch_size=config.batch_size, meta=meta)
 
     # ---------------------------------------------------------------- encoding
 
@@ -279,14 +329,8 @@ class TitleGenerator:
     def source_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ``[CLS] content [SEP]`` ids (B, L) and their lengths (B,)."""
         rows = [[self.cls_id, *ids, self.sep_id] for ids in self._ids(texts, self.max_source_len)]
-        return self._pad(rows)
-
-    def _pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-        ids = torch.full((len(rows), int(lengths.max())), self.pad_id, dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return ids.to(self.device), lengths.to(self.device)
+        ids, mask = pad(rows, self.pad_id, device=self.device)
+        return ids, mask.sum(1)
 
     def training_rows(self, pairs: Sequence[TitlePair]) -> list[tuple[list[int], int]]:
         """Per pair: ``[CLS] content [SEP] title [SEP]`` ids and the number of content ids."""
@@ -297,14 +341,28 @@ class TitleGenerator:
 
     def collate(self, rows: Sequence[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         """A right-padded training batch for :meth:`UniLM.forward`."""
-        ids, lengths = self._pad([r[0] for r in rows])
+        ids, mask = pad([r[0] for r in rows], self.pad_id, device=self.device)
         positions = torch.arange(ids.shape[1], device=self.device)[None]
         sources = torch.tensor([r[1] for r in rows], device=self.device)[:, None]
-        valid = positions < lengths[:, None]
-        types = ((positions >= sources) & valid).long()
-        return {"input_ids": ids, "token_type_ids": types, "attention_mask": valid.long()}
+        types = ((positions >= sources) & mask.bool()).long()
+        return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
 
     # ---------------------------------------------------------------- generation
+
+    @classmethod
+    def decode_config(cls, config: DecodeConfig | None = None, **overrides: Any) -> DecodeConfig:
+        """The decoding settings of one call: ``config`` (default :attr:`decoding`) with
+        ``overrides`` of its fields (``beam``, ``max_new_tokens``, ``sample``, ``top_p``, ...).
+        Sampling follows one path, so it ignores the beam width. Raises ZhtextError on an
+        unknown name or a bad value."""
+        unknown = sorted(set(overrides) - _DECODE_FIELDS)
+        if unknown:
+            raise ZhtextError(f"unknown decoding option {unknown[0]!r} (options: "
+                              f"{', '.join(sorted(_DECODE_FIELDS))})")
+        settings = {**asdict(config or cls.decoding), **overrides}
+        if settings["sample"]:
+            settings["beam"] = 1
+        return DecodeConfig(**settings)
 
     def generate_ids(self, texts: Sequence[str], options: DecodeConfig,
                      cached: bool = True) -> list[list[list[int]]]:
@@ -317,7 +375,7 @@ class TitleGenerator:
             options = replace(options, max_new_tokens=room,
                               min_new_tokens=min(options.min_new_tokens, room))
         results: list[list[list[int]]] = [[] for _ in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = length_order([len(t) for t in texts])
         stepper = CachedStep(self.model) if cached else RecomputeStep(self.model)
         self.model.eval()
         for start in range(0, len(order), self.batch_size):
@@ -328,162 +386,90 @@ class TitleGenerator:
                 results[i] = out
         return results
 
-    @staticmethod
-    def options(*, beam: int = 3, max_len: int = 32, min_len: int = 0, length_penalty: float = 1.0,
-                sample: bool = False, top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0,
-                seed: int | None = None, no_repeat_ngram: int = 0) -> DecodeConfig:
-        """The decoding options of :meth:`generate`'s keywords; raises ZhtextError on bad values."""
-        return DecodeConfig(max_new_tokens=max_len, min_new_tokens=min_len,
-                             beam=1 if sample else beam, length_penalty=length_penalty,
-                             sample=sample, top_k=top_k, top_p=top_p, temperature=temperature,
-                             seed=seed, no_repeat_ngram=no_repeat_ngram)
-
-    def generate(self, texts: Sequence[str], *, beam: int = 3, max_len: int = 32,
-                 min_len: int = 0, length_penalty: float = 1.0, sample: bool = False,
-                 top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0,
-                 seed: int | None = None, no_repeat_ngram: int = 0) -> list[str]:
-        """One title per text: beam search of width ``beam`` (1: greedy), or sampling with
-        ``sample`` (temperature, top-k, top-p, seed). At most ``max_len`` title tokens, at least
-        ``min_len``; beam scores are divided by length ** ``length_penalty``; with
-        ``no_repeat_ngram`` n > 0 no n tokens in a row appear twice in a title."""
-        options = self.options(beam=beam, max_len=max_len, min_len=min_len,
-                               length_penalty=length_penalty, sample=sample, top_k=top_k,
-                               top_p=top_p, temperature=temperature, seed=seed,
-                               no_repeat_ngram=no_repeat_ngram)
+    def predict(self, texts: list[str], config: DecodeConfig | None = None,
+                **overrides: Any) -> list[str]:
+        """One title per text, decoded under ``config`` (default :attr:`decoding`: beam 3, at
+        most 32 tokens) with ``overrides`` of single fields: ``beam`` (1: greedy), ``sample``
+        with ``temperature``, ``top_k``, ``top_p`` and ``seed``, ``max_new_tokens``,
+        ``min_new_tokens``, ``length_penalty`` (beam scores divided by length ** it),
+        ``repetition_penalty``, ``no_repeat_ngram`` (no n tokens in a row twice in a title)."""
+        options = self.decode_config(config, **overrides)
+        if options.num_return != 1:
+            raise ZhtextError("a title generator gives one title per text (num_return 1); "
+                              "generate_ids gives several")
         return [decode_text(self.tokenizer, out[0]) for out in self.generate_ids(texts, options)]
-
-    def __call__(self, texts: str | Sequence[str], **options: Any) -> str | list[str]:
-        """The title of one text, or a list of titles; keyword options as :meth:`generate`."""
-        if isinstance(texts, str):
-            return self.generate([texts], **options)[0]
-        return self.generate(list(texts), **options)
 
     # ---------------------------------------------------------------- evaluation
 
-    def evaluate(self, pairs: Sequence[TitlePair], **options: Any) -> dict[str, float]:
-        """Character ROUGE-1/2/L F1 and BLEU averaged over ``pairs``, ``count``, ``seconds``
-        spent generating and ``articles_per_s``."""
-        pairs = list(pairs)
+    @classmethod
+    def read_data(cls, path: str | os.PathLike, config: TrainConfig) -> list[TitlePair]:
+        """The (title, content) pairs of a TSV or JSONL file."""
+        return read_pairs(path, config.input_format, config.encoding)
+
+    def evaluate(self, data: str | os.PathLike | Iterable[TitlePair],
+                 config: DecodeConfig | None = None, **overrides: Any) -> dict[str, float]:
+        """Title the contents of ``data`` (a pair file, or pairs) as :meth:`predict` does and
+        score them: character ROUGE-1/2/L F1 and BLEU averaged over the pairs, ``count``,
+        ``seconds`` spent generating and ``articles_per_s``."""
+        pairs = self._data(data, TitleTrainConfig())
         if not pairs:
             raise ZhtextError("no (title, content) pairs to evaluate on")
         begin = time.perf_counter()
-        titles = self.generate([p.content for p in pairs], **options)
+        titles = self.predict([p.content for p in pairs], config, **overrides)
         seconds = time.perf_counter() - begin
         scores = average_rouge((p.title, t) for p, t in zip(pairs, titles))
         return {**scores, "seconds": seconds, "articles_per_s": len(pairs) / max(seconds, 1e-9)}
 
-    # ---------------------------------------------------------------- save / load
+    # ---------------------------------------------------------------- save
 
-    def save(self, directory: str | os.PathLike, **extra: Any) -> Path:
-        """Save in the Hugging Face layout (``BertLMHeadModel`` + tokenizer) plus ``zhtext.json``;
-        written to a temporary folder first and moved into place, so a save is never torn."""
+    def save(self, directory: str | os.PathLike, **meta: Any) -> Path:
+        """Save in the Hugging Face layout (``BertLMHeadModel`` + tokenizer) plus ``zhtext.json``
+        (``meta`` joins it); written to a temporary folder first and moved into place, so a save
+        is never torn."""
         with model_dir_writer(directory) as tmp:
             self.model.lm.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
-            self.meta.update(extra)
+            self.meta.update(meta)
             save_task_meta(tmp, TASK, self.meta, max_source_len=self.max_source_len,
                            max_target_len=self.max_target_len)
         return Path(directory)
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | None = None,
-             batch_size: int = 16) -> TitleGenerator:
-        """Load a title model saved by :meth:`save` (or :meth:`train`)."""
-        meta = load_task_meta(directory, TASK)
-        try:
-            source_len, target_len = int(meta["max_source_len"]), int(meta["max_target_len"])
-        except (KeyError, TypeError, ValueError):
-            raise ZhtextError(f"{directory}/zhtext.json lacks max_source_len or max_target_len") from None
-        return cls.from_pretrained(directory, max_source_len=source_len, max_target_len=target_len,
-                                   device=pick_device(device), batch_size=batch_size, meta=meta)
-
     # ---------------------------------------------------------------- training
 
     @classmethod
-    def train(
-        cls,
-        train: Sequence[TitlePair],
-        dev: Sequence[TitlePair] | None = None,
-        *,
-        out_dir: str | os.PathLike,
-        model: str | os.PathLike | None = None,
-        layers: int = 4,
-        hidden: int = 256,
-        heads: int | None = None,
-        max_source_len: int = 256,
-        max_target_len: int = 32,
-        epochs: int = 3,
-        batch_size: int = 16,
-        lr: float | None = None,
-        seed: int = 42,
-        dropout: float = 0.1,
-        warmup: float = 0.1,
-        grad_accum: int = 1,
-        max_seconds: float | None = None,
-        max_steps: int | None = None,
-        eval_every: int | None = None,
-        dev_limit: int | None = None,
-        min_char_count: int = 1,
-        resume: bool = False,
-        progress: bool = True,
-        device: str | None = None,
-    ) -> TitleGenerator:
-        """Train on ``train`` pairs, keep the best model by dev ROUGE-L (greedy) in ``out_dir``.
+    def train(cls, config: TrainConfig) -> TitleGenerator:
+        """Train under ``config`` (a :class:`TitleTrainConfig`) and keep the best model by dev
+        ROUGE-L (greedy titles) in ``config.output``.
 
-        ``model`` names a BERT checkpoint with a masked-LM head (hub id or directory); without it
-        a small BERT (``layers``, ``hidden``, ``heads``) is built over a character vocabulary of
-        the training texts. ``lr`` defaults to 2e-5 pretrained and 5e-4 from scratch. Stops after
-        ``epochs``, ``max_steps`` or ``max_seconds``; ``resume`` continues from
-        ``out_dir/checkpoint``. ``dev_limit`` scores only the first N dev pairs each time.
+        ``config.model`` names a BERT checkpoint with a masked-LM head (hub id or folder);
+        without it a small BERT is built over a character vocabulary of the training pairs.
+        Pairs with an empty title or content are left out of training, and dev pairs with an
+        empty content out of scoring; ``dev_limit`` scores only the first N.
         """
-        train = [p for p in train if p.title.strip() and p.content.strip()]
+        config = cls._check_config(config)
+        train = [p for p in cls._data(config.train, config) if p.title.strip() and p.content.strip()]
         if not train:
             raise ZhtextError("no training pairs (with a non-empty title and content)")
-        seed_everything(seed)
-        out = Path(out_dir)  # created by the first save: a bad setting leaves nothing behind
-        settings = {"max_source_len": max_source_len, "max_target_len": max_target_len,
-                    "device": pick_device(device), "batch_size": batch_size}
-        if model is None:
-            gen = cls.from_scratch([t for p in train for t in p], layers=layers, hidden=hidden,
-                                   heads=heads, min_char_count=min_char_count, dropout=dropout,
-                                   **settings)
-            lr = lr or 5e-4
+        dev = [p for p in cls._data(config.dev, config) if p.content.strip()][:config.dev_limit]
+        seed_everything(config.seed)  # the initial weights follow the seed
+        if config.model is None:
+            gen = cls.from_scratch([t for p in train for t in p], config)
+            lr = config.lr or 5e-4
         else:
-            gen = cls.from_pretrained(model, **settings)
-            gen.meta["base_model"] = str(model)
-            lr = lr or 2e-5
-        net = gen.model
+            gen = cls.load(config.model, device=config.device, batch_size=config.batch_size,
+                           max_source_len=config.max_source_len,
+                           max_target_len=config.max_target_len)
+            gen.meta = {"base_model": str(config.model)}
+            lr = config.lr or 2e-5
         rows = gen.training_rows(train)
-        batches_per_epoch = math.ceil(len(rows) / batch_size)
 
-        lengths = [len(r[0]) for r in rows]
+        def evaluate() -> dict[str, float]:
+            scores = gen.evaluate(dev, beam=1, max_new_tokens=config.max_target_len)
+            return {k: scores[k] for k in ("rouge-1", "rouge-2", "rouge-l")}
 
-        def batches(epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-            for group in bucketed_batches(lengths, batch_size, seed, epoch):
-                yield gen.collate([rows[i] for i in group])
-
-        evaluate = None
-        if dev:
-            dev_pairs = [p for p in dev if p.content.strip()][:dev_limit]
-
-            def evaluate() -> dict[str, float]:
-                scores = gen.evaluate(dev_pairs, beam=1, max_len=max_target_len)
-                return {k: scores[k] for k in ("rouge-1", "rouge-2", "rouge-l")}
-
-        def on_best(record: dict[str, Any]) -> None:
-            gen.save(out, best=record)
-
-        config = TrainConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds,
-                             warmup=warmup, grad_accum=grad_accum, seed=seed, eval_every=eval_every,
-                             resume=resume, progress=progress, output=out)
-        extra = {"vocab": len(gen.tokenizer), "max_source_len": max_source_len,
-                 "max_target_len": max_target_len, "batch_size": batch_size, "train_size": len(rows)}
-        groups = param_groups(net, lr, config.weight_decay)
-        history = Trainer(net, config, batches, batches_per_epoch, groups=groups, evaluate=evaluate,
-                          on_best=on_best, metric="rouge-l", extra_state=extra).fit()
-        # The best model is on disk already: only its metadata gains the history.
-        update_task_meta(out, history=history)
-        best = cls.load(out, device=device, batch_size=batch_size)
-        best.history = history
-        return best
-
+        extra = {"vocab": len(gen.tokenizer), "max_source_len": config.max_source_len,
+                 "max_target_len": config.max_target_len, "batch_size": config.batch_size,
+                 "train_size": len(rows)}
+        return cls._fit(gen, gen.model, config, rows, [len(r[0]) for r in rows], gen.collate,
+                        evaluate if dev else None,
+                        groups=param_groups(gen.model, lr, config.weight_decay), extra_state=extra)

@@ -46,16 +46,18 @@ def _text_field(record: dict[str, Any], keys: tuple[str, ...], where: str) -> st
     raise ZhtextError(f"{where}: no string field {' or '.join(repr(k) for k in keys)}")
 
 
-def read_pairs(path: PathLike, format: str = "auto") -> list[TitlePair]:
+def read_pairs(path: PathLike, format: str = "auto", encoding: str | None = None
+               ) -> list[TitlePair]:
     """All (title, content) pairs of a TSV or JSONL file; blank lines are skipped.
 
     ``format``: ``auto`` (JSONL when the first non-empty line starts with ``{``), ``tsv`` or
-    ``jsonl``. A malformed line raises ZhtextError naming the file and line number.
+    ``jsonl``; ``encoding`` forces a codec (default: detected). A malformed line raises
+    ZhtextError naming the file and line number.
     """
     if format not in ("auto", "tsv", "jsonl"):
         raise ZhtextError(f"unknown pair format {format!r}; choose auto, tsv or jsonl")
     pairs: list[TitlePair] = []
-    for number, line in enumerate(iter_lines(path), 1):
+    for number, line in enumerate(iter_lines(path, encoding), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
