@@ -116,8 +116,6 @@ class TitleStep(Step):
 
     def run(self, texts: list[str]) -> list[str]:
         options = {"beam": self.settings.beam, "max_new_tokens": self.settings.max_new_tokens}
-        if not _is_model(self.model):  # MERGE: today's TitleGenerator calls max_new_tokens max_len
-            options["max_len"] = options.pop("max_new_tokens")
         return self.model(texts, **options)
 
     @property
