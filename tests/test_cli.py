@@ -107,3 +107,24 @@ def test_user_error_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
     assert code == 1 and out == ""
     assert err.startswith("zhtext: error: ") and err.count("\n") == 1 and str(missing) in err
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_train_gpt_old_out_spelling_still_works_and_warns_once(tmp_path, monkeypatch, capsys):
+    import zhtext_cli.base
+
+    monkeypatch.setattr(zhtext_cli.base, "_warned", set())  # as in a fresh process
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("我爱北京天安门\n北京是中国的首都\n" * 10, "utf-8")
+    common = ["train", "gpt", "--train", str(corpus), "--from-scratch", "--layers", "1",
+              "--hidden", "32", "--block-size", "16", "--max-steps", "1", "-q"]
+    warning = "zhtext: warning: --out is deprecated, use --output"
+    code, out, err = run_cli(monkeypatch, capsys, *common, "--out", str(tmp_path / "old"))
+    assert code == 0 and out == "" and err.count(warning) == 1 and err.count("\n") == 1
+    assert (tmp_path / "old" / "zhtext.json").is_file()
+    code, _, err = run_cli(monkeypatch, capsys, *common, f"--out={tmp_path / 'again'}")
+    assert code == 0 and err == "" and (tmp_path / "again" / "zhtext.json").is_file()
+    code, _, err = run_cli(monkeypatch, capsys, *common, "--output", str(tmp_path / "new"))
+    assert code == 0 and err == "" and (tmp_path / "new" / "zhtext.json").is_file()
+    # The old spelling is hidden from --help.
+    code, out, _ = run_cli(monkeypatch, capsys, "train", "gpt", "--help")
+    assert code == 0 and "--output" in out and "--out " not in out

@@ -11,11 +11,12 @@ import pytest
 import torch
 from conftest import run_cli
 
-from zhtext.neural.decoding import DecodeConfig
 from zhtext.errors import ZhtextError
-from zhtext.tasks.generate import GPTStep, TextGenerator, _Detokenizer
+from zhtext.neural.batching import pad
+from zhtext.neural.decoding import DecodeConfig
 from zhtext.neural.lmdata import pack_blocks, split_heldout
 from zhtext.neural.tokens import squeeze_spaces
+from zhtext.tasks.generate import GPTStep, GPTTrainConfig, TextGenerator, _Detokenizer
 
 TEXTS = ["我爱北京天安门", "北京是中国的首都", "今天天气很好，我们去公园", "话说天下大势，分久必合"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -92,7 +93,7 @@ def test_left_padding_changes_no_continuation_and_greedy_equals_transformers():
     # transformers' generate() on the same left-padded ids and mask, token for token.
     options = DecodeConfig(max_new_tokens=12)
     ours = [seqs[0] for _, seqs in gen.generate_ids(prompts, options)]
-    ids, mask = gen.left_pad(gen.prompt_ids(prompts, 12))
+    ids, mask = pad(gen.prompt_ids(prompts, 12), gen.pad_id, left=True)
     hf = gen.lm.generate(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1,
                          max_new_tokens=12, eos_token_id=gen.eos_ids, pad_token_id=gen.pad_id)
     expect = [[t for t in row if t != gen.pad_id] for row in hf[:, ids.shape[1]:].tolist()]
@@ -102,8 +103,74 @@ def test_left_padding_changes_no_continuation_and_greedy_equals_transformers():
 def test_beam_rows_do_not_depend_on_the_batch():
     gen = tiny()
     prompts = ["我", "北京是中国的"]
-    alone = [gen.generate(p, beams=3, num=2, max_new_tokens=6) for p in prompts]
-    assert gen.generate(prompts, beams=3, num=2, max_new_tokens=6) == alone
+    alone = [gen.generate(p, beam=3, num_return=2, max_new_tokens=6) for p in prompts]
+    assert gen.generate(prompts, beam=3, num_return=2, max_new_tokens=6) == alone
+
+
+# --------------------------------------------------------------------------- the model API
+
+
+def test_call_and_predict_give_the_first_continuation_of_generate():
+    gen = tiny()
+    prompts = ["我爱", "北京", "今天"]
+    samples = gen.generate(prompts, seed=5, num_return=3, max_new_tokens=10)
+    # The first of N seeded samples is the one continuation predict() draws.
+    assert gen.predict(prompts, seed=5, max_new_tokens=10) == [s[0] for s in samples]
+    assert gen(prompts, seed=5, max_new_tokens=10) == [s[0] for s in samples]
+    assert gen("北京", seed=5, max_new_tokens=10) == samples[1][0]
+    assert gen.generate("北京", seed=5, num_return=3, max_new_tokens=10) == samples[1]
+    # num_return asked of predict() still gives one string per prompt.
+    assert gen.predict(prompts, seed=5, num_return=2, max_new_tokens=10) == [s[0] for s in samples]
+    # A DecodeConfig and single overrides are the same settings.
+    greedy = DecodeConfig(max_new_tokens=6)
+    assert gen.predict(prompts, greedy) == gen.predict(prompts, sample=False, max_new_tokens=6)
+    beams = gen.generate(prompts, beam=3, num_return=2, max_new_tokens=6)
+    assert gen.predict(prompts, beam=3, max_new_tokens=6) == [b[0] for b in beams]
+
+
+def test_decoding_settings_one_vocabulary():
+    assert TextGenerator.decode_config == DecodeConfig(sample=True, top_k=50, max_new_tokens=64)
+    assert TextGenerator.decoding(beam=4).sample is False  # beam search does not sample
+    assert TextGenerator.decoding(DecodeConfig(top_p=0.5), seed=3) == DecodeConfig(top_p=0.5, seed=3)
+    with pytest.raises(ZhtextError, match="'beams' \\(now 'beam'\\)"):
+        TextGenerator.decoding(beams=2)
+    with pytest.raises(ZhtextError, match="'num' \\(now 'num_return'\\)"):
+        tiny().predict(["我"], num=2)
+    with pytest.raises(ZhtextError, match="do not mix"):
+        TextGenerator.decoding(sample=True, beam=2)
+    with pytest.raises(ZhtextError, match="top_p"):
+        TextGenerator.decoding(top_p=0.0)
+
+
+def test_train_config_defaults_and_checks():
+    config = GPTTrainConfig()
+    assert (config.block_size, config.epochs, config.batch_size, config.warmup) == (128, 1, 16, 0.1)
+    with pytest.raises(ZhtextError, match="block_size"):
+        GPTTrainConfig(block_size=1)
+    with pytest.raises(ZhtextError, match="takes a GPTTrainConfig"):
+        from zhtext.neural.trainer import TrainConfig
+
+        TextGenerator.train(TrainConfig(train=TEXTS, output="x"))
+
+
+def test_training_reads_files_and_texts_alike(tmp_path):
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("\n".join(TEXTS * 5) + "\n\n", encoding="utf-8")
+    second.write_bytes("\n".join(TEXTS[::-1] * 5).encode("gb18030"))  # the codec is detected
+    texts = TEXTS * 5 + TEXTS[::-1] * 5
+    settings = {"layers": 1, "hidden": 32, "block_size": 16, "max_steps": 3, "batch_size": 4,
+                "dropout": 0.0, "progress": False}
+    from_files = TextGenerator.train(GPTTrainConfig(train=[first, second], dev=first,
+                                                    output=tmp_path / "f", **settings))
+    from_texts = TextGenerator.train(GPTTrainConfig(train=texts, dev=TEXTS * 5,
+                                                    output=tmp_path / "t", **settings))
+    # The same run (the clock aside): same vocabulary, weights, batches and dev scores.
+    assert len(from_files.history) == len(from_texts.history) > 0
+    assert from_files.history == [{**h, "seconds": f["seconds"]} for h, f in
+                                  zip(from_texts.history, from_files.history)]
+    assert from_files.evaluate(first) == from_texts.evaluate(TEXTS * 5)
+    assert from_files.evaluate([first, second]) == from_texts.evaluate(texts)
+    assert from_files.meta["block_size"] == 16 and from_files.meta["from_scratch"]["layers"] == 1
 
 
 # --------------------------------------------------------------------------- sampling and streaming
@@ -111,18 +178,18 @@ def test_beam_rows_do_not_depend_on_the_batch():
 
 def test_same_seed_same_text_and_another_seed_differs():
     gen = tiny()
-    first = gen.generate(["我爱", "北京"], seed=7, num=2, max_new_tokens=20, top_k=0)
-    assert gen.generate(["我爱", "北京"], seed=7, num=2, max_new_tokens=20, top_k=0) == first
-    assert gen.generate(["我爱", "北京"], seed=8, num=2, max_new_tokens=20, top_k=0) != first
+    first = gen.generate(["我爱", "北京"], seed=7, num_return=2, max_new_tokens=20, top_k=0)
+    assert gen.generate(["我爱", "北京"], seed=7, num_return=2, max_new_tokens=20, top_k=0) == first
+    assert gen.generate(["我爱", "北京"], seed=8, num_return=2, max_new_tokens=20, top_k=0) != first
     # A prompt's samples do not depend on the other prompts of its batch.
-    assert gen.generate("北京", seed=7, num=2, max_new_tokens=20, top_k=0) == first[1]
+    assert gen.generate("北京", seed=7, num_return=2, max_new_tokens=20, top_k=0) == first[1]
 
 
 def test_streamed_pieces_join_to_the_generated_text_in_order():
     gen = tiny()
     gen.batch_size = 2
     prompts = ["我爱", "北京", "今天"]
-    options = {"seed": 3, "num": 2, "max_new_tokens": 15, "top_k": 0}
+    options = {"seed": 3, "num_return": 2, "max_new_tokens": 15, "top_k": 0}
     pieces = list(gen.stream(prompts, **options))
     order = []
     joined: dict[tuple[int, int], str] = {}
@@ -139,7 +206,7 @@ def test_streamed_pieces_join_to_the_generated_text_in_order():
 
 def test_beam_search_cannot_stream():
     with pytest.raises(ZhtextError, match="streamed"):
-        list(tiny().stream("我", beams=2))
+        list(tiny().stream("我", beam=2))
 
 
 # --------------------------------------------------------------------------- text
@@ -227,7 +294,7 @@ def test_perplexity_of_a_known_distribution_matches_brute_force():
     for doc in gen.documents(texts):
         nll -= float(logp[doc[1:]].sum())  # every token after [CLS], [SEP] included
         count += len(doc) - 1
-    scores = gen.perplexity(texts, batch_size=2)
+    scores = gen.evaluate(texts, batch_size=2)
     assert scores["tokens"] == count
     assert scores["ppl"] == pytest.approx(math.exp(nll / count), rel=1e-5)
     chars = sum(len(t.replace(" ", "")) for t in texts)
@@ -236,7 +303,7 @@ def test_perplexity_of_a_known_distribution_matches_brute_force():
 
 def test_max_new_tokens_is_capped_to_the_positions_and_long_prompts_keep_their_tail():
     gen = tiny(positions=16)
-    options = gen.fit(DecodeConfig(max_new_tokens=100))
+    options = gen.cap_new_tokens(DecodeConfig(max_new_tokens=100))
     assert options.max_new_tokens == 8
     rows = gen.prompt_ids(["我爱北京天安门北京是中国的首都今天"], options.max_new_tokens)
     assert len(rows[0]) == 8 and rows[0][0] == gen.bos_id
@@ -265,8 +332,9 @@ def test_pack_blocks_and_heldout_split():
 def trained_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpt-model")
     torch.manual_seed(0)
-    TextGenerator.train(TEXTS * 20, TEXTS[:2], out_dir=out, layers=1, hidden=32, block_size=32,
-                        epochs=3, batch_size=8, lr=5e-3, dropout=0.0, progress=False)
+    TextGenerator.train(GPTTrainConfig(train=TEXTS * 20, dev=TEXTS[:2], output=out, layers=1,
+                                       hidden=32, block_size=32, epochs=3, batch_size=8, lr=5e-3,
+                                       dropout=0.0, progress=False))
     return out
 
 
@@ -275,13 +343,13 @@ def test_training_lowers_perplexity_and_the_saved_model_loads_back(trained_dir):
     history = loaded.meta["history"]
     assert history[-1]["ppl"] < history[0]["ppl"]
     untrained = tiny()
-    assert loaded.perplexity(TEXTS)["ppl"] < untrained.perplexity(TEXTS)["ppl"] / 2
+    assert loaded.evaluate(TEXTS)["ppl"] < untrained.evaluate(TEXTS)["ppl"] / 2
 
 def test_save_load_round_trip_keeps_outputs(tmp_path):
     fresh = tiny()
     fresh.save(tmp_path / "saved")
     again = TextGenerator.load(tmp_path / "saved")
-    assert again.perplexity(TEXTS) == fresh.perplexity(TEXTS)
+    assert again.evaluate(TEXTS) == fresh.evaluate(TEXTS)
     assert again.generate(TEXTS, seed=2, max_new_tokens=8) == fresh.generate(TEXTS, seed=2,
                                                                               max_new_tokens=8)
 
@@ -322,11 +390,53 @@ def test_cli_generate_streamed_equals_unstreamed_and_formats(monkeypatch, capsys
     assert code == 0 and out.startswith("我爱") and len(out.splitlines()) == 1
 
 
+def test_cli_generate_output_file_holds_what_stdout_shows(monkeypatch, capsys, trained_dir,
+                                                          tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("我爱\n北京\n今天\n", encoding="utf-8")
+    for fmt in ("text", "jsonl"):
+        common = ["-m", str(trained_dir), "--file", str(prompts), "--seed", "4", "--num", "2",
+                  "--max-new-tokens", "8", "--format", fmt, "--batch-size", "2"]
+        code, shown, _ = run_cli(monkeypatch, capsys, "generate", *common)
+        assert code == 0 and len(shown.splitlines()) == 6
+        target = tmp_path / f"out.{fmt}"
+        code, printed, _ = run_cli(monkeypatch, capsys, "generate", *common, "-o", str(target))
+        assert code == 0 and printed == ""
+        assert target.read_text(encoding="utf-8") == shown
+
+
+def test_cli_generate_leaves_no_output_file_on_an_error(monkeypatch, capsys, trained_dir,
+                                                        tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("我爱\n北京\n今天\n", encoding="utf-8")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    real = TextGenerator.generate
+    calls = []
+
+    def fails_on_the_second_batch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ZhtextError("the model broke")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(TextGenerator, "generate", fails_on_the_second_batch)
+    code, out, err = run_cli(monkeypatch, capsys, "generate", "-m", str(trained_dir), "--file",
+                             str(prompts), "--batch-size", "2", "--seed", "1", "-o",
+                             str(out_dir / "gen.txt"))
+    assert (code, out, err) == (1, "", "zhtext: error: the model broke\n")
+    assert len(calls) == 2 and list(out_dir.iterdir()) == []
+    # An error before anything is generated (the model cannot load) leaves nothing either.
+    code, out, err = run_cli(monkeypatch, capsys, "generate", "x", "-m", str(tmp_path / "none"),
+                             "-o", str(out_dir / "gen.txt"))
+    assert code == 1 and "no such directory" in err and list(out_dir.iterdir()) == []
+
+
 def test_cli_train_and_evaluate_gpt(monkeypatch, capsys, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(TEXTS * 10) + "\n", encoding="utf-8")
     out = tmp_path / "model"
-    code, _, err = run_cli(monkeypatch, capsys, "train", "gpt", "--train", str(corpus), "--out",
+    code, _, err = run_cli(monkeypatch, capsys, "train", "gpt", "--train", str(corpus), "-o",
                            str(out), "--from-scratch", "--layers", "1", "--hidden", "32",
                            "--block-size", "32", "--max-steps", "3", "--batch-size", "4",
                            "--heldout-every", "4")
@@ -337,7 +447,7 @@ def test_cli_train_and_evaluate_gpt(monkeypatch, capsys, tmp_path):
     assert code == 0
     scores = json.loads(printed)
     held = split_heldout(TEXTS * 10, 4)[1]
-    direct = TextGenerator.load(out).perplexity(held)
+    direct = TextGenerator.load(out).evaluate(held)
     assert scores["ppl"] == pytest.approx(direct["ppl"], rel=1e-5)
     assert scores["lines"] == len(held) == 10
 
@@ -346,8 +456,9 @@ def test_cli_train_and_evaluate_gpt(monkeypatch, capsys, tmp_path):
     (["generate", "x", "--model", "/nonexistent/model"], "no such directory"),
     (["generate", "x", "--file", "p.txt", "--model", "m"], "not both"),
     (["generate", "x", "--model", "m", "--top-p", "1.5"], "top_p"),
+    (["generate", "x", "-m", "m", "--sample", "--beam", "2"], "do not mix"),
     (["generate", "--file", "/nonexistent.txt", "--model", "m"], "nonexistent"),
-    (["train", "gpt", "--train", "x.txt", "--out", "o"], "--from-scratch"),
+    (["train", "gpt", "--train", "x.txt", "-o", "o"], "--from-scratch"),
 ])
 def test_cli_errors_are_one_line(monkeypatch, capsys, args, message):
     code, out, err = run_cli(monkeypatch, capsys, *args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,13 +27,6 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: 
         chunk = sorted(order[p:p + pool].tolist(), key=lambda i: lengths[i])
         groups.extend(chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size))
     return [groups[g] for g in rng.permutation(len(groups))]
-
-
-def batches_of(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
-    """Row indices of ``n`` rows in shuffled batches, deterministic in (seed, epoch)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
 
 
 def pad(rows: Sequence[Sequence[int]], value: int = 0, *, left: bool = False,

@@ -8,16 +8,28 @@ inside a document, which teaches the model to continue from anywhere.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from zhtext.errors import ZhtextError
+from zhtext.io.reading import iter_many_lines
 
-__all__ = ["pack_blocks", "split_heldout"]
+__all__ = ["MAX_LINE_CHARS", "pack_blocks", "read_texts", "split_heldout"]
 
 # Lines tokenised per call: large enough for the fast tokenizer's batching, small for memory.
 _ENCODE_CHUNK = 2048
+# Longest line read from a corpus or prompt file; longer lines arrive in pieces (bounded memory).
+MAX_LINE_CHARS = 100_000
+
+
+def read_texts(sources: str | os.PathLike | Sequence[str | os.PathLike],
+               encoding: str | None = None) -> list[str]:
+    """The non-empty lines of one text file or several (``-``: stdin), each one document; the
+    codec is detected (UTF-8 or GB18030) unless ``encoding`` is given."""
+    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    return [line for line in iter_many_lines(paths, encoding, MAX_LINE_CHARS) if line.strip()]
 
 
 def pack_blocks(lines: Iterable[str], encode: Callable[[Sequence[str]], list[list[int]]],

@@ -10,11 +10,12 @@ with a BERT tokenizer. Three things follow, and zhtext handles each:
 - the tokenizer decodes with a space between every pair of tokens: spaces that touch a wide
   (CJK) character are dropped, spaces between Latin words stay.
 
-Decoding is :mod:`zhtext.decoding`'s; this module supplies the step function (:class:`GPTStep`),
-which always keeps a key/value cache (a transformers ``DynamicCache``). Prompts in a batch are
-padded on the left, and every row carries its own attention mask and position ids
-(``cumsum(mask) - 1``, as transformers' ``generate()`` does), so a prompt's continuation does not
-depend on the other prompts of its batch.
+Decoding is :mod:`zhtext.neural.decoding`'s; this module supplies the step function
+(:class:`GPTStep`), which always keeps a key/value cache (a transformers ``DynamicCache``).
+Prompts in a batch are padded on the left, and every row carries its own attention mask and
+position ids (``cumsum(mask) - 1``, as transformers' ``generate()`` does), so a prompt's
+continuation does not depend on the other prompts of its batch. Training (:class:`GPTTrainConfig`)
+packs raw text into blocks (:mod:`zhtext.neural.lmdata`) and runs the shared trainer.
 """
 
 from __future__ import annotations
@@ -22,31 +23,30 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from zhtext.neural.decoding import DecodeConfig, generate, iter_generate
 from zhtext.errors import ZhtextError
+from zhtext.neural.batching import length_order, pad
+from zhtext.neural.decoding import DecodeConfig, generate, iter_generate
+from zhtext.neural.hub import load_model, load_tokenizer, pick_device
 from zhtext.neural.incremental import SplitCache, StepState, gpt2_step, prepare_gpt2
-from zhtext.neural.batching import batches_of
-from zhtext.neural.lmdata import pack_blocks
+from zhtext.neural.lmdata import pack_blocks, read_texts
 from zhtext.neural.modeldir import (
     META_FILE,
     load_task_meta,
     model_dir_writer,
     save_task_meta,
-    update_task_meta,
 )
-from zhtext.neural.scratch import build_char_vocab, char_tokenizer
+from zhtext.neural.scratch import scratch_model
 from zhtext.neural.tokens import decode_text
-from zhtext.neural.hub import load_model, load_tokenizer, pick_device
-from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, Trainer
+from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything
+from zhtext.tasks.base import Model
 
-__all__ = ["GPTStep", "Piece", "TextGenerator"]
+__all__ = ["GPTStep", "GPTTrainConfig", "Piece", "TextGenerator"]
 
 TASK = "gpt"
 
@@ -59,9 +59,9 @@ _CONTEXT_TOKENS = 4
 
 
 class GPTStep:
-    """A ``GPT2LMHeadModel`` seen one token at a time (a :class:`~zhtext.decoding.StepModel`):
+    """A ``GPT2LMHeadModel`` seen one token at a time (a :class:`~zhtext.neural.decoding.StepModel`):
     the prompts run through transformers' forward once, each new token through
-    :func:`~zhtext.incremental.gpt2_step`."""
+    :func:`~zhtext.neural.incremental.gpt2_step`."""
 
     def __init__(self, lm: torch.nn.Module):
         self.lm = lm
@@ -166,6 +166,29 @@ class _InOrder:
             self.current += 1
 
 
+# --------------------------------------------------------------------------- training settings
+
+
+@dataclass
+class GPTTrainConfig(TrainConfig):
+    """:class:`~zhtext.neural.trainer.TrainConfig` for causal-LM training on raw text.
+
+    ``train`` and ``dev``: a text file (one document per non-empty line), several files (a list
+    of :class:`~pathlib.Path`), or the texts themselves (a list of strings). The documents are
+    packed into blocks of ``block_size`` tokens (from scratch: also the model's positions).
+    ``lr`` defaults to 1e-3 from scratch and 5e-5 from a pretrained ``model``.
+    """
+
+    block_size: int = 128
+    epochs: int = 1
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.block_size < 2:
+            problems.append("block_size must be at least 2 (a token and the one after it)")
+        return problems
+
+
 # --------------------------------------------------------------------------- the generator
 
 
@@ -179,14 +202,31 @@ def _ids_in_vocab(value: Any, vocab: int) -> list[int]:
     return [int(v) for v in values if isinstance(v, int) and 0 <= v < vocab]
 
 
-class TextGenerator:
-    """A GPT-2 and its tokenizer: ``TextGenerator.load(name_or_dir).generate(prompts)``.
+_DECODE_FIELDS = frozenset(f.name for f in fields(DecodeConfig))
+# Keywords of the earlier generate() API, and the DecodeConfig fields that replaced them.
+_RENAMED = {"beams": "beam", "num": "num_return"}
 
+
+class TextGenerator(Model):
+    """A GPT-2 and its tokenizer: ``TextGenerator.load(name_or_dir)("林黛玉")``.
+
+    ``model(prompt)`` continues one prompt, ``model([prompts])`` several (:meth:`predict`);
+    :meth:`generate` gives several continuations per prompt, :meth:`stream` the text as it is
+    generated, :meth:`evaluate` the perplexity of texts. Decoding follows :attr:`decode_config`
+    (sampling with top-k 50, up to 64 new tokens) unless a call passes a
+    :class:`~zhtext.neural.decoding.DecodeConfig` or overrides single fields by name
+    (``sample=False`` is greedy, ``beam=4`` beam search, ``num_return=3`` samples per prompt).
     ``batch_size`` prompts are decoded together. Build one with :meth:`load`, :meth:`from_scratch`
     or :meth:`train`.
     """
 
-    def __init__(self, lm: torch.nn.Module, tokenizer: Any, device: torch.device | None = None,
+    task: ClassVar[str] = TASK
+    config_class: ClassVar[type[TrainConfig]] = GPTTrainConfig
+    metric: ClassVar[str] = "ppl"
+    lower_is_better: ClassVar[bool] = True
+    decode_config: ClassVar[DecodeConfig] = DecodeConfig(sample=True, top_k=50, max_new_tokens=64)
+
+    def __init__(self, lm: torch.nn.Module, tokenizer: Any, device: torch.device | str | None = None,
                  batch_size: int = 8, meta: dict[str, Any] | None = None):
         from transformers import GPT2LMHeadModel
 
@@ -195,7 +235,7 @@ class TextGenerator:
                               "needs model_type 'gpt2'")
         if batch_size < 1:
             raise ZhtextError("batch_size must be at least 1")
-        self.device = device or torch.device("cpu")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.lm = lm.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -215,17 +255,18 @@ class TextGenerator:
             self.bos_id = starts[0] if starts else None
             self.eos_ids = sorted(set(_ids_in_vocab(config.eos_token_id, vocab)
                                       + _ids_in_vocab(tokenizer.eos_token_id, vocab)))
-        pad = tokenizer.pad_token_id
-        self.pad_id = int(pad) if pad is not None and 0 <= pad < vocab else 0  # masked anyway
+        pad_id = tokenizer.pad_token_id
+        self.pad_id = int(pad_id) if pad_id is not None and 0 <= pad_id < vocab else 0  # masked anyway
 
     # ---------------------------------------------------------------- building
 
     @classmethod
-    def load(cls, name_or_dir: str | os.PathLike, device: str | None = None,
-             batch_size: int = 8) -> TextGenerator:
+    def load(cls, name_or_dir: str | os.PathLike, *, device: str | None = None,
+             batch_size: int | None = None) -> TextGenerator:
         """Load any GPT-2 checkpoint by hub id (``uer/gpt2-chinese-cluecorpussmall``, ``gpt2``) or
         local ``save_pretrained`` directory (a model from :meth:`train` included), with its
-        tokenizer: a BERT tokenizer (uer style) or GPT-2's byte-level BPE."""
+        tokenizer: a BERT tokenizer (uer style) or GPT-2's byte-level BPE. ``batch_size``
+        (default 8): prompts decoded together."""
         from transformers import AutoModelForCausalLM
 
         tokenizer = load_tokenizer(name_or_dir)
@@ -233,30 +274,20 @@ class TextGenerator:
         meta: dict[str, Any] = {}
         if (Path(name_or_dir) / META_FILE).is_file():
             meta = load_task_meta(name_or_dir, TASK)
-        return cls(lm, tokenizer, pick_device(device), batch_size, meta)
+        return cls(lm, tokenizer, pick_device(device), batch_size or 8, meta)
 
     @classmethod
-    def from_scratch(cls, texts: Sequence[str], layers: int = 4, hidden: int = 256,
-                     heads: int | None = None, block_size: int = 128, min_char_count: int = 1,
-                     max_vocab: int | None = None, dropout: float = 0.1,
-                     **kwargs: Any) -> TextGenerator:
+    def from_scratch(cls, texts: Sequence[str], config: GPTTrainConfig | None = None, *,
+                     device: torch.device | str | None = None, batch_size: int = 8,
+                     **sizes: Any) -> TextGenerator:
         """A small GPT-2 with random weights over a character vocabulary of ``texts`` (a BERT-style
-        character tokenizer, so prompts and ends work as in uer checkpoints)."""
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        heads = heads or max(1, hidden // 64)
-        if hidden % heads or min(layers, hidden, heads, block_size) < 1:
-            raise ZhtextError(f"bad model size: {layers} layers, hidden {hidden}, {heads} heads "
-                              "(hidden must be a multiple of heads)")
-        tokenizer = char_tokenizer(build_char_vocab(texts, min_count=min_char_count, max_size=max_vocab),
-                                   model_max_length=block_size)
-        config = GPT2Config(vocab_size=len(tokenizer), n_positions=block_size, n_embd=hidden,
-                            n_layer=layers, n_head=heads, resid_pdrop=dropout, embd_pdrop=dropout,
-                            attn_pdrop=dropout, bos_token_id=tokenizer.cls_token_id,
-                            eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
-        meta = {"from_scratch": {"layers": layers, "hidden": hidden, "heads": heads,
-                                 "block_size": block_size, "vocab_size": len(tokenizer)}}
-        return cls(GPT2LMHeadModel(config), tokenizer, meta=meta, **kwargs)
+        character tokenizer, so prompts and ends work as in uer checkpoints). Its size comes from
+        ``config`` (``layers``, ``hidden``, ``heads``, ``dropout``, ``min_char_count``,
+        ``max_vocab``; ``block_size`` positions), with ``sizes`` overriding single fields
+        (``from_scratch(texts, layers=2, hidden=64)``). Seed torch first for repeatable weights."""
+        config = replace(config, **sizes) if config is not None else GPTTrainConfig(**sizes)
+        lm, tokenizer, meta = scratch_model("gpt2", texts, config, max_position=config.block_size)
+        return cls(lm, tokenizer, device=device, batch_size=batch_size, meta=meta)
 
     # ---------------------------------------------------------------- text <-> ids
 
@@ -273,7 +304,7 @@ class TextGenerator:
         return [list(ids) for ids in
                 self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
 
-    def fit(self, options: DecodeConfig) -> DecodeConfig:
+    def cap_new_tokens(self, options: DecodeConfig) -> DecodeConfig:
         """``options`` with max_new_tokens capped so that a prompt keeps at least half the model's
         positions (there are no positions beyond them). The cap is the same for every prompt, so a
         continuation never depends on the rest of its batch."""
@@ -306,17 +337,6 @@ class TextGenerator:
             rows.append(ids)
         return rows
 
-    def left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ids (B, T) padded on the left and their attention mask (B, T)."""
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            if row:
-                ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-                mask[i, width - len(row):] = 1
-        return ids.to(self.device), mask.to(self.device)
-
     def decode(self, ids: Sequence[int]) -> str:
         """Text of token ids: special tokens dropped; for BERT tokenizers ``##`` pieces joined and
         no spaces around Chinese characters (spaces between Latin words kept)."""
@@ -330,27 +350,28 @@ class TextGenerator:
 
     # ---------------------------------------------------------------- generation
 
-    @staticmethod
-    def options(*, max_new_tokens: int = 64, min_new_tokens: int = 0, sample: bool | None = None,
-                temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0,
-                repetition_penalty: float = 1.0, no_repeat_ngram: int = 0, num: int = 1,
-                beams: int = 1, length_penalty: float = 1.0, seed: int | None = None) -> DecodeConfig:
-        """Decoding options from keywords. ``sample`` defaults to True without beams (``beams`` > 1
-        is beam search; ``sample=False, beams=1`` is greedy); ``num`` sequences per prompt."""
-        if sample is None:
-            sample = beams == 1
-        return DecodeConfig(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                             beam=beams, length_penalty=length_penalty, sample=sample,
-                             temperature=temperature, top_k=top_k, top_p=top_p,
-                             repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
-                             num_return=num, seed=seed)
+    @classmethod
+    def decoding(cls, config: DecodeConfig | None = None, **overrides: Any) -> DecodeConfig:
+        """The settings of one call: ``config`` (default :attr:`decode_config`) with the fields
+        named in ``overrides`` replaced. ``beam`` > 1 without ``sample`` turns sampling off, as
+        beam search does not sample. Raises ZhtextError on an unknown name or a bad value."""
+        if config is not None and not isinstance(config, DecodeConfig):
+            raise ZhtextError(f"decoding settings must be a DecodeConfig, not a {type(config).__name__}")
+        for name in overrides:
+            if name not in _DECODE_FIELDS:
+                hint = f" (now {_RENAMED[name]!r})" if name in _RENAMED else ""
+                raise ZhtextError(f"unknown decoding option {name!r}{hint}; the options are "
+                                  f"{', '.join(sorted(_DECODE_FIELDS))}")
+        if (overrides.get("beam") or 1) > 1 and "sample" not in overrides:
+            overrides = {**overrides, "sample": False}
+        return replace(cls.decode_config if config is None else config, **overrides)
 
     def _batches(self, stepper: GPTStep, prompts: Sequence[str], options: DecodeConfig
                  ) -> Iterator[tuple[int, list[list[int]], torch.Tensor, StepState]]:
         """Per batch of prompts: the first prompt's index, the prompts' ids, logits and cache."""
         for start in range(0, len(prompts), self.batch_size):
             rows = self.prompt_ids(prompts[start:start + self.batch_size], options.max_new_tokens)
-            logits, state = stepper.prefill(*self.left_pad(rows))
+            logits, state = stepper.prefill(*pad(rows, self.pad_id, left=True, device=self.device))
             yield start, rows, logits, state
 
     def _history(self, rows: list[list[int]]) -> list[list[int]]:
@@ -361,7 +382,7 @@ class TextGenerator:
                      ) -> list[tuple[list[int], list[list[int]]]]:
         """Per prompt: its ids, and ``options.num_return`` lists of new token ids (the end token
         excluded; beam search: the best first)."""
-        options = self.fit(options)
+        options = self.cap_new_tokens(options)
         results: list[tuple[list[int], list[list[int]]]] = []
         stepper = GPTStep(self.lm)
         for _, rows, logits, state in self._batches(stepper, prompts, options):
@@ -369,27 +390,31 @@ class TextGenerator:
             results.extend(zip(rows, outs))
         return results
 
-    def generate(self, prompts: str | Sequence[str], **options: Any) -> list[str] | list[list[str]]:
-        """Continue each prompt: a list of ``num`` continuations for one prompt (a ``str``), or
-        one such list per prompt. Options as :meth:`options` (sampling with top-k 50 by default;
-        ``sample=False`` is greedy, ``beams=N`` beam search)."""
-        single = isinstance(prompts, str)
-        texts = [prompts] if single else list(prompts)
+    def predict(self, prompts: Sequence[str], config: DecodeConfig | None = None,
+                **overrides: Any) -> list[str]:
+        """The continuation of each prompt (beam search: the best one). ``config`` and
+        ``overrides`` as :meth:`decoding`; ``num_return`` is 1 here (see :meth:`generate`)."""
+        options = self.decoding(config, **{**overrides, "num_return": 1})
+        return [texts[0] for texts in self.generate(_as_list(prompts), options)]
+
+    def generate(self, prompts: str | Sequence[str], config: DecodeConfig | None = None,
+                 **overrides: Any) -> list[list[str]] | list[str]:
+        """``num_return`` continuations of each prompt (beam search: the best first): a list per
+        prompt, or for one prompt given as a ``str`` its list. ``config`` and ``overrides`` as
+        :meth:`decoding`."""
+        options = self.decoding(config, **overrides)
         out = [[self.continuation(row, seq) for seq in seqs]
-               for row, seqs in self.generate_ids(texts, self.options(**options))]
-        return out[0] if single else out
+               for row, seqs in self.generate_ids(_as_list(prompts), options)]
+        return out[0] if isinstance(prompts, str) else out
 
-    def __call__(self, prompt: str, **options: Any) -> str:
-        """The first continuation of one prompt."""
-        return self.generate(prompt, **{**options, "num": 1})[0]
-
-    def stream(self, prompts: str | Sequence[str], **options: Any) -> Iterator[Piece]:
+    def stream(self, prompts: str | Sequence[str], config: DecodeConfig | None = None,
+               **overrides: Any) -> Iterator[Piece]:
         """Continuations as they are generated, as :class:`Piece` s in order: all of prompt 0's
         sample 0, then its sample 1, ..., each ending with a ``last`` piece. The sequence being
         shown streams token by token; the others are buffered until their turn. The pieces of a
         sequence join to exactly what :meth:`generate` returns. Beam search cannot stream."""
-        texts = [prompts] if isinstance(prompts, str) else list(prompts)
-        opts = self.fit(self.options(**options))
+        texts = _as_list(prompts)
+        opts = self.cap_new_tokens(self.decoding(config, **overrides))
         if opts.beam > 1:
             raise ZhtextError("beam search cannot be streamed: use generate() (--no-stream)")
         num = opts.num_return
@@ -416,15 +441,27 @@ class TextGenerator:
 
     # ---------------------------------------------------------------- perplexity
 
+    @classmethod
+    def read_data(cls, path: str | os.PathLike, config: TrainConfig) -> list[str]:
+        """The non-empty lines of a text file, each one document."""
+        return read_texts(path, config.encoding)
+
+    @classmethod
+    def _data(cls, source: Any, config: TrainConfig) -> list[str]:
+        return _texts(source, config.encoding)
+
     @torch.no_grad()
-    def perplexity(self, texts: Sequence[str], batch_size: int | None = None) -> dict[str, float]:
-        """Perplexity of each text as a whole document (``[CLS] text [SEP]``: every token after the
-        first is predicted, the end token included), over all texts together.
+    def evaluate(self, data: str | os.PathLike | Sequence[str], *, batch_size: int | None = None,
+                 encoding: str | None = None) -> dict[str, Any]:
+        """Perplexity of texts, each as a whole document (``[CLS] text [SEP]``: every token after
+        the first is predicted, the end token included), over all texts together. ``data``: the
+        texts, a text file (one document per non-empty line) or several (a list of Paths).
 
         Returns ``ppl`` (per token), ``bits_per_char`` (total bits over the non-space characters of
         the texts, comparable with the lexicon's bits per character), ``nll`` (nats), ``tokens``
         and ``chars``. A document longer than the model's positions is scored in windows that
         overlap by half, each token once, with at least half a window of context."""
+        texts = _texts(data, encoding)
         docs = [d for d in self.documents([t for t in texts if t.strip()]) if len(d) > 1]
         if not docs:
             raise ZhtextError("no text to score")
@@ -439,19 +476,15 @@ class TextGenerator:
                 if end == len(doc):
                     break
                 begin, scored_to = begin + stride, end
-        windows.sort(key=lambda w: len(w[0]))
+        windows = [windows[i] for i in length_order([len(ids) for ids, _ in windows])]
         nll, count = 0.0, 0
         size = batch_size or self.batch_size
         for start in range(0, len(windows), size):
             chunk = windows[start:start + size]
-            width = max(len(ids) for ids, _ in chunk)
-            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            target = torch.zeros((len(chunk), width), dtype=torch.bool)
-            for i, (row, first) in enumerate(chunk):
-                ids[i, :len(row)] = torch.tensor(row)
-                target[i, first:len(row)] = True
-            mask = (torch.arange(width)[None] < torch.tensor([len(r) for r, _ in chunk])[:, None]).long()
-            ids, mask, target = ids.to(self.device), mask.to(self.device), target.to(self.device)
+            ids, mask = pad([row for row, _ in chunk], self.pad_id, device=self.device)
+            first = torch.tensor([f for _, f in chunk], device=self.device)
+            positions = torch.arange(ids.shape[1], device=self.device)
+            target = mask.bool() & (positions[None] >= first[:, None])
             hidden = self.lm.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
             # Position t - 1 predicts target t; project only the positions that are scored.
             states = hidden[:, :-1][target[:, 1:]]
@@ -465,101 +498,74 @@ class TextGenerator:
         return {"ppl": math.exp(nll / count), "bits_per_char": nll / math.log(2) / max(chars, 1),
                 "nll": nll, "tokens": count, "chars": chars}
 
-    # ---------------------------------------------------------------- save / load / train
+    # ---------------------------------------------------------------- save / train
 
-    def save(self, directory: str | os.PathLike, **extra: Any) -> Path:
-        """Save in the Hugging Face layout (``GPT2LMHeadModel`` + tokenizer) plus ``zhtext.json``;
-        written to a temporary folder first and moved into place, so a save is never torn."""
+    def save(self, directory: str | os.PathLike, **meta: Any) -> Path:
+        """Save in the Hugging Face layout (``GPT2LMHeadModel`` + tokenizer) plus ``zhtext.json``
+        (``meta`` joins it); written to a temporary folder first and moved into place, so a save
+        is never torn."""
         with model_dir_writer(directory) as tmp:
             self.lm.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
-            self.meta.update(extra)
+            self.meta.update(meta)
             save_task_meta(tmp, TASK, self.meta)
         return Path(directory)
 
     @classmethod
-    def train(
-        cls,
-        train: Sequence[str],
-        dev: Sequence[str] | None = None,
-        *,
-        out_dir: str | os.PathLike,
-        model: str | os.PathLike | None = None,
-        layers: int = 4,
-        hidden: int = 256,
-        heads: int | None = None,
-        block_size: int = 128,
-        epochs: int = 1,
-        batch_size: int = 16,
-        lr: float | None = None,
-        seed: int = 42,
-        dropout: float = 0.1,
-        warmup: float = 0.05,
-        grad_accum: int = 1,
-        max_seconds: float | None = None,
-        max_steps: int | None = None,
-        min_char_count: int = 1,
-        max_vocab: int | None = None,
-        resume: bool = False,
-        progress: bool = True,
-        device: str | None = None,
-    ) -> TextGenerator:
-        """Causal-LM training on raw text lines (each a document), saved to ``out_dir``.
+    def train(cls, config: TrainConfig) -> TextGenerator:
+        """Causal-LM training on raw text (:class:`GPTTrainConfig`), the best model kept in
+        ``config.output`` and returned.
 
-        ``model`` names a GPT-2 checkpoint to continue from (hub id or directory); without it a
-        small GPT-2 (``layers``, ``hidden``, ``heads``, positions = ``block_size``) is built over a
-        character vocabulary of ``train``. Lines are packed into blocks of ``block_size`` tokens.
-        ``lr`` defaults to 5e-5 pretrained and 1e-3 from scratch. With ``dev`` lines the model
-        with the lowest dev perplexity is kept; stops after ``epochs``, ``max_steps`` or
-        ``max_seconds``; ``resume`` continues from ``out_dir/checkpoint``.
+        ``config.model`` names a GPT-2 checkpoint to continue from (hub id or directory); without
+        it a small GPT-2 (``layers``, ``hidden``, ``heads``, positions = ``block_size``) is built
+        over a character vocabulary of the training text. Documents are packed into blocks of
+        ``block_size`` tokens. With ``dev`` texts the model with the lowest dev perplexity is
+        kept; ``resume`` continues from ``output/checkpoint``.
         """
-        seed_everything(seed)
-        dev_device = pick_device(device)
-        if model is None:
-            gen = cls.from_scratch(train, layers=layers, hidden=hidden, heads=heads,
-                                   block_size=block_size, min_char_count=min_char_count,
-                                   max_vocab=max_vocab, dropout=dropout, device=dev_device,
-                                   batch_size=batch_size)
-            lr = lr or 1e-3
+        config = cls._check_config(config)
+        texts = cls._data(config.train, config)
+        dev = cls._data(config.dev, config)[:config.dev_limit]
+        seed_everything(config.seed)  # before the weights are drawn
+        if config.model is None:
+            gen = cls.from_scratch(texts, config, device=pick_device(config.device),
+                                   batch_size=config.batch_size)
+            lr = config.lr or 1e-3
         else:
-            gen = cls.load(model, device=device, batch_size=batch_size)
-            if block_size > gen.max_positions:
-                raise ZhtextError(f"block_size {block_size} exceeds the model's {gen.max_positions} "
-                                  "positions")
-            gen.meta["base_model"] = str(model)
-            lr = lr or 5e-5
+            gen = cls.load(config.model, device=config.device, batch_size=config.batch_size)
+            if config.block_size > gen.max_positions:
+                raise ZhtextError(f"block_size {config.block_size} exceeds the model's "
+                                  f"{gen.max_positions} positions")
+            gen.meta["base_model"] = str(config.model)
+            lr = config.lr or 5e-5
+        gen.meta["block_size"] = config.block_size
         gen.lm.loss_type = "ForCausalLM"  # what GPT2LMHeadModel computes; saying so keeps it quiet
-        blocks = torch.from_numpy(pack_blocks(train, gen.documents, block_size))
-        batches_per_epoch = math.ceil(len(blocks) / batch_size)
+        blocks = torch.from_numpy(pack_blocks(texts, gen.documents, config.block_size))
 
-        def batches(epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-            for index in batches_of(len(blocks), batch_size, seed, epoch):
-                ids = blocks[torch.from_numpy(np.asarray(index))].to(gen.device)
-                yield {"input_ids": ids, "labels": ids}
+        def collate(rows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+            ids = torch.stack(rows).to(gen.device)
+            return {"input_ids": ids, "labels": ids}
 
-        evaluate = None
-        if dev:
-            dev_texts = list(dev)
+        def evaluate() -> dict[str, float]:
+            scores = gen.evaluate(dev)
+            return {"ppl": scores["ppl"], "bits_per_char": scores["bits_per_char"]}
 
-            def evaluate() -> dict[str, float]:
-                scores = gen.perplexity(dev_texts)
-                return {"ppl": scores["ppl"], "bits_per_char": scores["bits_per_char"]}
+        extra = {"vocab": len(gen.tokenizer), "block_size": config.block_size,
+                 "batch_size": config.batch_size, "blocks": len(blocks)}
+        return cls._fit(gen, gen.lm, config, blocks, [config.block_size] * len(blocks), collate,
+                        evaluate if dev else None,
+                        groups=param_groups(gen.lm, lr, config.weight_decay), extra_state=extra)
 
-        out = Path(out_dir)
 
-        def on_best(record: dict[str, Any]) -> None:
-            gen.save(out, block_size=block_size, best=record)
+def _as_list(prompts: str | Sequence[str]) -> list[str]:
+    return [prompts] if isinstance(prompts, str) else list(prompts)
 
-        config = TrainConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds,
-                             warmup=warmup, grad_accum=grad_accum, seed=seed, resume=resume,
-                             progress=progress, output=out)
-        extra = {"vocab": len(gen.tokenizer), "block_size": block_size, "batch_size": batch_size,
-                 "blocks": len(blocks)}
-        history = Trainer(gen.lm, config, batches, batches_per_epoch,
-                          groups=param_groups(gen.lm, lr, config.weight_decay), evaluate=evaluate,
-                          on_best=on_best, metric="ppl", lower_is_better=True, extra_state=extra).fit()
-        # The best model is on disk already: only its metadata gains the history.
-        update_task_meta(out, history=history)
-        best = cls.load(out, device=device, batch_size=batch_size)
-        best.history = history
-        return best
+
+def _texts(source: Any, encoding: str | None) -> list[str]:
+    """Texts from a file, several files (a list of Paths) or memory (a list of strings)."""
+    if source is None:
+        return []
+    files = isinstance(source, (list, tuple)) and bool(source) and \
+        all(isinstance(s, os.PathLike) for s in source)
+    if files or isinstance(source, (str, os.PathLike)):
+        return read_texts(source, encoding)
+    return list(source)
