@@ -121,11 +121,13 @@ LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Score only
 
 # ---------------------------------------------------------------- decoding (titles, generation)
 
-BeamOpt = Annotated[int, typer.Option("--beam", min=1, help="Beam width (1: greedy unless --sample).")]
+BeamOpt = Annotated[int | None, typer.Option(
+    "--beam", min=1, help="Beam search of this width (1: no beam search) [default: the model's].")]
 MaxNewTokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=0, help="Most tokens to generate.")]
 MinNewTokensOpt = Annotated[int, typer.Option(
     "--min-new-tokens", min=0, help="Fewest tokens to generate (the end token is banned before).")]
-SampleOpt = Annotated[bool, typer.Option("--sample/--greedy", help="Sample tokens, or take the likeliest.")]
+SampleOpt = Annotated[bool | None, typer.Option(
+    "--sample/--greedy", help="Sample tokens, or take the likeliest [default: the model's].", show_default=False)]
 TopKOpt = Annotated[int, typer.Option("--top-k", min=0, help="Sampling: keep the K likeliest tokens (0: all).")]
 TopPOpt = Annotated[float, typer.Option(
     "--top-p", help="Sampling: keep the likeliest tokens whose probabilities sum to P (1: all).")]

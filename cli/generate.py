@@ -86,7 +86,7 @@ def generate(
     top_p: TopPOpt = 1.0,
     repetition_penalty: RepetitionPenaltyOpt = 1.0,
     no_repeat_ngram: NoRepeatNgramOpt = 0,
-    beam: BeamOpt = 1,
+    beam: BeamOpt = None,
     length_penalty: LengthPenaltyOpt = 1.0,
     num: Annotated[int, typer.Option(
         "--num", min=1, help="Continuations per prompt (beam search: the N best).")] = 1,
@@ -130,7 +130,7 @@ def generate(
     }
     if sample is not None:  # unset: sample unless --beam > 1
         settings["sample"] = sample
-    config = TextGenerator.decoding(**settings)  # bad settings fail before the model loads
+    config = TextGenerator.decode_config(**settings)  # bad settings fail before the model loads
     if prompt is not None:
         prompts = iter([prompt])
     else:

@@ -143,13 +143,13 @@ def title(
     source: Annotated[str, typer.Argument(
         help="Article file ('-' reads stdin): the whole file is one article unless --lines; "
         'JSON lines with a "content" field are one article per line.')] = "-",
-    beam: BeamOpt = 3,
+    beam: BeamOpt = None,
     max_new_tokens: MaxNewTokensOpt = 32,
     min_new_tokens: MinNewTokensOpt = 0,
     length_penalty: LengthPenaltyOpt = 1.0,
     no_repeat_ngram: NoRepeatNgramOpt = 0,
     repetition_penalty: RepetitionPenaltyOpt = 1.0,
-    sample: SampleOpt = False,
+    sample: SampleOpt = None,
     top_k: TopKOpt = 0,
     top_p: TopPOpt = 1.0,
     temperature: TemperatureOpt = 1.0,
@@ -165,7 +165,7 @@ def title(
 ) -> None:
     """Write a headline for an article with a UniLM title model.
 
-    Beam search by default; --sample picks tokens at random (the beam width is then ignored).
+    Beam search (width 3) by default; --sample picks tokens at random instead.
 
     Examples:
 
@@ -207,7 +207,7 @@ def evaluate_title(
     model: ModelOpt,
     data: Annotated[str, typer.Option(
         "--data", help="Gold pairs: TSV 'title<TAB>content' or JSONL.", show_default=False)],
-    beam: BeamOpt = 3,
+    beam: BeamOpt = None,
     max_new_tokens: MaxNewTokensOpt = 32,
     min_new_tokens: MinNewTokensOpt = 0,
     length_penalty: LengthPenaltyOpt = 1.0,
@@ -234,7 +234,7 @@ def evaluate_title(
     if as_json:
         print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}))
         return
-    table = Table(title=f"{model} on {data} (beam {beam})")
+    table = Table(title=f"{model} on {data} (beam {decoding.beam})")
     for column in ("ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU", "articles", "articles/s"):
         table.add_column(column, justify="right")
     table.add_row(*(f"{100 * scores[k]:.2f}" for k in ("rouge-1", "rouge-2", "rouge-l", "bleu")),

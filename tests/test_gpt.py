@@ -129,17 +129,17 @@ def test_call_and_predict_give_the_first_continuation_of_generate():
 
 
 def test_decoding_settings_one_vocabulary():
-    assert TextGenerator.decode_config == DecodeConfig(sample=True, top_k=50, max_new_tokens=64)
-    assert TextGenerator.decoding(beam=4).sample is False  # beam search does not sample
-    assert TextGenerator.decoding(DecodeConfig(top_p=0.5), seed=3) == DecodeConfig(top_p=0.5, seed=3)
+    assert TextGenerator.decoding == DecodeConfig(sample=True, top_k=50, max_new_tokens=64)
+    assert TextGenerator.decode_config(beam=4).sample is False  # beam search does not sample
+    assert TextGenerator.decode_config(DecodeConfig(top_p=0.5), seed=3) == DecodeConfig(top_p=0.5, seed=3)
     with pytest.raises(ZhtextError, match="'beams' \\(now 'beam'\\)"):
-        TextGenerator.decoding(beams=2)
+        TextGenerator.decode_config(beams=2)
     with pytest.raises(ZhtextError, match="'num' \\(now 'num_return'\\)"):
         tiny().predict(["我"], num=2)
     with pytest.raises(ZhtextError, match="do not mix"):
-        TextGenerator.decoding(sample=True, beam=2)
+        TextGenerator.decode_config(sample=True, beam=2)
     with pytest.raises(ZhtextError, match="top_p"):
-        TextGenerator.decoding(top_p=0.0)
+        TextGenerator.decode_config(top_p=0.0)
 
 
 def test_train_config_defaults_and_checks():

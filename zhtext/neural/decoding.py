@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 import torch
 
 from zhtext.errors import ZhtextError
 
-__all__ = ["DecodeConfig", "StepModel", "generate", "iter_generate", "process_logits"]
+__all__ = ["DecodeConfig", "StepModel", "generate", "iter_generate", "process_logits", "resolve_decoding"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,37 @@ class DecodeConfig:
             problems.append("no_repeat_ngram must be >= 0")
         if problems:
             raise ZhtextError("bad decoding options: " + "; ".join(problems))
+
+
+_FIELDS = frozenset(f.name for f in fields(DecodeConfig))
+# Names of earlier releases (and of transformers), for a hint in the error.
+_RENAMED = {"beams": "beam", "num_beams": "beam", "num": "num_return", "do_sample": "sample",
+            "max_len": "max_new_tokens", "min_len": "min_new_tokens"}
+
+
+def resolve_decoding(defaults: DecodeConfig, config: DecodeConfig | None = None,
+                     **overrides: Any) -> DecodeConfig:
+    """The settings of one call: ``config`` (else a model's ``defaults``) with single fields
+    overridden; an override of ``None`` means "not given".
+
+    Sampling and beam search exclude each other, so asking for one switches the other off unless
+    it was asked for too (then the config is refused): ``sample=True`` alone over a beam-3
+    default samples; ``beam=4`` alone over a sampling default searches. Raises ZhtextError on an
+    unknown name (with the new name of an old one) or a bad value.
+    """
+    if config is not None and not isinstance(config, DecodeConfig):
+        raise ZhtextError(f"decoding settings must be a DecodeConfig, not a {type(config).__name__}")
+    for name in overrides:
+        if name not in _FIELDS:
+            hint = f" (now {_RENAMED[name]!r})" if name in _RENAMED else ""
+            raise ZhtextError(f"unknown decoding option {name!r}{hint}; the options are "
+                              f"{', '.join(sorted(_FIELDS))}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("sample") and "beam" not in given:
+        given["beam"] = 1
+    if given.get("beam", 1) > 1 and "sample" not in given:
+        given["sample"] = False
+    return replace(config or defaults, **given)
 
 
 class StepModel(Protocol):

@@ -150,8 +150,6 @@ class GenerateStep(Step):
 
     def run(self, texts: list[str]) -> list[str]:
         options = {"max_new_tokens": self.settings.max_new_tokens, "seed": self.settings.seed}
-        if not _is_model(self.model):  # MERGE: today's TextGenerator.__call__ takes one prompt
-            return [samples[0] for samples in self.model.generate(texts, **options)]
         return self.model(texts, **options)
 
 

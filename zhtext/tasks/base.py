@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from zhtext.errors import ZhtextError
 from zhtext.neural.batching import bucketed_batches
+from zhtext.neural.decoding import DecodeConfig, resolve_decoding
 from zhtext.neural.modeldir import update_task_meta
 from zhtext.neural.trainer import Trainer, TrainConfig
 
@@ -140,3 +141,16 @@ class Model:
         best = cls.load(out, device=config.device, batch_size=size)
         best.history = history
         return best
+
+
+class Generator(Model):
+    """A model that writes text (titles, GPT-2): ``decoding`` is the class's default
+    :class:`DecodeConfig`; every call takes a whole config and/or single-field overrides."""
+
+    decoding: ClassVar[DecodeConfig] = DecodeConfig()
+
+    @classmethod
+    def decode_config(cls, config: DecodeConfig | None = None, **overrides: Any) -> DecodeConfig:
+        """The decoding settings of one call (see :func:`resolve_decoding`); the CLI calls it
+        before loading anything, so bad settings fail first."""
+        return resolve_decoding(cls.decoding, config, **overrides)

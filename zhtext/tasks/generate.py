@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,7 +44,7 @@ from zhtext.neural.modeldir import (
 from zhtext.neural.scratch import scratch_model
 from zhtext.neural.tokens import decode_text
 from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything
-from zhtext.tasks.base import Model
+from zhtext.tasks.base import Generator
 
 __all__ = ["GPTStep", "GPTTrainConfig", "Piece", "TextGenerator"]
 
@@ -202,17 +202,15 @@ def _ids_in_vocab(value: Any, vocab: int) -> list[int]:
     return [int(v) for v in values if isinstance(v, int) and 0 <= v < vocab]
 
 
-_DECODE_FIELDS = frozenset(f.name for f in fields(DecodeConfig))
 # Keywords of the earlier generate() API, and the DecodeConfig fields that replaced them.
-_RENAMED = {"beams": "beam", "num": "num_return"}
 
 
-class TextGenerator(Model):
+class TextGenerator(Generator):
     """A GPT-2 and its tokenizer: ``TextGenerator.load(name_or_dir)("林黛玉")``.
 
     ``model(prompt)`` continues one prompt, ``model([prompts])`` several (:meth:`predict`);
     :meth:`generate` gives several continuations per prompt, :meth:`stream` the text as it is
-    generated, :meth:`evaluate` the perplexity of texts. Decoding follows :attr:`decode_config`
+    generated, :meth:`evaluate` the perplexity of texts. Decoding follows :attr:`decoding`
     (sampling with top-k 50, up to 64 new tokens) unless a call passes a
     :class:`~zhtext.neural.decoding.DecodeConfig` or overrides single fields by name
     (``sample=False`` is greedy, ``beam=4`` beam search, ``num_return=3`` samples per prompt).
@@ -224,7 +222,7 @@ class TextGenerator(Model):
     config_class: ClassVar[type[TrainConfig]] = GPTTrainConfig
     metric: ClassVar[str] = "ppl"
     lower_is_better: ClassVar[bool] = True
-    decode_config: ClassVar[DecodeConfig] = DecodeConfig(sample=True, top_k=50, max_new_tokens=64)
+    decoding: ClassVar[DecodeConfig] = DecodeConfig(sample=True, top_k=50, max_new_tokens=64)
 
     def __init__(self, lm: torch.nn.Module, tokenizer: Any, device: torch.device | str | None = None,
                  batch_size: int = 8, meta: dict[str, Any] | None = None):
@@ -350,22 +348,6 @@ class TextGenerator(Model):
 
     # ---------------------------------------------------------------- generation
 
-    @classmethod
-    def decoding(cls, config: DecodeConfig | None = None, **overrides: Any) -> DecodeConfig:
-        """The settings of one call: ``config`` (default :attr:`decode_config`) with the fields
-        named in ``overrides`` replaced. ``beam`` > 1 without ``sample`` turns sampling off, as
-        beam search does not sample. Raises ZhtextError on an unknown name or a bad value."""
-        if config is not None and not isinstance(config, DecodeConfig):
-            raise ZhtextError(f"decoding settings must be a DecodeConfig, not a {type(config).__name__}")
-        for name in overrides:
-            if name not in _DECODE_FIELDS:
-                hint = f" (now {_RENAMED[name]!r})" if name in _RENAMED else ""
-                raise ZhtextError(f"unknown decoding option {name!r}{hint}; the options are "
-                                  f"{', '.join(sorted(_DECODE_FIELDS))}")
-        if (overrides.get("beam") or 1) > 1 and "sample" not in overrides:
-            overrides = {**overrides, "sample": False}
-        return replace(cls.decode_config if config is None else config, **overrides)
-
     def _batches(self, stepper: GPTStep, prompts: Sequence[str], options: DecodeConfig
                  ) -> Iterator[tuple[int, list[list[int]], torch.Tensor, StepState]]:
         """Per batch of prompts: the first prompt's index, the prompts' ids, logits and cache."""
@@ -394,7 +376,7 @@ class TextGenerator(Model):
                 **overrides: Any) -> list[str]:
         """The continuation of each prompt (beam search: the best one). ``config`` and
         ``overrides`` as :meth:`decoding`; ``num_return`` is 1 here (see :meth:`generate`)."""
-        options = self.decoding(config, **{**overrides, "num_return": 1})
+        options = self.decode_config(config, **{**overrides, "num_return": 1})
         return [texts[0] for texts in self.generate(_as_list(prompts), options)]
 
     def generate(self, prompts: str | Sequence[str], config: DecodeConfig | None = None,
@@ -402,7 +384,7 @@ class TextGenerator(Model):
         """``num_return`` continuations of each prompt (beam search: the best first): a list per
         prompt, or for one prompt given as a ``str`` its list. ``config`` and ``overrides`` as
         :meth:`decoding`."""
-        options = self.decoding(config, **overrides)
+        options = self.decode_config(config, **overrides)
         out = [[self.continuation(row, seq) for seq in seqs]
                for row, seqs in self.generate_ids(_as_list(prompts), options)]
         return out[0] if isinstance(prompts, str) else out
@@ -414,7 +396,7 @@ class TextGenerator(Model):
         shown streams token by token; the others are buffered until their turn. The pieces of a
         sequence join to exactly what :meth:`generate` returns. Beam search cannot stream."""
         texts = _as_list(prompts)
-        opts = self.cap_new_tokens(self.decoding(config, **overrides))
+        opts = self.cap_new_tokens(self.decode_config(config, **overrides))
         if opts.beam > 1:
             raise ZhtextError("beam search cannot be streamed: use generate() (--no-stream)")
         num = opts.num_return

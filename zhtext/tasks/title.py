@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,7 +44,7 @@ from zhtext.neural.modeldir import (
 from zhtext.neural.scratch import scratch_model
 from zhtext.neural.tokens import decode_text
 from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything
-from zhtext.tasks.base import Model
+from zhtext.tasks.base import Generator
 from zhtext.tasks.titledata import TitlePair, read_pairs
 
 __all__ = [
@@ -229,10 +229,9 @@ class TitleTrainConfig(TrainConfig):
         return problems
 
 
-_DECODE_FIELDS = frozenset(f.name for f in fields(DecodeConfig))
 
 
-class TitleGenerator(Model):
+class TitleGenerator(Generator):
     """A UniLM title model: ``TitleGenerator.load(name_or_dir)(texts)`` gives one title per text.
 
     ``max_source_len`` caps the content tokens (the head is kept); ``max_target_len`` the title
@@ -348,21 +347,6 @@ class TitleGenerator(Model):
         return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
 
     # ---------------------------------------------------------------- generation
-
-    @classmethod
-    def decode_config(cls, config: DecodeConfig | None = None, **overrides: Any) -> DecodeConfig:
-        """The decoding settings of one call: ``config`` (default :attr:`decoding`) with
-        ``overrides`` of its fields (``beam``, ``max_new_tokens``, ``sample``, ``top_p``, ...).
-        Sampling follows one path, so it ignores the beam width. Raises ZhtextError on an
-        unknown name or a bad value."""
-        unknown = sorted(set(overrides) - _DECODE_FIELDS)
-        if unknown:
-            raise ZhtextError(f"unknown decoding option {unknown[0]!r} (options: "
-                              f"{', '.join(sorted(_DECODE_FIELDS))})")
-        settings = {**asdict(config or cls.decoding), **overrides}
-        if settings["sample"]:
-            settings["beam"] = 1
-        return DecodeConfig(**settings)
 
     def generate_ids(self, texts: Sequence[str], options: DecodeConfig,
                      cached: bool = True) -> list[list[list[int]]]:
