@@ -39,15 +39,15 @@ PUBLISHED_BERT_CRF = (79.5, 80.8)
 
 
 def train_with_budget(train, dev, budget: float, args) -> dict:
-    from zhtext.tasks.tagger import Tagger
+    from zhtext.tasks.tagger import Tagger, TaggerTrainConfig
 
     out = tempfile.mkdtemp(prefix="tagger-cluener-")
     begin = time.perf_counter()
-    tagger = Tagger.train(
-        train, dev, out_dir=out, layers=args.layers, hidden=args.hidden, epochs=1000,
+    tagger = Tagger.train(TaggerTrainConfig(
+        train=train, dev=dev, output=out, layers=args.layers, hidden=args.hidden, epochs=1000,
         max_seconds=budget, batch_size=args.batch_size, lr=args.lr, max_len=args.max_len,
         seed=args.seed, dropout=args.dropout, min_char_count=2, progress=not args.no_progress,
-    )
+    ))
     train_s = time.perf_counter() - begin
     best = tagger.meta["best"]
     curve = [(round(h["seconds"], 1), round(h["f1"], 4)) for h in tagger.history]
@@ -78,8 +78,9 @@ def bert_base_decode_share(train, texts: list[str], labels: list[str]) -> dict:
     and time pytorch-crf's decode on the same emissions."""
     from transformers import AutoModel, BertConfig
 
+    from zhtext.neural.batching import length_order
     from zhtext.neural.scratch import build_char_vocab, char_tokenizer
-    from zhtext.tasks.tagger import Tagger, TaggerModel, tag_names
+    from zhtext.tasks.tagger import Tagger, TaggerModel, pad_emissions, tag_names
 
     vocab = build_char_vocab(ex.text for ex in train)
     config = BertConfig(vocab_size=max(21128, len(vocab)), hidden_size=768, num_hidden_layers=12,
@@ -107,11 +108,11 @@ def bert_base_decode_share(train, texts: list[str], labels: list[str]) -> dict:
         anchor.start_transitions.copy_(start)
         anchor.end_transitions.copy_(end)
     ems = tagger.emissions(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    order = length_order([len(t) for t in texts])
     anchor_s = ours_s = 0.0
     identical = True
     for b in range(0, len(order), tagger.batch_size):
-        em, mask = tagger._pad([ems[i] for i in order[b : b + tagger.batch_size]])
+        em, mask = pad_emissions([ems[i] for i in order[b : b + tagger.batch_size]])
         begin = time.perf_counter()
         theirs = anchor.decode(em, mask)
         anchor_s += time.perf_counter() - begin

@@ -1,4 +1,4 @@
-"""Numba Viterbi (zhtext.viterbi) against pytorch-crf's CRF.decode and a vectorised torch Viterbi.
+"""Numba Viterbi (zhtext.labels.viterbi) against pytorch-crf's CRF.decode and a vectorised torch Viterbi.
 
 Same inputs for all three: B sequences of L tokens (full length by default, every sequence L long),
 standard-normal float32 emissions, transitions, start and end scores copied into every decoder.
@@ -71,7 +71,7 @@ def cold_compile_seconds() -> float:
     """Seconds of the first viterbi_decode call in a fresh process with an empty Numba cache."""
     code = (
         "import time, numpy as np\n"
-        "from zhtext.viterbi import viterbi_decode\n"
+        "from zhtext.labels.viterbi import viterbi_decode\n"
         "begin = time.perf_counter()\n"
         "viterbi_decode(np.zeros((2, 3, 4), np.float32), [3, 1], np.zeros((4, 4)), np.zeros(4), np.zeros(4))\n"
         "print(time.perf_counter() - begin)\n"

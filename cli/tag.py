@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import warnings
@@ -13,19 +14,32 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from zhtext.errors import ZhtextError
-
 from .base import (
+    BatchSizeOpt,
+    DevDataOpt,
     DeviceOpt,
+    DevLimitOpt,
     EncodingOpt,
+    EpochsOpt,
+    EvalEveryOpt,
+    FromScratchOpt,
     GradAccumOpt,
     HiddenOpt,
+    InputFormatOpt,
+    JsonOpt,
     LayersOpt,
+    LrOpt,
     MaxSecondsOpt,
     MaxStepsOpt,
+    ModelDirOpt,
+    ModelOpt,
+    NBestOpt,
     OutputOpt,
     ResumeOpt,
     SeedOpt,
+    StartModelOpt,
+    TrainDataOpt,
+    alias,
     app,
     check_model_or_scratch,
     console,
@@ -37,12 +51,11 @@ from .base import (
 # enough that output starts soon and memory stays flat.
 CHUNK_LINES = 256
 
-
-class DataFormat(str, Enum):
-    auto = "auto"
-    conll = "conll"
-    cluener = "cluener"
-    segmented = "segmented"
+# Old spellings, kept for one release (hidden, warn once).
+alias("train tagger", "--out", "--output")
+alias("train tagger", "--format", "--input-format")
+alias("tag", "--top-k", "--n-best")
+alias("evaluate tagger", "--format", "--input-format")
 
 
 class Scheme(str, Enum):
@@ -58,62 +71,30 @@ class OutFormat(str, Enum):
 
 @contextlib.contextmanager
 def warnings_as_lines() -> Iterator[None]:
-    """Show the library's data warnings (e.g. a dropped nested entity) as one plain line each."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    """Show the library's data warnings (e.g. a dropped nested entity) as one plain line each, as
+    they happen."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        console.print(f"zhtext: warning: {message}", markup=False, highlight=False)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        # Every data warning of zhtext's own, even one seen before in this process.
+        warnings.filterwarnings("always", module=r"zhtext\.")
         yield
-    for warning in caught:
-        console.print(f"zhtext: warning: {warning.message}", markup=False, highlight=False)
 
 
 @train_app.command("tagger")
 def train_tagger(
-    train: Annotated[
-        str,
-        typer.Option(
-            "--train",
-            help="Training data (CoNLL 'char TAG', CLUENER JSON lines, or a segmented corpus).",
-            show_default=False,
-        ),
-    ],
-    out: Annotated[
-        str,
-        typer.Option(
-            "--out",
-            help="Folder for the model (Hugging Face layout + zhtext.json); "
-            "the best model by dev F1 is kept here.",
-            show_default=False,
-        ),
-    ],
-    dev: Annotated[
-        str | None,
-        typer.Option(
-            "--dev", help="Dev data, same formats: F1 after each epoch picks the best model."
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", help="Pretrained encoder: hub id (bert-base-chinese) or local directory."
-        ),
-    ] = None,
-    from_scratch: Annotated[
-        bool,
-        typer.Option(
-            "--from-scratch",
-            help="Build a small BERT with a character vocabulary from the training data.",
-        ),
-    ] = False,
+    train: TrainDataOpt,
+    output: ModelDirOpt,
+    dev: DevDataOpt = None,
+    model: StartModelOpt = None,
+    from_scratch: FromScratchOpt = False,
     layers: LayersOpt = 2,
     hidden: HiddenOpt = 128,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training data.")] = 3,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Sentences per batch.")] = 32,
-    lr: Annotated[
-        float | None,
-        typer.Option(
-            "--lr", help="Encoder learning rate (default: 3e-5 pretrained, 1e-3 from scratch)."
-        ),
-    ] = None,
+    epochs: EpochsOpt = 3,
+    batch_size: BatchSizeOpt = 32,
+    lr: LrOpt = None,
     head_lr: Annotated[
         float | None,
         typer.Option(
@@ -136,9 +117,8 @@ def train_tagger(
         ),
     ] = 256,
     seed: SeedOpt = 42,
-    data_format: Annotated[
-        DataFormat, typer.Option("--format", help="Format of --train and --dev.")
-    ] = DataFormat.auto,
+    input_format: InputFormatOpt = "auto",
+    encoding: EncodingOpt = None,
     scheme: Annotated[
         Scheme | None,
         typer.Option(
@@ -149,58 +129,40 @@ def train_tagger(
     ] = None,
     max_seconds: MaxSecondsOpt = None,
     max_steps: MaxStepsOpt = None,
-    eval_every: Annotated[
-        int | None, typer.Option("--eval-every", help="Also evaluate on dev every N steps.")
-    ] = None,
+    eval_every: EvalEveryOpt = None,
+    dev_limit: DevLimitOpt = None,
     grad_accum: GradAccumOpt = 1,
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
 ) -> None:
     """Train a BERT+CRF tagger (NER, or BMES segmentation) and keep the best model by dev F1.
 
+    Data: CoNLL 'char TAG' lines, CLUENER JSON lines, or a segmented corpus (--input-format auto
+    detects which).
+
     Examples:
 
-        zhtext train tagger --train cluener/train.json --dev cluener/dev.json --model bert-base-chinese --out ner-model
+        zhtext train tagger --train cluener/train.json --dev cluener/dev.json -m bert-base-chinese -o ner-model
 
-        zhtext train tagger --train train.json --dev dev.json --from-scratch --layers 2 --hidden 128 --out small-ner --max-seconds 600
+        zhtext train tagger --train train.json --dev dev.json --from-scratch --layers 2 --hidden 128 -o small-ner --max-seconds 600
 
     Interrupted with Ctrl-C? Run the same command with --resume to continue where it stopped.
     """
-    from zhtext.labels.formats import read_examples
-    from zhtext.tasks.tagger import Tagger
+    from zhtext.tasks.tagger import Tagger, TaggerTrainConfig
 
     check_model_or_scratch(model, from_scratch)
-    with warnings_as_lines():
-        train_examples = read_examples(train, data_format.value)
-        dev_examples = read_examples(dev, data_format.value) if dev else None
-    console.print(
-        f"training on {len(train_examples)} examples"
-        + (f", evaluating on {len(dev_examples)}" if dev_examples else "")
-    )
-    tagger = Tagger.train(
-        train_examples,
-        dev_examples,
-        out_dir=out,
-        model=model,
-        layers=layers,
-        hidden=hidden,
-        scheme=scheme.value if scheme else None,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
+    config = TaggerTrainConfig(
+        train=train, dev=dev, output=output, model=model, input_format=input_format,
+        encoding=encoding, layers=layers, hidden=hidden, dropout=dropout, epochs=epochs,
+        batch_size=batch_size, lr=lr, eval_every=eval_every, dev_limit=dev_limit,
+        max_steps=max_steps, max_seconds=max_seconds, grad_accum=grad_accum, seed=seed,
+        resume=resume, device=device, scheme=scheme.value if scheme else None, max_len=max_len,
         head_lr=head_lr,
-        dropout=dropout,
-        max_len=max_len,
-        seed=seed,
-        max_seconds=max_seconds,
-        max_steps=max_steps,
-        eval_every=eval_every,
-        grad_accum=grad_accum,
-        resume=resume,
-        device=device,
     )
+    with warnings_as_lines():
+        tagger = Tagger.train(config)
     best = tagger.meta.get("best") or {}
-    summary = f"model saved to {out}"
+    summary = f"model saved to {output}"
     if "f1" in best:
         summary += f" (best dev F1 {best['f1']:.4f} at epoch {best['epoch']})"
     console.print(summary)
@@ -211,12 +173,7 @@ def tag(
     source: Annotated[
         str, typer.Argument(help="Text file, one text per line; '-' reads stdin.")
     ] = "-",
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model", help="Tagger directory (from 'zhtext train tagger').", show_default=False
-        ),
-    ] = ...,
+    model: ModelOpt = ...,
     out_format: Annotated[
         OutFormat,
         typer.Option(
@@ -224,35 +181,29 @@ def tag(
             help="jsonl: one JSON object per line; conll: 'char TAG' lines, blank line between texts.",
         ),
     ] = OutFormat.jsonl,
-    top_k: Annotated[
-        int,
-        typer.Option(
-            "--top-k",
-            help="Also list the K best taggings with their path probabilities (jsonl only).",
-        ),
-    ] = 1,
+    n_best: NBestOpt = 1,
     output: OutputOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per encoder batch.")] = 32,
+    batch_size: BatchSizeOpt = 32,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
 ) -> None:
     """Tag each line of a text file with a trained tagger.
 
-    JSONL output: {"text": ..., "spans": [{"start", "end", "label", "text", "score"}]}, where end is exclusive and score is the span's marginal probability under the CRF. With --top-k K an "nbest" list of K taggings follows.
+    JSONL output: {"text": ..., "spans": [{"start", "end", "label", "text", "score"}]}, where end is exclusive and score is the span's marginal probability under the CRF. With --n-best N an "nbest" list of the N most probable taggings follows.
 
     Example:
 
-        echo '浙商银行企业信贷部叶老桂博士' | zhtext tag --model ner-model
+        echo '浙商银行企业信贷部叶老桂博士' | zhtext tag -m ner-model
     """
-    from zhtext.io.writing import atomic_output
-    from zhtext.io.reading import iter_lines
+    from zhtext.errors import ZhtextError
     from zhtext.io.progress import Bar
+    from zhtext.io.reading import iter_lines
+    from zhtext.io.writing import atomic_output
+    from zhtext.labels.formats import format_conll
     from zhtext.tasks.tagger import Tagger, prediction_record
 
-    if top_k < 1:
-        raise ZhtextError("--top-k must be at least 1")
-    if top_k > 1 and out_format is OutFormat.conll:
-        raise ZhtextError("--top-k needs --format jsonl (CoNLL output holds one tagging)")
+    if n_best > 1 and out_format is OutFormat.conll:
+        raise ZhtextError("--n-best needs --format jsonl (CoNLL output holds one tagging)")
     tagger = Tagger.load(model, device=device, batch_size=batch_size)
     # A progress line only when the results go to a file: on a terminal they are the progress.
     with (
@@ -266,12 +217,11 @@ def tag(
                 chunk.append(line)
                 if len(chunk) < CHUNK_LINES:
                     continue
-            for text, cands in zip(chunk, tagger.predict(chunk, top_k=top_k)):
+            for text, cands in zip(chunk, tagger.nbest(chunk, n_best)):
                 if out_format is OutFormat.jsonl:
                     handle.write(prediction_record(text, cands) + "\n")
                 else:
-                    tags = tagger.tags_of(text, cands[0].spans)
-                    handle.write("".join(f"{ch} {t}\n" for ch, t in zip(text, tags)) + "\n")
+                    handle.write(format_conll(text, tagger.tags_of(text, cands[0].spans)))
             handle.flush()
             bar.advance(task, len(chunk))
             chunk = []
@@ -279,21 +229,17 @@ def tag(
 
 @evaluate_app.command("tagger")
 def evaluate_tagger(
-    model: Annotated[str, typer.Option("--model", help="Tagger directory.", show_default=False)],
+    model: ModelOpt,
     data: Annotated[
         str,
         typer.Option(
             "--data", help="Labelled data (CoNLL, CLUENER JSON or segmented).", show_default=False
         ),
     ],
-    data_format: Annotated[
-        DataFormat, typer.Option("--format", help="Format of --data.")
-    ] = DataFormat.auto,
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help="Print the figures as one JSON object instead of a table."),
-    ] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per encoder batch.")] = 32,
+    input_format: InputFormatOpt = "auto",
+    encoding: EncodingOpt = None,
+    as_json: JsonOpt = False,
+    batch_size: BatchSizeOpt = 32,
     device: DeviceOpt = None,
 ) -> None:
     """Score a tagger on labelled data: exact-span precision, recall and F1 per label and overall.
@@ -302,44 +248,30 @@ def evaluate_tagger(
 
     Example:
 
-        zhtext evaluate tagger --model ner-model --data cluener/dev.json
+        zhtext evaluate tagger -m ner-model --data cluener/dev.json
     """
     from zhtext.eval.metrics import SegScore
     from zhtext.tasks.tagger import Tagger
-    from zhtext.tasks.tagger import evaluate_tagger as score
 
     tagger = Tagger.load(model, device=device, batch_size=batch_size)
     with warnings_as_lines():
-        result = score(tagger, data, data_format.value)
-    if isinstance(result, SegScore):
-        if as_json:
-            print(json.dumps(result.as_dict(), ensure_ascii=False))
-        else:
-            print(result.format())
-        return
+        figures = tagger.evaluate(data, input_format=input_format, encoding=encoding)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    k: {"p": v.p, "r": v.r, "f1": v.f, "support": v.support}
-                    for k, v in result.items()
-                },
-                ensure_ascii=False,
-            )
-        )
-        return
-    table = Table(title=f"{model} on {data}")
+        print(json.dumps(figures, ensure_ascii=False))
+    elif "labels" not in figures:  # a BMES model: the bakeoff's block
+        print(SegScore(**{f.name: figures[f.name] for f in dataclasses.fields(SegScore)}).format())
+    else:
+        console.print(_table(f"{model} on {data}", figures))
+
+
+def _table(title: str, figures: dict) -> Table:
+    table = Table(title=title)
     for column in ("label", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="left" if column == "label" else "right")
-    for label, prf in result.items():
+    rows = [*figures["labels"].items(), ("overall", figures)]
+    for label, row in rows:
         if label == "overall":
             table.add_section()
-        table.add_row(
-            label,
-            f"{prf.p:.4f}",
-            f"{prf.r:.4f}",
-            f"{prf.f:.4f}",
-            str(prf.support),
-            style="bold" if label == "overall" else None,
-        )
-    console.print(table)
+        table.add_row(label, f"{row['p']:.4f}", f"{row['r']:.4f}", f"{row['f1']:.4f}",
+                      str(row["support"]), style="bold" if label == "overall" else None)
+    return table

@@ -128,3 +128,41 @@ def test_train_gpt_old_out_spelling_still_works_and_warns_once(tmp_path, monkeyp
     # The old spelling is hidden from --help.
     code, out, _ = run_cli(monkeypatch, capsys, "train", "gpt", "--help")
     assert code == 0 and "--output" in out and "--out " not in out
+
+
+# ---------------------------------------------------------------- old option spellings (tagger)
+
+
+def test_old_tagger_spellings_still_work_and_warn_once(tmp_path, monkeypatch, capsys):
+    from zhtext_cli import base
+
+    monkeypatch.setattr(base, "_warned", set())  # as in a fresh process
+    train = tmp_path / "train.conll"
+    train.write_text("张 B-PER\n三 I-PER\n在 O\n北 B-LOC\n京 I-LOC\n\n李 B-PER\n四 I-PER\n好 O\n", "utf-8")
+    model = tmp_path / "m"
+    code, _, err = run_cli(monkeypatch, capsys, "train", "tagger", "--train", str(train), "--from-scratch",
+                           "--layers", "1", "--hidden", "16", "--max-len", "8", "--max-steps", "1",
+                           "--format", "conll", "--out", str(model))
+    assert code == 0, err
+    assert (model / "zhtext.json").is_file()
+    assert err.count("zhtext: warning: --format is deprecated, use --input-format") == 1
+    assert err.count("zhtext: warning: --out is deprecated, use --output") == 1
+
+    texts = tmp_path / "in.txt"
+    texts.write_text("张三在北京\n李四好\n", "utf-8")
+    new, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    code, _, err = run_cli(monkeypatch, capsys, "tag", str(texts), "-m", str(model), "--n-best", "2", "-o", str(new))
+    assert code == 0 and "deprecated" not in err
+    for run in range(2):
+        code, _, err = run_cli(monkeypatch, capsys, "tag", str(texts), "-m", str(model), "--top-k", "2",
+                               "-o", str(old))
+        assert code == 0 and old.read_bytes() == new.read_bytes() and '"nbest"' in new.read_text("utf-8")
+        warned = err.count("zhtext: warning: --top-k is deprecated, use --n-best")
+        assert warned == (1 if run == 0 else 0)  # once per process
+
+    code, out, err = run_cli(monkeypatch, capsys, "evaluate", "tagger", "-m", str(model), "--data", str(train),
+                             "--format", "conll", "--json")
+    code_new, out_new, _ = run_cli(monkeypatch, capsys, "evaluate", "tagger", "-m", str(model), "--data",
+                                   str(train), "--input-format", "conll", "--json")
+    assert code == code_new == 0 and out == out_new and "labels" in out
+    assert err.count("deprecated") == 0  # --format was already warned about once

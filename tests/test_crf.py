@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 
@@ -9,15 +10,29 @@ import numpy as np
 import pytest
 import torch
 
-from zhtext.neural.crf import CRF
-from zhtext.labels.schemes import SCHEMES, allowed_transitions, spans, spans_to_tags, tags_to_spans
 from zhtext.errors import ZhtextError
+from zhtext.labels.schemes import (
+    SCHEMES,
+    allowed_transitions,
+    spans,
+    spans_to_tags,
+    tags_to_spans,
+)
+from zhtext.neural.crf import CRF
 
 LABELS = {
     "BIO": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
     "BIOES": ["O", "B-PER", "I-PER", "E-PER", "S-PER"],
     "BMES": ["B", "M", "E", "S"],
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread(request):
+    """Tiny tensors run fastest on one thread, and far faster than on threads that a Numba kernel
+    left busy on a loaded machine."""
+    request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    torch.set_num_threads(1)
 
 
 def make_crf(scheme: str | None, n_tags: int = 3, seed: int = 0, **kwargs) -> CRF:
@@ -132,19 +147,64 @@ def test_gradient_flows_and_forbidden_moves_stay_forbidden():
             assert is_allowed(path[:n], allowed, start_ok, end_ok)
 
 
-def test_training_reaches_the_gold_path():
-    # A few optimiser steps on one sequence: decoding must then reproduce its tags.
-    crf = CRF(5, LABELS["BIO"], "BIO")
-    gen = torch.Generator().manual_seed(5)
-    emissions = torch.randn(1, 7, 5, generator=gen, requires_grad=True)
-    gold = torch.tensor([[1, 2, 0, 3, 4, 4, 0]])
-    optimiser = torch.optim.Adam([emissions, *crf.parameters()], lr=0.1)
-    for _ in range(60):
+# Emission rows of four kinds of token over O, B-PER, I-PER, B-LOC, I-LOC. "x" slightly prefers O
+# and cannot tell O, I-PER and I-LOC apart otherwise: only the tag before it can.
+TOKEN_EMISSIONS = {
+    "o": [3.0, -3.0, -3.0, -3.0, -3.0],
+    "p": [0.0, 4.0, 0.0, 0.0, 0.0],
+    "l": [0.0, 0.0, 0.0, 4.0, 0.0],
+    "x": [0.5, -3.0, 0.0, -3.0, 0.0],
+}
+
+
+def context_batch(seed: int, n_batch: int, max_len: int):
+    """Random token strings; gold tags continue the entity an "x" follows (O after "o" or at the start)."""
+    rng = random.Random(seed)
+    rows, tags, lengths = [], [], []
+    for _ in range(n_batch):
+        n, tag = rng.randint(2, max_len), 0
+        kinds = [rng.choice("oplxxx") for _ in range(n)]
+        row_tags = []
+        for kind in kinds:
+            tag = {"o": 0, "p": 1, "l": 3, "x": {0: 0, 1: 2, 2: 2, 3: 4, 4: 4}[tag]}[kind]
+            row_tags.append(tag)
+        padding = max_len - n
+        rows.append([TOKEN_EMISSIONS[kind] for kind in kinds] + [[0.0] * 5] * padding)
+        tags.append(row_tags + [-100] * padding)
+        lengths.append(n)
+    mask = torch.arange(max_len)[None, :] < torch.tensor(lengths)[:, None]
+    return torch.tensor(rows), mask, torch.tensor(tags)
+
+
+def test_learned_transitions_decide_the_path_as_brute_force_does():
+    # Unconstrained, with fixed emissions: whatever the decoder gets right about an "x" it owes to
+    # the transition scores the CRF learned.
+    torch.manual_seed(0)
+    crf = CRF(5)
+    emissions, mask, gold = context_batch(seed=1, n_batch=256, max_len=6)
+    optimiser = torch.optim.Adam(crf.parameters(), lr=0.1)
+    for _ in range(100):
         optimiser.zero_grad()
-        crf(emissions, gold).backward()
+        crf(emissions, gold, mask).backward()
         optimiser.step()
-    paths, _ = crf.decode(emissions)
-    assert paths[0].tolist() == gold[0].tolist()
+    # Fresh sentences, the first ones checked by brute force.
+    emissions, mask, gold = context_batch(seed=2, n_batch=64, max_len=5)
+    paths, scores = crf.decode(emissions, mask)
+    np.testing.assert_array_equal(np.where(mask, paths, -100), gold)
+    for b, n in enumerate(mask[:8].sum(1).tolist()):
+        best = max(enumerate_paths(crf, emissions[b].double(), n), key=lambda item: item[1])
+        assert tuple(paths[b, :n]) == best[0]
+        assert scores[b] == pytest.approx(float(best[1]), abs=1e-4)
+    trans = crf.transitions.detach()
+    assert trans[1, 2] > trans[1, 0] + 0.5 and trans[3, 4] > trans[3, 0] + 0.5  # B-X -> I-X learned
+    assert trans[0, 0] > max(trans[0, 2], trans[0, 4])
+    # Without the transitions every "x" falls back to its emissions' O, so the answers change.
+    with torch.no_grad():
+        crf.transitions.zero_()
+    plain, _ = crf.decode(emissions, mask)
+    continued = (gold == 2) | (gold == 4)
+    assert continued.any()
+    assert (torch.from_numpy(plain).long()[continued] == 0).all()
 
 
 def test_window_mode_lets_a_sequence_start_and_end_inside_an_entity():

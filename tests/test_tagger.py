@@ -8,35 +8,37 @@ import json
 
 import numpy as np
 import pytest
-
-from conftest import run_cli
 import torch
+from conftest import run_cli
 
 from zhtext.errors import ZhtextError
-from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
 from zhtext.labels.formats import (
     WORD,
     Example,
     convert_tags,
     detect_format,
     example_tags,
+    format_conll,
     read_cluener,
     read_conll,
     read_examples,
     read_segmented,
     words_of,
 )
+from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
+from zhtext.neural.trainer import TrainConfig, checkpoint_path
 from zhtext.tasks.tagger import (
     Candidate,
     CharIds,
     Tagger,
     TaggerModel,
+    TaggerTrainConfig,
     _cut_points,
+    pad_emissions,
     stitch,
     tag_names,
     window_starts,
 )
-from zhtext.neural.trainer import checkpoint_path
 
 # --------------------------------------------------------------------------- toy data
 
@@ -81,8 +83,9 @@ def one_thread(request):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("ner")
-    tagger = Tagger.train(toy_examples(60, 1), toy_examples(10, 2), out_dir=out, **TRAIN_SETTINGS)
-    return tagger, out
+    config = TaggerTrainConfig(train=toy_examples(60, 1), dev=toy_examples(10, 2), output=out,
+                               **TRAIN_SETTINGS)
+    return Tagger.train(config), out
 
 
 def random_tagger(scheme: str, labels=("PER", "LOC"), seed: int = 0, max_len: int = 32) -> Tagger:
@@ -192,6 +195,17 @@ def test_segmented_round_trip_and_format_detection(tmp_path):
         read_examples(path, "xml")
 
 
+def test_readers_honour_an_explicit_encoding(tmp_path):
+    examples = toy_examples(3, 7)
+    path = tmp_path / "gb.conll"
+    path.write_bytes("".join(format_conll(ex.text, example_tags(ex, "BIOES")) for ex in examples)
+                     .encode("gb18030"))
+    assert read_examples(path, encoding="gb18030") == examples
+    assert read_examples(path, "conll", encoding="gb18030") == examples
+    with pytest.raises(ZhtextError, match="cannot decode byte .* as utf-8"):
+        read_examples(path, "conll", encoding="utf-8")
+
+
 def test_convert_tags_between_bio_and_bioes():
     bio = ["B-X", "I-X", "I-X", "O", "B-Y", "B-Y", "I-Y"]
     bioes = convert_tags(bio, "BIO", "BIOES")
@@ -269,7 +283,7 @@ def test_span_scores_and_path_probs_match_brute_force(scheme):
     assert probs.sum() == pytest.approx(1.0, abs=1e-4)
     span_sets = [set(tagger._spans_of(text, p.numpy())) for p in paths]
     ranked = np.argsort(-probs, kind="stable")
-    candidates = tagger.predict([text], top_k=4)[0]
+    candidates = tagger.nbest([text], 4)[0]
     assert len(candidates) == 4
     for rank, cand in enumerate(candidates):
         assert cand.prob == pytest.approx(probs[ranked[rank]], abs=1e-5)
@@ -278,7 +292,8 @@ def test_span_scores_and_path_probs_match_brute_force(scheme):
             expected = sum(p for p, spans in zip(probs, span_sets) if key in spans)
             assert span.score == pytest.approx(expected, abs=1e-5)
             assert span.text == text[span.start : span.end]
-    assert tagger([text]) == [candidates[0].spans]
+    assert tagger([text]) == tagger.predict([text]) == [candidates[0].spans]
+    assert tagger(text) == candidates[0].spans
 
 
 # --------------------------------------------------------------------------- training and use
@@ -290,8 +305,9 @@ def test_tiny_tagger_learns_toy_labelling(trained):
     predicted = tagger([ex.text for ex in test])
     found = [[(s.start, s.end, s.label) for s in spans] for spans in predicted]
     assert found == [list(ex.spans) for ex in test]
-    assert tagger.evaluate(test)["overall"].f == 1.0
+    assert tagger.evaluate(test)["f1"] == 1.0
     assert tagger.history and tagger.history[-1]["f1"] == 1.0
+    assert tagger.meta["best"]["f1"] == 1.0 and tagger.meta["train_examples"] == 60
 
 
 def assert_same_predictions(a: list[list[Candidate]], b: list[list[Candidate]]) -> None:
@@ -310,9 +326,9 @@ def test_save_load_same_predictions(trained, tmp_path):
     texts = [ex.text for ex in toy_examples(10, 5)] + ["", "   ", "😀"]
     loaded = Tagger.load(out)
     assert loaded.labels == tagger.labels and loaded.scheme == "BIOES"
-    assert_same_predictions(loaded.predict(texts, top_k=3), tagger.predict(texts, top_k=3))
+    assert_same_predictions(loaded.nbest(texts, 3), tagger.nbest(texts, 3))
     tagger.save(tmp_path / "copy")
-    assert_same_predictions(Tagger.load(tmp_path / "copy").predict(texts), tagger.predict(texts))
+    assert_same_predictions(Tagger.load(tmp_path / "copy").nbest(texts, 1), tagger.nbest(texts, 1))
 
 
 def test_offsets_exact_in_long_windowed_mixed_script_text(trained):
@@ -331,17 +347,124 @@ def test_offsets_exact_in_long_windowed_mixed_script_text(trained):
 def test_resume_continues_the_step_count(tmp_path):
     data = toy_examples(16, 4)
     settings = {**TRAIN_SETTINGS, "epochs": 3}
-    first = Tagger.train(data, out_dir=tmp_path, max_seconds=0.0, **settings)
+    first = Tagger.train(TaggerTrainConfig(train=data, output=tmp_path, max_seconds=0.0, **settings))
     assert [h["step"] for h in first.history] == [1]
     assert checkpoint_path(tmp_path).is_file()
-    second = Tagger.train(data, out_dir=tmp_path, resume=True, **settings)
+    second = Tagger.train(TaggerTrainConfig(train=data, output=tmp_path, resume=True, **settings))
     assert [h["step"] for h in second.history] == [1, 2, 4, 6]
     assert not checkpoint_path(tmp_path).exists()
 
 
 def test_bmes_training_rejects_typed_labels(tmp_path):
     with pytest.raises(ZhtextError, match="BMES tags untyped words"):
-        Tagger.train(toy_examples(4, 0), out_dir=tmp_path, scheme="BMES", **TRAIN_SETTINGS)
+        Tagger.train(TaggerTrainConfig(train=toy_examples(4, 0), output=tmp_path, scheme="bmes",
+                                       **TRAIN_SETTINGS))
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluate_figures_per_label_and_from_a_file(trained, tmp_path):
+    tagger, _ = trained
+    test = toy_examples(12, 31)
+    assert [[s[:3] for s in spans] for spans in tagger([ex.text for ex in test])] == [
+        list(ex.spans) for ex in test]  # the model is exact here, so the gold below decides
+    # Gold with one PER span relabelled LOC and one LOC span dropped: counted by hand below.
+    gold = [list(ex.spans) for ex in test]
+    per_at = next(i for i, spans in enumerate(gold) if any(lab == "PER" for *_, lab in spans))
+    j = next(j for j, span in enumerate(gold[per_at]) if span[2] == "PER")
+    gold[per_at][j] = (*gold[per_at][j][:2], "LOC")
+    loc_at = next(i for i, spans in enumerate(gold) if i != per_at and any(l == "LOC" for *_, l in spans))
+    gold[loc_at] = [span for k, span in enumerate(gold[loc_at])
+                    if k != next(k for k, sp in enumerate(gold[loc_at]) if sp[2] == "LOC")]
+    examples = [Example(ex.text, tuple(sorted(spans))) for ex, spans in zip(test, gold)]
+    n_pred = {lab: sum(s[2] == lab for ex in test for s in ex.spans) for lab in ("PER", "LOC")}
+    n_gold = {lab: sum(s[2] == lab for spans in gold for s in spans) for lab in ("PER", "LOC")}
+    correct = {"PER": n_pred["PER"] - 1, "LOC": n_pred["LOC"] - 1}
+
+    def prf(c, g, p):
+        return {"p": c / p, "r": c / g, "f1": 2 * c / (g + p), "support": g}
+
+    figures = tagger.evaluate(examples)
+    expected = prf(sum(correct.values()), sum(n_gold.values()), sum(n_pred.values()))
+    assert {k: figures[k] for k in expected} == pytest.approx(expected)
+    assert figures["labels"] == {lab: pytest.approx(prf(correct[lab], n_gold[lab], n_pred[lab]))
+                                 for lab in ("LOC", "PER")}
+    path = tmp_path / "gold.conll"
+    path.write_text("".join(format_conll(ex.text, example_tags(ex, "BIO")) for ex in examples),
+                    encoding="utf-8")
+    assert tagger.evaluate(path) == figures == tagger.evaluate(str(path), input_format="conll")
+    with pytest.raises(ZhtextError, match="unknown data format 'xml'"):
+        tagger.evaluate(path, input_format="xml")
+    empty = tmp_path / "empty.json"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(ZhtextError, match="empty"):
+        tagger.evaluate(empty)
+
+
+def test_a_padded_batch_scores_as_its_rows_alone(trained):
+    tagger, _ = trained
+    rows = tagger._training_rows(toy_examples(6, 8))
+    assert len({len(r[0]) for r in rows}) > 1  # rows of several lengths: padding matters
+    batch = tagger._collate(rows)
+    assert batch["mask"].dtype == torch.bool
+    assert batch["mask"].sum(1).tolist() == [len(r[0]) for r in rows]
+    assert (batch["attention_mask"].sum(1) == batch["mask"].sum(1) + 2).all()
+    with torch.no_grad():
+        together = tagger.model(**batch)
+        alone = torch.stack([tagger.model(**tagger._collate([row])) for row in rows]).mean()
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_pad_emissions_and_empty_texts():
+    em, mask = pad_emissions([torch.ones(2, 3), torch.zeros(0, 3), torch.full((4, 3), 2.0)])
+    assert em.shape == (3, 4, 3) and mask.tolist() == [[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]
+    assert em[0, 2:].abs().sum() == 0 and (em[2] == 2).all()
+    tagger = random_tagger("BIO")
+    assert tagger.nbest(["", ""], 3) == [[Candidate([], 1.0)]] * 2
+    assert tagger(["", "张三", ""])[0::2] == [[], []]
+    with pytest.raises(ZhtextError, match="n >= 1"):
+        tagger.nbest(["张三"], 0)
+
+
+def test_train_settings_are_checked_before_anything_runs(tmp_path):
+    with pytest.raises(ZhtextError, match="takes a TaggerTrainConfig, not a TrainConfig"):
+        Tagger.train(TrainConfig(train=toy_examples(4, 0), output=tmp_path))
+    for bad, message in [({"scheme": "IOB"}, "unknown tag scheme 'IOB'"),
+                         ({"max_len": 2}, "max_len must be at least 3"),
+                         ({"head_lr": 0.0}, "head learning rate must be > 0"),
+                         ({"input_format": "xml"}, "unknown data format 'xml'")]:
+        with pytest.raises(ZhtextError, match=message):
+            TaggerTrainConfig(train=toy_examples(4, 0), output=tmp_path, **bad)
+    config = TaggerTrainConfig()
+    assert (config.layers, config.hidden, config.batch_size, config.max_len) == (2, 128, 32, 256)
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_reads_files_and_load_takes_a_hub_id(trained, tmp_path, monkeypatch):
+    tagger, model_dir = trained
+    data = tmp_path / "train.json"
+    data.write_text("\n".join(json.dumps({"text": ex.text, "spans": [
+        {"start": s, "end": e, "label": lab} for s, e, lab in ex.spans]}, ensure_ascii=False)
+        for ex in toy_examples(16, 4)), encoding="utf-8")
+    settings = {**TRAIN_SETTINGS, "epochs": 1}
+    from_file = Tagger.train(TaggerTrainConfig(train=str(data), output=tmp_path / "a", **settings))
+    from_list = Tagger.train(TaggerTrainConfig(train=toy_examples(16, 4), output=tmp_path / "b",
+                                               **settings))
+    texts = [ex.text for ex in toy_examples(5, 6)]
+    assert_same_predictions(from_file.nbest(texts, 2), from_list.nbest(texts, 2))
+    assert from_file.meta["from_scratch"]["layers"] == 1
+
+    import huggingface_hub
+
+    asked = []
+
+    def snapshot(repo_id, **kwargs):  # the Hugging Face cache, faked by the trained folder
+        asked.append((repo_id, kwargs))
+        return str(model_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    from_hub = Tagger.load("someone/toy-tagger", batch_size=4)
+    assert asked == [("someone/toy-tagger", {"local_files_only": True})] and from_hub.batch_size == 4
+    assert_same_predictions(from_hub.nbest(texts, 2), tagger.nbest(texts, 2))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -355,8 +478,8 @@ def test_cli_tag_and_evaluate_ner(trained, tmp_path, monkeypatch, capsys):
     texts = tmp_path / "in.txt"
     texts.write_text("\n".join(ex.text for ex in test) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    code, _, err = run_cli(monkeypatch, capsys, "tag", str(texts), "--model", str(model_dir),
-                           "-o", str(out), "--top-k", "2")
+    code, _, err = run_cli(monkeypatch, capsys, "tag", str(texts), "-m", str(model_dir),
+                           "-o", str(out), "--n-best", "2")
     assert code == 0, err
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["text"] for r in records] == [ex.text for ex in test]
@@ -367,18 +490,19 @@ def test_cli_tag_and_evaluate_ner(trained, tmp_path, monkeypatch, capsys):
     gold = tmp_path / "gold.json"
     gold.write_text("\n".join(json.dumps({"text": r["text"], "spans": r["spans"]}, ensure_ascii=False)
                               for r in records), encoding="utf-8")
-    code, out_text, err = run_cli(monkeypatch, capsys, "evaluate", "tagger", "--model", str(model_dir),
+    code, out_text, err = run_cli(monkeypatch, capsys, "evaluate", "tagger", "-m", str(model_dir),
                                   "--data", str(gold), "--json")
     assert code == 0, err
     scores = json.loads(out_text)
-    assert scores["overall"]["f1"] == 1.0 and set(scores) == {"LOC", "PER", "overall"}
+    assert scores == json.loads(json.dumps(tagger.evaluate(gold)))
+    assert scores["f1"] == 1.0 and set(scores["labels"]) == {"LOC", "PER"}
     code, _, err = run_cli(monkeypatch, capsys, "evaluate", "tagger", "--model", str(model_dir),
                            "--data", str(gold))
     assert code == 0 and "overall" in err and "1.0000" in err
 
     conll = tmp_path / "out.conll"
     code, _, err = run_cli(monkeypatch, capsys, "tag", str(texts), "--model", str(model_dir),
-                           "--format", "conll", "-o", str(conll))
+                           "--format", "conll", "--output", str(conll))
     assert code == 0, err
     assert list(read_conll(conll)) == test  # spaces included: a "  O" line tags a space
 
@@ -391,13 +515,17 @@ def test_cli_train_tag_evaluate_segmentation(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "train", "tagger", "--train", str(train), "--dev",
                            str(dev), "--from-scratch", "--layers", "1", "--hidden", "32",
                            "--epochs", "30", "--batch-size", "8", "--lr", "5e-3", "--max-len", "24",
-                           "--out", str(model))
+                           "-o", str(model))
     assert code == 0, err
     assert "best dev F1" in err and json.loads((model / "zhtext.json").read_text())["scheme"] == "BMES"
     code, out_text, err = run_cli(monkeypatch, capsys, "evaluate", "tagger", "--model", str(model),
-                                  "--data", str(dev))
+                                  "--data", str(dev), "--input-format", "segmented")
     assert code == 0, err
     assert "=== F MEASURE:\t1.000" in out_text
+    code, out_text, err = run_cli(monkeypatch, capsys, "evaluate", "tagger", "-m", str(model),
+                                  "--data", str(dev), "--json")
+    figures = json.loads(out_text)
+    assert code == 0 and figures["f1"] == figures["f"] == 1.0 and figures["lines"] == 8
     raw = tmp_path / "raw.txt"
     raw.write_text("".join(segmented_lines(1, 2)[0].split()) + "\n", encoding="utf-8")
     tagger = Tagger.load(model)
@@ -412,12 +540,12 @@ def test_cli_malformed_training_file_is_one_line(tmp_path, monkeypatch, capsys, 
     train = tmp_path / "train.txt"
     train.write_text(body, encoding="utf-8")
     code, out, err = run_cli(monkeypatch, capsys, "train", "tagger", "--train", str(train),
-                             "--from-scratch", "--format", fmt, "--out", str(tmp_path / "m"))
+                             "--from-scratch", "--input-format", fmt, "-o", str(tmp_path / "m"))
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("zhtext: error: ") and message in err
     assert not (tmp_path / "m").exists()
 
 
 def test_cli_tag_refuses_a_missing_model(tmp_path, monkeypatch, capsys):
-    code, _, err = run_cli(monkeypatch, capsys, "tag", "-", "--model", str(tmp_path / "none"))
+    code, _, err = run_cli(monkeypatch, capsys, "tag", "-", "-m", str(tmp_path / "none"))
     assert code == 1 and err.count("\n") == 1 and "not a zhtext model" in err

@@ -22,18 +22,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from zhtext.labels.schemes import spans_to_tags, tags_to_spans
 from zhtext.errors import ZhtextError
 from zhtext.io.reading import PathLike, iter_lines
+from zhtext.labels.schemes import spans_to_tags, tags_to_spans
 
 __all__ = [
     "FORMATS",
     "WORD",
     "Example",
+    "check_format",
     "convert_tags",
     "detect_format",
     "detect_scheme",
     "example_tags",
+    "format_conll",
     "read_cluener",
     "read_conll",
     "read_examples",
@@ -120,7 +122,13 @@ def _drop_overlaps(spans: Iterable[SpanT], where: str) -> tuple[SpanT, ...]:
     return tuple(sorted(kept))
 
 
-def read_conll(path: PathLike) -> Iterator[Example]:
+def format_conll(text: str, tags: Sequence[str]) -> str:
+    """One text as ``char TAG`` lines and the blank line that ends it: what :func:`read_conll`
+    reads back (a space character is a line ``"  O"``)."""
+    return "".join(f"{ch} {tag}\n" for ch, tag in zip(text, tags)) + "\n"
+
+
+def read_conll(path: PathLike, encoding: str | None = None) -> Iterator[Example]:
     """Read ``char TAG`` lines, blank lines between sentences; ``-DOCSTART-`` lines are skipped."""
     name = str(path)
     tokens: list[str] = []
@@ -138,7 +146,7 @@ def read_conll(path: PathLike) -> Iterator[Example]:
         spans = tuple((starts[s], starts[e], label) for s, e, label in to_spans(tags, scheme))
         return Example("".join(tokens), spans)
 
-    for number, line in enumerate(iter_lines(path), 1):
+    for number, line in enumerate(iter_lines(path, encoding), 1):
         if not line.strip() or line.startswith("-DOCSTART-"):
             example = flush()
             if example is not None:
@@ -217,14 +225,14 @@ def _cluener_spans(record: dict, where: str) -> list[SpanT]:
     return spans
 
 
-def read_cluener(path: PathLike) -> Iterator[Example]:
+def read_cluener(path: PathLike, encoding: str | None = None) -> Iterator[Example]:
     """Read CLUENER JSON lines (or zhtext's ``{"text", "spans"}`` output); blank lines are skipped.
 
     A record without labels is an example with no entities. Nested or overlapping mentions, which a
     linear-chain tagger cannot represent, keep the longest one (with a warning).
     """
     name = str(path)
-    for number, line in enumerate(iter_lines(path), 1):
+    for number, line in enumerate(iter_lines(path, encoding), 1):
         if not line.strip():
             continue
         where = f"{name}:{number}"
@@ -237,9 +245,9 @@ def read_cluener(path: PathLike) -> Iterator[Example]:
         yield Example(record["text"], _drop_overlaps(_cluener_spans(record, where), where))
 
 
-def read_segmented(path: PathLike) -> Iterator[Example]:
+def read_segmented(path: PathLike, encoding: str | None = None) -> Iterator[Example]:
     """Read a segmented corpus: whitespace between words, one sentence per line; blank lines skipped."""
-    for line in iter_lines(path):
+    for line in iter_lines(path, encoding):
         words = line.split()
         if not words:
             continue
@@ -250,10 +258,10 @@ def read_segmented(path: PathLike) -> Iterator[Example]:
         yield Example("".join(words), tuple(spans))
 
 
-def detect_format(path: PathLike) -> str:
+def detect_format(path: PathLike, encoding: str | None = None) -> str:
     """Guess a file's format from its first non-blank line: JSON object -> ``cluener``; ``token
     TAG`` -> ``conll``; anything else -> ``segmented``."""
-    for line in iter_lines(path):
+    for line in iter_lines(path, encoding):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
@@ -268,12 +276,19 @@ def detect_format(path: PathLike) -> str:
 _READERS = {"conll": read_conll, "cluener": read_cluener, "segmented": read_segmented}
 
 
-def read_examples(path: PathLike, format: str = "auto") -> list[Example]:
-    """Read all examples of a file in ``format`` (one of :data:`FORMATS`; ``auto`` guesses)."""
+def check_format(format: str) -> str:
+    """``format`` if it is one of :data:`FORMATS`, else a :class:`ZhtextError` naming them."""
     if format not in FORMATS:
         raise ZhtextError(f"unknown data format {format!r}; choose one of {', '.join(FORMATS)}")
+    return format
+
+
+def read_examples(path: PathLike, format: str = "auto", encoding: str | None = None) -> list[Example]:
+    """Read all examples of a file in ``format`` (one of :data:`FORMATS`; ``auto`` guesses), decoded
+    with ``encoding`` (default: detect UTF-8 or GB18030)."""
+    check_format(format)
     if not Path(path).is_file():
         raise ZhtextError(f"no such file: {path}")
     if format == "auto":
-        format = detect_format(path)
-    return list(_READERS[format](path))
+        format = detect_format(path, encoding)
+    return list(_READERS[format](path, encoding))

@@ -4,7 +4,7 @@ A CRF over K tags scores a tag path y for emissions E (from an encoder) as
 ``start[y0] + sum_t E[t, y_t] + sum_t transitions[y_{t-1}, y_t] + end[y_last]``. Training maximises
 ``log p(y|x) = score(y) - log Z`` with the forward algorithm in log space, batched and masked by
 length. The label scheme (BIO, BIOES, BMES) says which moves are legal; illegal ones are pinned at
-:data:`~zhtext.viterbi.FORBIDDEN` by a fixed mask applied in every computation, so no optimiser step
+:data:`~zhtext.labels.viterbi.FORBIDDEN` by a fixed mask applied in every computation, so no optimiser step
 can make them legal. A window cut from a long text may start or end inside an entity:
 ``allow_inside_start`` (at construction, with :meth:`CRF.set_window_mode`, or per :meth:`CRF.decode`
 call) lifts the start and end constraints for that case.
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from zhtext.errors import ZhtextError
-from zhtext.labels.schemes import check_scheme, allowed_transitions, spans
+from zhtext.labels.schemes import allowed_transitions, check_scheme, spans
 from zhtext.labels.viterbi import FORBIDDEN, viterbi_decode, viterbi_topk
 
 __all__ = ["CRF"]

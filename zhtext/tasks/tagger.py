@@ -2,8 +2,11 @@
 
 Any Hugging Face encoder (a hub id such as ``bert-base-chinese``, or a local ``save_pretrained``
 directory; a small BERT built from scratch for tests and CPU budgets) gives one vector per
-character; dropout and a linear layer turn it into emission scores; a :class:`~zhtext.crf.CRF` with
-the label scheme's constraints scores whole tag paths, and the Numba Viterbi decodes them.
+character; dropout and a linear layer turn it into emission scores; a
+:class:`~zhtext.neural.crf.CRF` with the label scheme's constraints scores whole tag paths, and the
+Numba Viterbi decodes them. :class:`Tagger` has the verbs every zhtext model has (see
+ARCHITECTURE.md in the repository): ``load``, ``save``, ``__call__``/``predict``, ``evaluate``,
+``train``; plus ``nbest`` (the n most probable taggings) and ``cut`` (words, for a BMES model).
 
 Characters, not word pieces: every character of the text gets exactly one position (mapped
 through the tokenizer's vocabulary; unknown ones, emoji and astral characters included, become
@@ -24,36 +27,52 @@ forward-backward variables (a Numba kernel, linear in the text length). An n-bes
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
-from zhtext.neural.crf import CRF
 from zhtext.errors import ZhtextError
+from zhtext.eval.metrics import PRF, entity_scores, score_segmentation
+from zhtext.labels.formats import (
+    WORD,
+    Example,
+    check_format,
+    read_examples,
+    to_spans,
+    to_tags,
+    words_of,
+)
 from zhtext.labels.marginals import PathScorer, forward_backward
-from zhtext.eval.metrics import PRF, SegScore, entity_scores, score_segmentation
-from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
-from zhtext.neural.hub import load_model, load_tokenizer, pick_device
+from zhtext.labels.schemes import SCHEMES
+from zhtext.neural.batching import length_order, pad
+from zhtext.neural.crf import CRF
+from zhtext.neural.hub import (
+    _load,
+    _looks_like_path,
+    load_model,
+    load_tokenizer,
+    pick_device,
+)
 from zhtext.neural.modeldir import (
+    META_FILE,
     load_task_meta,
     model_dir_writer,
     save_task_meta,
-    update_task_meta,
 )
-from zhtext.labels.formats import WORD, Example, read_examples, to_spans, to_tags, words_of
-from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything, Trainer
-from zhtext.neural.batching import bucketed_batches
+from zhtext.neural.scratch import scratch_model
+from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything
+from zhtext.tasks.base import Model
 
-__all__ = ["Candidate", "Span", "Tagger", "evaluate_tagger", "tag_names"]
+__all__ = ["Candidate", "Span", "Tagger", "TaggerTrainConfig", "prediction_record", "tag_names"]
 
-TASK = "tagger"
 HEAD_FILE = "tagger_head.safetensors"
 # Sentence-final punctuation: preferred places to cut a long training text.
 _CUT_AFTER = frozenset("。！？；!?;\n")
@@ -206,18 +225,75 @@ def _encoder_limit(config: Any) -> int:
     return limit
 
 
-# --------------------------------------------------------------------------- exact probabilities
+
+
+def pad_emissions(ems: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-text emission rows ``[n_i, K]`` as one ``[B, L, K]`` tensor (zeros past each end) and its
+    ``[B, L]`` bool mask, as the CRF takes them. Float rows, so torch's own padding; ids go
+    through :func:`~zhtext.neural.batching.pad`."""
+    padded = pad_sequence(list(ems), batch_first=True)
+    lengths = torch.tensor([e.shape[0] for e in ems])
+    return padded, torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+
+
+# --------------------------------------------------------------------------- training settings
+
+
+@dataclass
+class TaggerTrainConfig(TrainConfig):
+    """:class:`~zhtext.neural.trainer.TrainConfig` plus the tagger's own settings.
+
+    ``train`` and ``dev`` are data files (CoNLL, CLUENER JSON lines or a segmented corpus, read
+    with ``input_format``) or lists of :class:`~zhtext.labels.formats.Example`. ``scheme`` defaults
+    to BMES for segmentation data (every span labelled :data:`~zhtext.labels.formats.WORD`), else
+    BIOES. ``max_len`` is the encoder window in tokens, ``[CLS]`` and ``[SEP]`` included; longer
+    texts are cut (training) or windowed (inference). ``lr`` defaults to 3e-5 for a pretrained
+    encoder and 1e-3 from scratch; the emission layer and the CRF train at ``head_lr`` (default
+    100 × lr, at most 1e-2), since under a BERT-sized rate the transitions would barely move.
+    """
+
+    scheme: str | None = None
+    max_len: int = 256
+    head_lr: float | None = None
+    # defaults that differ from the shared ones: a small model, bigger batches
+    layers: int = 2
+    hidden: int = 128
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheme, str):
+            self.scheme = self.scheme.upper()
+        super().__post_init__()
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.scheme is not None and self.scheme not in SCHEMES:
+            problems.append(f"unknown tag scheme {self.scheme!r}; choose {', '.join(SCHEMES)}")
+        if self.max_len < 3:
+            problems.append("max_len must be at least 3 ([CLS], one character, [SEP])")
+        if self.head_lr is not None and not self.head_lr > 0:
+            problems.append(f"the head learning rate must be > 0, not {self.head_lr}")
+        try:
+            check_format(self.input_format)
+        except ZhtextError as exc:
+            problems.append(str(exc))
+        return problems
 
 
 # --------------------------------------------------------------------------- the tagger
 
 
-class Tagger:
-    """A trained tagger: ``tagger(texts)`` gives labelled spans; see the module docstring.
+class Tagger(Model):
+    """A trained tagger: ``tagger(text)`` gives the labelled spans of one text, ``tagger(texts)``
+    (or :meth:`predict`) a list of them; see the module docstring.
 
     Build one with :meth:`train` or :meth:`load`. ``timings`` accumulates seconds spent in the
     encoder (``encode``), the Viterbi decode (``decode``) and span/path probabilities (``score``).
     """
+
+    task: ClassVar[str] = "tagger"
+    config_class: ClassVar[type[TrainConfig]] = TaggerTrainConfig
+    metric: ClassVar[str] = "f1"
 
     def __init__(self, model: TaggerModel, tokenizer: Any, labels: Sequence[str], scheme: str,
                  max_len: int, device: torch.device | None = None, batch_size: int = 32,
@@ -241,37 +317,30 @@ class Tagger:
 
     # ---------------------------------------------------------------- inference
 
-    def _batch_inputs(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(r) for r in rows) + 2
-        ids = torch.full((len(rows), width), self.char_ids.pad, dtype=torch.long)
-        attn = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, 0] = self.char_ids.cls
-            ids[i, 1 : len(row) + 1] = torch.tensor(row, dtype=torch.long)
-            ids[i, len(row) + 1] = self.char_ids.sep
-            attn[i, : len(row) + 2] = 1
-        return ids.to(self.device), attn.to(self.device)
+    def _encoder_inputs(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[CLS] chars [SEP]`` ids of each row, padded, and the attention mask, on the device."""
+        ids = self.char_ids
+        return pad([[ids.cls, *row, ids.sep] for row in rows], ids.pad, device=self.device)
 
     @torch.no_grad()
     def emissions(self, texts: Sequence[str]) -> list[torch.Tensor]:
         """Emission scores ``[len(text), K]`` (float32, CPU) of each text, windows stitched."""
         self.model.eval()
         ids = [self.char_ids(text) for text in texts]
-        pieces: list[tuple[int, int, list[int]]] = []  # (text index, start, window ids)
+        pieces: list[list[int]] = []  # the windows of all texts, in text order
         starts: list[list[int]] = []
-        for i, row in enumerate(ids):
+        for row in ids:
             st = window_starts(len(row), self.width, self.stride) if row else []
             starts.append(st)
-            pieces.extend((i, s, row[s : s + self.width]) for s in st)
-        order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][2]))
+            pieces.extend(row[s : s + self.width] for s in st)
         out: list[torch.Tensor | None] = [None] * len(pieces)
+        order = length_order([len(p) for p in pieces])
         begin = time.perf_counter()
         for b in range(0, len(order), self.batch_size):
             chunk = order[b : b + self.batch_size]
-            input_ids, attn = self._batch_inputs([pieces[j][2] for j in chunk])
-            em = self.model.emissions(input_ids, attn).float().cpu()
+            em = self.model.emissions(*self._encoder_inputs([pieces[j] for j in chunk])).float().cpu()
             for row, j in enumerate(chunk):
-                out[j] = em[row, : len(pieces[j][2])]
+                out[j] = em[row, : len(pieces[j])]
         self.timings["encode"] += time.perf_counter() - begin
         result: list[torch.Tensor] = []
         cursor = 0
@@ -282,44 +351,40 @@ class Tagger:
             cursor += n_win
         return result
 
-    def _pad(self, ems: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        longest = max((e.shape[0] for e in ems), default=0)
-        padded = torch.zeros((len(ems), max(longest, 1), len(self.tags)))
-        mask = torch.zeros((len(ems), max(longest, 1)), dtype=torch.bool)
-        for i, e in enumerate(ems):
-            padded[i, : e.shape[0]] = e
-            mask[i, : e.shape[0]] = True
-        return padded, mask
-
     def _spans_of(self, text: str, path: np.ndarray) -> list[tuple[int, int, str]]:
         return to_spans([self.tags[t] for t in path[: len(text)]], self.scheme)
 
+    def predict(self, texts: Sequence[str]) -> list[list[Span]]:
+        """The labelled spans of each text (its most probable tagging), in order."""
+        return [candidates[0].spans for candidates in self.nbest(texts, 1)]
+
     @torch.no_grad()
-    def predict(self, texts: Sequence[str], top_k: int = 1) -> list[list[Candidate]]:
-        """The ``top_k`` best taggings of each text, best first (fewer when fewer paths exist)."""
-        if top_k < 1:
-            raise ZhtextError(f"top_k must be at least 1, got {top_k}")
+    def nbest(self, texts: Sequence[str], n: int) -> list[list[Candidate]]:
+        """The ``n`` most probable taggings of each text, best first (fewer when fewer paths exist),
+        each with its spans and the probability of its whole tag path."""
+        if not isinstance(n, int) or n < 1:
+            raise ZhtextError(f"n-best needs n >= 1, not {n!r}")
         texts = list(texts)
         results: list[list[Candidate]] = [[] for _ in texts]
         all_ems = self.emissions(texts)
         trans, start, end = (p.detach().cpu().double().numpy() for p in self.model.crf.constrained())
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = length_order([len(t) for t in texts])
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
-            em, mask = self._pad([all_ems[i] for i in idx])
+            em, mask = pad_emissions([all_ems[i] for i in idx])
             begin = time.perf_counter()
-            paths, _ = self.model.crf.decode(em, mask, top_k=top_k)
+            paths, _ = self.model.crf.decode(em, mask, top_k=n)
             self.timings["decode"] += time.perf_counter() - begin
-            if top_k == 1:
+            if n == 1:
                 paths = paths[:, None, :]
             begin = time.perf_counter()
             em_np = em.numpy()
             lengths = mask.sum(1).numpy().astype(np.int64)
             alpha, beta, log_z = forward_backward(em_np, lengths, trans, start, end)
             for row, i in enumerate(idx):
-                n = len(texts[i])
-                scorer = PathScorer(em_np[row, :n], alpha[row, :n], beta[row, :n], log_z[row],
-                                     trans, start, end)
+                k = len(texts[i])
+                scorer = PathScorer(em_np[row, :k], alpha[row, :k], beta[row, :k], log_z[row],
+                                    trans, start, end)
                 results[i] = self._candidates(texts[i], paths[row], scorer)
             self.timings["score"] += time.perf_counter() - begin
         return results
@@ -330,7 +395,7 @@ class Tagger:
         out = []
         inside = {tag[2:]: i for i, tag in enumerate(self.tags) if tag.startswith("I-")}
         for path in paths:
-            if path[0] < 0:  # fewer allowed paths than top_k
+            if path[0] < 0:  # fewer allowed paths than asked for
                 break
             path = path[: len(text)]
             spans = []
@@ -342,18 +407,12 @@ class Tagger:
             out.append(Candidate(spans, scorer.path_prob(path)))
         return out
 
-    def __call__(self, texts: str | Sequence[str]) -> list[Span] | list[list[Span]]:
-        """The best spans of each text (of one text, given a plain string)."""
-        if isinstance(texts, str):
-            return self.predict([texts])[0][0].spans
-        return [cands[0].spans for cands in self.predict(texts)]
-
     def cut(self, texts: str | Sequence[str]) -> list[str] | list[list[str]]:
         """Words of each text, for a BMES (segmentation) model; characters outside spans are words."""
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         words = [words_of(t, [(s.start, s.end, s.label) for s in spans])
-                 for t, spans in zip(batch, self(batch))]
+                 for t, spans in zip(batch, self.predict(batch))]
         return words[0] if single else words
 
     def tags_of(self, text: str, spans: Iterable[Span]) -> list[str]:
@@ -362,10 +421,11 @@ class Tagger:
 
     # ---------------------------------------------------------------- save / load
 
-    def save(self, directory: str | os.PathLike, **extra: Any) -> Path:
+    def save(self, directory: str | os.PathLike, **meta: Any) -> Path:
         """Save in the Hugging Face layout (encoder config + weights, tokenizer) plus the tagging
-        head (``tagger_head.safetensors``) and ``zhtext.json``. Files are written to a temporary
-        folder first and moved into place, so an interrupted save never leaves a torn model."""
+        head (``tagger_head.safetensors``) and ``zhtext.json``, to which ``meta`` is added. Files
+        are written to a temporary folder first and moved into place, so an interrupted save never
+        leaves a torn model."""
         from safetensors.torch import save_file
 
         with model_dir_writer(directory) as tmp:
@@ -374,31 +434,36 @@ class Tagger:
             head = {f"emit.{k}": v for k, v in self.model.emit.state_dict().items()}
             head.update({f"crf.{k}": v for k, v in self.model.crf.state_dict().items()})
             save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))
-            self.meta.update(extra)
-            save_task_meta(tmp, TASK, self.meta, labels=self.labels, scheme=self.scheme,
+            self.meta.update(meta)
+            save_task_meta(tmp, self.task, self.meta, labels=self.labels, scheme=self.scheme,
                            tags=self.tags, max_len=self.max_len)
         return Path(directory)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | None = None,
-             batch_size: int = 32) -> Tagger:
-        """Load a tagger saved by :meth:`save` (or :meth:`train`)."""
+    def load(cls, name_or_dir: str | os.PathLike, *, device: str | None = None,
+             batch_size: int | None = None) -> Tagger:
+        """A tagger saved by :meth:`save` (or :meth:`train`): a local folder, or the hub id of one
+        (fetched into the Hugging Face cache). ``batch_size`` (default 32): encoder windows run
+        together."""
         from safetensors.torch import load_file
 
-        meta = load_task_meta(directory, TASK)
+        batch_size = 32 if batch_size is None else batch_size
+        if batch_size < 1:
+            raise ZhtextError(f"batch size must be >= 1, not {batch_size}")
+        directory = _model_folder(name_or_dir)
+        meta = load_task_meta(directory, cls.task)
         try:
             labels, scheme, max_len = list(meta["labels"]), str(meta["scheme"]), int(meta["max_len"])
             dropout = float(meta.get("dropout", 0.1))
         except (KeyError, TypeError, ValueError):
             raise ZhtextError(
-                f"{directory}/zhtext.json lacks the tagger's labels, scheme or max_len") from None
+                f"{directory}/{META_FILE} lacks the tagger's labels, scheme or max_len") from None
         head_path = Path(directory) / HEAD_FILE
         if not head_path.is_file():
             raise ZhtextError(f"{directory} has no {HEAD_FILE}: not a complete tagger")
         tokenizer = load_tokenizer(directory)
         encoder = load_model(directory)
-        tags = tag_names(labels, scheme)
-        model = TaggerModel(encoder, tags, scheme, dropout)
+        model = TaggerModel(encoder, tag_names(labels, scheme), scheme, dropout)
         try:
             head = load_file(str(head_path))
             model.emit.load_state_dict({k[5:]: v for k, v in head.items() if k.startswith("emit.")})
@@ -409,137 +474,93 @@ class Tagger:
 
     # ---------------------------------------------------------------- evaluation
 
-    def evaluate(self, examples: Sequence[Example]) -> dict[str, PRF]:
-        """Exact-span precision, recall and F1 per label and ``overall`` (micro) on ``examples``."""
-        pred = self([ex.text for ex in examples])
-        return entity_scores([list(ex.spans) for ex in examples],
-                             [[(s.start, s.end, s.label) for s in spans] for spans in pred])
+    def evaluate(self, data: str | os.PathLike | Sequence[Example], *, input_format: str = "auto",
+                 encoding: str | None = None) -> dict[str, Any]:
+        """Scores on labelled ``data``: a file (read in ``input_format``, ``auto`` detects it) or
+        a list of :class:`~zhtext.labels.formats.Example`.
 
-    def evaluate_segmentation(self, examples: Sequence[Example]) -> SegScore:
-        """SIGHAN word P/R/F of a BMES model's words against the examples' words."""
-        words = self.cut([ex.text for ex in examples])
-        gold = [" ".join(words_of(ex.text, ex.spans)) for ex in examples]
-        return score_segmentation(gold, [" ".join(w) for w in words])
+        An entity model: exact-span ``p``, ``r``, ``f1`` and ``support`` (gold spans) over all
+        labels (micro average), and the same per label under ``labels``. A BMES model: the SIGHAN
+        word figures (:meth:`~zhtext.eval.metrics.SegScore.as_dict`: ``p``, ``r``, ``f``, word
+        counts ...) with ``f1`` = ``f``, the name every tagger's figures share.
+        """
+        if isinstance(data, (str, os.PathLike)):
+            examples = read_examples(data, check_format(input_format), encoding)
+            if not examples:
+                raise ZhtextError(f"{data} holds no examples")
+        else:
+            examples = list(data)
+        texts = [ex.text for ex in examples]
+        if self.scheme == "BMES":
+            gold = [" ".join(words_of(ex.text, ex.spans)) for ex in examples]
+            score = score_segmentation(gold, [" ".join(words) for words in self.cut(texts)])
+            return {**score.as_dict(), "f1": score.f}
+        pred = [[(s.start, s.end, s.label) for s in spans] for spans in self.predict(texts)]
+        scores = entity_scores([list(ex.spans) for ex in examples], pred)
+        overall = scores.pop("overall")
+        return {**_figures(overall), "labels": {label: _figures(prf) for label, prf in scores.items()}}
 
     # ---------------------------------------------------------------- training
 
     @classmethod
-    def train(
-        cls,
-        train: Sequence[Example],
-        dev: Sequence[Example] | None = None,
-        *,
-        out_dir: str | os.PathLike,
-        model: str | os.PathLike | None = None,
-        layers: int = 2,
-        hidden: int = 128,
-        heads: int | None = None,
-        scheme: str | None = None,
-        epochs: int = 3,
-        batch_size: int = 32,
-        lr: float | None = None,
-        head_lr: float | None = None,
-        max_len: int = 256,
-        seed: int = 42,
-        dropout: float = 0.1,
-        warmup: float = 0.1,
-        grad_accum: int = 1,
-        max_seconds: float | None = None,
-        max_steps: int | None = None,
-        eval_every: int | None = None,
-        min_char_count: int = 1,
-        resume: bool = False,
-        progress: bool = True,
-        device: str | None = None,
-    ) -> Tagger:
-        """Train a tagger on ``train`` examples, keep the best one by dev F1 in ``out_dir``, return it.
+    def read_data(cls, path: str | os.PathLike, config: TrainConfig) -> list[Example]:
+        """The examples of a data file (CoNLL, CLUENER JSON lines or segmented)."""
+        return read_examples(path, config.input_format, config.encoding)
 
-        ``model`` names a pretrained encoder (hub id or directory); without it a small BERT
-        (``layers``, ``hidden``, ``heads``) is built from scratch over a character vocabulary of the
-        training texts (characters seen at least ``min_char_count`` times). ``scheme`` defaults to
-        BMES for segmentation data (every span labelled :data:`~zhtext.tagdata.WORD`), else BIOES.
-        ``lr`` defaults to 3e-5 for a pretrained encoder and 1e-3 from scratch; the emission layer
-        and the CRF train at ``head_lr`` (default 100 × lr, at most 1e-2), since under a BERT-sized
-        rate the transitions would barely move. Stops after ``epochs``, ``max_steps`` or
+    @classmethod
+    def train(cls, config: TaggerTrainConfig) -> Tagger:
+        """Train a tagger under ``config``, keep the best one by dev F1 in ``config.output`` and
+        return it (see :class:`TaggerTrainConfig`).
+
+        ``config.model`` names a pretrained encoder (hub id or folder); without it a small BERT is
+        built from scratch over a character vocabulary of the training texts. Training texts
+        longer than the window are cut between entities. Stops after ``epochs``, ``max_steps`` or
         ``max_seconds``, whichever comes first; ``resume`` continues an interrupted run from
-        ``out_dir/checkpoint``. Without dev data the last model is kept.
+        ``output/checkpoint``. Without dev data the last model is kept.
         """
-        train = list(train)
+        config = cls._check_config(config)
+        train = cls._data(config.train, config)
         if not train:
             raise ZhtextError("no training examples")
+        dev = cls._data(config.dev, config)[: config.dev_limit]
         labels = sorted({span[2] for ex in train for span in ex.spans})
         if not labels:
             raise ZhtextError("the training data has no labelled spans")
-        if scheme is None:
-            scheme = "BMES" if labels == [WORD] else "BIOES"
-        scheme = scheme.upper()
+        scheme = config.scheme or ("BMES" if labels == [WORD] else "BIOES")
         if scheme == "BMES" and labels != [WORD]:
             raise ZhtextError("BMES tags untyped words (segmentation); use BIO or BIOES for labelled spans")
         tags = tag_names(labels, scheme)
-        if max_len < 3:
-            raise ZhtextError("max_len must be at least 3 ([CLS], one character, [SEP])")
-        seed_everything(seed)
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        seed_everything(config.seed)  # before the weights are drawn
 
-        if model is None:
-            vocab = build_char_vocab((ex.text for ex in train), min_count=min_char_count)
-            tokenizer = char_tokenizer(vocab, model_max_length=max_len)
-            heads = heads or max(1, hidden // 64)
-            config = small_bert_config(len(vocab), layers=layers, hidden=hidden, heads=heads,
-                                       max_position=max_len, hidden_dropout_prob=dropout,
-                                       attention_probs_dropout_prob=dropout)
-            from transformers import AutoModel
-
-            encoder = AutoModel.from_config(config)
-            source = {"from_scratch": {"layers": layers, "hidden": hidden, "heads": heads,
-                                       "vocab_size": len(vocab)}}
-            lr = lr or 1e-3
+        if config.model is None:
+            encoder, tokenizer, source = scratch_model("bert", (ex.text for ex in train), config,
+                                                       config.max_len)
+            lr = config.lr or 1e-3
         else:
-            tokenizer = load_tokenizer(model)
-            encoder = load_model(model)
-            source = {"base_model": str(model)}
-            lr = lr or 3e-5
-        max_len = min(max_len, _encoder_limit(encoder.config))
-        head_lr = head_lr or min(100 * lr, 1e-2)
-        dev_device = pick_device(device)
-        net = TaggerModel(encoder, tags, scheme, dropout)
-        meta = {"dropout": dropout, **source}
-        tagger = cls(net, tokenizer, labels, scheme, max_len, dev_device, batch_size, meta)
+            tokenizer = load_tokenizer(config.model)
+            encoder = load_model(config.model)
+            source = {"base_model": str(config.model)}
+            lr = config.lr or 3e-5
+        max_len = min(config.max_len, _encoder_limit(encoder.config))
+        head_lr = config.head_lr or min(100 * lr, 1e-2)
+        net = TaggerModel(encoder, tags, scheme, config.dropout)
+        meta = {"dropout": config.dropout, **source, "train_examples": len(train),
+                "dev_examples": len(dev)}
+        tagger = cls(net, tokenizer, labels, scheme, max_len, pick_device(config.device),
+                     config.batch_size, meta)
 
         rows = tagger._training_rows(train)
-        batches_per_epoch = math.ceil(len(rows) / batch_size)
-
-        lengths = [len(r[0]) for r in rows]
-
-        def batches(epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-            for group in bucketed_batches(lengths, batch_size, seed, epoch):
-                yield tagger._collate([rows[i] for i in group])
-
         evaluate = None
         if dev:
-            dev = list(dev)
-
             def evaluate() -> dict[str, float]:
-                scores = tagger.evaluate(dev)["overall"]
-                return {"p": scores.p, "r": scores.r, "f1": scores.f}
+                figures = tagger.evaluate(dev)
+                return {"p": figures["p"], "r": figures["r"], "f1": figures["f1"]}
 
-        def on_best(record: dict[str, Any]) -> None:
-            tagger.save(out, best=record)
-
-        config_ = TrainConfig(epochs=epochs, max_steps=max_steps, max_seconds=max_seconds,
-                              warmup=warmup, grad_accum=grad_accum, seed=seed, eval_every=eval_every,
-                              resume=resume, progress=progress, output=out)
-        groups = param_groups(net, lr, config_.weight_decay, head=("emit", "crf"), head_lr=head_lr)
+        groups = param_groups(net, lr, config.weight_decay, head=("emit", "crf"), head_lr=head_lr)
         extra = {"tags": tags, "vocab": len(tagger.char_ids.vocab), "max_len": max_len,
-                 "batch_size": batch_size, "train_size": len(rows)}
-        history = Trainer(net, config_, batches, batches_per_epoch, groups=groups, evaluate=evaluate,
-                          on_best=on_best, extra_state=extra).fit()
-        # The best model is on disk already: only its metadata gains the history.
-        update_task_meta(out, history=history)
-        best = cls.load(out, device=device, batch_size=batch_size)
-        best.history = history
-        return best
+                 "batch_size": config.batch_size, "train_size": len(rows)}
+        return cls._fit(tagger, net, config, rows, [len(r[0]) for r in rows], tagger._collate,
+                        evaluate, groups=groups, extra_state=extra)
 
     def _training_rows(self, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:
         """(character ids, tag ids) per training piece; long texts are cut between entities."""
@@ -558,26 +579,25 @@ class Tagger:
         return rows
 
     def _collate(self, rows: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        input_ids, attn = self._batch_inputs([r[0] for r in rows])
-        longest = input_ids.shape[1] - 2
-        tags = torch.zeros((len(rows), longest), dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.bool)
-        for i, (_, row_tags) in enumerate(rows):
-            tags[i, : len(row_tags)] = torch.tensor(row_tags, dtype=torch.long)
-            mask[i, : len(row_tags)] = True
-        return {"input_ids": input_ids, "attention_mask": attn, "tags": tags.to(self.device),
-                "mask": mask.to(self.device)}
+        input_ids, attention_mask = self._encoder_inputs([r[0] for r in rows])
+        tags, mask = pad([r[1] for r in rows], device=self.device)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "tags": tags,
+                "mask": mask.bool()}
 
 
-def evaluate_tagger(tagger: Tagger, path: str | os.PathLike, format: str = "auto"
-                    ) -> dict[str, PRF] | SegScore:
-    """Score ``tagger`` on a labelled file: entity P/R/F per label (a BMES model: SIGHAN word P/R/F)."""
-    examples = read_examples(path, format)
-    if not examples:
-        raise ZhtextError(f"{path} holds no examples")
-    if tagger.scheme == "BMES":
-        return tagger.evaluate_segmentation(examples)
-    return tagger.evaluate(examples)
+def _figures(prf: PRF) -> dict[str, float | int]:
+    return {"p": prf.p, "r": prf.r, "f1": prf.f, "support": prf.support}
+
+
+def _model_folder(name_or_dir: str | os.PathLike) -> Path:
+    """The local folder of a saved tagger: the path itself, or a hub id's snapshot in the Hugging
+    Face cache (fetched if needed, errors as one line)."""
+    name = str(name_or_dir)
+    if Path(name).expanduser().exists() or _looks_like_path(name):
+        return Path(name).expanduser()
+    from huggingface_hub import snapshot_download
+
+    return Path(_load(snapshot_download, name, "tagger", (META_FILE,)))
 
 
 def prediction_record(text: str, candidates: Sequence[Candidate]) -> str:
