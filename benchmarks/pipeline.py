@@ -68,7 +68,7 @@ def build_tagger(out: Path, steps: int) -> str:
     import warnings
 
     from zhtext.labels.formats import read_examples
-    from zhtext.tasks.tagger import Tagger
+    from zhtext.tasks.tagger import Tagger, TaggerTrainConfig
 
     train = DATA_DIR / "ner" / "cluener" / "train.json"
     if train.is_file():
@@ -80,8 +80,8 @@ def build_tagger(out: Path, steps: int) -> str:
 
         texts, _ = documents(200)
         examples = [Example(t, ((0, 2, "LOC"),)) for t in texts]
-    Tagger.train(examples, out_dir=out, layers=2, hidden=128, max_len=128, max_steps=steps,
-                 epochs=1, progress=False)  # fmt: skip
+    Tagger.train(TaggerTrainConfig(train=examples, output=out, layers=2, hidden=128, max_len=128,
+                                   max_steps=steps, epochs=1, progress=False))
     return str(out)
 
 

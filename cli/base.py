@@ -3,8 +3,11 @@ and explained once), the old spellings kept as hidden aliases, and the console."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -178,3 +181,17 @@ def check_model_or_scratch(model: str | None, from_scratch: bool) -> None:
 
 # Results go to stdout; progress, tables and messages to stderr so pipes stay clean.
 console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show the library's data warnings (e.g. a dropped nested entity) as one plain line each, as
+    they happen."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        console.print(f"zhtext: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        # Every data warning of zhtext's own, even one seen before in this process.
+        warnings.filterwarnings("always", module=r"zhtext\.")
+        yield

@@ -12,8 +12,16 @@ from rich.markup import escape
 from zhtext.pipeline import STEPS, describe_steps
 from zhtext.pipeline.resolve import OLD_NAMES
 
-from .base import DeviceOpt, EncodingOpt, OutputOpt, QuietOpt, alias, app, console
-from .tag import warnings_as_lines
+from .base import (
+    DeviceOpt,
+    EncodingOpt,
+    OutputOpt,
+    QuietOpt,
+    alias,
+    app,
+    console,
+    warnings_as_lines,
+)
 
 if TYPE_CHECKING:
     from zhtext.pipeline import Report

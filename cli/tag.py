@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
-import warnings
-from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated
 
@@ -45,6 +42,7 @@ from .base import (
     console,
     evaluate_app,
     train_app,
+    warnings_as_lines,
 )
 
 # Texts handed to the tagger at once when tagging a stream: big enough to batch well, small
@@ -69,18 +67,6 @@ class OutFormat(str, Enum):
     conll = "conll"
 
 
-@contextlib.contextmanager
-def warnings_as_lines() -> Iterator[None]:
-    """Show the library's data warnings (e.g. a dropped nested entity) as one plain line each, as
-    they happen."""
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        console.print(f"zhtext: warning: {message}", markup=False, highlight=False)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        # Every data warning of zhtext's own, even one seen before in this process.
-        warnings.filterwarnings("always", module=r"zhtext\.")
-        yield
 
 
 @train_app.command("tagger")

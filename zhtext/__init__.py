@@ -52,6 +52,9 @@ _EXPORTS = {
     "Piece": "tasks.generate",
     # settings
     "TrainConfig": "neural.trainer",
+    "TaggerTrainConfig": "tasks.tagger",
+    "TitleTrainConfig": "tasks.title",
+    "GPTTrainConfig": "tasks.generate",
     "DecodeConfig": "neural.decoding",
     # pipelines
     "Pipeline": "pipeline",
@@ -115,6 +118,6 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .neural.trainer import TrainConfig
     from .pipeline import Doc, Pipeline
     from .tasks.embed import Embedder, Whitening
-    from .tasks.generate import Piece, TextGenerator
-    from .tasks.tagger import Candidate, Span, Tagger
-    from .tasks.title import TitleGenerator
+    from .tasks.generate import GPTTrainConfig, Piece, TextGenerator
+    from .tasks.tagger import Candidate, Span, Tagger, TaggerTrainConfig
+    from .tasks.title import TitleGenerator, TitleTrainConfig

@@ -190,3 +190,16 @@ def quiet_hf_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+
+
+def model_folder(name_or_dir: str | os.PathLike, what: str = "model",
+                 needs: tuple[str, ...] = ("config.json",)) -> Path:
+    """The local folder of a model: the path itself, or a hub id's snapshot in the Hugging Face
+    cache (fetched if needed, errors as one line). For models that are more than one
+    ``from_pretrained`` call (a tagger's head, an embedder's whitening)."""
+    name = str(name_or_dir)
+    if Path(name).expanduser().exists() or _looks_like_path(name):
+        return Path(name).expanduser()
+    from huggingface_hub import snapshot_download
+
+    return Path(_load(snapshot_download, name, what, needs))

@@ -54,13 +54,7 @@ from zhtext.labels.marginals import PathScorer, forward_backward
 from zhtext.labels.schemes import SCHEMES
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.crf import CRF
-from zhtext.neural.hub import (
-    _load,
-    _looks_like_path,
-    load_model,
-    load_tokenizer,
-    pick_device,
-)
+from zhtext.neural.hub import load_model, load_tokenizer, model_folder, pick_device
 from zhtext.neural.modeldir import (
     META_FILE,
     load_task_meta,
@@ -450,7 +444,7 @@ class Tagger(Model):
         batch_size = 32 if batch_size is None else batch_size
         if batch_size < 1:
             raise ZhtextError(f"batch size must be >= 1, not {batch_size}")
-        directory = _model_folder(name_or_dir)
+        directory = model_folder(name_or_dir, "tagger", (META_FILE,))
         meta = load_task_meta(directory, cls.task)
         try:
             labels, scheme, max_len = list(meta["labels"]), str(meta["scheme"]), int(meta["max_len"])
@@ -587,17 +581,6 @@ class Tagger(Model):
 
 def _figures(prf: PRF) -> dict[str, float | int]:
     return {"p": prf.p, "r": prf.r, "f1": prf.f, "support": prf.support}
-
-
-def _model_folder(name_or_dir: str | os.PathLike) -> Path:
-    """The local folder of a saved tagger: the path itself, or a hub id's snapshot in the Hugging
-    Face cache (fetched if needed, errors as one line)."""
-    name = str(name_or_dir)
-    if Path(name).expanduser().exists() or _looks_like_path(name):
-        return Path(name).expanduser()
-    from huggingface_hub import snapshot_download
-
-    return Path(_load(snapshot_download, name, "tagger", (META_FILE,)))
 
 
 def prediction_record(text: str, candidates: Sequence[Candidate]) -> str:
