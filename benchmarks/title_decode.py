@@ -2,7 +2,7 @@
 
 A BERT-base-sized UniLM (12 layers, 768 hidden, 12 heads, a 21,128-token vocabulary like
 bert-base-chinese; random weights) titles articles of 256 content tokens: 32 new tokens, beam 3,
-batch 1 and batch 8. Both runs use the same beam search (zhtext.decoding); the only difference is
+batch 1 and batch 8. Both runs use the same beam search (zhtext.neural.decoding); the only difference is
 the step function: zhtext's key/value cache, or the anchor's re-run of ``[CLS] content [SEP]
 title-so-far`` for every beam at every step. The titles must be identical. EOS is banned (min
 length 32) so every run does the full 32 steps. Both sides are warmed up (two steps) at each batch

@@ -8,6 +8,8 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
+from dataclasses import fields
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
@@ -195,3 +197,22 @@ def warnings_as_lines() -> Iterator[None]:
         # Every data warning of zhtext's own, even one seen before in this process.
         warnings.filterwarnings("always", module=r"zhtext\.")
         yield
+
+
+def train_model(model_cls: Any, config_cls: Any, params: dict[str, Any], label: str) -> None:
+    """The body of every ``zhtext train`` command: the settings from the command's parameters
+    (named as the config's fields; a bad one fails before anything is read), training with data
+    warnings as lines, and a one-line summary of the best model."""
+    check_model_or_scratch(params.get("model"), params.get("from_scratch", False))
+    names = {field.name for field in fields(config_cls)}
+    settings = {k: v.value if isinstance(v, Enum) else v for k, v in params.items() if k in names}
+    quiet = bool(params.get("quiet"))
+    config = config_cls(**settings, progress=not quiet)
+    with warnings_as_lines():
+        model = model_cls.train(config)
+    best = model.meta.get("best") or {}
+    summary = f"model saved to {config.output}"
+    if model_cls.metric in best:
+        summary += f" (best dev {label} {best[model_cls.metric]:.4f} at epoch {best['epoch']})"
+    if not quiet:
+        console.print(summary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from enum import Enum
+from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
@@ -49,10 +50,10 @@ from .base import (
     TopPOpt,
     alias,
     app,
-    check_model_or_scratch,
     console,
     evaluate_app,
     train_app,
+    train_model,
 )
 
 # Old spellings kept for one release (hidden, warn once).
@@ -225,36 +226,10 @@ def train_gpt(
 
     Interrupted with Ctrl-C? Run the same command with --resume to continue where it stopped.
     """
-    from zhtext.neural.lmdata import read_texts, split_heldout
     from zhtext.tasks.generate import GPTTrainConfig, TextGenerator
 
-    check_model_or_scratch(model, from_scratch)
-    if dev and heldout_every is not None:
-        raise ZhtextError("give --dev or --heldout-every, not both")
-    config = GPTTrainConfig(
-        output=output, model=model, encoding=encoding, layers=layers, hidden=hidden,
-        max_vocab=max_vocab, block_size=block_size, epochs=epochs, batch_size=batch_size, lr=lr,
-        seed=seed, max_seconds=max_seconds, max_steps=max_steps, grad_accum=grad_accum,
-        eval_every=eval_every, dev_limit=dev_limit, resume=resume, progress=not quiet,
-        device=device,
-    )  # bad settings fail before the text is read
-    lines = read_texts(train, encoding)
-    dev_lines = read_texts(dev, encoding) if dev else None
-    if dev and not dev_lines:
-        raise ZhtextError("the --dev text has no non-empty lines")
-    if heldout_every is not None:
-        lines, dev_lines = split_heldout(lines, heldout_every)
-    if not quiet:
-        console.print(f"training on {len(lines)} lines"
-                      + (f", dev {len(dev_lines)} lines" if dev_lines else ""))
-    config.train, config.dev = lines, dev_lines
-    gen = TextGenerator.train(config)
-    best = gen.meta.get("best") or {}
-    summary = f"model saved to {output}"
-    if "ppl" in best:
-        summary += f" (dev perplexity {best['ppl']:.2f}, {best['bits_per_char']:.3f} bits/char)"
-    if not quiet:
-        console.print(summary)
+    train = [Path(path) for path in train]  # paths, not texts
+    train_model(TextGenerator, GPTTrainConfig, locals(), "perplexity")
 
 
 @evaluate_app.command("gpt")

@@ -32,16 +32,17 @@ from .base import (
     ModelOpt,
     NBestOpt,
     OutputOpt,
+    QuietOpt,
     ResumeOpt,
     SeedOpt,
     StartModelOpt,
     TrainDataOpt,
     alias,
     app,
-    check_model_or_scratch,
     console,
     evaluate_app,
     train_app,
+    train_model,
     warnings_as_lines,
 )
 
@@ -120,6 +121,7 @@ def train_tagger(
     grad_accum: GradAccumOpt = 1,
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a BERT+CRF tagger (NER, or BMES segmentation) and keep the best model by dev F1.
 
@@ -136,22 +138,7 @@ def train_tagger(
     """
     from zhtext.tasks.tagger import Tagger, TaggerTrainConfig
 
-    check_model_or_scratch(model, from_scratch)
-    config = TaggerTrainConfig(
-        train=train, dev=dev, output=output, model=model, input_format=input_format,
-        encoding=encoding, layers=layers, hidden=hidden, dropout=dropout, epochs=epochs,
-        batch_size=batch_size, lr=lr, eval_every=eval_every, dev_limit=dev_limit,
-        max_steps=max_steps, max_seconds=max_seconds, grad_accum=grad_accum, seed=seed,
-        resume=resume, device=device, scheme=scheme.value if scheme else None, max_len=max_len,
-        head_lr=head_lr,
-    )
-    with warnings_as_lines():
-        tagger = Tagger.train(config)
-    best = tagger.meta.get("best") or {}
-    summary = f"model saved to {output}"
-    if "f1" in best:
-        summary += f" (best dev F1 {best['f1']:.4f} at epoch {best['epoch']})"
-    console.print(summary)
+    train_model(Tagger, TaggerTrainConfig, locals(), "F1")
 
 
 @app.command("tag")

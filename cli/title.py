@@ -37,6 +37,7 @@ from .base import (
     ModelOpt,
     NoRepeatNgramOpt,
     OutputOpt,
+    QuietOpt,
     RepetitionPenaltyOpt,
     ResumeOpt,
     SampleOpt,
@@ -48,10 +49,10 @@ from .base import (
     TrainDataOpt,
     alias,
     app,
-    check_model_or_scratch,
     console,
     evaluate_app,
     train_app,
+    train_model,
 )
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def train_title(
     grad_accum: GradAccumOpt = 1,
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a UniLM title model (BERT with a prefix mask) and keep the best one by dev ROUGE-L.
 
@@ -121,20 +123,7 @@ def train_title(
     """
     from zhtext.tasks.title import TitleGenerator, TitleTrainConfig
 
-    check_model_or_scratch(model, from_scratch)
-    config = TitleTrainConfig(
-        train=train, dev=dev, output=output, model=model, layers=layers, hidden=hidden,
-        max_source_len=max_source_len, max_target_len=max_target_len, epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, max_seconds=max_seconds, max_steps=max_steps,
-        eval_every=eval_every, dev_limit=dev_limit, grad_accum=grad_accum, resume=resume,
-        device=device,
-    )
-    gen = TitleGenerator.train(config)
-    best = gen.meta.get("best") or {}
-    summary = f"model saved to {output}"
-    if "rouge-l" in best:
-        summary += f" (best dev ROUGE-L {best['rouge-l']:.4f} at epoch {best['epoch']})"
-    console.print(summary)
+    train_model(TitleGenerator, TitleTrainConfig, locals(), "ROUGE-L")
 
 
 @app.command("title")

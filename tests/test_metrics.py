@@ -1,4 +1,4 @@
-"""Tests for zhtext.metrics and ``zhtext evaluate segment``: hand counts, brute force, real data."""
+"""Tests for zhtext.eval.metrics and ``zhtext evaluate segment``: hand counts, brute force, real data."""
 
 from __future__ import annotations
 

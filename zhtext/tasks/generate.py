@@ -34,7 +34,7 @@ from zhtext.neural.batching import length_order, pad
 from zhtext.neural.decoding import DecodeConfig, generate, iter_generate
 from zhtext.neural.hub import load_model, load_tokenizer, pick_device
 from zhtext.neural.incremental import SplitCache, StepState, gpt2_step, prepare_gpt2
-from zhtext.neural.lmdata import pack_blocks, read_texts
+from zhtext.neural.lmdata import pack_blocks, read_texts, split_heldout
 from zhtext.neural.modeldir import (
     META_FILE,
     load_task_meta,
@@ -176,16 +176,24 @@ class GPTTrainConfig(TrainConfig):
     ``train`` and ``dev``: a text file (one document per non-empty line), several files (a list
     of :class:`~pathlib.Path`), or the texts themselves (a list of strings). The documents are
     packed into blocks of ``block_size`` tokens (from scratch: also the model's positions).
-    ``lr`` defaults to 1e-3 from scratch and 5e-5 from a pretrained ``model``.
+    ``heldout_every`` N > 1 holds out every N-th training line as the dev text instead (both then
+    cover the whole corpus). ``lr`` defaults to 1e-3 from scratch and 5e-5 from a pretrained
+    ``model``.
     """
 
     block_size: int = 128
     epochs: int = 1
+    heldout_every: int | None = None
 
     def problems(self) -> list[str]:
         problems = super().problems()
         if self.block_size < 2:
             problems.append("block_size must be at least 2 (a token and the one after it)")
+        if self.heldout_every is not None:
+            if self.heldout_every < 2:
+                problems.append("heldout_every must be at least 2")
+            if self.dev is not None:
+                problems.append("give dev or heldout_every, not both")
         return problems
 
 
@@ -506,7 +514,12 @@ class TextGenerator(Generator):
         """
         config = cls._check_config(config)
         texts = cls._data(config.train, config)
-        dev = cls._data(config.dev, config)[:config.dev_limit]
+        dev = cls._data(config.dev, config)
+        if config.dev is not None and not dev:
+            raise ZhtextError("the dev text has no non-empty lines")
+        if config.heldout_every is not None:
+            texts, dev = split_heldout(texts, config.heldout_every)
+        dev = dev[:config.dev_limit]
         seed_everything(config.seed)  # before the weights are drawn
         if config.model is None:
             gen = cls.from_scratch(texts, config, device=pick_device(config.device),
