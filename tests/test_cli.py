@@ -107,3 +107,19 @@ def test_user_error_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
     assert code == 1 and out == ""
     assert err.startswith("zhtext: error: ") and err.count("\n") == 1 and str(missing) in err
     assert not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "shown", "hidden"),
+    [
+        (["similar"], ["-k", "--neighbours", "--output"], ["--top-k"]),
+        (["embed"], ["-m", "--model", "--output", "--format"], []),
+        (["evaluate", "embed"], ["-m", "--model", "--data", "--json"], []),
+        (["train", "embed"], ["-m", "--model", "--train", "--output", "--dim"], ["--epochs", "--lr"]),
+    ],
+)
+def test_embedding_commands_use_the_shared_vocabulary(monkeypatch, capsys, command, shown, hidden):
+    code, out, _ = run_cli(monkeypatch, capsys, *command, "--help")
+    words = set(out.replace("│", " ").split())
+    assert code == 0
+    assert all(name in words for name in shown) and not any(name in words for name in hidden)
