@@ -57,7 +57,7 @@ def memory_mb(field: str) -> float:
 
 def fit_memory(n: int) -> dict:
     """Fit a whitening on ``n`` synthetic vectors streamed in batches; runs in its own process."""
-    from zhtext.tasks.embed import Whitening
+    from zhtext.tasks.whitening import Whitening
 
     rng = np.random.default_rng(0)
     mix = (rng.standard_normal((FIT_DIM, FIT_DIM)) * np.geomspace(3.0, 0.01, FIT_DIM)[:, None]).astype(
@@ -106,21 +106,21 @@ def plain_encode(tokenizer, model, texts: list[str], batch_size: int) -> np.ndar
 
 def spearman_table(model_dir: str, pooling: str, test: Path, train: Path, quick: bool) -> dict:
     """Raw and whitened (full, 256, 128 dims) Spearman of one model on one STS test file."""
-    from zhtext.tasks.embed import Embedder, Whitening, evaluate_sts, read_fit_sentences, read_sts
+    from zhtext.tasks.embed import Embedder, Whitening, read_fit_sentences, read_sts
 
-    embedder = Embedder(model_dir, pooling=pooling)
+    embedder = Embedder.load(model_dir, pooling=pooling)
     pairs = read_sts(test)
-    result = {"raw": evaluate_sts(embedder, pairs)}
+    result = {"raw": embedder.evaluate(pairs)["spearman"]}
     if quick:  # fitted on the test pairs' own sentences
         raw_fit = None
     else:
         raw_fit = embedder.encode_raw(list(read_fit_sentences(train)))
     for dim in (None, 256, 128):
         if raw_fit is None:
-            score = evaluate_sts(embedder, pairs, fit_on_data=True, dim=dim)
+            score = embedder.evaluate(pairs, fit_on_data=True, dim=dim)["spearman"]
         else:
             embedder.whitening = Whitening(dim=dim, **embedder.settings()).fit(raw_fit)
-            score = evaluate_sts(embedder, pairs)
+            score = embedder.evaluate(pairs)["spearman"]
         result["full" if dim is None else str(dim)] = score
         embedder.whitening = None
     return {k: round(v, 4) for k, v in result.items()}
@@ -168,29 +168,29 @@ def main() -> None:
     # 1. throughput
     from transformers.utils import logging as hf_logging
 
-    from zhtext.tasks.embed import Embedder, read_sts
     from zhtext.neural.hub import load_model, load_tokenizer
+    from zhtext.tasks.embed import Embedder, read_sts
 
     hf_logging.disable_progress_bar()
     test_en = read_sts(DATA / "stsb_en" / "sts-test.csv")
     texts = test_en.s1 + test_en.s2
     if args.quick:
         texts = texts[:1024]
-    embedder = Embedder(model_dir, pooling="last-avg", batch_size=args.batch_size)
+    embedder = Embedder.load(model_dir, pooling="last-avg", batch_size=args.batch_size)
     tokenizer, model = load_tokenizer(model_dir), load_model(model_dir).eval()
     plain_encode(tokenizer, model, texts[:128], args.batch_size)  # warm-up both
-    embedder.encode(texts[:128])
+    embedder(texts[:128])
     times = race(
         {
             "plain": lambda: plain_encode(tokenizer, model, texts, args.batch_size),
-            "zhtext": lambda: embedder.encode(texts),
+            "zhtext": lambda: embedder(texts),
         },
         repeats=2 if args.quick else 3,
     )
     t_plain, cpu_plain = times["plain"].wall, times["plain"].cpu
     t_ours, cpu_ours = times["zhtext"].wall, times["zhtext"].cpu
     plain_vecs = plain_encode(tokenizer, model, texts, args.batch_size)
-    diff = float(np.abs(plain_vecs - embedder.encode(texts)).max())
+    diff = float(np.abs(plain_vecs - embedder(texts)).max())
     figures.update(
         sentences=len(texts),
         plain_sent_per_s=round(len(texts) / t_plain, 1),

@@ -1,4 +1,5 @@
-"""``zhtext embed``, ``zhtext evaluate embed`` and ``zhtext similar``: sentence vectors and search."""
+"""``zhtext embed``, ``zhtext evaluate embed``, ``zhtext similar`` and ``zhtext train embed``:
+sentence vectors, their STS score, search, and an embedder saved with its whitening."""
 
 from __future__ import annotations
 
@@ -12,15 +13,34 @@ import typer
 from rich.markup import escape
 
 from zhtext.errors import ZhtextError
-from zhtext.io.writing import atomic_output
 from zhtext.io.reading import iter_lines
+from zhtext.io.writing import atomic_output
 
-from .base import DeviceOpt, EncodingOpt, QuietOpt, app, console, evaluate_app
+from .base import (
+    BatchSizeOpt,
+    DeviceOpt,
+    EncodingOpt,
+    JsonOpt,
+    ModelDirOpt,
+    ModelOpt,
+    NeighboursOpt,
+    OutputOpt,
+    QuietOpt,
+    TrainDataOpt,
+    alias,
+    app,
+    console,
+    evaluate_app,
+    train_app,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
     from zhtext.tasks.embed import Embedder
+
+# Spellings of earlier releases, kept working (hidden, with a warning) for one more.
+alias("similar", "--top-k", "--neighbours")
 
 
 class Pooling(str, Enum):
@@ -35,37 +55,43 @@ class Format(str, Enum):
     jsonl = "jsonl"
 
 
-# Options shared by the three commands.
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Encoder: a local save_pretrained directory or a Hugging Face hub id "
-        "(e.g. bert-base-chinese).",
-        show_default=False,
-    ),
-]
+# Options of these commands only. Pooling and length default to a saved embedder's own settings.
 PoolingOpt = Annotated[
-    Pooling,
+    Pooling | None,
     typer.Option(
         "--pooling",
         help="cls: the [CLS] vector; last-avg: mean of the last layer's tokens; first-last-avg: "
         "mean of the first and last layers' token means (BERT-whitening's choice); pooler: BERT's "
-        "pooler output.",
+        "pooler output (default: a saved embedder's, else first-last-avg).",
+        show_default=False,
     ),
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Sentences per forward pass.")]
 MaxLenOpt = Annotated[
-    int, typer.Option("--max-len", min=2, help="Longest input in tokens ([CLS] and [SEP] included).")
+    int | None,
+    typer.Option(
+        "--max-len",
+        min=2,
+        help="Longest input in tokens ([CLS] and [SEP] included; default: a saved embedder's, else 256).",
+        show_default=False,
+    ),
+]
+DimOpt = Annotated[
+    int | None, typer.Option("--dim", min=1, help="Keep this many whitened dimensions (e.g. 256 or 128).")
+]
+WhiteningFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--whitening",
+        help="Apply a whitening saved with --save-whitening (instead of the model's own, if it has one).",
+    ),
 ]
 
 
 def _load_embedder(
     model: str,
-    pooling: str,
-    whitening: str | None,
-    max_len: int,
+    pooling: Pooling | str | None,
+    whitening: str | bool | None,
+    max_len: int | None,
     batch_size: int,
     device: str | None,
     quiet: bool,
@@ -73,7 +99,18 @@ def _load_embedder(
     from zhtext.tasks.embed import Embedder
 
     with console.status(f"loading {escape(model)}") if not quiet else contextlib.nullcontext():
-        return Embedder(model, pooling, whitening, max_len=max_len, batch_size=batch_size, device=device)
+        return Embedder.load(model, device=device, batch_size=batch_size, max_len=max_len,
+                             pooling=pooling.value if isinstance(pooling, Pooling) else pooling,
+                             whitening=whitening)  # fmt: skip
+
+
+def _check_dim(embedder: Embedder, dim: int | None) -> None:
+    """--dim re-cuts a whitening that is given or saved with the model; without one, it is an error."""
+    if dim is None:
+        return
+    if embedder.whitening is None:
+        raise ZhtextError("--dim needs a whitening: give --whiten (or --whitening FILE)")
+    embedder.whitening.dim = dim
 
 
 def _warn_rank(embedder: Embedder) -> None:
@@ -101,19 +138,16 @@ def embed(
     input_file: Annotated[
         str, typer.Argument(metavar="[FILE|-]", help="Sentences, one per line; '-' reads stdin.")
     ] = "-",
-    pooling: PoolingOpt = Pooling.first_last_avg,
+    pooling: PoolingOpt = None,
     whiten: Annotated[
         bool,
         typer.Option(
             "--whiten",
-            help="Apply BERT-whitening (vectors then come L2-normalised). It is fitted on --fit-on, "
-            "or on the input itself.",
+            help="Fit a BERT-whitening (vectors then come L2-normalised) on --fit-on, or on the "
+            "input itself.",
         ),
     ] = False,
-    dim: Annotated[
-        int | None,
-        typer.Option("--dim", min=1, help="Keep this many whitened dimensions (e.g. 256 or 128)."),
-    ] = None,
+    dim: DimOpt = None,
     fit_on: Annotated[
         str | None,
         typer.Option(
@@ -126,17 +160,14 @@ def embed(
         str | None,
         typer.Option("--save-whitening", help="Save the fitted whitening (.npz) to apply later."),
     ] = None,
-    whitening: Annotated[
-        str | None,
-        typer.Option("--whitening", help="Apply a whitening saved with --save-whitening (implies --whiten)."),
-    ] = None,
-    batch_size: BatchOpt = 64,
-    max_len: MaxLenOpt = 256,
+    whitening: WhiteningFileOpt = None,
+    batch_size: BatchSizeOpt = 64,
+    max_len: MaxLenOpt = None,
     output: Annotated[
         str | None,
         typer.Option(
-            "--output",
             "-o",
+            "--output",
             help="Where the vectors go. A .npy file gets a .json of settings beside it (and a "
             ".whitening.npz when whitened) for 'zhtext similar'. Default: stdout.",
         ),
@@ -155,7 +186,7 @@ def embed(
 ) -> None:
     """Turn sentences into vectors, one per input line, float32.
 
-    With --whiten the vectors are BERT-whitened: the mean of a corpus's vectors is removed and their covariance made the identity, which makes cosine similarity far more telling; --dim then keeps the strongest directions only. Fit once with --save-whitening, apply to new text with --whitening. A .npy output can then be searched with 'zhtext similar'.
+    With --whiten the vectors are BERT-whitened: the mean of a corpus's vectors is removed and their covariance made the identity, which makes cosine similarity far more telling; --dim then keeps the strongest directions only. Fit once with --save-whitening, apply to new text with --whitening (or save encoder and whitening as one model with 'zhtext train embed'; its whitening is then applied by itself). A .npy output can then be searched with 'zhtext similar'.
 
     Examples:
 
@@ -171,9 +202,9 @@ def embed(
         )
     if whitening and fit_on:
         raise ZhtextError("--fit-on fits a new whitening; it cannot be combined with --whitening")
-    whiten = whiten or whitening is not None
-    if not whiten and (dim or fit_on or save_whitening):
-        raise ZhtextError("--dim, --fit-on and --save-whitening need --whiten")
+    fit = whiten and whitening is None
+    if not fit and (fit_on or save_whitening):
+        raise ZhtextError("--fit-on and --save-whitening need --whiten")
     to_file = output not in (None, "-")
     if fmt is None:
         fmt = Format.npy if to_file and not output.endswith((".jsonl", ".json")) else Format.jsonl
@@ -183,12 +214,10 @@ def embed(
     texts = list(iter_lines(input_file, encoding))
     if not texts:
         raise ZhtextError(f"no sentences to embed in {'<stdin>' if input_file == '-' else input_file}")
-    embedder = _load_embedder(model, pooling.value, whitening, max_len, batch_size, device, quiet)
+    # A fresh fit replaces any whitening saved with the model.
+    embedder = _load_embedder(model, pooling, False if fit else whitening, max_len, batch_size, device, quiet)
     progress = not quiet
-    if whitening is not None and dim is not None:
-        assert embedder.whitening is not None
-        embedder.whitening.dim = dim
-    if whiten and whitening is None:
+    if fit:
         if fit_on is not None:
             embedder.fit_whitening(read_fit_sentences(fit_on, encoding), dim, progress)
             vectors = embedder.encode(texts, progress)
@@ -196,6 +225,7 @@ def embed(
             vectors = embedder.encode_and_fit(texts, dim, progress)
         _warn_rank(embedder)
     else:
+        _check_dim(embedder, dim)
         vectors = embedder.encode(texts, progress)
 
     if save_whitening:
@@ -215,31 +245,27 @@ def embed(
         how = f", whitened to {vectors.shape[1]} dims" if embedder.whitening else ""
         where = f" -> {escape(output)}" if to_file and output else ""
         console.print(
-            f"[dim]embedded {len(texts):,} sentences with {escape(model)} ({pooling.value}{how}){where}[/]",
+            f"[dim]embedded {len(texts):,} sentences with {escape(model)} ({embedder.pooling}{how}){where}[/]",
             highlight=False,
         )
+
+
+StsDataHelp = ("STS pairs: s1<TAB>s2<TAB>score lines (Chinese STS-B) or an STS-benchmark .csv "
+               "(tab-separated, score in column 5, sentences in 6 and 7).")  # fmt: skip
 
 
 @evaluate_app.command("embed")
 def evaluate_embed(
     model: ModelOpt,
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data",
-            help="STS pairs: s1<TAB>s2<TAB>score lines (Chinese STS-B) or an STS-benchmark .csv "
-            "(tab-separated, score in column 5, sentences in 6 and 7).",
-            show_default=False,
-        ),
-    ],
-    pooling: PoolingOpt = Pooling.first_last_avg,
+    data: Annotated[str, typer.Option("--data", help=StsDataHelp, show_default=False)],
+    pooling: PoolingOpt = None,
     whiten: Annotated[
         bool,
         typer.Option(
-            "--whiten", help="Whiten before comparing; fitted on --fit-on or on --data's own sentences."
+            "--whiten", help="Fit a whitening before comparing: on --fit-on, or on --data's own sentences."
         ),
     ] = False,
-    dim: Annotated[int | None, typer.Option("--dim", min=1, help="Whitened dimensions to keep.")] = None,
+    dim: DimOpt = None,
     fit_on: Annotated[
         str | None,
         typer.Option(
@@ -248,19 +274,17 @@ def evaluate_embed(
             "(both sentences of each pair), e.g. the train split.",
         ),
     ] = None,
-    whitening: Annotated[
-        str | None, typer.Option("--whitening", help="Apply a saved whitening (.npz) instead of fitting one.")
-    ] = None,
-    batch_size: BatchOpt = 64,
-    max_len: MaxLenOpt = 256,
+    whitening: WhiteningFileOpt = None,
+    batch_size: BatchSizeOpt = 64,
+    max_len: MaxLenOpt = None,
     device: DeviceOpt = None,
     encoding: EncodingOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the settings.")] = False,
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Score sentence vectors on STS pairs: Spearman correlation between cosine and gold scores.
 
-    Without --whiten the raw pooled vectors are compared. With --whiten and no --fit-on the whitening is fitted on the pairs' own sentences, as BERT-whitening's evaluation does; --fit-on a train split keeps the test set unseen. Prints "spearman<TAB>value" (or --json).
+    Without --whiten the model's vectors are compared as they come (raw pooled, or whitened by a whitening saved with the model or given by --whitening). With --whiten and no --fit-on the whitening is fitted on the pairs' own sentences, as BERT-whitening's evaluation does; --fit-on a train split keeps the test set unseen. Prints "spearman<TAB>value" (or --json).
 
     Examples:
 
@@ -268,48 +292,47 @@ def evaluate_embed(
 
         zhtext evaluate embed -m ./all-MiniLM-L6-v2 --data sts-test.csv --pooling last-avg
     """
-    from zhtext.tasks.embed import evaluate_sts, read_fit_sentences, read_sts
+    from zhtext.tasks.embed import read_fit_sentences, read_sts
 
     if whitening and fit_on:
         raise ZhtextError("--fit-on fits a new whitening; it cannot be combined with --whitening")
-    whiten = whiten or whitening is not None
-    if not whiten and (dim or fit_on):
-        raise ZhtextError("--dim and --fit-on need --whiten")
+    fit = whiten and whitening is None
+    if not fit and fit_on:
+        raise ZhtextError("--fit-on needs --whiten")
     pairs = read_sts(data, encoding)
-    embedder = _load_embedder(model, pooling.value, whitening, max_len, batch_size, device, quiet)
+    embedder = _load_embedder(model, pooling, False if fit else whitening, max_len, batch_size, device, quiet)
     progress = not quiet
     fit_on_data = False
-    if whitening is not None:
-        assert embedder.whitening is not None
-        embedder.whitening.dim = dim or embedder.whitening.dim
-        fitted = whitening
-    elif whiten and fit_on is not None:
+    if not fit:
+        _check_dim(embedder, dim)
+        fitted = whitening or (f"saved with {model}" if embedder.whitening else None)
+    elif fit_on is not None:
         embedder.fit_whitening(read_fit_sentences(fit_on, encoding), dim, progress)
         fitted = fit_on
     else:
-        fit_on_data = whiten
-        fitted = data if whiten else None
-    score = evaluate_sts(embedder, pairs, fit_on_data=fit_on_data, dim=dim, progress=progress)
-    if whiten:
+        fit_on_data = True
+        fitted = data
+    figures = embedder.evaluate(pairs, fit_on_data=fit_on_data, dim=dim, progress=progress)
+    if fit:
         _warn_rank(embedder)
     result = {
-        "spearman": score,
-        "pairs": len(pairs),
+        "spearman": figures["spearman"],
+        "pairs": figures["pairs"],
         "model": model,
-        "pooling": pooling.value,
+        "pooling": embedder.pooling,
         "whitening": fitted,
-        "dim": embedder.dim,
+        "dim": figures["dim"],
     }
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
     if not quiet:
-        how = f"whitened ({escape(str(fitted))}), {embedder.dim} dims" if whiten else "no whitening"
+        how = f"whitened ({escape(str(fitted))}), {embedder.dim} dims" if fitted else "no whitening"
         console.print(
-            f"[dim]{len(pairs):,} pairs of {escape(data)}; {escape(model)}, {pooling.value}, {how}[/]",
+            f"[dim]{len(pairs):,} pairs of {escape(data)}; {escape(model)}, {embedder.pooling}, {how}[/]",
             highlight=False,
         )
-    typer.echo(f"spearman\t{score:.6f}")
+    typer.echo(f"spearman\t{figures['spearman']:.6f}")
 
 
 @app.command()
@@ -331,8 +354,9 @@ def similar(
             show_default=False,
         ),
     ],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Neighbours per query.")] = 10,
-    batch_size: BatchOpt = 64,
+    neighbours: NeighboursOpt = 10,
+    output: OutputOpt = None,
+    batch_size: BatchSizeOpt = 64,
     device: DeviceOpt = None,
     encoding: EncodingOpt = None,
     quiet: QuietOpt = False,
@@ -354,15 +378,63 @@ def similar(
         raise ZhtextError(
             f"{texts} has {len(lines):,} lines but the index holds {vectors.shape[0]:,} vectors"
         )
-    max_len = int(meta.get("max_len", 256))
-    embedder = _load_embedder(
-        meta["model"], meta["pooling"], meta.get("whitening"), max_len, batch_size, device, quiet
-    )
+    # Exactly the index's settings: no whitening if it had none, even if the model folder has one.
+    embedder = _load_embedder(meta["model"], meta["pooling"], meta.get("whitening") or False,
+                              int(meta.get("max_len", 256)), batch_size, device, quiet)  # fmt: skip
     found = embedder.encode(queries)
     if found.shape[1] != vectors.shape[1]:
         raise ZhtextError(f"queries encode to {found.shape[1]} dims but the index has {vectors.shape[1]}")
-    rows, scores = cosine_top_k(vectors, found, top_k)
-    with atomic_output(None) as out:
+    rows, scores = cosine_top_k(vectors, found, neighbours)
+    with atomic_output(output) as out:
         for query, hit_rows, hit_scores in zip(queries, rows, scores):
             for rank, (row, score) in enumerate(zip(hit_rows, hit_scores), 1):
                 out.write(f"{query}\t{rank}\t{score:.4f}\t{lines[row]}\n")
+
+
+@train_app.command("embed")
+def train_embed(
+    model: ModelOpt,
+    train: TrainDataOpt,
+    output: ModelDirOpt,
+    dev: Annotated[
+        str | None,
+        typer.Option("--dev", help=f"Score the saved embedder on these STS pairs. {StsDataHelp}"),
+    ] = None,
+    pooling: PoolingOpt = None,
+    dim: DimOpt = None,
+    max_len: MaxLenOpt = None,
+    batch_size: BatchSizeOpt = 64,
+    device: DeviceOpt = None,
+    encoding: EncodingOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fit a BERT-whitening over an encoder and save both as one embedder folder.
+
+    --train: the sentences to fit on, one per line (an STS file gives both sentences of each pair), streamed, so any number fits. The whitening is solved in closed form from one pass: there are no epochs or learning rate. The folder (Hugging Face layout + whitening.npz + zhtext.json) is then a model for 'zhtext embed', 'evaluate embed' and 'pipe', which apply its pooling, length and whitening by themselves.
+
+    Example:
+
+        zhtext train embed -m bert-base-chinese --train corpus.txt --dim 256 -o my-embedder
+
+        zhtext embed new.txt -m my-embedder -o new.npy
+    """
+    from zhtext.tasks.embed import Embedder, EmbedTrainConfig
+
+    config = EmbedTrainConfig(
+        train=train, output=output, dev=dev, model=model, encoding=encoding, batch_size=batch_size,
+        device=device, progress=not quiet, dim=dim, max_len=max_len,
+        pooling=pooling.value if pooling else None,
+    )  # fmt: skip
+    embedder = Embedder.train(config)
+    _warn_rank(embedder)
+    if not quiet:
+        w = embedder.whitening
+        assert w is not None
+        scored = "".join(f"; dev: {f['pairs']:,} pairs" for f in embedder.history)
+        console.print(
+            f"[dim]whitening fitted on {w.n:,} {embedder.pooling} vectors of {escape(model)}, "
+            f"{w.output_dim} of {w.input_dim} dims kept{scored} -> {escape(output)}[/]",
+            highlight=False,
+        )
+    for figures in embedder.history:
+        typer.echo(f"spearman\t{figures['spearman']:.6f}")

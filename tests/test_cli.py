@@ -166,3 +166,19 @@ def test_old_tagger_spellings_still_work_and_warn_once(tmp_path, monkeypatch, ca
                                    str(train), "--input-format", "conll", "--json")
     assert code == code_new == 0 and out == out_new and "labels" in out
     assert err.count("deprecated") == 0  # --format was already warned about once
+
+
+@pytest.mark.parametrize(
+    ("command", "shown", "hidden"),
+    [
+        (["similar"], ["-k", "--neighbours", "--output"], ["--top-k"]),
+        (["embed"], ["-m", "--model", "--output", "--format"], []),
+        (["evaluate", "embed"], ["-m", "--model", "--data", "--json"], []),
+        (["train", "embed"], ["-m", "--model", "--train", "--output", "--dim"], ["--epochs", "--lr"]),
+    ],
+)
+def test_embedding_commands_use_the_shared_vocabulary(monkeypatch, capsys, command, shown, hidden):
+    code, out, _ = run_cli(monkeypatch, capsys, *command, "--help")
+    words = set(out.replace("│", " ").split())
+    assert code == 0
+    assert all(name in words for name in shown) and not any(name in words for name in hidden)
