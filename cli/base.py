@@ -91,7 +91,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-train_app = typer.Typer(help="Train a model (tagger, title, gpt).", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model (tagger, title, gpt, embed).", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Score output or a model against gold data.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")

@@ -44,7 +44,7 @@ _EXPORTS = {
     "TitleGenerator": "tasks.title",
     "TextGenerator": "tasks.generate",
     "Embedder": "tasks.embed",
-    "Whitening": "tasks.embed",
+    "Whitening": "tasks.whitening",
     "CRF": "neural.crf",
     # what the models give back
     "Span": "tasks.tagger",
@@ -55,6 +55,7 @@ _EXPORTS = {
     "TaggerTrainConfig": "tasks.tagger",
     "TitleTrainConfig": "tasks.title",
     "GPTTrainConfig": "tasks.generate",
+    "EmbedTrainConfig": "tasks.embed",
     "DecodeConfig": "neural.decoding",
     # pipelines
     "Pipeline": "pipeline",
@@ -117,7 +118,8 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .neural.decoding import DecodeConfig
     from .neural.trainer import TrainConfig
     from .pipeline import Doc, Pipeline
-    from .tasks.embed import Embedder, Whitening
+    from .tasks.embed import Embedder, EmbedTrainConfig
+    from .tasks.whitening import Whitening
     from .tasks.generate import GPTTrainConfig, Piece, TextGenerator
     from .tasks.tagger import Candidate, Span, Tagger, TaggerTrainConfig
     from .tasks.title import TitleGenerator, TitleTrainConfig

@@ -1,9 +1,7 @@
 """The built-in steps: segment, tag, title, generate, embed. Each equals its standalone command.
 
 A model step calls only the model classes' verbs: ``Cls.load(name_or_dir, device=...,
-batch_size=...)`` once, then ``model(texts, **options)`` per batch (one result per text). Where a
-class does not have those verbs yet, one marked shim per step (``MERGE:``) bridges the gap; it is
-used only while the class is not a :class:`zhtext.tasks.base.Model`, and goes once all are.
+batch_size=...)`` once, then ``model(texts, **options)`` per batch (one result per text).
 """
 
 from __future__ import annotations
@@ -20,13 +18,6 @@ if TYPE_CHECKING:
     from zhtext.tasks.tagger import Span
 
 __all__ = ["EmbedStep", "GenerateStep", "SegmentStep", "TagStep", "TitleStep"]
-
-
-def _is_model(obj: Any) -> bool:
-    """Whether ``obj`` (a model or its class) has the one model API yet (see ``MERGE`` above)."""
-    from zhtext.tasks.base import Model
-
-    return isinstance(obj, Model) or (isinstance(obj, type) and issubclass(obj, Model))
 
 
 def _too_many_tokens(tokenizer: Any, texts: list[str], limit: int, specials: bool) -> dict[int, str]:
@@ -176,11 +167,7 @@ class EmbedStep(Step):
         super().__init__(settings, device)
         s = settings
         options = {"pooling": s.pooling, "whitening": s.whitening, "max_len": s.max_len}
-        if _is_model(Embedder):
-            self.model = Embedder.load(s.model, device=device, batch_size=s.batch_size, **options)
-        else:  # MERGE: today's Embedder is made by its constructor and encodes by encode(), not a call
-            callable_embedder = type("Embedder", (Embedder,), {"__call__": Embedder.encode})
-            self.model = callable_embedder(s.model, device=device, batch_size=s.batch_size, **options)
+        self.model = Embedder.load(s.model, device=device, batch_size=s.batch_size, **options)
 
     def run(self, texts: list[str]) -> list[np.ndarray]:
         return list(self.model(texts))
