@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zhtext.neural.incremental import SplitCache, _groups, gpt2_step, prepare_gpt2, skinny_linear
+from zhtext.neural.incremental import (
+    SplitCache,
+    _groups,
+    gpt2_step,
+    prefill,
+    prepare_gpt2,
+    skinny_linear,
+)
 
 
 @pytest.mark.parametrize("rows", [0, 1, 2, 3, 7, 64, 65, 80])
@@ -84,7 +91,6 @@ def tiny_gpt2():
 
 
 def test_gpt2_steps_equal_recomputation_with_padding_and_reorders():
-    from transformers import DynamicCache
 
     lm = tiny_gpt2()
     reference = tiny_gpt2()  # untouched memory layout
@@ -94,10 +100,9 @@ def test_gpt2_steps_equal_recomputation_with_padding_and_reorders():
     ids = torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]])
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    cache = DynamicCache(config=lm.config)
     with torch.no_grad():
-        lm.transformer(input_ids=ids, attention_mask=mask, position_ids=positions,
-                       past_key_values=cache, use_cache=True)
+        _, cache = prefill(lm.transformer, lm.config, input_ids=ids, attention_mask=mask,
+                           position_ids=positions)
     split = SplitCache.from_hf(cache, mask.bool())
     rows = [ids[0, 2:].tolist(), ids[1].tolist()]
     next_pos = positions[:, -1] + 1

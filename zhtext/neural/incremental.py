@@ -21,6 +21,8 @@ against full recomputation and decoded outputs token for token).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +152,23 @@ class SplitCache:
         self.valid = self.valid.index_select(0, pick)
         self.masked = not bool(self.valid.all())
 
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(stack: type) -> str:
+    # transformers renamed past_key_values to cache (5.2x, the old name warns until 5.40).
+    return "cache" if "cache" in inspect.signature(stack.forward).parameters else "past_key_values"
+
+
+def prefill(stack: nn.Module, config: Any, **inputs: Any) -> tuple[torch.Tensor, Any]:
+    """Run a Hugging Face stack (``bert``, ``transformer``) once over whole inputs, keeping every
+    layer's keys and values: its last hidden states and the filled ``DynamicCache``, which
+    :meth:`SplitCache.from_hf` takes over."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    out = stack(**inputs, **{_cache_keyword(type(stack)): cache}, use_cache=True)
+    return out.last_hidden_state, cache
 
 @dataclass
 class StepState:

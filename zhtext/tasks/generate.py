@@ -33,7 +33,7 @@ from zhtext.errors import ZhtextError
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.decoding import DecodeConfig, generate, iter_generate
 from zhtext.neural.hub import load_model, load_tokenizer, pick_device
-from zhtext.neural.incremental import SplitCache, StepState, gpt2_step, prepare_gpt2
+from zhtext.neural.incremental import SplitCache, StepState, gpt2_step, prefill, prepare_gpt2
 from zhtext.neural.lmdata import pack_blocks, read_texts, split_heldout
 from zhtext.neural.modeldir import (
     META_FILE,
@@ -71,15 +71,11 @@ class GPTStep:
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
                 ) -> tuple[torch.Tensor, StepState]:
         """Run left-padded prompts (B, T) once: each prompt's next-token logits (B, V) and the cache."""
-        from transformers import DynamicCache
-
         mask = attention_mask.long()
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         padded = not bool(mask.all())
-        cache = DynamicCache(config=self.lm.config)
-        hidden = self.lm.transformer(input_ids=input_ids, attention_mask=mask if padded else None,
-                                     position_ids=positions, past_key_values=cache,
-                                     use_cache=True).last_hidden_state
+        hidden, cache = prefill(self.lm.transformer, self.lm.config, input_ids=input_ids,
+                                attention_mask=mask if padded else None, position_ids=positions)
         # The vocabulary projection only at the last position: it is the costliest matrix.
         logits = self.lm.lm_head(hidden[:, -1]).float()
         return logits, StepState(SplitCache.from_hf(cache, mask.bool()), positions[:, -1] + 1)

@@ -34,7 +34,7 @@ from zhtext.eval.metrics import average_rouge
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.decoding import DecodeConfig, generate
 from zhtext.neural.hub import load_model, load_tokenizer, pick_device
-from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert
+from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert, prefill
 from zhtext.neural.modeldir import (
     META_FILE,
     load_task_meta,
@@ -137,15 +137,11 @@ class CachedStep:
                 ) -> tuple[torch.Tensor, StepState]:
         """Run the right-padded contents ``[CLS] content [SEP]`` (B, L) once: the logits of each
         first title token (read at the content's ``[SEP]``) and the cache."""
-        from transformers import DynamicCache
-
         lm = self.model.lm
         valid = torch.arange(input_ids.shape[1], device=input_ids.device)[None] < lengths[:, None]
         types = torch.zeros_like(input_ids)
-        cache = DynamicCache(config=lm.config)
-        hidden = lm.bert(input_ids=input_ids, token_type_ids=types,
-                         attention_mask=unilm_mask(types, valid, lm.dtype),
-                         past_key_values=cache, use_cache=True).last_hidden_state
+        hidden, cache = prefill(lm.bert, lm.config, input_ids=input_ids, token_type_ids=types,
+                                attention_mask=unilm_mask(types, valid, lm.dtype))
         last = hidden[torch.arange(len(lengths), device=hidden.device), lengths - 1]
         return lm.cls(last).float(), StepState(SplitCache.from_hf(cache, valid), lengths.clone())
 
