@@ -106,7 +106,9 @@ def plain_encode(tokenizer, model, texts: list[str], batch_size: int) -> np.ndar
 
 def spearman_table(model_dir: str, pooling: str, test: Path, train: Path, quick: bool) -> dict:
     """Raw and whitened (full, 256, 128 dims) Spearman of one model on one STS test file."""
-    from zhtext.tasks.embed import Embedder, Whitening, read_fit_sentences, read_sts
+    from zhtext.tasks.embed import Embedder
+    from zhtext.tasks.whitening import Whitening
+    from zhtext.tasks.vectors import read_fit_sentences, read_sts
 
     embedder = Embedder.load(model_dir, pooling=pooling)
     pairs = read_sts(test)
@@ -169,7 +171,8 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from zhtext.neural.hub import load_model, load_tokenizer
-    from zhtext.tasks.embed import Embedder, read_sts
+    from zhtext.tasks.embed import Embedder
+    from zhtext.tasks.vectors import read_sts
 
     hf_logging.disable_progress_bar()
     test_en = read_sts(DATA / "stsb_en" / "sts-test.csv")

@@ -125,7 +125,7 @@ def _warn_rank(embedder: Embedder) -> None:
 
 
 def _write_jsonl(path: str | None, texts: list[str], vectors: np.ndarray) -> None:
-    from zhtext.tasks.embed import vector_json
+    from zhtext.tasks.vectors import vector_json
 
     with atomic_output(path) as out:
         for text, row in zip(texts, vectors):
@@ -194,7 +194,7 @@ def embed(
 
         zhtext embed queries.txt -m bert-base-chinese --whitening w.npz --format jsonl
     """
-    from zhtext.tasks.embed import read_fit_sentences, save_index
+    from zhtext.tasks.vectors import read_fit_sentences, save_index
 
     if whitening and save_whitening:
         raise ZhtextError(
@@ -292,7 +292,7 @@ def evaluate_embed(
 
         zhtext evaluate embed -m ./all-MiniLM-L6-v2 --data sts-test.csv --pooling last-avg
     """
-    from zhtext.tasks.embed import read_fit_sentences, read_sts
+    from zhtext.tasks.vectors import read_fit_sentences, read_sts
 
     if whitening and fit_on:
         raise ZhtextError("--fit-on fits a new whitening; it cannot be combined with --whitening")
@@ -370,7 +370,7 @@ def similar(
         zhtext embed corpus.txt -m bert-base-chinese --whiten --dim 256 -o corpus.npy
         zhtext similar "今天天气怎么样" --index corpus.npy --texts corpus.txt -k 5
     """
-    from zhtext.tasks.embed import cosine_top_k, load_index
+    from zhtext.tasks.vectors import cosine_top_k, load_index
 
     vectors, meta = load_index(index)
     lines = list(iter_lines(texts, encoding))

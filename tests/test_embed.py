@@ -21,17 +21,9 @@ from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_c
 from zhtext.neural.trainer import TrainConfig
 from zhtext.tasks import embed as embed_mod
 from zhtext.tasks import whitening as whitening_mod
-from zhtext.tasks.embed import (
-    Embedder,
-    EmbedTrainConfig,
-    StsPairs,
-    Whitening,
-    cosine_top_k,
-    evaluate_sts,
-    load_index,
-    read_fit_sentences,
-    read_sts,
-)
+from zhtext.tasks.embed import Embedder, EmbedTrainConfig
+from zhtext.tasks.vectors import StsPairs, cosine_top_k, load_index, read_fit_sentences, read_sts
+from zhtext.tasks.whitening import Whitening
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -436,9 +428,6 @@ def test_evaluate_equals_direct_computation(embedders, tmp_path):
     path.write_text("".join(f"{x}\t{y}\t{v}\n" for x, y, v in zip(s1, s2, pairs.scores)), encoding="utf-8")
     assert e.evaluate(path) == figures
     assert e.evaluate(list(zip(s1, s2, pairs.scores))) == figures
-    # the old function is the same code path, and says it is deprecated
-    with pytest.warns(DeprecationWarning, match="Embedder.evaluate"):
-        assert evaluate_sts(e, pairs) == figures["spearman"]
     with pytest.raises(ZhtextError, match="at least 2 scored pairs"):
         e.evaluate([("a", "b", 1.0)])
     with pytest.raises(ZhtextError, match="triples"):

@@ -34,7 +34,8 @@ from zhtext.pipeline import (
 )
 from zhtext.pipeline.steps import EmbedStep
 from zhtext.pipeline.vectors import VectorFile
-from zhtext.tasks.embed import POOLINGS, Embedder, load_index
+from zhtext.tasks.embed import POOLINGS, Embedder
+from zhtext.tasks.vectors import load_index
 from zhtext.tasks.tagger import Tagger, TaggerModel, tag_names
 
 TEXTS = [

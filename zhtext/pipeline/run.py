@@ -249,7 +249,7 @@ class Pipeline:
                 if on_doc is not None:
                     on_doc(doc, end)
             if matrix is not None:
-                from zhtext.tasks.embed import save_index_meta
+                from zhtext.tasks.vectors import save_index_meta
 
                 matrix.close()
                 save_index_meta(vectors, self._embed.model, report.docs, stack)

@@ -178,7 +178,7 @@ class EmbedStep(Step):
 
     @classmethod
     def json_text(cls, result: np.ndarray) -> str:
-        from zhtext.tasks.embed import vector_json
+        from zhtext.tasks.vectors import vector_json
 
         return vector_json(result)
 

@@ -5,14 +5,12 @@ Sentences are tokenized once, sorted by length and batched with padding only up 
 sentence of each batch, so little compute goes to padding; vectors come back in input order.
 
 The numpy-only parts live beside it and import no torch: :class:`~zhtext.tasks.whitening.Whitening`
-(BERT-whitening) and ``zhtext.tasks.vectors`` (STS pairs, the vector index and its search). Their
-names are re-exported here for code written against earlier versions.
+(BERT-whitening) and ``zhtext.tasks.vectors`` (STS pairs, the vector index and its search).
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +32,8 @@ from zhtext.neural.trainer import TrainConfig
 from zhtext.tasks.base import Model
 from zhtext.tasks.vectors import (
     StsPairs,
-    cosine_top_k,
-    index_meta_path,
-    load_index,
     read_fit_sentences,
     read_sts,
-    save_index,
-    save_index_meta,
-    vector_json,
 )
 from zhtext.tasks.whitening import Whitening
 
@@ -49,22 +41,7 @@ if TYPE_CHECKING:
     import torch
     from rich.progress import TaskID
 
-__all__ = [
-    "POOLINGS",
-    "EmbedTrainConfig",
-    "Embedder",
-    "StsPairs",
-    "Whitening",
-    "cosine_top_k",
-    "evaluate_sts",
-    "index_meta_path",
-    "load_index",
-    "read_fit_sentences",
-    "read_sts",
-    "save_index",
-    "save_index_meta",
-    "vector_json",
-]
+__all__ = ["POOLINGS", "EmbedTrainConfig", "Embedder"]
 
 POOLINGS = ("cls", "last-avg", "first-last-avg", "pooler")
 DEFAULT_POOLING = "first-last-avg"
@@ -463,16 +440,3 @@ def _blocks(items: Iterable[str], size: int) -> Iterator[list[str]]:
             block = []
     if block:
         yield block
-
-
-def evaluate_sts(
-    embedder: Embedder,
-    pairs: StsPairs,
-    fit_on_data: bool = False,
-    dim: int | None = None,
-    progress: bool = False,
-) -> float:
-    """Deprecated: ``embedder.evaluate(pairs, ...)["spearman"]`` (kept for one release)."""
-    warnings.warn("evaluate_sts is deprecated; use Embedder.evaluate, which returns a dict",
-                  DeprecationWarning, stacklevel=2)  # fmt: skip
-    return embedder.evaluate(pairs, fit_on_data=fit_on_data, dim=dim, progress=progress)["spearman"]
