@@ -1,14 +1,29 @@
 """Writing outputs so that they appear whole or not at all.
 
 Every file zhtext writes goes through here: text through :func:`atomic_output`, binary files
-(arrays, checkpoints) through :func:`atomic_path`. A failure or Ctrl-C removes the temporary file,
-so a half-written output never takes the target's name.
+(arrays, checkpoints, model weights) through :func:`atomic_path`.
+
+- A regular file (or a new one) is written to a temporary file in the same folder, flushed to disk
+  and renamed over the target, with the mode the umask gives; a failure, Ctrl-C or SIGTERM removes
+  the temporary file, so a half-written output never takes the target's name.
+- A symlink is followed: its target is written, the link stays.
+- Anything that is not a regular file (a FIFO, a terminal, ``/dev/stdout``, a character device)
+  is written straight through: renaming over it would replace the device with a file.
+- ``-`` (or ``None``) is stdout.
+
+Every failure to write (no folder, permissions, a read-only file system, a full disk) becomes one
+:class:`~zhtext.errors.ZhtextError` naming the path and the reason. Temporary files carry the
+writer's process id (``.NAME.zhtext-PID-XXXX.tmp``); one left by a killed run is removed the next
+time the same output is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,34 +34,106 @@ from zhtext.errors import ZhtextError
 
 PathLike = str | os.PathLike
 
+_TMP_TAG = ".zhtext-"
 
-def _publish(tmp: str) -> None:
-    # mkstemp creates files readable by the owner only; give outputs the usual umask mode.
+
+def _umask_mode(base: int = 0o666) -> int:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    return base & ~umask
+
+
+def publish_mode(path: PathLike) -> None:
+    """Give a file the mode the umask gives new files (mkstemp and some writers make 0600)."""
+    os.chmod(path, _umask_mode())
+
+
+def write_error(path: PathLike, exc: OSError) -> ZhtextError:
+    """One line for a failure to write ``path``: the path and the reason (no errno dump)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    return ZhtextError(f"cannot write {path}: {reason}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a temporary file of a live writer is not stale)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(parent: Path, name: str) -> None:
+    """Remove temporary files of ``name`` left by runs that were killed (their process is gone)."""
+    pattern = re.compile(rf"\.{re.escape(name)}{re.escape(_TMP_TAG)}(\d+)-.*\.tmp.*")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            match = pattern.fullmatch(entry.name)
+            if match and not process_alive(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _resolve(path: PathLike) -> Path:
+    """The path to write: a symlink's target (followed through every link), else the path."""
+    target = Path(path)
+    if target.is_symlink():
+        with contextlib.suppress(OSError):
+            return Path(os.path.realpath(target))
+    return target
+
+
+def _is_special(target: Path) -> bool:
+    """An existing target that is not a regular file or a folder: write through, never rename."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Give a temporary path beside ``path`` to write to; it is renamed over ``path`` when the
-    block ends without error and removed otherwise (Ctrl-C included). The one atomic writer:
-    :func:`atomic_output` and model folders build on it."""
-    target = Path(path)
+    """Give a path to write ``path``'s new contents to; see the module docstring.
+
+    For a regular (or new) file the path given is a temporary file beside the target, renamed
+    over it when the block ends without error and removed otherwise; for a FIFO or a device it is
+    the target itself. The one atomic writer: :func:`atomic_output` and model folders build on it.
+    """
+    target = _resolve(path)
     if target.is_dir():
-        raise ZhtextError(f"{target} is a directory; give a file name for the output")
+        raise ZhtextError(f"{path} is a directory; give a file name for the output")
+    if _is_special(target):
+        try:
+            yield target
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        return
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise ZhtextError(f"output folder does not exist: {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=parent)
-    os.close(fd)
+    _remove_stale(parent, target.name)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{_TMP_TAG}{os.getpid()}-",
+                                   suffix=".tmp" + target.suffix, dir=parent)
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     try:
         yield Path(tmp)
-        _publish(tmp)
+        with open(tmp, "rb+") as handle:  # the data reaches the disk before the name does
+            os.fsync(handle.fileno())
+        publish_mode(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
 
 
@@ -58,5 +145,13 @@ def atomic_output(path: PathLike | None, encoding: str = "utf-8") -> Iterator[IO
         yield sys.stdout
         sys.stdout.flush()
         return
-    with atomic_path(path) as tmp, open(tmp, "w", encoding=encoding, newline="\n") as handle:
-        yield handle
+    with atomic_path(path) as tmp:
+        try:
+            handle = open(tmp, "w", encoding=encoding, newline="\n")
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        try:
+            with handle:
+                yield handle
+        except OSError as exc:
+            raise write_error(path, exc) from None

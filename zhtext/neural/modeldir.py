@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zhtext.errors import ZhtextError
-from zhtext.io.writing import atomic_output
+from zhtext.io.writing import atomic_output, process_alive, publish_mode, write_error
 from zhtext.neural.hub import first_line, quiet_hf_bars
 
 
@@ -74,17 +74,29 @@ def load_task_meta(model_dir: str | os.PathLike, task: str | None = None) -> dic
 def model_dir_writer(directory: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder inside ``directory`` to save a model into.
 
-    When the block ends without error its files move into ``directory``; the temporary folder
-    always goes. An interrupted save therefore never leaves a torn model (new config, old
-    weights) behind. transformers' progress bars are off meanwhile.
+    When the block ends without error its files move into ``directory``, with the mode the umask
+    gives (transformers writes weights 0600); the temporary folder always goes, and one left by a
+    killed run is removed by the next save. An interrupted save therefore never leaves a torn model
+    (new config, old weights) behind. transformers' progress bars are off meanwhile.
     """
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".saving-*"):
+            pid = stale.name.split("-")[1]
+            if pid.isdigit() and not process_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".saving-{os.getpid()}-", dir=out))
+    except OSError as exc:
+        raise write_error(out, exc) from None
     try:
         with quiet_hf_bars():
             yield tmp
         for item in tmp.iterdir():
+            if item.is_file():
+                publish_mode(item)
             os.replace(item, out / item.name)
+    except OSError as exc:
+        raise write_error(out, exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -463,6 +463,6 @@ class Trainer:
             except KeyboardInterrupt:
                 # The saved state is that of the last optimizer step; a partly accumulated step is redone.
                 self._save_checkpoint()
-                self._bar.print(f"interrupted: checkpoint saved to {self.checkpoint} (continue with resume)")
+                self._bar.print(f"interrupted: checkpoint saved to {self.checkpoint} (continue with --resume)")
                 raise
         return list(self.state.history)
