@@ -7,7 +7,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from enum import Enum
 from typing import Annotated, Any
@@ -15,6 +15,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
+
+from zhtext.labels.formats import FORMATS as DATA_FORMATS
 
 
 class Interrupted(Exception):
@@ -101,6 +103,33 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
+# ---------------------------------------------------------------- ranges
+MAX_SEED = 2**32 - 1  # numpy's limit; torch overflows past 2**64
+# Every numeric option declares its range where it is defined: Typer's min= and max= for closed
+# bounds, and these callbacks for the open ones Typer cannot say (a temperature above 0, a dropout
+# below 1). cli/app.py turns either kind of error into "--option must be ..., got X" (exit 2).
+
+
+def above(low: float) -> Callable[[float | None], float | None]:
+    """An option callback refusing values not above ``low`` (NaN too)."""
+    def check(value: float | None) -> float | None:
+        if value is not None and not value > low:
+            raise typer.BadParameter(f"must be more than {low:g}, got {value:g}")
+        return value
+
+    return check
+
+
+def below(high: float) -> Callable[[float | None], float | None]:
+    """An option callback refusing values not below ``high`` (NaN too)."""
+    def check(value: float | None) -> float | None:
+        if value is not None and not value < high:
+            raise typer.BadParameter(f"must be less than {high:g}, got {value:g}")
+        return value
+
+    return check
+
+
 # ---------------------------------------------------------------- options many commands share
 
 DeviceOpt = Annotated[
@@ -117,7 +146,8 @@ OutputOpt = Annotated[
 ModelOpt = Annotated[str, typer.Option(
     "-m", "--model", help="The model: a local folder or a hub id.", show_default=False)]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts run through the model together.")]
-InputFormatOpt = Annotated[str, typer.Option(
+InputFormat = Enum("InputFormat", {name: name for name in DATA_FORMATS}, type=str)  # the tagger's
+InputFormatOpt = Annotated[InputFormat, typer.Option(
     "--input-format", help="Format of the input data (auto: detect from the file).")]
 NBestOpt = Annotated[int, typer.Option("--n-best", min=1, help="Also give the N best analyses, with probabilities.")]
 NeighboursOpt = Annotated[int, typer.Option("-k", "--neighbours", min=1, help="Nearest neighbours per query.")]
@@ -135,15 +165,41 @@ SampleOpt = Annotated[bool | None, typer.Option(
     "--sample/--greedy", help="Sample tokens, or take the likeliest [default: the model's].", show_default=False)]
 TopKOpt = Annotated[int, typer.Option("--top-k", min=0, help="Sampling: keep the K likeliest tokens (0: all).")]
 TopPOpt = Annotated[float, typer.Option(
-    "--top-p", help="Sampling: keep the likeliest tokens whose probabilities sum to P (1: all).")]
-TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Sampling: divide the logits by T.")]
+    "--top-p", max=1, callback=above(0),
+    help="Sampling: keep the likeliest tokens whose probabilities sum to P, 0 < P <= 1 (1: all).")]
+TemperatureOpt = Annotated[float, typer.Option(
+    "--temperature", callback=above(0), help="Sampling: divide the logits by T (T > 0).")]
 RepetitionPenaltyOpt = Annotated[float, typer.Option(
-    "--repetition-penalty", help="Above 1 makes tokens already present less likely (1: off).")]
+    "--repetition-penalty", callback=above(0),
+    help="Above 1 makes tokens already present less likely (1: off; must be above 0).")]
 NoRepeatNgramOpt = Annotated[int, typer.Option(
     "--no-repeat-ngram", min=0, help="Never repeat N tokens in a row within one output (0: off).")]
 LengthPenaltyOpt = Annotated[float, typer.Option(
     "--length-penalty", help="Beam search: scores are divided by length ** P.")]
-DecodeSeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling: random seed (reproducible output).")]
+DecodeSeedOpt = Annotated[int | None, typer.Option(
+    "--seed", min=0, max=MAX_SEED, help="Sampling: random seed (reproducible output).")]
+
+
+
+def decode_options(model_cls: Any, params: dict[str, Any]) -> Any:
+    """The DecodeConfig of a title or generate command: its options named as the config's fields
+    (``--num`` is ``num_return``), None meaning the model's default; a bad value fails before
+    anything is read or loaded. Two options that contradict each other are named here, as typed;
+    the library checks every value again."""
+    given = {k: v for k, v in params.items() if v is not None}
+    if given.get("min_new_tokens", 0) > given.get("max_new_tokens", float("inf")):
+        raise typer.BadParameter(f"--min-new-tokens ({given['min_new_tokens']}) cannot exceed "
+                                 f"--max-new-tokens ({given['max_new_tokens']})")
+    if given.get("num", 1) > given.get("beam", 1) > 1:
+        raise typer.BadParameter(f"--num ({given['num']}) cannot exceed --beam ({given['beam']}): "
+                                 "beam search returns the best of its beams")
+    if given.get("sample") and given.get("beam", 1) > 1:
+        raise typer.BadParameter("--sample and --beam do not mix: choose one")
+    if "num" in given:
+        given["num_return"] = given.pop("num")
+    names = {field.name for field in fields(model_cls.decoding)}
+    return model_cls.decode_config(**{k: v for k, v in given.items() if k in names})
+
 
 # ---------------------------------------------------------------- training (every trainer)
 
@@ -157,19 +213,21 @@ StartModelOpt = Annotated[str | None, typer.Option(
     "-m", "--model", help="Start from this checkpoint: a hub id or a folder.")]
 FromScratchOpt = Annotated[bool, typer.Option(
     "--from-scratch", help="Start from a small random model over the training characters.")]
-LayersOpt = Annotated[int, typer.Option("--layers", help="From scratch: transformer layers.")]
+LayersOpt = Annotated[int, typer.Option("--layers", min=1, help="From scratch: transformer layers.")]
 HiddenOpt = Annotated[int, typer.Option(
-    "--hidden", help="From scratch: hidden size (heads = hidden / 64, at least 1).")]
-EpochsOpt = Annotated[int, typer.Option("--epochs", help="Passes over the training data.")]
+    "--hidden", min=1, help="From scratch: hidden size (heads = hidden / 64, at least 1).")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training data.")]
 LrOpt = Annotated[float | None, typer.Option(
-    "--lr", help="Peak learning rate (default: smaller for a pretrained model than from scratch).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (initial weights, shuffling, dropout).")]
+    "--lr", callback=above(0),
+    help="Peak learning rate (default: smaller for a pretrained model than from scratch).")]
+SeedOpt = Annotated[int, typer.Option(
+    "--seed", min=0, max=MAX_SEED, help="Random seed (initial weights, shuffling, dropout).")]
 MaxSecondsOpt = Annotated[float | None, typer.Option(
-    "--max-seconds", help="Stop after this many seconds of training (the learning rate decays over the budget).")]
-MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
-GradAccumOpt = Annotated[int, typer.Option("--grad-accum", help="Batches per optimizer step.")]
-EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", help="Also score the dev data every N steps.")]
-DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", help="Score only the first N dev examples.")]
+    "--max-seconds", min=0, help="Stop after this many seconds of training (the learning rate decays over the budget).")]
+MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many optimizer steps.")]
+GradAccumOpt = Annotated[int, typer.Option("--grad-accum", min=1, help="Batches per optimizer step.")]
+EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", min=1, help="Also score the dev data every N steps.")]
+DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", min=1, help="Score only the first N dev examples.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT/checkpoint.")]
 
 
@@ -185,12 +243,17 @@ def check_model_or_scratch(model: str | None, from_scratch: bool) -> None:
 console = Console(stderr=True)
 
 
+def warn(message: object) -> None:
+    """One ``zhtext: warning: ...`` line on stderr."""
+    console.print(f"zhtext: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def warnings_as_lines() -> Iterator[None]:
     """Show the library's data warnings (e.g. a dropped nested entity) as one plain line each, as
     they happen."""
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        console.print(f"zhtext: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        warn(message)
 
     with warnings.catch_warnings():
         warnings.showwarning = show

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from zhtext.lexical.discover import Discoverer, DiscoverStats
 from zhtext.io.writing import atomic_output
+from zhtext.lexical.discover import Discoverer, DiscoverStats
 from zhtext.lexical.lexicon import FORMATS
+from zhtext.lexical.ngrams import MAX_N
 
 from .base import EncodingOpt, OutputOpt, QuietOpt, alias, app, console
 
 alias("discover", "--out", "--output")
+
+LexiconFormat = Enum("LexiconFormat", {name: name for name in FORMATS}, type=str)
 
 
 @app.command()
@@ -22,19 +26,19 @@ def discover(
         ..., help="Text files to learn from (UTF-8 or GB18030; '-' reads stdin).", show_default=False
     ),
     output: OutputOpt = None,
-    max_n: int = typer.Option(4, "--max-n", help="Longest n-gram counted (2-4)."),
+    max_n: int = typer.Option(4, "--max-n", min=2, max=MAX_N, help="Longest n-gram counted."),
     min_count: int | None = typer.Option(
-        None, "--min-count", help="Least count of a word; default scales with the corpus size."
+        None, "--min-count", min=1, help="Least count of a word; default scales with the corpus size."
     ),
     iterations: int = typer.Option(
-        5, "--iterations", help="Most re-estimation passes (stops once bits/char stop falling)."
+        5, "--iterations", min=0, help="Most re-estimation passes (stops once bits/char stop falling)."
     ),
-    fmt: str = typer.Option(
+    fmt: LexiconFormat = typer.Option(
         "tsv", "--format", help="tsv (word<TAB>count) or jieba (word count: a jieba dictionary)."
     ),
-    top: int | None = typer.Option(None, "--top", help="Write only the N most frequent entries."),
+    top: int | None = typer.Option(None, "--top", min=1, help="Write only the N most frequent entries."),
     min_len: int = typer.Option(
-        1, "--min-len", help="Shortest entry written; 1 keeps single characters so that the "
+        1, "--min-len", min=1, help="Shortest entry written; 1 keeps single characters so that the "
         "lexicon segments on its own, 2 lists discovered words only."
     ),
     encoding: EncodingOpt = None,
@@ -48,8 +52,6 @@ def discover(
 
     Example: zhtext discover data/corpus.txt -o lexicon.tsv
     """
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     finder = Discoverer(
         max_n=max_n, min_count=min_count, iterations=iterations, progress=not quiet
     )
@@ -60,7 +62,7 @@ def discover(
         lexicon = finder.run(source, encoding=encoding)
         if min_len > 1:
             lexicon.counts = {w: c for w, c in lexicon.counts.items() if len(w) >= min_len}
-        for line in lexicon.lines(fmt, top):
+        for line in lexicon.lines(fmt.value, top):
             handle.write(line + "\n")
     if not quiet:
         _summary(finder.stats, lexicon.most_common(), output)

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 
 from zhtext.errors import ZhtextError
-from zhtext.io.reading import iter_lines
 from zhtext.eval.metrics import score_segmentation
+from zhtext.io.reading import iter_lines
 
 from .base import EncodingOpt, console, evaluate_app
 

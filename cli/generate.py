@@ -6,12 +6,13 @@ import itertools
 import json
 from enum import Enum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated
 
 import typer
 from rich.table import Table
 
 from zhtext.errors import ZhtextError
+from zhtext.neural.scratch import SPECIAL_TOKENS
 
 from .base import (
     BatchSizeOpt,
@@ -51,6 +52,7 @@ from .base import (
     alias,
     app,
     console,
+    decode_options,
     evaluate_app,
     train_app,
     train_model,
@@ -66,7 +68,7 @@ class OutFormat(str, Enum):
 
 
 HeldoutEveryOpt = Annotated[int | None, typer.Option(
-    "--heldout-every", help="Hold out every N-th line of the text as dev data: "
+    "--heldout-every", min=2, help="Hold out every N-th line of the text as dev data: "
     "'train gpt' trains on the rest, 'evaluate gpt' scores only those lines.")]
 
 
@@ -123,15 +125,7 @@ def generate(
 
     if prompt is not None and file is not None:
         raise ZhtextError("give a PROMPT or --file, not both")
-    settings: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "beam": beam,
-        "length_penalty": length_penalty, "temperature": temperature, "top_k": top_k,
-        "top_p": top_p, "repetition_penalty": repetition_penalty,
-        "no_repeat_ngram": no_repeat_ngram, "num_return": num, "seed": seed,
-    }
-    if sample is not None:  # unset: sample unless --beam > 1
-        settings["sample"] = sample
-    config = TextGenerator.decode_config(**settings)  # bad settings fail before the model loads
+    config = decode_options(TextGenerator, locals())  # unset --sample: sample unless --beam > 1
     if prompt is not None:
         prompts = iter([prompt])
     else:
@@ -197,9 +191,11 @@ def train_gpt(
     layers: LayersOpt = 4,
     hidden: HiddenOpt = 256,
     max_vocab: Annotated[int | None, typer.Option(
-        "--max-vocab", help="From scratch: keep only the most frequent characters.")] = None,
+        "--max-vocab", min=len(SPECIAL_TOKENS),
+        help=f"From scratch: keep only the most frequent characters ({len(SPECIAL_TOKENS)} special "
+        "tokens included).")] = None,
     block_size: Annotated[int, typer.Option(
-        "--block-size", help="Tokens per training block (from scratch: also the model's positions).")] = 128,
+        "--block-size", min=2, help="Tokens per training block (from scratch: also the model's positions).")] = 128,
     epochs: EpochsOpt = 1,
     batch_size: BatchSizeOpt = 16,
     lr: LrOpt = None,

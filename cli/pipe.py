@@ -115,6 +115,7 @@ def pipe(
         int | None,
         typer.Option(
             "--batch-size",
+            min=1,
             help="Documents per batch through all steps; the models sort each batch by length, so "
             "bigger batches pad less (default: 1024).",
         ),

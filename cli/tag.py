@@ -22,6 +22,7 @@ from .base import (
     FromScratchOpt,
     GradAccumOpt,
     HiddenOpt,
+    InputFormat,
     InputFormatOpt,
     JsonOpt,
     LayersOpt,
@@ -37,8 +38,10 @@ from .base import (
     SeedOpt,
     StartModelOpt,
     TrainDataOpt,
+    above,
     alias,
     app,
+    below,
     console,
     evaluate_app,
     train_app,
@@ -86,6 +89,7 @@ def train_tagger(
         float | None,
         typer.Option(
             "--head-lr",
+            callback=above(0),
             help="Learning rate of the emission layer and CRF (default: 100 x lr, at most 1e-2).",
         ),
     ] = None,
@@ -93,18 +97,21 @@ def train_tagger(
         float,
         typer.Option(
             "--dropout",
-            help="Dropout before the emission layer (and inside a from-scratch encoder).",
+            min=0,
+            callback=below(1),
+            help="Dropout before the emission layer (and inside a from-scratch encoder), 0 <= P < 1.",
         ),
     ] = 0.1,
     max_len: Annotated[
         int,
         typer.Option(
             "--max-len",
+            min=3,
             help="Encoder window in tokens ([CLS] and [SEP] included); longer texts are windowed.",
         ),
     ] = 256,
     seed: SeedOpt = 42,
-    input_format: InputFormatOpt = "auto",
+    input_format: InputFormatOpt = InputFormat.auto,
     encoding: EncodingOpt = None,
     scheme: Annotated[
         Scheme | None,
@@ -177,6 +184,7 @@ def tag(
 
     if n_best > 1 and out_format is OutFormat.conll:
         raise ZhtextError("--n-best needs --format jsonl (CoNLL output holds one tagging)")
+    lines = iter_lines(source, encoding)  # a missing or unreadable input fails before the model loads
     tagger = Tagger.load(model, device=device, batch_size=batch_size)
     # A progress line only when the results go to a file: on a terminal they are the progress.
     with (
@@ -185,7 +193,7 @@ def tag(
     ):
         task = bar.add("tagging")
         chunk: list[str] = []
-        for line in itertools.chain(iter_lines(source, encoding), [None]):  # None: flush the rest
+        for line in itertools.chain(lines, [None]):  # None: flush the rest
             if line is not None:
                 chunk.append(line)
                 if len(chunk) < CHUNK_LINES:
@@ -209,7 +217,7 @@ def evaluate_tagger(
             "--data", help="Labelled data (CoNLL, CLUENER JSON or segmented).", show_default=False
         ),
     ],
-    input_format: InputFormatOpt = "auto",
+    input_format: InputFormatOpt = InputFormat.auto,
     encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
     batch_size: BatchSizeOpt = 32,
@@ -224,11 +232,13 @@ def evaluate_tagger(
         zhtext evaluate tagger -m ner-model --data cluener/dev.json
     """
     from zhtext.eval.metrics import SegScore
+    from zhtext.labels.formats import read_examples
     from zhtext.tasks.tagger import Tagger
 
-    tagger = Tagger.load(model, device=device, batch_size=batch_size)
     with warnings_as_lines():
-        figures = tagger.evaluate(data, input_format=input_format, encoding=encoding)
+        examples = read_examples(data, input_format.value, encoding)  # before the model loads
+        tagger = Tagger.load(model, device=device, batch_size=batch_size)
+        figures = tagger.evaluate(examples)
     if as_json:
         print(json.dumps(figures, ensure_ascii=False))
     elif "labels" not in figures:  # a BMES model: the bakeoff's block

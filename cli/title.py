@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import fields
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -50,13 +49,12 @@ from .base import (
     alias,
     app,
     console,
+    decode_options,
     evaluate_app,
     train_app,
     train_model,
+    warn,
 )
-
-if TYPE_CHECKING:
-    from zhtext.neural.decoding import DecodeConfig
 
 # Old spellings, kept working (with a warning) for one release.
 alias("train title", "--out", "--output")
@@ -73,15 +71,6 @@ class OutFormat(str, Enum):
     jsonl = "jsonl"
 
 
-def _decoding(params: dict[str, Any]) -> DecodeConfig:
-    """The title model's decoding settings from a command's parameters named as DecodeConfig's
-    fields (``beam``, ``max_new_tokens``, ...); raises ZhtextError on a bad value."""
-    from zhtext.tasks.title import TitleGenerator
-
-    names = {field.name for field in fields(TitleGenerator.decoding)}
-    return TitleGenerator.decode_config(**{k: v for k, v in params.items() if k in names})
-
-
 @train_app.command("title")
 def train_title(
     train: TrainDataOpt,
@@ -92,9 +81,9 @@ def train_title(
     layers: LayersOpt = 4,
     hidden: HiddenOpt = 256,
     max_source_len: Annotated[int, typer.Option(
-        "--max-source-len", help="Content tokens kept (the head of the article).")] = 256,
+        "--max-source-len", min=1, help="Content tokens kept (the head of the article).")] = 256,
     max_target_len: Annotated[int, typer.Option(
-        "--max-target-len", help="Title tokens kept in training (and generated at dev time).")] = 32,
+        "--max-target-len", min=1, help="Title tokens kept in training (and generated at dev time).")] = 32,
     epochs: EpochsOpt = 3,
     batch_size: BatchSizeOpt = 16,
     lr: LrOpt = None,
@@ -169,11 +158,16 @@ def title(
     from zhtext.tasks.title import TitleGenerator
     from zhtext.tasks.titledata import read_articles
 
-    decoding = _decoding(locals())  # bad values fail before anything is read or loaded
+    decoding = decode_options(TitleGenerator, locals())
     articles = read_articles(source, lines=lines, encoding=encoding)
     first = next(articles, None)  # a missing or unreadable input fails before the model loads
+    if first is None:  # an empty output, said so rather than left silent
+        warn(f"no {'articles' if lines else 'article'} in {'<stdin>' if source == '-' else source}: "
+             "nothing to title")
+        with atomic_output(output):
+            return
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
-    articles = itertools.chain([first] if first is not None else [], articles)
+    articles = itertools.chain([first], articles)
     with atomic_output(output) as handle, Bar(enabled=output not in (None, "-"), unit="articles") as bar:
         task = bar.add("titling")
         while chunk := list(itertools.islice(articles, CHUNK_ARTICLES)):
@@ -216,7 +210,7 @@ def evaluate_title(
     from zhtext.tasks.title import TitleGenerator
     from zhtext.tasks.titledata import read_pairs
 
-    decoding = _decoding(locals())
+    decoding = decode_options(TitleGenerator, locals())
     pairs = read_pairs(data)[:limit]  # a bad --data file fails before the model loads
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
     scores = gen.evaluate(pairs, decoding)

@@ -85,11 +85,35 @@ def test_ctrl_c_while_the_cli_imports_is_one_line_status_130():
     assert proc.stderr.decode() == "zhtext: interrupted\n" and proc.stdout == b""
 
 
-def test_bad_option_prints_usage_and_exits_2(monkeypatch, capsys):
-    code, out, err = run_cli(monkeypatch, capsys, "segment", "--no-such-option")
-    assert code == 2 and out == ""
-    assert "Usage: zhtext segment" in err and "No such option: --no-such-option" in err
-    assert "Traceback" not in err
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["segment", "--no-such-option"], "no such option: --no-such-option"),
+        (["tag", "in.txt", "-m", "m", "--nbest", "2"], "no such option: --nbest (did you mean --n-best?)"),
+        (["tag", "in.txt"], "missing option -m/--model"),
+        (["similar", "--index", "i.npy", "--texts", "t.txt"], "missing argument QUERIES"),
+        (["tag", "in.txt", "-m", "m", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["tag", "in.txt", "-m", "m", "--batch-size=-3"], "--batch-size must be at least 1, got -3"),
+        (["similar", "q", "--index", "i.npy", "--texts", "t.txt", "-k0"], "-k must be at least 1, got 0"),
+        (["similar", "q", "--index", "i.npy", "--texts", "t.txt", "--neighbours", "0"],
+         "--neighbours must be at least 1, got 0"),
+        (["tag", "in.txt", "-m", "m", "--batch-size", "lots"], "--batch-size must be a whole number, got 'lots'"),
+        (["generate", "x", "-m", "m", "--top-p", "1.5"], "--top-p must be at most 1, got 1.5"),
+        (["generate", "x", "-m", "m", "--top-p", "0"], "--top-p must be more than 0, got 0"),
+        (["generate", "x", "-m", "m", "--temperature", "nan"], "--temperature must be more than 0, got nan"),
+        (["tag", "in.txt", "-m", "m", "--format", "xml"], "--format must be one of jsonl, conll, got 'xml'"),
+        (["discover", "in.txt", "--format", "csv"], "--format must be one of tsv, jieba, got 'csv'"),
+        (["generate", "x", "-m", "m", "--min-new-tokens", "9", "--max-new-tokens", "3"],
+         "--min-new-tokens (9) cannot exceed --max-new-tokens (3)"),
+        (["generate", "x", "-m", "m", "--num", "3", "--beam", "2"],
+         "--num (3) cannot exceed --beam (2): beam search returns the best of its beams"),
+        (["segment", "a.txt", "b.txt"], "got unexpected extra argument(s) (b.txt)"),
+        (["segmnet"], "no such command 'segmnet'. Did you mean 'segment'?"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_option_as_typed_and_status_2(monkeypatch, capsys, args, line):
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert (code, out, err) == (2, "", f"zhtext: error: {line}\n")
 
 
 @pytest.mark.parametrize(

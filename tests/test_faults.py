@@ -16,6 +16,28 @@ Outputs (``-o``):
 Signals: SIGTERM and SIGHUP end a command like Ctrl-C: one line, exit 143 / 129, no temporary file,
 and a training run saves its resumable checkpoint.
 
+Option values, results that would be silent zeros, and messages about the input:
+
+| case                                              | expected                                                  |
+|---------------------------------------------------|-----------------------------------------------------------|
+| a count below its range (``--batch-size 0``,      | exit 2, one line "--OPTION must be at least N, got X",    |
+| ``--top -1``, ``--limit -1``, ``--epochs 0`` ...) | the option as typed (``-k`` or ``--neighbours``)          |
+| a probability or rate out of range                | exit 2, "--top-p must be more than 0", "--dropout must be |
+| (``--top-p 0``, ``--dropout 1.5``, ``--lr 0``)    | less than 1", ...                                         |
+| two decoding options that contradict              | exit 2, one line naming both options                      |
+| an unknown, missing or valueless option           | exit 2, one line ("no such option", "missing option")     |
+| ``evaluate segment`` on empty files               | exit 1, "nothing to score", no zeros printed              |
+| STS pairs whose gold scores are all equal         | exit 1, says why (no NaN spearman), before a model loads  |
+| a model whose vectors are all equal, or NaN       | exit 1, says why instead of a NaN spearman                |
+| ``title`` on an empty input                       | exit 0, one warning line, an empty output                 |
+| ``generate --file`` on an empty input             | exit 1, "no prompt"                                       |
+| raw text given to a tagger to train or score      | exit 1, "looks like raw text, not labelled data"          |
+| UTF-16 or UTF-32 input, with or without a BOM     | exit 1, "looks like UTF-16 ...; give --encoding utf-16-le"|
+| ``--encoding utf-16`` on a file without a BOM     | exit 1, "has no UTF-16 byte-order mark; give ... -le"     |
+| bad bytes past the first megabyte                 | exit 1, the offset and "(use --encoding to name ...)"     |
+| a missing input to a model command                | exit 1, "no such file", before the model loads            |
+| a folder given as a data file (``--train .``)     | exit 1, "... is a directory, not a text file"             |
+
 Output handling is never tried on the real ``/dev/stdout`` or ``/dev/full``: as root a broken
 writer would replace them with regular files. A FIFO, a symlink and a device node made in a
 temporary folder stand in for them.
@@ -23,6 +45,7 @@ temporary folder stand in for them.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import stat
@@ -224,3 +247,214 @@ def test_a_training_run_saves_its_checkpoint_on_sigterm(tmp_path):
         Trainer(Loss(), TrainConfig(output=tmp_path, epochs=3, progress=False), batches, 4).fit()
     saved = torch.load(checkpoint_path(tmp_path), weights_only=False)
     assert saved["loop"]["epoch"] == 1 and saved["loop"]["step"] == 6
+
+
+# ---------------------------------------------------------------- option values, silent zeros, input messages
+
+
+def assert_usage_error(res: subprocess.CompletedProcess, line: str) -> None:
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == "" and res.stderr == f"zhtext: error: {line}\n", res.stderr
+
+
+# Every range is declared once, on the option; these are refused before anything is read (the
+# files named need not exist). (arguments, the one line after "zhtext: error: ").
+MODEL = ["-m", "no-model"]
+TRAIN = ["--train", "t.txt", "-o", "out", "--from-scratch"]
+BAD_OPTION_VALUES = [
+    (["tag", "in.txt", *MODEL, "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["tag", "in.txt", *MODEL, "--batch-size", "-1"], "--batch-size must be at least 1, got -1"),
+    (["tag", "in.txt", *MODEL, "--n-best", "0"], "--n-best must be at least 1, got 0"),
+    (["discover", "in.txt", "--top", "-1"], "--top must be at least 1, got -1"),
+    (["discover", "in.txt", "--max-n", "5"], "--max-n must be at most 4, got 5"),
+    (["discover", "in.txt", "--min-count", "0"], "--min-count must be at least 1, got 0"),
+    (["discover", "in.txt", "--iterations", "-1"], "--iterations must be at least 0, got -1"),
+    (["discover", "in.txt", "--min-len", "0"], "--min-len must be at least 1, got 0"),
+    (["evaluate", "gpt", *MODEL, "--data", "d.txt", "--limit", "-1"], "--limit must be at least 1, got -1"),
+    (["evaluate", "gpt", *MODEL, "--data", "d.txt", "--heldout-every", "1"],
+     "--heldout-every must be at least 2, got 1"),
+    (["evaluate", "title", *MODEL, "--data", "d.tsv", "--limit", "-1"], "--limit must be at least 1, got -1"),
+    (["train", "title", *TRAIN, "--dev-limit", "-1"], "--dev-limit must be at least 1, got -1"),
+    (["train", "title", *TRAIN, "--max-source-len", "0"], "--max-source-len must be at least 1, got 0"),
+    (["train", "title", *TRAIN, "--max-target-len", "0"], "--max-target-len must be at least 1, got 0"),
+    (["train", "tagger", *TRAIN, "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["train", "tagger", *TRAIN, "--dropout", "1.5"], "--dropout must be less than 1, got 1.5"),
+    (["train", "tagger", *TRAIN, "--dropout", "-0.1"], "--dropout must be at least 0, got -0.1"),
+    (["train", "tagger", *TRAIN, "--head-lr", "0"], "--head-lr must be more than 0, got 0"),
+    (["train", "tagger", *TRAIN, "--max-len", "2"], "--max-len must be at least 3, got 2"),
+    (["train", "gpt", *TRAIN, "--block-size", "0"], "--block-size must be at least 2, got 0"),
+    (["train", "gpt", *TRAIN, "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["train", "gpt", *TRAIN, "--batch-size", "-1"], "--batch-size must be at least 1, got -1"),
+    (["train", "gpt", *TRAIN, "--max-steps", "0"], "--max-steps must be at least 1, got 0"),
+    (["train", "gpt", *TRAIN, "--grad-accum", "0"], "--grad-accum must be at least 1, got 0"),
+    (["train", "gpt", *TRAIN, "--eval-every", "0"], "--eval-every must be at least 1, got 0"),
+    (["train", "gpt", *TRAIN, "--layers", "0"], "--layers must be at least 1, got 0"),
+    (["train", "gpt", *TRAIN, "--hidden", "0"], "--hidden must be at least 1, got 0"),
+    (["train", "gpt", *TRAIN, "--max-seconds", "-5"], "--max-seconds must be at least 0, got -5"),
+    (["train", "gpt", *TRAIN, "--lr", "-1e-3"], "--lr must be more than 0, got -0.001"),
+    (["train", "gpt", *TRAIN, "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["train", "gpt", *TRAIN, "--max-vocab", "2"], "--max-vocab must be at least 5, got 2"),
+    (["train", "embed", *MODEL, "--train", "t.txt", "-o", "out", "--dim", "0"], "--dim must be at least 1, got 0"),
+    (["embed", "in.txt", *MODEL, "--max-len", "1"], "--max-len must be at least 2, got 1"),
+    (["similar", "q", "--index", "i.npy", "--texts", "t.txt", "-k", "0"], "-k must be at least 1, got 0"),
+    (["similar", "q", "--index", "i.npy", "--texts", "t.txt", "--neighbours=-2"],
+     "--neighbours must be at least 1, got -2"),
+    (["generate", "x", *MODEL, "--max-new-tokens", "-1"], "--max-new-tokens must be at least 0, got -1"),
+    (["generate", "x", *MODEL, "--min-new-tokens", "-1"], "--min-new-tokens must be at least 0, got -1"),
+    (["generate", "x", *MODEL, "--no-repeat-ngram", "-1"], "--no-repeat-ngram must be at least 0, got -1"),
+    (["generate", "x", *MODEL, "--top-k", "-1"], "--top-k must be at least 0, got -1"),
+    (["generate", "x", *MODEL, "--top-p", "0"], "--top-p must be more than 0, got 0"),
+    (["generate", "x", *MODEL, "--top-p", "1.5"], "--top-p must be at most 1, got 1.5"),
+    (["generate", "x", *MODEL, "--temperature", "0"], "--temperature must be more than 0, got 0"),
+    (["generate", "x", *MODEL, "--repetition-penalty", "0"], "--repetition-penalty must be more than 0, got 0"),
+    (["generate", "x", *MODEL, "--beam", "0"], "--beam must be at least 1, got 0"),
+    (["generate", "x", *MODEL, "--num", "0"], "--num must be at least 1, got 0"),
+    (["generate", "x", *MODEL, "--seed", "-3"], "--seed must be at least 0, got -3"),
+    (["title", "in.txt", *MODEL, "--temperature", "-1"], "--temperature must be more than 0, got -1"),
+    (["title", "in.txt", *MODEL, "--min-new-tokens", "40"], "--min-new-tokens (40) cannot exceed --max-new-tokens (32)"),
+    (["generate", "x", *MODEL, "--num", "3", "--beam", "2"],
+     "--num (3) cannot exceed --beam (2): beam search returns the best of its beams"),
+    (["generate", "x", *MODEL, "--sample", "--beam", "3"], "--sample and --beam do not mix: choose one"),
+    (["pipe", "in.txt", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["tag", "in.txt", *MODEL, "--batch-size", "many"], "--batch-size must be a whole number, got 'many'"),
+    (["tag", "in.txt", *MODEL, "--format", "xml"], "--format must be one of jsonl, conll, got 'xml'"),
+    (["evaluate", "tagger", *MODEL, "--data", "d.txt", "--input-format", "csv"],
+     "--input-format must be one of auto, conll, cluener, segmented, got 'csv'"),
+    (["tag", "in.txt"], "missing option -m/--model"),
+    (["tag", "in.txt", *MODEL, "--nbest", "2"], "no such option: --nbest (did you mean --n-best?)"),
+    (["tag", "in.txt", *MODEL, "--n-best"], "option '--n-best' requires an argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "line"), BAD_OPTION_VALUES, ids=[" ".join(a) for a, _ in BAD_OPTION_VALUES])
+def test_a_bad_option_value_is_one_line_naming_the_option_exit_2(tmp_path, args, line):
+    res = zhtext(*args, cwd=tmp_path)
+    assert_usage_error(res, line)
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
+
+
+def test_evaluate_segment_on_empty_files_is_an_error_not_zeros(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\n", encoding="utf-8")
+    assert_one_error(zhtext("evaluate", "segment", "--gold", empty, "--pred", empty, cwd=tmp_path),
+                     "nothing to score: the gold is empty")
+    assert_one_error(zhtext("evaluate", "segment", "--gold", blank, "--pred", blank, "--json", cwd=tmp_path),
+                     "nothing to score: the gold has no words")
+    assert_one_error(zhtext("evaluate", "segment", "--gold", blank, "--dict", "jieba", cwd=tmp_path),
+                     "nothing to score")
+    res = zhtext("evaluate", "segment", "--gold", blank, "--pred", empty, cwd=tmp_path)
+    assert_one_error(res, "the gold has 2 lines but the segmentation has 0")
+    assert res.stdout == ""
+
+
+def test_constant_sts_gold_is_an_error_naming_why_before_the_model_loads(tmp_path):
+    data = tmp_path / "sts.tsv"
+    data.write_text("今天天气好\t天气不错\t3\n我爱北京\t北京很大\t3.0\n", encoding="utf-8")
+    res = zhtext("evaluate", "embed", "-m", "no-model", "--data", data, cwd=tmp_path)
+    assert_one_error(res, "every pair has the gold score 3; a rank correlation needs at least two different scores")
+
+
+@pytest.mark.parametrize(("weights", "why"), [(0.0, "every pair has the same cosine"), (math.nan, "NaN")])
+def test_a_model_that_cannot_rank_is_an_error_not_a_nan_spearman(tmp_path, weights, why):
+    import torch
+    from transformers import BertModel
+
+    from zhtext.errors import ZhtextError
+    from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
+    from zhtext.tasks.embed import Embedder
+
+    pairs = [("今天天气好", "天气不错", 4.0), ("我爱北京", "北京很大", 2.0), ("你好", "再见", 0.0)]
+    vocab = build_char_vocab([s for pair in pairs for s in pair[:2]])
+    char_tokenizer(vocab, tmp_path)
+    model = BertModel(small_bert_config(len(vocab), layers=1, hidden=16, heads=2))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(weights)  # zero: one vector for every sentence; NaN: NaN vectors
+    model.save_pretrained(tmp_path)
+    embedder = Embedder.load(str(tmp_path), pooling="cls")
+    with pytest.raises(ZhtextError, match=why):
+        embedder.evaluate(pairs)
+
+
+def test_title_on_an_empty_input_warns_and_writes_an_empty_output(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n", encoding="utf-8")
+    out = tmp_path / "titles.txt"
+    res = zhtext("title", empty, "-m", "no-model", "-o", out, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == f"zhtext: warning: no article in {empty}: nothing to title\n"
+    assert out.read_text(encoding="utf-8") == "" and leftovers(tmp_path) == []
+    res = zhtext("title", "--lines", "-m", "no-model", cwd=tmp_path, stdin="\n \n")
+    assert (res.returncode, res.stdout) == (0, "")
+    assert res.stderr == "zhtext: warning: no articles in <stdin>: nothing to title\n"
+    assert_one_error(zhtext("generate", "--file", empty, "-m", "no-model", cwd=tmp_path), "no prompt")
+
+
+def test_raw_text_is_refused_as_tagger_data(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text("我爱北京天安门\n今天天气不错\n", encoding="utf-8")
+    labelled = tmp_path / "train.txt"
+    labelled.write_text("我 爱 北京\n今天 天气 不错\n", encoding="utf-8")
+    out = tmp_path / "model"
+    expected = "looks like raw text, not labelled data"
+    assert_one_error(zhtext("train", "tagger", "--train", raw, "--from-scratch", "-o", out, "-q", cwd=tmp_path),
+                     str(raw), expected)
+    assert_one_error(zhtext("train", "tagger", "--train", labelled, "--dev", raw, "--from-scratch", "-o", out,
+                            "-q", cwd=tmp_path), str(raw), expected)
+    # The data is read before the model loads: no model is needed to be told.
+    assert_one_error(zhtext("evaluate", "tagger", "-m", "no-model", "--data", raw, cwd=tmp_path), expected)
+    assert_one_error(zhtext("evaluate", "tagger", "-m", "no-model", "--data", raw, "--input-format", "segmented",
+                            cwd=tmp_path), expected)
+    # A space here and there does not make running text a segmented corpus.
+    raw.write_text("我爱北京天安门，天安门上太阳升 伟大领袖毛主席\n", encoding="utf-8")
+    assert_one_error(zhtext("evaluate", "tagger", "-m", "no-model", "--data", raw, cwd=tmp_path), expected)
+    assert_one_error(zhtext("train", "tagger", "--train", tmp_path, "--from-scratch", "-o", out, cwd=tmp_path),
+                     "is a directory, not a text file")
+
+
+@pytest.mark.parametrize(
+    ("codec", "named"),
+    [("utf-16", "looks like UTF-16; give --encoding utf-16"),
+     ("utf-16-le", "looks like UTF-16 (little-endian, no byte-order mark); give --encoding utf-16-le"),
+     ("utf-32-be", "looks like UTF-32 (big-endian, no byte-order mark); give --encoding utf-32-be")],
+)
+@pytest.mark.parametrize("command", [["segment"], ["discover"], ["pipe", "--steps", "segment"]])
+def test_utf16_input_is_named_with_the_encoding_to_give(tmp_path, codec, named, command):
+    path = tmp_path / "wide.txt"
+    path.write_bytes(WORDS.encode(codec))
+    assert_one_error(zhtext(*command, path, "-o", tmp_path / "out.txt", cwd=tmp_path), f"{path} {named}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.txt"]
+
+
+def test_utf16_named_without_a_byte_order_mark_is_one_line(tmp_path):
+    path = tmp_path / "le.txt"
+    path.write_bytes(WORDS.encode("utf-16-le"))
+    for command in (["discover"], ["segment"]):
+        res = zhtext(*command, path, "--encoding", "utf-16", "-o", tmp_path / "out.txt", cwd=tmp_path)
+        assert_one_error(res, "has no UTF-16 byte-order mark; give --encoding utf-16-le")
+    res = zhtext("segment", path, "--encoding", "utf-16-le", cwd=tmp_path)
+    assert (res.returncode, res.stdout) == (0, SEGMENTED)
+
+
+def test_bad_bytes_past_the_first_megabyte_keep_the_hint(tmp_path):
+    good = WORDS.encode("utf-8") * (2 * (1 << 20) // len(WORDS.encode("utf-8")))
+    path = tmp_path / "late.txt"
+    path.write_bytes(good + b"\xff\xfe\n")
+    res = zhtext("segment", path, "-o", tmp_path / "out.txt", "-q", cwd=tmp_path)
+    assert_one_error(res, f"cannot decode byte at offset {len(good)} as utf-8 (use --encoding to name the right one)")
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["tag"], ["title"], ["embed"], ["evaluate", "tagger", "--data"], ["evaluate", "gpt", "--data"],
+    ["evaluate", "title", "--data"], ["evaluate", "embed", "--data"], ["generate", "--file"],
+])
+def test_model_commands_check_their_input_before_loading_the_model(tmp_path, command):
+    """The model named does not exist: only an input checked first gives "no such file"."""
+    res = zhtext(*command, tmp_path / "missing.txt", "-m", tmp_path / "no-model", cwd=tmp_path)
+    assert_one_error(res, f"no such file: {tmp_path / 'missing.txt'}")
+    (tmp_path / "wide.txt").write_bytes(WORDS.encode("utf-16"))
+    res = zhtext(*command, tmp_path / "wide.txt", "-m", tmp_path / "no-model", cwd=tmp_path)
+    assert_one_error(res, "looks like UTF-16")

@@ -455,8 +455,8 @@ def test_cli_train_and_evaluate_gpt(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["generate", "x", "--model", "/nonexistent/model"], "no such directory"),
     (["generate", "x", "--file", "p.txt", "--model", "m"], "not both"),
-    (["generate", "x", "--model", "m", "--top-p", "1.5"], "top_p"),
-    (["generate", "x", "-m", "m", "--sample", "--beam", "2"], "do not mix"),
+    (["generate", "x", "--model", "m", "--top-p", "1.5"], "zhtext: error: --top-p must be at most 1, got 1.5"),
+    (["generate", "x", "-m", "m", "--sample", "--beam", "2"], "zhtext: error: --sample and --beam do not mix"),
     (["generate", "--file", "/nonexistent.txt", "--model", "m"], "nonexistent"),
     (["train", "gpt", "--train", "x.txt", "-o", "o"], "--from-scratch"),
 ])

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import codecs
 import os
+import random
+import re
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -123,3 +126,95 @@ def test_one_codec_policy_for_both_line_readers(tmp_path, codec):
     assert [text for n, _, text, _ in numbered if n != 301] == lines[:300] + lines[301:]
     with pytest.raises(ZhtextError, match=f"offset {at} as {codec}"):
         list(iter_lines(path))
+
+
+# ---------------------------------------------------------------- UTF-16 and UTF-32, hints, errors at the call
+
+WIDE = "第一行：自然语言处理\n一丁七万丈三上下不与\nEnglish words too\n"
+
+
+@pytest.mark.parametrize(
+    ("codec", "named"),
+    [
+        ("utf-16", "UTF-16; give --encoding utf-16"),
+        ("utf-32", "UTF-32; give --encoding utf-32"),
+        ("utf-16-le", "UTF-16 (little-endian, no byte-order mark); give --encoding utf-16-le"),
+        ("utf-16-be", "UTF-16 (big-endian, no byte-order mark); give --encoding utf-16-be"),
+        ("utf-32-le", "UTF-32 (little-endian, no byte-order mark); give --encoding utf-32-le"),
+    ],
+)
+def test_utf16_and_utf32_are_named_with_the_encoding_to_give(tmp_path, codec, named):
+    path = tmp_path / "wide.txt"
+    path.write_bytes(WIDE.encode(codec))
+    with pytest.raises(ZhtextError, match=f"^{path} looks like {re.escape(named)}$"):
+        iter_lines(path)
+    assert list(iter_lines(path, codec)) == WIDE.splitlines()  # the named encoding reads it
+
+
+@pytest.mark.parametrize("text", ["只有中文的一行一二三一", "only English here", "一一一\n"])
+def test_bom_less_utf16_byte_order_is_told_apart(text):
+    from zhtext.io.reading import wide_encoding
+
+    assert wide_encoding(text.encode("utf-16-le")) == "utf-16-le"
+    assert wide_encoding(text.encode("utf-16-be")) == "utf-16-be"
+
+
+def test_binary_data_is_not_taken_for_utf16():
+    from zhtext.io.reading import wide_encoding
+
+    rng = random.Random(0)
+    for sample in (bytes(range(256)) * 4, b"\x00" * 64, bytes(rng.randrange(256) for _ in range(4096))):
+        assert wide_encoding(sample) is None
+        with pytest.raises(ZhtextError, match="binary"):
+            detect_encoding(sample)
+
+
+def test_utf16_given_without_a_byte_order_mark_names_the_byte_order(tmp_path):
+    path = tmp_path / "le.txt"
+    path.write_bytes(WIDE.encode("utf-16-le"))
+    with pytest.raises(ZhtextError, match="has no UTF-16 byte-order mark; give --encoding utf-16-le$"):
+        iter_lines(path, "utf-16")
+    path.write_bytes(WIDE.encode("utf-32-le"))
+    with pytest.raises(ZhtextError, match="looks like UTF-32 .*; give --encoding utf-32-le$"):
+        iter_lines(path, "utf-16")
+
+
+def test_bad_bytes_past_the_first_chunk_keep_the_encoding_hint(tmp_path):
+    from zhtext.io.reading import CHUNK_BYTES, ENCODING_HINT
+
+    good = ("中文一行\n" * (CHUNK_BYTES // 12 + 10)).encode("utf-8")
+    assert len(good) > CHUNK_BYTES
+    path = tmp_path / "late.txt"
+    path.write_bytes(good + b"\xff\xfe\n")
+    with pytest.raises(ZhtextError, match=re.escape(f"offset {len(good)} as utf-8 ({ENCODING_HINT})")):
+        list(iter_lines(path))
+    path.write_bytes(b"\xff" + good)  # bad from the start: the same hint
+    with pytest.raises(ZhtextError, match=re.escape(f"({ENCODING_HINT})")):
+        list(iter_lines(path))
+    # A codec the caller named is not second-guessed.
+    with pytest.raises(ZhtextError) as named:
+        list(iter_lines(path, "utf-8"))
+    assert ENCODING_HINT not in str(named.value)
+
+
+def test_a_bad_file_fails_at_the_call_a_fifo_when_read(tmp_path):
+    """So that a command checks its input before it loads a model; a FIFO or stdin is not read
+    before it is iterated, since its first read waits for the writer."""
+    from zhtext.io.reading import iter_numbered_lines, iter_text_chunks
+
+    binary = tmp_path / "bin.dat"
+    binary.write_bytes(bytes(range(256)) * 4)
+    for reader in (iter_lines, iter_text_chunks, iter_numbered_lines):
+        with pytest.raises(ZhtextError, match="no such file"):
+            reader(tmp_path / "missing.txt")
+        with pytest.raises(ZhtextError, match="binary"):
+            reader(binary)
+        with pytest.raises(ZhtextError, match="directory"):
+            reader(tmp_path)
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    lines = iter_lines(fifo)  # returns at once: nothing is opened yet
+    writer = threading.Thread(target=lambda: fifo.write_text("甲\n乙\n", encoding="utf-8"))
+    writer.start()
+    assert list(lines) == ["甲", "乙"]
+    writer.join()

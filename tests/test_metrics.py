@@ -86,6 +86,15 @@ def test_segmentation_line_count_mismatch_names_both_counts():
         score_segmentation(iter(["a", "b", "c"]), iter(["a"]))
 
 
+@pytest.mark.parametrize(
+    ("gold", "pred", "message"),
+    [([], [], "nothing to score: the gold is empty"), (["", " "], ["", ""], "nothing to score: the gold has no words")],
+)
+def test_segmentation_with_nothing_to_score_is_an_error_not_zeros(gold, pred, message):
+    with pytest.raises(ZhtextError, match=message):
+        score_segmentation(gold, pred)
+
+
 def test_segmentation_empty_lines():
     # Empty on both sides: nothing to count. Text where the gold has none: a mismatch.
     score = score_segmentation(["", "甲  乙"], ["  ", "甲乙"])

@@ -427,7 +427,6 @@ BAD_SETS = {
     "args, message",
     [
         (["--steps", "segment", "--encoding", "nope"], "unknown encoding: nope"),
-        (["--steps", "segment", "--batch-size", "0"], "setting batch_size must be a positive integer, got 0"),
         *((["--config", text], message) for text, message in BAD_CONFIGS.items()),
         (["--config", b"\xff\xfe\x00s = 1"], "not UTF-8 text"),
         *((["--steps", "embed", "--set", "embed.model=e", "--set", item], message) for item, message in BAD_SETS.items()),
@@ -435,7 +434,7 @@ BAD_SETS = {
         (["--steps", "segment", "--input", b"\x00\x01\x02binary\n", "--encoding", "gb18030"],
          "looks like a binary file"),
     ],
-    ids=["encoding", "batch-size", *BAD_CONFIGS, "binary-config", *BAD_SETS, "binary-input",
+    ids=["encoding", *BAD_CONFIGS, "binary-config", *BAD_SETS, "binary-input",
          "binary-input-encoding"],
 )
 def test_cli_bad_settings_and_inputs_are_one_line(args, message, tmp_path, monkeypatch, capsys):

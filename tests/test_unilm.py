@@ -494,10 +494,10 @@ def test_cli_train_title_old_out_option(tmp_path, monkeypatch, capsys, pair_file
     (["train", "title", "--train", "{bad}", "-o", "{tmp}/o", "--from-scratch"], "bad.tsv:1"),
     (["train", "title", "--train", "{bad}", "-o", "{tmp}/o"], "--from-scratch"),
     (["train", "title", "--train", "{bad}", "-o", "{tmp}/o", "--from-scratch",
-      "--max-source-len", "0"], "max_source_len"),
-    (["title", "{bad}", "-m", "{model}", "--top-p", "0"], "top_p"),
+      "--max-source-len", "0"], "zhtext: error: --max-source-len must be at least 1, got 0"),
+    (["title", "{bad}", "-m", "{model}", "--top-p", "0"], "zhtext: error: --top-p must be more than 0, got 0"),
     (["title", "{bad}", "-m", "{model}", "--max-new-tokens", "2", "--min-new-tokens", "3"],
-     "min_new_tokens"),
+     "zhtext: error: --min-new-tokens (3) cannot exceed --max-new-tokens (2)"),
     (["evaluate", "title", "-m", "{model}", "--data", "{bad}"], "bad.tsv:1"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, model_dir, args, message):
@@ -505,5 +505,6 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, model_dir, args,
     bad.write_text("no tab\n", encoding="utf-8")
     args = [a.format(model=model_dir, bad=bad, tmp=tmp_path) for a in args]
     code, out, err = run_cli(monkeypatch, capsys, *args)
-    assert code == 1 and message in err and len(err.strip().splitlines()) == 1 and not out
+    usage = message.startswith("zhtext: error: --")  # a bad option value: a usage error, status 2
+    assert code == (2 if usage else 1) and message in err and len(err.strip().splitlines()) == 1 and not out
     assert not (tmp_path / "o" / "zhtext.json").exists()

@@ -126,7 +126,7 @@ def score_segmentation(
     correct, because spans over two different strings do not name the same words. Counting them
     wrong rather than skipping them keeps a broken alignment from flattering the score.
 
-    Raises ZhtextError when the two inputs have different numbers of lines.
+    Raises ZhtextError when the two inputs have different numbers of lines, or the gold no words.
     """
     vocab = None if train_words is None else {w.strip() for w in train_words} - {""}
     n_gold = n_pred = 0
@@ -157,6 +157,8 @@ def score_segmentation(
                     oov_found += hit
     if n_gold != n_pred:
         raise ZhtextError(f"the gold has {n_gold} lines but the segmentation has {n_pred}")
+    if not gold_total:  # every figure would be a 0 that reads as a score
+        raise ZhtextError(f"nothing to score: the gold {'has no words' if n_gold else 'is empty'}")
     p, r, f = _prf(correct, gold_total, pred_total)
     oov_rate = oov_recall = iv_recall = None
     if vocab is not None:

@@ -2,14 +2,21 @@
 
 Input is streamed in fixed-size byte chunks, so neither a huge file nor a huge line has to fit in
 memory at once. The encoding is detected from the first chunk: a UTF-8 BOM, then strict UTF-8, then
-GB18030; ``encoding=`` forces one. Undecodable bytes, binary files and missing files raise
-:class:`~zhtext.errors.ZhtextError` with a message fit for one line of a terminal.
+GB18030; ``encoding=`` forces one. UTF-16 and UTF-32 are recognised (by their byte-order mark, or
+by where their NUL bytes fall) only to say so: they are read with ``encoding=``. Undecodable bytes,
+binary files and missing files raise :class:`~zhtext.errors.ZhtextError` with a message fit for one
+line of a terminal.
+
+The readers open a regular file and check its first chunk when they are called, not when they are
+first iterated, so that a command finds a missing or unreadable input before it loads a model.
 """
 
 from __future__ import annotations
 
 import codecs
+import itertools
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -47,18 +54,84 @@ def _looks_binary(sample: bytes) -> bool:
     return controls > 0.1 * min(len(sample), 4096)
 
 
+# Decoding with a wrong codec is reported with this hint when zhtext chose the codec itself.
+ENCODING_HINT = "use --encoding to name the right one"
+
+# Byte-order marks, UTF-32's first: its little-endian mark starts with UTF-16's.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _common_share(text: str) -> tuple[float, float]:
+    """(share of characters usual in Chinese or English text, share of ASCII) of a decoded sample."""
+    common = ascii_ = 0
+    for ch in text:
+        cp = ord(ch)
+        if 0x20 <= cp < 0x7F or ch in "\t\n\r":
+            common += 1
+            ascii_ += 1
+        elif (0xA0 <= cp < 0x250 or 0x2000 <= cp < 0x2070 or 0x3000 <= cp < 0x3040
+              or 0x3400 <= cp < 0xA000 or 0xF900 <= cp < 0xFB00 or 0xFF00 <= cp < 0xFFF0):
+            common += 1
+    return common / max(len(text), 1), ascii_ / max(len(text), 1)
+
+
+def wide_encoding(sample: bytes) -> str | None:
+    """The UTF-16 or UTF-32 codec that ``sample`` (the first bytes of a stream) is written in, or
+    None: ``utf-16``/``utf-32`` after a byte-order mark the sample decodes after, else the byte
+    order under which the sample reads as Chinese or English text (the NUL bytes of UTF-16 fall
+    where the high bytes of ASCII characters are)."""
+    head = sample[:4096]
+    for bom, codec in _WIDE_BOMS:
+        if head.startswith(bom):
+            return codec if _decodes(head, codec) is not None else None
+    if b"\x00" not in head:
+        return None
+    best, best_score = None, (0.9, 0.0)  # 90% usual characters at least
+    for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+        text = _decodes(head, codec)
+        if text is None:
+            continue
+        score = _common_share(text)
+        # English read in the wrong byte order is all CJK: the ASCII share breaks the tie.
+        if score > best_score:
+            best, best_score = codec, score
+    return best
+
+
+def _decodes(head: bytes, codec: str) -> str | None:
+    """``head`` decoded, a character cut at its end left out; None if it does not decode."""
+    try:
+        return codecs.getincrementaldecoder(codec)().decode(head, final=False)
+    except UnicodeError:
+        return None
+
+
+def _wide_message(name: str, codec: str) -> str:
+    label = codec[:6].upper()
+    order = {"le": " (little-endian, no byte-order mark)", "be": " (big-endian, no byte-order mark)"}
+    return f"{name} looks like {label}{order.get(codec[7:], '')}; give --encoding {codec}"
+
+
+def _refuse_binary(sample: bytes, name: str) -> None:
+    wide = wide_encoding(sample)
+    if wide is not None:
+        raise ZhtextError(_wide_message(name, wide))
+    if _looks_binary(sample):
+        raise ZhtextError(f"{name} looks like a binary file, not text")
+
+
 def detect_encoding(sample: bytes, name: str = "<input>") -> str:
     """Pick the codec for a stream from its first bytes: ``utf-8-sig``, ``utf-8`` or ``gb18030``.
 
     The one codec policy of every reader: a BOM, else the codec that decodes the whole sample
     (UTF-8 first), else the one under which more of its lines decode, so that a few damaged lines
     never switch a file to the wrong codec; the readers then report the bad bytes themselves.
-    Raises ZhtextError for binary data.
+    Raises ZhtextError for binary data, and for UTF-16 or UTF-32 naming the ``--encoding`` to give.
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    if _looks_binary(sample):
-        raise ZhtextError(f"{name} looks like a binary file, not text")
+    _refuse_binary(sample, name)
     for codec in ("utf-8", "gb18030"):
         try:
             codecs.getincrementaldecoder(codec)().decode(sample, final=False)
@@ -80,22 +153,60 @@ def _pick_codec(sample: bytes, name: str, encoding: str | None) -> str:
     binary data is refused unless it is UTF-16 or UTF-32, whose text has NUL bytes), else detected."""
     if encoding is None:
         return detect_encoding(sample, name) if sample else "utf-8"
-    wide = _codec(encoding).name.startswith(("utf-16", "utf-32"))
-    if _looks_binary(sample) and not wide:
-        raise ZhtextError(f"{name} looks like a binary file, not text")
+    codec = _codec(encoding).name
+    if codec in ("utf-16", "utf-32") and sample and not sample.startswith(
+            tuple(bom for bom, wide in _WIDE_BOMS if wide == codec)):
+        # Python's utf-16 and utf-32 need the mark to know the byte order.
+        guess = wide_encoding(sample)
+        if guess is not None and not guess.startswith(codec):
+            raise ZhtextError(_wide_message(name, guess))  # UTF-32 given for UTF-16, or the reverse
+        hint = guess or f"{codec}-le or {codec}-be"
+        raise ZhtextError(f"{name} has no {codec.upper()} byte-order mark; give --encoding {hint}")
+    if not codec.startswith(("utf-16", "utf-32")):
+        _refuse_binary(sample, name)
     return encoding
+
+
+def _is_stream(source: PathLike) -> bool:
+    """Whether ``source`` is stdin, a FIFO or a device: read only when iterated, since its first
+    read waits for the writer."""
+    if str(source) == "-":
+        return True
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return False  # missing or unreadable: opened at once, to say so
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def _started(items: Iterator, source: PathLike) -> Iterator:
+    """``items`` with its first one read now when ``source`` is a file, so that a missing, binary
+    or undecodable start raises at the call."""
+    if _is_stream(source):
+        return items
+    first = next(items, _END)
+    return items if first is _END else itertools.chain([first], items)
+
+
+_END = object()
 
 
 def iter_text_chunks(
     source: PathLike, encoding: str | None = None, chunk_bytes: int | None = None
 ) -> Iterator[str]:
-    """Decode a path or ``-`` chunk by chunk; yields ``str`` pieces with newlines untouched."""
-    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    """Decode a path or ``-`` chunk by chunk; yields ``str`` pieces with newlines untouched.
+
+    A file that is missing, binary or undecodable in its first chunk raises here, at the call."""
+    return _started(_text_chunks(source, encoding, chunk_bytes or CHUNK_BYTES), source)
+
+
+def _text_chunks(source: PathLike, encoding: str | None, chunk_bytes: int) -> Iterator[str]:
     stream, name = _open_binary(source)
     try:
         first = stream.read(chunk_bytes)
-        encoding = _pick_codec(first, name, encoding)
-        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        codec = _pick_codec(first, name, encoding)
+        hint = "" if encoding else f" ({ENCODING_HINT})"
+        decoder = codecs.getincrementaldecoder(codec)(errors="strict")
         consumed = 0  # bytes handed to the decoder before the current chunk
         data = first
         while data:
@@ -104,9 +215,7 @@ def iter_text_chunks(
                 text = decoder.decode(data, final=False)
             except UnicodeDecodeError as exc:
                 offset = consumed - pending + exc.start
-                raise ZhtextError(
-                    f"{name}: cannot decode byte at offset {offset} as {encoding}"
-                ) from None
+                raise ZhtextError(f"{name}: cannot decode byte at offset {offset} as {codec}{hint}") from None
             consumed += len(data)
             if text:
                 yield text
@@ -116,7 +225,7 @@ def iter_text_chunks(
         except UnicodeDecodeError:
             pending = len(decoder.getstate()[0])
             raise ZhtextError(
-                f"{name}: truncated character at byte offset {consumed - pending} ({encoding})"
+                f"{name}: truncated character at byte offset {consumed - pending} ({codec}){hint}"
             ) from None
         if tail:
             yield tail
@@ -132,17 +241,22 @@ def iter_lines(
 
     Only ``\\n`` ends a line (as ``wc -l`` counts), so one output line per input line holds. With
     ``max_chars``, a line longer than that is yielded in pieces of about ``max_chars`` characters,
-    so memory stays bounded whatever the input; without it, lines are whole.
+    so memory stays bounded whatever the input; without it, lines are whole. A file that is
+    missing, binary or undecodable in its first chunk raises here, at the call.
     """
+    return _split_lines(iter_text_chunks(source, encoding), max_chars)
+
+
+def _split_lines(chunks: Iterator[str], max_chars: int | None) -> Iterator[str]:
     pieces: list[str] = []  # the current line so far
     held = 0
-    for chunk in iter_text_chunks(source, encoding):
+    for chunk in chunks:
         parts = chunk.split("\n")
         for part in parts[:-1]:
             pieces.append(part)
             line = "".join(pieces)
             pieces, held = [], 0
-            yield line[:-1] if line.endswith("\r") else line
+            yield line.removesuffix("\r")
         if parts[-1]:
             pieces.append(parts[-1])
             held += len(parts[-1])
@@ -151,7 +265,7 @@ def iter_lines(
                 pieces, held = [], 0
     if pieces:
         line = "".join(pieces)
-        yield line[:-1] if line.endswith("\r") else line
+        yield line.removesuffix("\r")
 
 
 def iter_many_lines(
@@ -173,14 +287,24 @@ def iter_numbered_lines(
     over ``max_bytes`` ("longer than ..."), which is skipped without being held in memory. The
     codec is chosen as :func:`iter_lines` chooses it (:func:`detect_encoding`). A codec whose newline is not
     the byte ``\\n`` (UTF-16, UTF-32) is read with :func:`iter_lines`, where a bad byte ends the run.
+    A missing or binary file, or one in an unknown encoding, raises here, at the call.
     """
     if encoding is not None and "\n".encode(_codec(encoding).name) != b"\n":
-        encoder = codecs.getincrementalencoder(encoding)()
-        end = 0
-        for number, line in enumerate(iter_lines(source, encoding), 1):
-            end += len(encoder.encode(line + "\n"))
-            yield number, end, line, None
-        return
+        return _wide_numbered_lines(iter_lines(source, encoding), encoding)
+    return _started(_numbered_lines(source, encoding, max_bytes), source)
+
+
+def _wide_numbered_lines(lines: Iterator[str], encoding: str) -> Iterator[tuple[int, int, str, str | None]]:
+    encoder = codecs.getincrementalencoder(encoding)()
+    end = 0
+    for number, line in enumerate(lines, 1):
+        end += len(encoder.encode(line + "\n"))
+        yield number, end, line, None
+
+
+def _numbered_lines(
+    source: PathLike, encoding: str | None, max_bytes: int | None
+) -> Iterator[tuple[int, int, str, str | None]]:
     stream, name = _open_binary(source)
     try:
         first = stream.read(CHUNK_BYTES)

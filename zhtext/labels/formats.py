@@ -19,7 +19,6 @@ import json
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 from zhtext.errors import ZhtextError
@@ -283,12 +282,35 @@ def check_format(format: str) -> str:
     return format
 
 
+# A segmented corpus whose words average more characters than this is running text, not words.
+MAX_MEAN_WORD_CHARS = 8
+
+
 def read_examples(path: PathLike, format: str = "auto", encoding: str | None = None) -> list[Example]:
     """Read all examples of a file in ``format`` (one of :data:`FORMATS`; ``auto`` guesses), decoded
-    with ``encoding`` (default: detect UTF-8 or GB18030)."""
+    with ``encoding`` (default: detect UTF-8 or GB18030).
+
+    Raises ZhtextError for a file without examples, and for raw text read as a segmented corpus
+    (no line of two words, or "words" of sentence length): unlabelled text would train a tagger
+    on nothing and score as zeros."""
     check_format(format)
-    if not Path(path).is_file():
-        raise ZhtextError(f"no such file: {path}")
+    if str(path) == "-":  # auto detection reads the start twice
+        raise ZhtextError("labelled data is read from a file, not from stdin ('-')")
     if format == "auto":
         format = detect_format(path, encoding)
-    return list(_READERS[format](path, encoding))
+    examples = list(_READERS[format](path, encoding))
+    if not examples:
+        raise ZhtextError(f"{path} holds no examples")
+    if format == "segmented":
+        _refuse_raw_text(path, examples)
+    return examples
+
+
+def _refuse_raw_text(path: PathLike, examples: Sequence[Example]) -> None:
+    words = sum(len(ex.spans) for ex in examples)
+    chars = sum(len(ex.text) for ex in examples)
+    if words == len(examples) or chars > MAX_MEAN_WORD_CHARS * words:
+        raise ZhtextError(
+            f"{path} looks like raw text, not labelled data: give words separated by spaces "
+            "(a segmented corpus), 'char TAG' lines (CoNLL) or CLUENER JSON lines"
+        )

@@ -32,6 +32,7 @@ from zhtext.neural.trainer import TrainConfig
 from zhtext.tasks.base import Model
 from zhtext.tasks.vectors import (
     StsPairs,
+    constant_gold,
     read_fit_sentences,
     read_sts,
 )
@@ -375,8 +376,11 @@ class Embedder(Model):
         va, vb = vecs[a].astype(np.float64), vecs[b].astype(np.float64)
         norms = np.linalg.norm(va, axis=1) * np.linalg.norm(vb, axis=1)
         cosine = (va * vb).sum(axis=1) / np.maximum(norms, 1e-12)
+        rho = spearman(cosine, pairs.scores)
+        if np.isnan(rho):  # a figure of NaN would read as a score: say why there is none
+            raise ZhtextError(_no_correlation(cosine, pairs.scores))
         return {
-            "spearman": spearman(cosine, pairs.scores),
+            "spearman": rho,
             "pairs": len(pairs),
             "dim": self.dim,
             "whitened": self._whitening is not None,
@@ -421,6 +425,18 @@ def _saved_meta(name_or_dir: str | os.PathLike) -> dict[str, Any]:
     if path.is_dir() and (path / META_FILE).is_file():
         return load_task_meta(path, Embedder.task)
     return {}
+
+
+def _no_correlation(cosine: np.ndarray, scores: np.ndarray) -> str:
+    """Why Spearman's correlation of ``cosine`` and gold ``scores`` is undefined."""
+    if np.isnan(scores).any():
+        return "some gold scores are NaN"
+    if scores.min() == scores.max():
+        return constant_gold(scores)
+    if not np.isfinite(cosine).all():
+        return "the model gave vectors with NaN or infinite values (are its weights broken?)"
+    return (f"every pair has the same cosine ({cosine[0]:.4f}): the model gives these sentences one "
+            "vector, so it cannot rank them")
 
 
 def _sts_pairs(data: StsData, encoding: str | None = None) -> StsPairs:

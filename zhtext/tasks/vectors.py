@@ -33,6 +33,7 @@ __all__ = [
     "index_meta_path",
     "load_index",
     "read_fit_sentences",
+    "constant_gold",
     "read_sts",
     "save_index",
     "save_index_meta",
@@ -125,7 +126,15 @@ def read_sts(path: str | os.PathLike, encoding: str | None = None) -> StsPairs:
     pairs = StsPairs.from_rows(_sts_rows(_nonblank(path, encoding), path))
     if len(pairs) < 2:
         raise ZhtextError(f"{path}: need at least 2 scored pairs, found {len(pairs)}")
+    if pairs.scores.min() == pairs.scores.max():  # the correlation would be NaN
+        raise ZhtextError(f"{path}: {constant_gold(pairs.scores)}")
     return pairs
+
+
+def constant_gold(scores: np.ndarray) -> str:
+    """Why no rank correlation can be computed against gold ``scores`` that are all equal."""
+    return (f"every pair has the gold score {scores[0]:g}; a rank correlation needs at least two "
+            "different scores")
 
 
 def read_fit_sentences(path: str | os.PathLike, encoding: str | None = None) -> Iterator[str]:
