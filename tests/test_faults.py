@@ -32,6 +32,7 @@ Option values, results that would be silent zeros, and messages about the input:
 | ``title`` on an empty input                       | exit 0, one warning line, an empty output                 |
 | ``generate --file`` on an empty input             | exit 1, "no prompt"                                       |
 | raw text given to a tagger to train or score      | exit 1, "looks like raw text, not labelled data"          |
+| tagger data without a single entity               | exit 1, "holds no labels"                                 |
 | UTF-16 or UTF-32 input, with or without a BOM     | exit 1, "looks like UTF-16 ...; give --encoding utf-16-le"|
 | ``--encoding utf-16`` on a file without a BOM     | exit 1, "has no UTF-16 byte-order mark; give ... -le"     |
 | bad bytes past the first megabyte                 | exit 1, the offset and "(use --encoding to name ...)"     |
@@ -412,6 +413,12 @@ def test_raw_text_is_refused_as_tagger_data(tmp_path):
     assert_one_error(zhtext("evaluate", "tagger", "-m", "no-model", "--data", raw, cwd=tmp_path), expected)
     assert_one_error(zhtext("train", "tagger", "--train", tmp_path, "--from-scratch", "-o", out, cwd=tmp_path),
                      "is a directory, not a text file")
+    # Records or CoNLL lines without a single entity are no labels either.
+    for name, body in [("none.json", '{"text": "我爱北京"}\n{"text": "你好", "label": {}}\n'),
+                       ("none.conll", "我 O\n爱 O\n\n北 O\n")]:
+        (tmp_path / name).write_text(body, encoding="utf-8")
+        assert_one_error(zhtext("evaluate", "tagger", "-m", "no-model", "--data", tmp_path / name, cwd=tmp_path),
+                         f"{tmp_path / name} holds no labels: not one entity in its 2 example(s)")
 
 
 @pytest.mark.parametrize(

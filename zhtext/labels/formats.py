@@ -290,9 +290,9 @@ def read_examples(path: PathLike, format: str = "auto", encoding: str | None = N
     """Read all examples of a file in ``format`` (one of :data:`FORMATS`; ``auto`` guesses), decoded
     with ``encoding`` (default: detect UTF-8 or GB18030).
 
-    Raises ZhtextError for a file without examples, and for raw text read as a segmented corpus
-    (no line of two words, or "words" of sentence length): unlabelled text would train a tagger
-    on nothing and score as zeros."""
+    Raises ZhtextError for a file without examples or without a single entity, and for raw text
+    read as a segmented corpus (no line of two words, or "words" of sentence length): unlabelled
+    data would train a tagger on nothing and score as zeros."""
     check_format(format)
     if str(path) == "-":  # auto detection reads the start twice
         raise ZhtextError("labelled data is read from a file, not from stdin ('-')")
@@ -303,6 +303,8 @@ def read_examples(path: PathLike, format: str = "auto", encoding: str | None = N
         raise ZhtextError(f"{path} holds no examples")
     if format == "segmented":
         _refuse_raw_text(path, examples)
+    elif not any(ex.spans for ex in examples):
+        raise ZhtextError(f"{path} holds no labels: not one entity in its {len(examples):,} example(s)")
     return examples
 
 
