@@ -104,10 +104,11 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 # ---------------------------------------------------------------- ranges
-MAX_SEED = 2**32 - 1  # numpy's limit; torch overflows past 2**64
 # Every numeric option declares its range where it is defined: Typer's min= and max= for closed
 # bounds, and these callbacks for the open ones Typer cannot say (a temperature above 0, a dropout
 # below 1). cli/app.py turns either kind of error into "--option must be ..., got X" (exit 2).
+
+MAX_SEED = 2**32 - 1  # numpy's limit (torch's is 2**64 - 1)
 
 
 def above(low: float) -> Callable[[float | None], float | None]:
@@ -178,7 +179,6 @@ LengthPenaltyOpt = Annotated[float, typer.Option(
     "--length-penalty", help="Beam search: scores are divided by length ** P.")]
 DecodeSeedOpt = Annotated[int | None, typer.Option(
     "--seed", min=0, max=MAX_SEED, help="Sampling: random seed (reproducible output).")]
-
 
 
 def decode_options(model_cls: Any, params: dict[str, Any]) -> Any:

@@ -363,7 +363,11 @@ def test_a_model_that_cannot_rank_is_an_error_not_a_nan_spearman(tmp_path, weigh
     from transformers import BertModel
 
     from zhtext.errors import ZhtextError
-    from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
+    from zhtext.neural.scratch import (
+        build_char_vocab,
+        char_tokenizer,
+        small_bert_config,
+    )
     from zhtext.tasks.embed import Embedder
 
     pairs = [("今天天气好", "天气不错", 4.0), ("我爱北京", "北京很大", 2.0), ("你好", "再见", 0.0)]

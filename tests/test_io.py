@@ -13,8 +13,8 @@ import threading
 import pytest
 
 from zhtext.errors import ZhtextError
-from zhtext.io.writing import atomic_output
 from zhtext.io.reading import detect_encoding, iter_lines
+from zhtext.io.writing import atomic_output
 
 TEXT = "第一行：中文与English混排\n第二行😀𠀀\n\n最后一行"
 

@@ -29,11 +29,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "StsPairs",
+    "constant_gold",
     "cosine_top_k",
     "index_meta_path",
     "load_index",
     "read_fit_sentences",
-    "constant_gold",
     "read_sts",
     "save_index",
     "save_index_meta",
