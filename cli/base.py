@@ -223,12 +223,19 @@ LrOpt = Annotated[float | None, typer.Option(
 SeedOpt = Annotated[int, typer.Option(
     "--seed", min=0, max=MAX_SEED, help="Random seed (initial weights, shuffling, dropout).")]
 MaxSecondsOpt = Annotated[float | None, typer.Option(
-    "--max-seconds", min=0, help="Stop after this many seconds of training (the learning rate decays over the budget).")]
+    "--max-seconds", min=0, help="Stop after this many seconds of training in all, a resumed run "
+    "counting the time already spent (the learning rate decays over the budget).")]
 MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many optimizer steps.")]
 GradAccumOpt = Annotated[int, typer.Option("--grad-accum", min=1, help="Batches per optimizer step.")]
 EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", min=1, help="Also score the dev data every N steps.")]
 DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", min=1, help="Score only the first N dev examples.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT/checkpoint.")]
+KeepCheckpointOpt = Annotated[bool, typer.Option(
+    "--keep-checkpoint", help="Keep OUTPUT/checkpoint when the run completes (to --resume it later "
+    "with more epochs or steps); by default it is removed.")]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Save into OUTPUT even if it holds other files or another model (files of "
+    "the same names are replaced), or start again over its checkpoint.")]
 
 
 def check_model_or_scratch(model: str | None, from_scratch: bool) -> None:

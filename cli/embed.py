@@ -25,6 +25,7 @@ from .base import (
     ModelOpt,
     NeighboursOpt,
     OutputOpt,
+    OverwriteOpt,
     QuietOpt,
     TrainDataOpt,
     alias,
@@ -406,6 +407,7 @@ def train_embed(
     batch_size: BatchSizeOpt = 64,
     device: DeviceOpt = None,
     encoding: EncodingOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Fit a BERT-whitening over an encoder and save both as one embedder folder.
@@ -422,7 +424,7 @@ def train_embed(
 
     config = EmbedTrainConfig(
         train=train, output=output, dev=dev, model=model, encoding=encoding, batch_size=batch_size,
-        device=device, progress=not quiet, dim=dim, max_len=max_len,
+        device=device, progress=not quiet, dim=dim, max_len=max_len, overwrite=overwrite,
         pooling=pooling.value if pooling else None,
     )  # fmt: skip
     embedder = Embedder.train(config)

@@ -12,6 +12,13 @@ Outputs (``-o``):
 | an unwritable place (``/proc/...``)    | exit 1, "cannot write ...", nothing left                   |
 | a folder that does not exist           | exit 1, "output folder does not exist"                     |
 | a temporary file of a killed run       | removed by the next write of the same output               |
+| damaged weights (header intact)        | exit 1, one line naming the model's folder, no output      |
+| a model that fails while running       | exit 1, "the model in FOLDER failed while running"         |
+| ``train -o`` a folder of other files   | exit 1 unless ``--overwrite``; the folder unchanged        |
+| a failed start of ``train``            | exit 1, one line, no output folder made                    |
+| ``train --max-seconds`` reached        | exit 0, one line: the checkpoint kept, how to go on        |
+| ``--resume``, time budget spent        | exit 1, "the time budget is spent", nothing changed        |
+| ``train --keep-checkpoint``            | the completed run's checkpoint stays (else removed)        |
 
 Signals: SIGTERM and SIGHUP end a command like Ctrl-C: one line, exit 143 / 129, no temporary file,
 and a training run saves its resumable checkpoint.
@@ -46,10 +53,13 @@ temporary folder stand in for them.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -469,3 +479,130 @@ def test_model_commands_check_their_input_before_loading_the_model(tmp_path, com
     (tmp_path / "wide.txt").write_bytes(WORDS.encode("utf-16"))
     res = zhtext(*command, tmp_path / "wide.txt", "-m", tmp_path / "no-model", cwd=tmp_path)
     assert_one_error(res, "looks like UTF-16")
+
+
+# ---------------------------------------------------------------- models and training runs
+
+NER = "".join(  # CLUENER lines, one place each
+    json.dumps({"text": text, "label": {"LOC": {place: [[start, start + len(place) - 1]]}}},
+               ensure_ascii=False) + "\n"
+    for text, place, start in [("我爱北京天安门", "北京", 2), ("他在上海工作", "上海", 2),
+                               ("广州的天气不错", "广州", 0), ("我们去杭州旅游", "杭州", 3)])
+TINY = ("--from-scratch", "--layers", "1", "--hidden", "32", "--batch-size", "2", "-q")
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """A tagger and a title model, tiny and untrained, saved as zhtext saves them."""
+    from zhtext.tasks.tagger import Tagger, TaggerTrainConfig
+    from zhtext.tasks.title import TitleGenerator
+
+    root = tmp_path_factory.mktemp("models")
+    data = root / "ner.json"
+    data.write_text(NER, encoding="utf-8")
+    Tagger.train(TaggerTrainConfig(train=str(data), output=root / "tagger", layers=1, hidden=32,
+                                   heads=1, max_steps=1, progress=False))
+    TitleGenerator.from_scratch(["今天天气很好，我们去公园", "北京是中国的首都"], layers=1, hidden=32,
+                                max_source_len=32, max_target_len=8).save(root / "title")
+    return {"tagger": root / "tagger", "title": root / "title"}
+
+
+def _damage(weights: Path, value: float | None = None) -> None:
+    """Flip every byte after the safetensors header (names and shapes stay readable), or with
+    ``value`` write that number into every float instead."""
+    data = bytearray(weights.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    if value is None:
+        data[start:] = bytes(b ^ 0xFF for b in data[start:])
+    else:
+        data[start:] = struct.pack("<f", value) * ((len(data) - start) // 4)
+    weights.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("command", "kind", "weights"), [
+    ("tag", "tagger", "model.safetensors"), ("tag", "tagger", "tagger_head.safetensors"),
+    ("title", "title", "model.safetensors"),
+])
+def test_damaged_weights_are_one_line_naming_the_folder(tmp_path, corpus, tiny_models, command,
+                                                        kind, weights):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models[kind], folder)
+    _damage(folder / weights)
+    res = zhtext(command, corpus, "-m", folder, "-o", "out.txt", cwd=tmp_path)
+    # Caught on loading (NaN, infinite or absurd values) or, for flipped bytes that still read as
+    # plausible numbers, when the model runs: either way one line naming the folder.
+    assert_one_error(res, f"{folder}", "damaged", "save or download the model again")
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_a_model_that_fails_while_running_is_one_line_naming_the_folder(tmp_path, corpus,
+                                                                        tiny_models):
+    """Large but finite weights pass the checks on loading; the scores they give do not."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models["tagger"], folder)
+    _damage(folder / "model.safetensors", 5e7)
+    res = zhtext("tag", corpus, "-m", folder, "-o", "out.txt", cwd=tmp_path)
+    assert_one_error(res, f"the model in {folder} failed while running", "may be damaged")
+    assert not (tmp_path / "out.txt").exists()
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def test_training_into_a_folder_of_other_files_needs_overwrite(tmp_path):
+    (tmp_path / "ner.json").write_text(NER, encoding="utf-8")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}\n', encoding="utf-8")
+    (out / "notes.txt").write_text("keep me\n", encoding="utf-8")
+    before = _snapshot(out)
+    res = zhtext("train", "tagger", "--train", "ner.json", "-o", out, *TINY, cwd=tmp_path)
+    assert_one_error(res, f"{out} is not empty and not a zhtext tagger model",
+                     "config.json, notes.txt", "--overwrite")
+    assert _snapshot(out) == before
+    res = zhtext("train", "tagger", "--train", "ner.json", "-o", out, "--max-steps", "1",
+                 "--overwrite", *TINY, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me\n"
+    assert json.loads((out / "zhtext.json").read_text(encoding="utf-8"))["task"] == "tagger"
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["train", "tagger", "--train", "missing.json", *TINY], "missing.json"),
+    (["train", "title", "--train", "pairs.tsv", "-m", "./no-such-model", "-q"], "no such directory"),
+    (["train", "embed", "--train", "pairs.tsv", "-m", "./no-such-model", "-q"], "no such directory"),
+    (["train", "tagger", "--train", "ner.json", "--resume", *TINY], "nothing to resume"),
+])
+def test_a_failed_start_leaves_no_folder(tmp_path, args, fragment):
+    (tmp_path / "ner.json").write_text(NER, encoding="utf-8")
+    (tmp_path / "pairs.tsv").write_text("标题\t内容\n", encoding="utf-8")
+    res = zhtext(*args, "-o", "out", cwd=tmp_path)
+    assert_one_error(res, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_time_budget_keeps_the_checkpoint_says_so_and_spans_resumes(tmp_path):
+    (tmp_path / "ner.json").write_text(NER, encoding="utf-8")
+    train = ("train", "tagger", "--train", "ner.json", "-o", "out", "--epochs", "2", *TINY)
+    checkpoint = tmp_path / "out" / "checkpoint" / "state.pt"
+    res = zhtext(*train, "--max-seconds", "0", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip().splitlines() == [(
+        "zhtext: warning: training stopped at the time budget (--max-seconds 0) at step 1 of 4; "
+        "its checkpoint out/checkpoint/state.pt is kept: --resume with a larger --max-seconds "
+        "continues the run")]
+    assert checkpoint.is_file()
+    before = _snapshot(tmp_path / "out")
+    assert_one_error(zhtext(*train, "--max-seconds", "0", "--resume", cwd=tmp_path),
+                     "the time budget is spent", "give a larger --max-seconds")
+    assert_one_error(zhtext(*train, cwd=tmp_path), "holds a training checkpoint", "--resume")
+    assert _snapshot(tmp_path / "out") == before
+    res = zhtext(*train, "--resume", "--keep-checkpoint", cwd=tmp_path)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    import torch
+
+    # The completed run's checkpoint, kept on request (without it, removed: tests/test_training.py).
+    assert torch.load(checkpoint, weights_only=False)["loop"]["step"] == 4

@@ -196,3 +196,251 @@ def test_pick_device():
     if not torch.cuda.is_available():
         with pytest.raises(ZhtextError, match="CUDA is not available"):
             pick_device("cuda")
+
+
+# ---------------------------------------------------------------- weights checked on loading
+
+
+def _edited_copy(tiny_dir, folder, edit):
+    """A copy of the tiny model's folder whose weights went through ``edit(state_dict)``."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tiny_dir[0], folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    edit(weights)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"),
+              metadata={"format": "pt"})
+    return folder
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -3e30])
+def test_damaged_weights_are_one_line_naming_the_folder(tiny_dir, tmp_path, value):
+    key = "encoder.layer.1.output.dense.weight"
+
+    def damage(weights):
+        weights[key][3, 5] = value
+
+    folder = _edited_copy(tiny_dir, tmp_path / "damaged", damage)
+    with pytest.raises(ZhtextError) as err:
+        load_model(folder)
+    message = str(err.value)
+    assert message.startswith(f"cannot load model from {folder}: its weights are damaged ({key} ")
+    assert "\n" not in message
+
+
+def test_weights_that_do_not_fit_the_config_or_lack_a_tensor(tiny_dir, tmp_path):
+    def shrink(weights):
+        weights["embeddings.word_embeddings.weight"] = weights["embeddings.word_embeddings.weight"][:-2]
+
+    folder = _edited_copy(tiny_dir, tmp_path / "shrunk", shrink)
+    rows = len(tiny_dir[2])
+    with pytest.raises(ZhtextError, match=rf"do not fit config.json \(embeddings.word_embeddings."
+                                          rf"weight has shape \[{rows - 2}, 32\], the config "
+                                          rf"implies \[{rows}, 32\]\)"):
+        load_model(folder)
+
+    def drop(weights):
+        del weights["encoder.layer.0.attention.self.query.weight"]
+
+    folder = _edited_copy(tiny_dir, tmp_path / "lacking", drop)
+    load_model(folder)  # a hub checkpoint may lack weights (a head's): transformers draws them
+    with pytest.raises(ZhtextError, match="lacks encoder.layer.0.attention.self.query.weight"):
+        load_model(folder, strict=True)  # a folder zhtext saved may not
+
+
+def test_check_weights_passes_real_weights_and_names_a_bad_tensor(tiny_dir):
+    from zhtext.neural.hub import check_weights
+
+    tensors = dict(tiny_dir[1].named_parameters())
+    tensors["ids"] = torch.arange(5)  # not floating point: not checked
+    tensors["empty"] = torch.zeros(0)
+    check_weights(tensors.items(), "here")
+    tensors["crf.transitions"] = torch.tensor([[0.0, float("-inf")]])
+    with pytest.raises(ZhtextError, match=r"^here: its weights are damaged \(crf.transitions "):
+        check_weights(tensors.items(), "here")
+
+
+def _tiny_tagger(tiny_dir):
+    from zhtext.tasks.tagger import Tagger, TaggerModel, tag_names
+
+    encoder = load_model(tiny_dir[0])
+    net = TaggerModel(encoder, tag_names(["LOC"], "BIOES"), "BIOES")
+    return Tagger(net, load_tokenizer(tiny_dir[0]), ["LOC"], "BIOES", 16)
+
+
+def test_a_tagger_head_is_checked_and_a_failure_at_run_time_names_the_folder(tiny_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from zhtext.labels.formats import Example
+    from zhtext.tasks.tagger import HEAD_FILE, Tagger
+
+    folder = _tiny_tagger(tiny_dir).save(tmp_path / "tagger")
+    tagger = Tagger.load(folder)
+    assert tagger.source == str(folder) and len(tagger(["我爱北京"])) == 1
+    # Weights that pass the checks on loading but break the model: one line naming the folder.
+    with torch.no_grad():
+        tagger.model.emit.weight.fill_(float("nan"))
+    with pytest.raises(ZhtextError, match=f"^the model in {folder} failed while running "
+                                          r"\(FloatingPointError: the emission scores are "
+                                          r"not finite\); its folder may be damaged"):
+        tagger(["我爱北京"])
+    with pytest.raises(ZhtextError, match=f"the model in {folder} failed"):
+        tagger.evaluate([Example("我爱北京", ((2, 4, "LOC"),))])  # every method, the same way
+    head = load_file(str(folder / HEAD_FILE))
+    head["crf.transitions"][0, 0] = float("nan")
+    save_file(head, str(folder / HEAD_FILE))
+    with pytest.raises(ZhtextError, match=f"cannot load {folder / HEAD_FILE}: its weights are "
+                                          r"damaged \(crf.transitions "):
+        Tagger.load(folder)
+    (folder / HEAD_FILE).write_bytes(b"\xff" * 64)  # not even a header
+    with pytest.raises(ZhtextError, match=f"cannot load {folder / HEAD_FILE}: "):
+        Tagger.load(folder)
+
+
+def test_run_failures_are_caught_once_for_every_model_class():
+    from zhtext.tasks.base import Model
+
+    class Broken(Model):
+        task = "broken"
+
+        def predict(self, texts):
+            raise IndexError("list index out of range")  # as damaged weights give
+
+        def stream(self, texts):
+            yield "first"
+            raise ZeroDivisionError("division by zero")
+
+        def evaluate(self, data):
+            return data.no_such_field  # a caller's mistake stays what it is
+
+    model = Broken()
+    model.source = "some/folder"
+    with pytest.raises(ZhtextError, match=r"^the model in some/folder failed while running "
+                                          r"\(IndexError: list index out of range\)"):
+        model("text")
+    stream = model.stream(["text"])
+    assert next(stream) == "first"
+    with pytest.raises(ZhtextError, match="ZeroDivisionError"):
+        next(stream)
+    with pytest.raises(AttributeError):
+        model.evaluate(object())
+
+
+# ---------------------------------------------------------------- model folders on disk
+
+
+def test_a_saved_model_folder_has_the_umask_mode_in_every_file(tiny_dir, tmp_path):
+    """transformers writes weights 0600; every file of a save (weights, tokenizer, head,
+    whitening, zhtext.json) and of a checkpoint gets the mode the umask gives instead."""
+    import os
+    import stat
+
+    from zhtext.neural.trainer import TrainConfig, Trainer
+    from zhtext.tasks.embed import Embedder
+
+    class Squares(torch.nn.Linear):
+        def forward(self, batch):
+            return super().forward(batch).pow(2).mean()
+
+    embedder = Embedder(tiny_dir[0], batch_size=2)
+    embedder.fit_whitening(TEXTS * 3, dim=4)
+    for umask, file_mode, dir_mode in ((0o022, 0o644, 0o755), (0o077, 0o600, 0o700)):
+        old = os.umask(umask)
+        try:
+            tagger = _tiny_tagger(tiny_dir).save(tmp_path / f"tagger-{umask:o}")
+            embed = embedder.save(tmp_path / f"embed-{umask:o}")
+            run = tmp_path / f"run-{umask:o}"
+            with pytest.warns(UserWarning, match="checkpoint .* is kept"):
+                Trainer(Squares(2, 1), TrainConfig(output=run, max_seconds=0, progress=False),
+                        lambda epoch: iter([torch.ones(1, 2)] * 2), 2).fit()
+        finally:
+            os.umask(old)
+        files = {"tagger_head.safetensors", "model.safetensors", "whitening.npz", "tokenizer.json",
+                 "config.json", "zhtext.json", "state.pt"}
+        seen = set()
+        for folder in (tagger, embed, run):
+            for path in folder.rglob("*"):
+                seen.add(path.name)
+                expected = dir_mode if path.is_dir() else file_mode
+                assert stat.S_IMODE(path.stat().st_mode) == expected, (oct(umask), path)
+        assert files <= seen
+
+
+def test_which_folders_a_training_run_may_write_into(tmp_path):
+    from zhtext.neural.modeldir import check_output_folder
+
+    def refused(folder, *fragments, **options):
+        with pytest.raises(ZhtextError) as err:
+            check_output_folder(folder, "tagger", **options)
+        for fragment in fragments:
+            assert fragment in str(err.value), str(err.value)
+
+    check_output_folder(tmp_path / "new", "tagger")  # a new folder, not made yet
+    assert not (tmp_path / "new").exists()
+    check_output_folder(tmp_path, "tagger")  # an empty one
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    save_task_meta(mine, "tagger")
+    (mine / "config.json").write_text("{}", encoding="utf-8")
+    (mine / ".saving-1-x").mkdir()  # a killed save's temporary folder
+    check_output_folder(mine, "tagger")  # this task's model: trained again in place
+    refused(mine, "nothing to resume: no ", "state.pt", "drop --resume", resume=True)
+    (mine / "checkpoint").mkdir()
+    (mine / "checkpoint" / "state.pt").write_bytes(b"state")
+    refused(mine, "holds a training checkpoint", "--resume continues", "--overwrite starts again")
+    check_output_folder(mine, "tagger", resume=True)
+    check_output_folder(mine, "tagger", overwrite=True)
+    with pytest.raises(ZhtextError, match="nothing to resume in .*: it holds a zhtext tagger model, "
+                                          "not a title model"):
+        check_output_folder(mine, "title", resume=True)
+    with pytest.raises(ZhtextError, match="not empty and not a zhtext title model \\(it holds a "
+                                          "zhtext tagger model\\); give --overwrite"):
+        check_output_folder(mine, "title")
+    check_output_folder(mine, "title", overwrite=True)
+
+    users = tmp_path / "users"
+    users.mkdir()
+    for name in ("config.json", "a.txt", "b.txt", "c.txt", "d.txt"):
+        (users / name).write_text("mine", encoding="utf-8")
+    refused(users, "not empty and not a zhtext tagger model (it holds a.txt, b.txt, c.txt, "
+            "config.json, ...); give --overwrite")
+    refused(users, "nothing to resume: no ", resume=True)
+    check_output_folder(users, "tagger", overwrite=True)
+    refused(tmp_path / "none", "nothing to resume: ", "does not exist", resume=True)
+    refused(users / "a.txt", "is a file")
+    assert sorted(p.name for p in users.iterdir()) == ["a.txt", "b.txt", "c.txt", "config.json", "d.txt"]
+
+
+def test_a_folder_a_failed_run_created_is_removed(tmp_path):
+    from zhtext.neural.modeldir import removed_if_failed
+
+    with pytest.raises(ZhtextError), removed_if_failed(tmp_path / "new") as folder:
+        (folder / "checkpoint" / ".saving-1-x").mkdir(parents=True)
+        (folder / "checkpoint" / ".saving-1-x" / "half.bin").write_bytes(b"x")
+        raise ZhtextError("bad data")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(KeyboardInterrupt), removed_if_failed(tmp_path / "kept") as folder:
+        (folder / "checkpoint").mkdir(parents=True)
+        (folder / "checkpoint" / "state.pt").write_bytes(b"x")  # an interrupted run's state
+        raise KeyboardInterrupt
+    assert (tmp_path / "kept" / "checkpoint" / "state.pt").is_file()
+    (tmp_path / "old").mkdir()
+    with pytest.raises(ZhtextError), removed_if_failed(tmp_path / "old"):
+        raise ZhtextError("bad data")
+    assert (tmp_path / "old").is_dir()  # not this run's to remove
+
+
+def test_a_damaged_whitening_is_one_line(tiny_dir, tmp_path):
+    from zhtext.tasks.embed import WHITENING_FILE, Embedder
+
+    embedder = Embedder(tiny_dir[0], batch_size=2)
+    embedder.fit_whitening(TEXTS * 3, dim=4)
+    folder = embedder.save(tmp_path / "embedder")
+    data = bytearray((folder / WHITENING_FILE).read_bytes())
+    data[200:240] = bytes(b ^ 0xFF for b in data[200:240])  # inside the arrays, past the header
+    (folder / WHITENING_FILE).write_bytes(bytes(data))
+    with pytest.raises(ZhtextError, match=f"{folder / WHITENING_FILE} is not a zhtext whitening "
+                                          "file or is damaged"):
+        Embedder.load(folder)

@@ -123,7 +123,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, accum):
 def test_max_steps_and_time_budget_stop_early_and_keep_a_checkpoint(tmp_path):
     _, history = run(tmp_path / "steps", max_steps=4)
     assert history[-1]["step"] == 4
-    _, history = run(tmp_path / "time", max_seconds=0.0)  # out of time after the first step
+    with pytest.warns(UserWarning, match="time budget .* checkpoint .* is kept"):
+        _, history = run(tmp_path / "time", max_seconds=0.0)  # out of time after the first step
     assert [h["step"] for h in history] == [1]
     assert checkpoint_path(tmp_path / "time").is_file()  # stopped early: resumable
     _, history = run(tmp_path / "time", resume=True, max_steps=6)
@@ -178,4 +179,74 @@ def test_wrong_batch_count_is_an_error(tmp_path):
     model = Regressor()
     with pytest.raises(ZhtextError, match="gave 10 batches"):
         Trainer(model, TrainConfig(output=tmp_path, progress=False), batches_factory(), 12,
+                groups=param_groups(model, 0.01)).fit()
+
+
+class FakeClock:
+    """Stands in for the trainer's ``time`` module: the trainer reads the clock once as a run
+    starts and once per optimizer step, and each reading is one second later, so a step takes a
+    second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def timed_run(out_dir, **config):
+    seed_everything(3)
+    model = Regressor()
+    cfg = TrainConfig(**{"epochs": 3, "seed": 3, "progress": False, "output": out_dir, **config})
+    trainer = Trainer(model, cfg, batches_factory(), N_BATCHES, groups=param_groups(model, 0.01))
+    return trainer, trainer.fit()
+
+
+def test_max_seconds_is_a_total_across_resumes(tmp_path, monkeypatch):
+    import zhtext.neural.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "time", FakeClock())
+    with pytest.warns(UserWarning, match=r"time budget \(--max-seconds 4\) at step 4 of 30; its "
+                      r"checkpoint .*state.pt is kept: --resume with a larger --max-seconds"):
+        _, history = timed_run(tmp_path, max_seconds=4.0)
+    assert history[-1]["step"] == 4 and checkpoint_path(tmp_path).is_file()
+    # Resumed under the same budget: nothing left to spend, said in one line.
+    with pytest.raises(ZhtextError, match=r"time budget is spent: 4 s of --max-seconds 4 .* step 4"):
+        timed_run(tmp_path, max_seconds=4.0, resume=True)
+    # A larger budget: 3 more seconds, so 3 more steps (not 7), the schedule decaying over all 7.
+    with pytest.warns(UserWarning, match="at step 7 of 30"):
+        trainer, history = timed_run(tmp_path, max_seconds=7.0, resume=True)
+    assert history[-1]["step"] == 7 and trainer.state.elapsed == 7.0
+    # The learning rate of step 7 was set with 6 of the 7 seconds spent.
+    assert history[-1]["lr"] == pytest.approx(0.01 * lr_factor(6 / 7, 0.1))
+    assert checkpoint_path(tmp_path).is_file()
+
+
+def test_the_checkpoint_goes_when_the_run_completes_unless_kept(tmp_path):
+    run(tmp_path / "removed", max_steps=3)
+    assert not (tmp_path / "removed" / "checkpoint").exists()
+    run(tmp_path / "kept", max_steps=3, keep_checkpoint=True)
+    saved = torch.load(checkpoint_path(tmp_path / "kept"), weights_only=False)
+    assert saved["loop"]["step"] == 3
+    # A kept checkpoint continues with a longer schedule.
+    _, history = run(tmp_path / "kept", max_steps=5, resume=True)
+    assert history[-1]["step"] == 5 and not checkpoint_path(tmp_path / "kept").exists()
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    model = Regressor()
+    with pytest.raises(ZhtextError, match="nothing to resume: no .*state.pt"):
+        Trainer(model, TrainConfig(output=tmp_path, resume=True, progress=False), batches_factory(),
+                N_BATCHES, groups=param_groups(model, 0.01)).fit()
+
+
+def test_a_diverging_loss_stops_with_one_line(tmp_path):
+    class Diverging(Regressor):
+        def forward(self, x, y):
+            return super().forward(x, y) * float("nan")
+
+    model = Diverging()
+    with pytest.raises(ZhtextError, match="training diverged: the loss is nan at step 1"):
+        Trainer(model, TrainConfig(output=tmp_path, progress=False), batches_factory(), N_BATCHES,
                 groups=param_groups(model, 0.01)).fit()

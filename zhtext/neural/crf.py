@@ -199,6 +199,8 @@ class CRF(nn.Module):
             start = np.where(start_ok, raw[0], FORBIDDEN)
             end = np.where(end_ok, raw[1], FORBIDDEN)
         em = emissions.detach().to("cpu", torch.float32).numpy()
+        if not np.isfinite(em).all():  # no path has a score: the model that gave them is broken
+            raise FloatingPointError("the emission scores are not finite")
         lengths = mask.sum(1).cpu().numpy()
         if top_k == 1:
             return viterbi_decode(em, lengths, transitions, start, end)

@@ -19,8 +19,10 @@ stopping by epochs, optimizer steps and/or wall-clock seconds, the progress bar,
 after each epoch (and every N steps), and resumable checkpoints: everything needed to continue —
 model, optimizer, schedule position, RNG states, the :class:`TrainState` — goes to one file,
 ``<output>/checkpoint/state.pt``, written atomically at each evaluation, at an interruption
-(Ctrl-C) and at the time budget. ``resume=True`` continues from it; an uninterrupted run and an
-interrupted-then-resumed run with the same seed reach the same weights.
+(Ctrl-C, SIGTERM) and at the time budget. ``resume=True`` continues from it; an uninterrupted run
+and an interrupted-then-resumed run with the same seed reach the same weights. A run that
+completes its schedule removes the checkpoint (unless ``keep_checkpoint``); one stopped by the
+time budget keeps it and says so. A non-finite loss stops the run with one line.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,9 +44,7 @@ import torch
 from zhtext.errors import ZhtextError
 from zhtext.io.progress import Bar
 from zhtext.io.writing import atomic_path
-
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_FILE = "state.pt"
+from zhtext.neural.modeldir import CHECKPOINT_DIR, CHECKPOINT_FILE
 
 DataSource = str | os.PathLike | Sequence[Any]
 
@@ -54,7 +55,10 @@ class TrainConfig:
 
     Data: ``train`` and ``dev`` are file paths (read with the task's reader, ``input_format`` and
     ``encoding``) or in-memory examples. ``output`` is the folder the best model is saved to
-    (Hugging Face layout + ``zhtext.json``), with ``output/checkpoint`` while training runs.
+    (Hugging Face layout + ``zhtext.json``), with ``output/checkpoint`` while training runs. It
+    must be new, empty or a model of the same task, unless ``overwrite``; ``resume`` continues the
+    run whose checkpoint it holds, and ``keep_checkpoint`` keeps that checkpoint after the schedule
+    completes (to continue later with more epochs or steps).
 
     Model: ``model`` names a checkpoint to start from (hub id or folder); without it a small model
     (``layers``, ``hidden``, ``heads`` = hidden / 64 by default, ``dropout``) is built from
@@ -66,9 +70,10 @@ class TrainConfig:
     linearly to 0 at the end of the run. The run's length is ``max_steps`` optimizer steps if
     given, else ``epochs`` epochs; with ``max_seconds`` the schedule also follows the clock
     (progress = the larger of the step and time fractions), so a time-budgeted run still ends with
-    a decayed rate. ``max_seconds`` counts this invocation's training time only. The dev set is
-    scored after each epoch and every ``eval_every`` optimizer steps, on its first ``dev_limit``
-    examples when given.
+    a decayed rate. ``max_seconds`` is a total over a run and its resumptions: a resumed run goes
+    on from the seconds already spent (``TrainState.elapsed``), in its schedule as in its stop.
+    The dev set is scored after each epoch and every ``eval_every`` optimizer steps, on its first
+    ``dev_limit`` examples when given.
     """
 
     train: DataSource | None = None
@@ -99,6 +104,7 @@ class TrainConfig:
     seed: int = 42
     resume: bool = False
     keep_checkpoint: bool = False  # keep checkpoint/ after the schedule completes
+    overwrite: bool = False  # save into a non-empty folder that is not this task's model
     progress: bool = True
     device: str | None = None
 
@@ -303,7 +309,7 @@ class Trainer:
         self._bar = Bar(enabled=config.progress, unit="steps")
         self._task = None
         self._run_start = 0.0
-        self._run_elapsed = 0.0  # this invocation's training seconds (what max_seconds limits)
+        self._run_elapsed = 0.0  # this invocation's training seconds (its speed)
         self._rng = _rng_state()  # RNG states as of the last completed step
 
     # ---------------------------------------------------------------- checkpoints
@@ -338,8 +344,8 @@ class Trainer:
 
     def _set_lr(self) -> float:
         progress = self.state.step / self.total_steps
-        if self.config.max_seconds:
-            progress = max(progress, self._run_elapsed / self.config.max_seconds)
+        if self.config.max_seconds:  # the budget is a total: resumed runs go on from its spent part
+            progress = max(progress, self.state.elapsed / self.config.max_seconds)
         factor = lr_factor(progress, self.config.warmup)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
@@ -390,8 +396,12 @@ class Trainer:
             if index < skip:
                 continue
             loss = _loss_of(self.model, batch)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise ZhtextError(f"training diverged: the loss is {value} at step {state.step + 1} "
+                                  "(a lower learning rate may help)")
             (loss / self.accum).backward()
-            pending_loss += float(loss.detach())
+            pending_loss += value
             accumulated += 1
             last_in_epoch = index + 1 == self.batches_per_epoch
             if accumulated < self.accum and not last_in_epoch:
@@ -412,10 +422,8 @@ class Trainer:
             state.elapsed = elapsed_before + self._run_elapsed
             speed = (state.step - steps_at_start) / max(1e-9, self._run_elapsed)
             self._bar.update(self._task, completed=state.step, description=f"epoch {state.epoch + 1}",
-                             status=f"loss {float(loss.detach()):.4f}  lr {lr:.2e}  {speed:.2f} it/s")
-            if state.step >= self.total_steps:
-                return True
-            if config.max_seconds is not None and self._run_elapsed >= config.max_seconds:
+                             status=f"loss {value:.4f}  lr {lr:.2e}  {speed:.2f} it/s")
+            if state.step >= self.total_steps or self._out_of_time():
                 return True
             if last_in_epoch:
                 return False
@@ -428,21 +436,29 @@ class Trainer:
 
     # ---------------------------------------------------------------- the run
 
+    def _out_of_time(self) -> bool:
+        budget = self.config.max_seconds
+        return budget is not None and self.state.elapsed >= budget
+
     def fit(self) -> list[dict[str, Any]]:
         """Train to the end of the schedule (or the budget) and return the history."""
         config = self.config
-        resuming = config.resume and self.checkpoint.is_file()
-        if resuming:
+        if config.resume:
+            if not self.checkpoint.is_file():
+                raise ZhtextError(f"nothing to resume: no {self.checkpoint}")
             self._restore()
+            if self.state.step < self.total_steps and self._out_of_time():
+                raise ZhtextError(
+                    f"the time budget is spent: {self.state.elapsed:.0f} s of --max-seconds "
+                    f"{config.max_seconds:g} trained already; give a larger --max-seconds to go on "
+                    f"from step {self.state.step}")
         else:
             seed_everything(config.seed)
         self._rng = _rng_state()
         with self._bar:
             self._task = self._bar.add("train", total=self.total_steps, completed=self.state.step)
             if config.resume:
-                self._bar.print(f"resuming at step {self.state.step} (epoch {self.state.epoch + 1})"
-                                if self.state.step else
-                                f"no checkpoint at {self.checkpoint}: starting from scratch")
+                self._bar.print(f"resuming at step {self.state.step} (epoch {self.state.epoch + 1})")
             self._run_start = time.perf_counter()
             self._run_elapsed = 0.0
             steps_at_start, elapsed_before = self.state.step, self.state.elapsed
@@ -465,4 +481,9 @@ class Trainer:
                 self._save_checkpoint()
                 self._bar.print(f"interrupted: checkpoint saved to {self.checkpoint} (continue with --resume)")
                 raise
+        if self.state.step < self.total_steps:  # stopped by the clock: say what is left on disk
+            warnings.warn(
+                f"training stopped at the time budget (--max-seconds {config.max_seconds:g}) at "
+                f"step {self.state.step} of {self.total_steps}; its checkpoint {self.checkpoint} "
+                "is kept: --resume with a larger --max-seconds continues the run", stacklevel=2)
         return list(self.state.history)

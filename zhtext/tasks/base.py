@@ -10,26 +10,76 @@
 - ``Cls.train(config)``: one :class:`~zhtext.neural.trainer.TrainConfig` (a task's subclass).
 
 The pipeline, the CLI and (later) the cluster and the server call only these verbs.
+
+A model that fails while it runs (damaged weights that passed the checks on loading give NaN
+scores, then an IndexError deep in decoding) is reported once, here: the methods that run a model
+turn such a failure into one :class:`~zhtext.errors.ZhtextError` naming the model's folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from zhtext.errors import ZhtextError
 from zhtext.neural.batching import bucketed_batches
 from zhtext.neural.decoding import DecodeConfig, resolve_decoding
-from zhtext.neural.modeldir import update_task_meta
+from zhtext.neural.hub import first_line
+from zhtext.neural.modeldir import check_output_folder, removed_if_failed, update_task_meta
 from zhtext.neural.trainer import Trainer, TrainConfig
 
 if TYPE_CHECKING:
     import torch
 
 M = TypeVar("M", bound="Model")
+
+# The methods that run a model (the verbs and what the CLI and the pipeline call besides), where
+# a failure of the model itself becomes one line naming its folder.
+_RUNS = frozenset({"predict", "nbest", "cut", "evaluate", "generate", "generate_ids", "stream",
+                   "encode", "encode_raw", "encode_and_fit", "fit_whitening"})
+# What damaged weights raise at run time (NaN scores in decoding, out-of-range ids); a TypeError
+# or an AttributeError is a caller's or a programming error and stays one.
+_MODEL_FAILURES = (ArithmeticError, IndexError, KeyError, ValueError, RuntimeError, MemoryError)
+
+
+def _run_failure(model: Model, exc: BaseException) -> ZhtextError:
+    where = f"the model in {model.source}" if model.source else "the model"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return ZhtextError(f"out of memory running {where} (a smaller batch size may fit): "
+                           f"{first_line(exc)}")
+    return ZhtextError(f"{where} failed while running ({type(exc).__name__}: {first_line(exc)}); "
+                       "its folder may be damaged: save or download the model again")
+
+
+@contextlib.contextmanager
+def _reported(model: Model) -> Iterator[None]:
+    try:
+        yield
+    except _MODEL_FAILURES as exc:  # (a ZhtextError is none of these: it passes as it is)
+        raise _run_failure(model, exc) from exc
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with a model failure raised as one line (see the module docstring)."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def run(self: Model, *args: Any, **kwargs: Any) -> Any:
+            with _reported(self):
+                yield from method(self, *args, **kwargs)
+    else:
+        @functools.wraps(method)
+        def run(self: Model, *args: Any, **kwargs: Any) -> Any:
+            with _reported(self):
+                return method(self, *args, **kwargs)
+
+    run.guarded = True  # type: ignore[attr-defined]
+    return run
 
 
 class Model:
@@ -41,11 +91,20 @@ class Model:
     config_class: ClassVar[type[TrainConfig]] = TrainConfig
     metric: ClassVar[str] = "f1"
     lower_is_better: ClassVar[bool] = False
+    resumable: ClassVar[bool] = True  # trained by the Trainer, with checkpoints
 
     device: torch.device
     batch_size: int
     meta: dict[str, Any]
     history: list[dict[str, Any]]
+    source: str | None = None  # the folder or hub id it was loaded from (named in errors)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _RUNS & vars(cls).keys():
+            method = vars(cls)[name]
+            if callable(method) and not getattr(method, "guarded", False):
+                setattr(cls, name, _guarded(method))
 
     # ---------------------------------------------------------------- the verbs
 
@@ -94,6 +153,9 @@ class Model:
             raise ZhtextError("no output folder for the model")
         if config.train is None:
             raise ZhtextError("no training data")
+        # Before anything is loaded or read: a refused folder costs nothing and stays as it was.
+        check_output_folder(config.output, cls.task, overwrite=config.overwrite,
+                            resume=config.resume and cls.resumable)
         return config
 
     @classmethod
@@ -133,9 +195,12 @@ class Model:
         def on_best(record: Mapping[str, Any]) -> None:
             model.save(out, best=dict(record))
 
-        history = Trainer(net, config, batches, math.ceil(len(rows) / size), groups=groups,
+        trainer = Trainer(net, config, batches, math.ceil(len(rows) / size), groups=groups,
                           evaluate=evaluate, on_best=on_best, metric=cls.metric,
-                          lower_is_better=cls.lower_is_better, extra_state=extra_state).fit()
+                          lower_is_better=cls.lower_is_better,
+                          extra_state={"task": cls.task, **(extra_state or {})})
+        with removed_if_failed(out):  # a run that fails before saving anything leaves no folder
+            history = trainer.fit()
         # The best model is on disk already: only its metadata gains the history.
         update_task_meta(out, history=history)
         best = cls.load(out, device=config.device, batch_size=size)

@@ -124,6 +124,7 @@ class Embedder(Model):
     task: ClassVar[str] = "embed"
     config_class: ClassVar[type[TrainConfig]] = EmbedTrainConfig
     metric: ClassVar[str] = "spearman"
+    resumable: ClassVar[bool] = False  # solved in one pass: no checkpoint to resume
 
     def __init__(
         self,
@@ -142,12 +143,13 @@ class Embedder(Model):
             raise ZhtextError(problems[0])
         if batch_size < 1:
             raise ZhtextError(f"batch size must be positive, got {batch_size}")
-        self.name = str(name_or_dir)
+        self.name = self.source = str(name_or_dir)
         self.pooling = pooling
         self.batch_size = batch_size
         self.meta = dict(meta or {})
         self.history = list(self.meta.get("history", []))
-        self.model = load_model(name_or_dir)
+        # An embedder zhtext saved must hold every weight (transformers would draw a missing one).
+        self.model = load_model(name_or_dir, strict=bool(meta))
         self.tokenizer = load_tokenizer(name_or_dir)
         self.device = pick_device(device) if device is None or isinstance(device, str) else device
         self.model.to(self.device).eval()

@@ -271,12 +271,15 @@ class TextGenerator(Generator):
         (default 8): prompts decoded together."""
         from transformers import AutoModelForCausalLM
 
-        tokenizer = load_tokenizer(name_or_dir)
-        lm = load_model(name_or_dir, AutoModelForCausalLM)
         meta: dict[str, Any] = {}
         if (Path(name_or_dir) / META_FILE).is_file():
             meta = load_task_meta(name_or_dir, TASK)
-        return cls(lm, tokenizer, pick_device(device), batch_size or 8, meta)
+        tokenizer = load_tokenizer(name_or_dir)
+        # A model zhtext saved must hold every weight (transformers would draw a missing one).
+        lm = load_model(name_or_dir, AutoModelForCausalLM, strict=bool(meta))
+        gen = cls(lm, tokenizer, pick_device(device), batch_size or 8, meta)
+        gen.source = str(name_or_dir)
+        return gen
 
     @classmethod
     def from_scratch(cls, texts: Sequence[str], config: GPTTrainConfig | None = None, *,

@@ -54,7 +54,14 @@ from zhtext.labels.marginals import PathScorer, forward_backward
 from zhtext.labels.schemes import SCHEMES
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.crf import CRF
-from zhtext.neural.hub import load_model, load_tokenizer, model_folder, pick_device
+from zhtext.neural.hub import (
+    check_weights,
+    first_line,
+    load_model,
+    load_tokenizer,
+    model_folder,
+    pick_device,
+)
 from zhtext.neural.modeldir import (
     META_FILE,
     load_task_meta,
@@ -439,6 +446,7 @@ class Tagger(Model):
         """A tagger saved by :meth:`save` (or :meth:`train`): a local folder, or the hub id of one
         (fetched into the Hugging Face cache). ``batch_size`` (default 32): encoder windows run
         together."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         batch_size = 32 if batch_size is None else batch_size
@@ -456,15 +464,18 @@ class Tagger(Model):
         if not head_path.is_file():
             raise ZhtextError(f"{directory} has no {HEAD_FILE}: not a complete tagger")
         tokenizer = load_tokenizer(directory)
-        encoder = load_model(directory)
+        encoder = load_model(directory, strict=True)
         model = TaggerModel(encoder, tag_names(labels, scheme), scheme, dropout)
         try:
             head = load_file(str(head_path))
             model.emit.load_state_dict({k[5:]: v for k, v in head.items() if k.startswith("emit.")})
             model.crf.load_state_dict({k[4:]: v for k, v in head.items() if k.startswith("crf.")})
-        except (RuntimeError, OSError) as exc:
-            raise ZhtextError(f"cannot load {head_path}: {str(exc).splitlines()[0]}") from None
-        return cls(model, tokenizer, labels, scheme, max_len, pick_device(device), batch_size, meta)
+        except (SafetensorError, RuntimeError, OSError) as exc:  # damaged, missing or misshapen
+            raise ZhtextError(f"cannot load {head_path}: {first_line(exc)}") from None
+        check_weights(head.items(), f"cannot load {head_path}")
+        tagger = cls(model, tokenizer, labels, scheme, max_len, pick_device(device), batch_size, meta)
+        tagger.source = str(directory)
+        return tagger
 
     # ---------------------------------------------------------------- evaluation
 

@@ -33,7 +33,7 @@ from zhtext.errors import ZhtextError
 from zhtext.eval.metrics import average_rouge
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.decoding import DecodeConfig, generate
-from zhtext.neural.hub import load_model, load_tokenizer, pick_device
+from zhtext.neural.hub import load_config, load_model, load_tokenizer, pick_device
 from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert, prefill
 from zhtext.neural.modeldir import (
     META_FILE,
@@ -276,7 +276,7 @@ class TitleGenerator(Generator):
         ``bert-base-chinese``, or a ``save_pretrained`` folder), whose MLM head becomes the
         title head. ``max_source_len`` and ``max_target_len`` override the saved settings
         (defaults for a plain checkpoint: 256 and 32)."""
-        from transformers import AutoConfig, BertLMHeadModel
+        from transformers import BertLMHeadModel
 
         meta: dict[str, Any] = {}
         saved = TitleTrainConfig.max_source_len, TitleTrainConfig.max_target_len
@@ -288,17 +288,20 @@ class TitleGenerator(Generator):
                 raise ZhtextError(f"{name_or_dir}/{META_FILE} lacks max_source_len or "
                                   "max_target_len") from None
         # The architecture is checked before any weights are read.
-        lm_config = load_model(name_or_dir, AutoConfig)
+        lm_config = load_config(name_or_dir)
         if lm_config.model_type != "bert":
             raise ZhtextError(f"{name_or_dir} is a {lm_config.model_type} model: titles need a "
                               "BERT with a masked-LM head")
         lm_config.is_decoder = True
-        lm = load_model(name_or_dir, BertLMHeadModel, config=lm_config)
+        # A title model zhtext saved must hold every weight; a plain BERT may lack a head's.
+        lm = load_model(name_or_dir, BertLMHeadModel, config=lm_config, strict=bool(meta))
         tokenizer = load_tokenizer(name_or_dir)
-        return cls(UniLM(lm), tokenizer,
-                   saved[0] if max_source_len is None else max_source_len,
-                   saved[1] if max_target_len is None else max_target_len, device=pick_device(device), batch_size=batch_size or DEFAULT_BATCH_SIZE,
-                   meta=meta)
+        gen = cls(UniLM(lm), tokenizer,
+                  saved[0] if max_source_len is None else max_source_len,
+                  saved[1] if max_target_len is None else max_target_len,
+                  device=pick_device(device), batch_size=batch_size or DEFAULT_BATCH_SIZE, meta=meta)
+        gen.source = str(name_or_dir)
+        return gen
 
     @classmethod
     def from_scratch(cls, texts: Iterable[str], config: TitleTrainConfig | None = None,

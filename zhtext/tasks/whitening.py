@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -229,10 +230,13 @@ class Whitening:
             with np.load(path, allow_pickle=False) as data:
                 mu, w, s = data["mu"], data["W"], data["S"]
                 meta = json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ZhtextError(f"{path} is not a zhtext whitening file ({exc})") from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            # (A damaged byte fails the archive's CRC: BadZipFile.)
+            raise ZhtextError(f"{path} is not a zhtext whitening file or is damaged ({exc})") from None
         if mu.ndim != 1 or w.shape != (len(mu), len(mu)) or s.shape != mu.shape:
             raise ZhtextError(f"{path}: whitening arrays have inconsistent shapes")
+        if not all(np.isfinite(a).all() for a in (mu, w, s)):
+            raise ZhtextError(f"{path}: the whitening holds NaN or infinite values")
         obj = cls(eps=meta.get("eps", 1e-9), **meta.get("settings", {}))
         obj.n = int(meta.get("n", 0))
         obj._mu, obj._W, obj._S = mu, w, s
