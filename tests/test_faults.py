@@ -384,11 +384,20 @@ def test_a_model_that_cannot_rank_is_an_error_not_a_nan_spearman(tmp_path, weigh
     vocab = build_char_vocab([s for pair in pairs for s in pair[:2]])
     char_tokenizer(vocab, tmp_path)
     model = BertModel(small_bert_config(len(vocab), layers=1, hidden=16, heads=2))
-    with torch.no_grad():
-        for param in model.parameters():
-            param.fill_(weights)  # zero: one vector for every sentence; NaN: NaN vectors
     model.save_pretrained(tmp_path)
     embedder = Embedder.load(str(tmp_path), pooling="cls")
+    if math.isnan(weights):
+        # A folder with NaN weights is refused on loading, before any vector is made ...
+        with torch.no_grad():
+            for param in model.parameters():
+                param.fill_(weights)
+        model.save_pretrained(tmp_path / "nan")
+        char_tokenizer(vocab, tmp_path / "nan")
+        with pytest.raises(ZhtextError, match="its weights are damaged"):
+            Embedder.load(str(tmp_path / "nan"), pooling="cls")
+    with torch.no_grad():  # ... and vectors that still come out NaN or all equal cannot rank
+        for param in embedder.model.parameters():
+            param.fill_(weights)  # zero: one vector for every sentence; NaN: NaN vectors
     with pytest.raises(ZhtextError, match=why):
         embedder.evaluate(pairs)
 
