@@ -172,9 +172,11 @@ def load_model(
     where = f"cannot load model from {name_or_dir}"
     mismatched = info.get("mismatched_keys") or []
     if mismatched:
-        key, found, expected = min(mismatched, key=str)
-        raise ZhtextError(f"{where}: the weights do not fit config.json ({key} has shape "
-                          f"{list(found)}, the config implies {list(expected)})")
+        first = min(mismatched, key=str)
+        detail = str(first)
+        if isinstance(first, tuple) and len(first) == 3:  # (name, shape in the file, config's)
+            detail = f"{first[0]} has shape {list(first[1])}, the config implies {list(first[2])}"
+        raise ZhtextError(f"{where}: the weights do not fit config.json ({detail})")
     missing = sorted(info.get("missing_keys") or [])
     if strict and missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
