@@ -218,3 +218,10 @@ def test_a_bad_file_fails_at_the_call_a_fifo_when_read(tmp_path):
     writer.start()
     assert list(lines) == ["甲", "乙"]
     writer.join()
+
+
+def test_a_short_binary_header_is_not_taken_for_utf16():
+    # As UTF-16 these read as three CJK characters and a Latin one: not text enough.
+    from zhtext.io.reading import wide_encoding
+
+    assert wide_encoding(b"\x00\x01binary") is None

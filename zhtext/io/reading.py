@@ -70,8 +70,8 @@ def _common_share(text: str) -> tuple[float, float]:
         if 0x20 <= cp < 0x7F or ch in "\t\n\r":
             common += 1
             ascii_ += 1
-        elif (0xA0 <= cp < 0x250 or 0x2000 <= cp < 0x2070 or 0x3000 <= cp < 0x3040
-              or 0x3400 <= cp < 0xA000 or 0xF900 <= cp < 0xFB00 or 0xFF00 <= cp < 0xFFF0):
+        elif (0x2000 <= cp < 0x2070 or 0x3000 <= cp < 0x3040 or 0x3400 <= cp < 0xA000
+              or 0xF900 <= cp < 0xFB00 or 0xFF00 <= cp < 0xFFF0):
             common += 1
     return common / max(len(text), 1), ascii_ / max(len(text), 1)
 
