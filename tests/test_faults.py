@@ -19,6 +19,7 @@ Outputs (``-o``):
 | ``train --max-seconds`` reached        | exit 0, one line: the checkpoint kept, how to go on        |
 | ``--resume``, time budget spent        | exit 1, "the time budget is spent", nothing changed        |
 | ``train --keep-checkpoint``            | the completed run's checkpoint stays (else removed)        |
+| one 3 MB line to title, embed, tag and pipe, address space capped well below what reading it whole takes | exit 0; one title, vector, record of spans for it (pipe: all three) |
 
 Signals: SIGTERM and SIGHUP end a command like Ctrl-C: one line, exit 143 / 129, no temporary file,
 and a training run saves its resumable checkpoint.
@@ -53,9 +54,11 @@ temporary folder stand in for them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -615,3 +618,92 @@ def test_a_time_budget_keeps_the_checkpoint_says_so_and_spans_resumes(tmp_path):
 
     # The completed run's checkpoint, kept on request (without it, removed: tests/test_training.py).
     assert torch.load(checkpoint, weights_only=False)["loop"]["step"] == 4
+
+
+# ---------------------------------------------------------------- memory on one long line
+
+LONG_LINE_MB = 3
+# The address space a command may take on the long line beyond what it takes on a short one
+# (torch and numba map over a GB before reading anything): room for the line's bytes and text,
+# its spans and its record. Tokenizing the whole line (title, embed) took ~900 MB more at 3 MB,
+# the tagger's whole-line arrays ~500 MB more; the streamed commands take under 150 MB.
+LONG_LINE_ROOM_MB = 300
+# One thread each (torch, numba, tokenizers) and two malloc arenas: an address space that does
+# not grow with the machine's cores.
+SMALL_ADDRESS_SPACE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+                       "TOKENIZERS_PARALLELISM": "false", "MALLOC_ARENA_MAX": "2"}
+# zhtext, then its peak address space in kB as the last line of stderr.
+WITH_VM_PEAK = ("import atexit, runpy, sys\n"
+                "atexit.register(lambda: sys.stderr.write(next(line for line in open('/proc/self/status')"
+                " if line.startswith('VmPeak')).split()[1] + '\\n'))\n"
+                "sys.argv[0] = 'zhtext'\n"
+                "runpy.run_module('zhtext', run_name='__main__')\n")
+
+
+def _long_line_bench():
+    """benchmarks/long_line_memory.py: its tiny models, its line and its command lines."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "long_line_memory.py"
+    spec = importlib.util.spec_from_file_location("long_line_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def long_line(tmp_path_factory):
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("needs /proc to read a process's address space")
+    folder = tmp_path_factory.mktemp("long-line")
+    bench = _long_line_bench()
+    models = bench.build_models(folder)
+    text = bench.long_line(LONG_LINE_MB)
+    (folder / "line.txt").write_text(text + "\n", encoding="utf-8")
+    (folder / "short").mkdir()
+    (folder / "short" / "line.txt").write_text("北京是中国的首都。\n", encoding="utf-8")
+    return (folder, bench.commands(models, folder / "line.txt", folder),
+            bench.commands(models, folder / "short" / "line.txt", folder / "short"), text)
+
+
+def _zhtext_capped(args: list[str], cwd: Path, megabytes: int | None = None
+                   ) -> tuple[subprocess.CompletedProcess, int]:
+    """Run zhtext with its address space capped at ``megabytes``; the result and its peak (MB)."""
+    def cap() -> None:
+        if megabytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
+
+    res = subprocess.run([sys.executable, "-c", WITH_VM_PEAK, *args], cwd=cwd, capture_output=True,
+                         text=True, timeout=900, env={**os.environ, **SMALL_ADDRESS_SPACE},
+                         preexec_fn=cap)
+    last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
+    return res, int(last) >> 10 if last.isdigit() else -1
+
+
+@pytest.mark.parametrize("command", ["title", "embed", "tag", "pipe"])
+def test_one_long_line_in_bounded_memory(long_line, command):
+    folder, commands, short_commands, text = long_line
+    res, baseline = _zhtext_capped(short_commands[command], folder)
+    assert res.returncode == 0 and baseline > 0, res.stderr[-3000:]
+    res, peak = _zhtext_capped(commands[command], folder, baseline + LONG_LINE_ROOM_MB)
+    assert res.returncode == 0, f"{command} on a {LONG_LINE_MB} MB line under {baseline} + " \
+                                f"{LONG_LINE_ROOM_MB} MB: {res.stderr[-3000:]}"
+    assert "Traceback" not in res.stderr
+    if command == "title":
+        assert len((folder / "title.txt").read_text(encoding="utf-8").splitlines()) == 1
+    elif command == "embed":
+        import numpy as np
+
+        vectors = np.load(folder / "embed.npy")
+        assert vectors.shape == (1, 32) and np.isfinite(vectors).all() and vectors.any()
+    else:
+        lines = (folder / f"{command}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 1
+        record = json.loads(lines[0])
+        assert record["text"] == text
+        spans = record["spans"]
+        assert len(spans) > len(text) // 100  # the whole line was tagged, to its end
+        assert spans[-1]["end"] > len(text) - 1000
+        assert all(text[s["start"]:s["end"]] == s["text"] for s in spans[:: max(1, len(spans) // 500)])
+        if command == "pipe":
+            assert record["title"] and len(record["vector"]) == 32
+            assert len(record["problems"]) == 3  # longer than each model's window, noted
+    assert leftovers(folder) == []

@@ -166,6 +166,54 @@ def test_vectors_in_jsonl_without_npy_and_whitening(models, tmp_path, monkeypatc
     np.testing.assert_allclose([r["vector"] for r in mine], [r["vector"] for r in theirs], atol=1e-5)
 
 
+def test_a_long_line_through_pipe_equals_the_commands(models, tmp_path, monkeypatch, capsys):
+    """A line longer than the tagger decodes with others (it is streamed), and than the title model
+    and the embedder read (they tokenize its head only): pipe gives each command's result for it,
+    with a note; and no line is refused for its length (0.1 refused lines over 1 MiB)."""
+    from zhtext.tasks.tagger import LONG_TEXT
+    from zhtext.tasks.title import TitleGenerator
+
+    torch.manual_seed(0)
+    TitleGenerator.from_scratch(TEXTS, layers=1, hidden=32, max_source_len=24, max_target_len=32,
+                                dropout=0.0).save(tmp_path / "title")  # fmt: skip
+    long_line = (TEXTS[4] + TEXTS[1] + TEXTS[5]) * (LONG_TEXT // 40)
+    assert len(long_line) > LONG_TEXT
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join([TEXTS[0], long_line, TEXTS[5]]) + "\n", encoding="utf-8")
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(corpus), "--steps", "tag,title,embed",
+                             "--set", f"tag.model={models['tagger']}", "--set", f"title.model={tmp_path / 'title'}",
+                             "--set", f"embed.model={models['encoder']}", "--set", f"embed.max_len={EMBED_MAX_LEN}",
+                             "-o", str(tmp_path / "p.jsonl"), "-q")  # fmt: skip
+    assert code == 0, err
+    records = read_jsonl(tmp_path / "p.jsonl")
+    code, tag_out, err = run_cli(monkeypatch, capsys, "tag", str(corpus), "--model", models["tagger"])
+    assert code == 0, err
+    code, title_out, err = run_cli(monkeypatch, capsys, "title", str(corpus), "--lines", "--model",
+                                   str(tmp_path / "title"), "--format", "jsonl")  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_cli(monkeypatch, capsys, "embed", str(corpus), "-m", models["encoder"], "--max-len",
+                           str(EMBED_MAX_LEN), "-o", str(tmp_path / "e.npy"), "-q")  # fmt: skip
+    assert code == 0, err
+
+    assert [r["text"] for r in records] == [TEXTS[0], long_line, TEXTS[5]]
+    assert_same_spans([r["spans"] for r in records], [json.loads(t)["spans"] for t in tag_out.splitlines()])
+    assert len(records[1]["spans"]) > 50
+    assert [r["title"] for r in records] == [json.loads(t)["title"] for t in title_out.splitlines()]
+    np.testing.assert_allclose([r["vector"] for r in records], np.load(tmp_path / "e.npy"), atol=1e-5)
+    n = len(long_line)
+    assert records[1]["problems"] == [f"{TOO_LONG_TAG} ({n} characters)",
+                                      f"title: longer than the title model's 24 tokens, its head read ({n} characters)",
+                                      f"{TOO_LONG_EMBED} ({n} characters)"]  # fmt: skip
+
+
+def test_lines_reads_a_line_of_any_length_whole(tmp_path):
+    path = tmp_path / "long.txt"
+    line = "北京" * (1 << 19)  # 3 MiB of UTF-8: 0.1 refused lines over 1 MiB
+    path.write_text(f"上海\n{line}\n中国\n", encoding="utf-8")
+    assert [(n, text, err) for n, _, text, err in Lines(path)] == [
+        (1, "上海", None), (2, line, None), (3, "中国", None)]
+
+
 # --------------------------------------------------------------------------- order and batching
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange, set_num_threads
 
-__all__ = ["FORBIDDEN", "viterbi_decode", "viterbi_topk"]
+__all__ = ["FORBIDDEN", "ViterbiBlocks", "viterbi_decode", "viterbi_topk"]
 
 #: Scores at or below this value mark a forbidden transition, start or end.
 FORBIDDEN = -1e4
@@ -39,6 +39,26 @@ def _better(best, arg, value, tag):
     if value > best:
         return value, tag
     return best, arg
+
+
+@njit(cache=True)
+def _ranking(final, end, best, codes):
+    """The k best end states from the scores at the last token ``final`` [K, k]: ``best`` (at
+    -inf on entry) gets their scores, best first, ``codes`` their ``tag * k + rank``; on equal
+    scores the earlier state stays ahead."""
+    n_tags, k = final.shape
+    for j in range(n_tags):
+        for r in range(k):
+            v = final[j, r] + end[j]
+            if not v > best[k - 1]:
+                break
+            pos = k - 1
+            while pos > 0 and v > best[pos - 1]:
+                best[pos] = best[pos - 1]
+                codes[pos] = codes[pos - 1]
+                pos -= 1
+            best[pos] = v
+            codes[pos] = j * k + r
 
 
 @njit(cache=True, parallel=True)
@@ -153,18 +173,7 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                 continue
             ranking = bp[0, 0, :, lane]
             best = scores[seq]
-            for j in range(n_tags):
-                for r in range(k):
-                    v = final[j, r, lane] + end[j]
-                    if not v > best[k - 1]:
-                        break
-                    pos = k - 1
-                    while pos > 0 and v > best[pos - 1]:
-                        best[pos] = best[pos - 1]
-                        ranking[pos] = ranking[pos - 1]
-                        pos -= 1
-                    best[pos] = v
-                    ranking[pos] = j * k + r
+            _ranking(final[:, :, lane], end, best, ranking)
             if k == 1:
                 if best[0] == neg_inf:
                     ranking[0] = 0  # no allowed path: walk back from a valid tag, then blank it
@@ -205,6 +214,15 @@ def _lanes(n_batch: int, n_tags: int, k: int, threads: int) -> int:
     return max(16, min(-(-per_thread // 16) * 16, 128, fits_l1))
 
 
+def _folded(x: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``x`` as float32 with every forbidden score at -inf (a copy: the caller's array stays)."""
+    x = np.array(x, dtype=np.float32, order="C")
+    if x.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {x.shape}")
+    x[x <= FORBIDDEN] = -np.inf
+    return x
+
+
 def _run(
     emissions: np.ndarray,
     lengths: np.ndarray,
@@ -224,16 +242,9 @@ def _run(
     if n_batch and (lens.min() < 0 or lens.max() > max_len):
         raise ValueError(f"lengths must lie in [0, {max_len}]")
 
-    def folded(x: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
-        x = np.array(x, dtype=np.float32, order="C")  # a copy: the caller's array is not touched
-        if x.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, got {x.shape}")
-        x[x <= FORBIDDEN] = -np.inf
-        return x
-
-    trans = folded(transitions, (n_tags, n_tags), "transitions")
-    st = folded(start, (n_tags,), "start")
-    en = folded(end, (n_tags,), "end")
+    trans = _folded(transitions, (n_tags, n_tags), "transitions")
+    st = _folded(start, (n_tags,), "start")
+    en = _folded(end, (n_tags,), "end")
 
     paths = np.full((n_batch, k, max_len), -1, dtype=np.int32)
     scores = np.full((n_batch, k), -np.inf, dtype=np.float32)
@@ -305,3 +316,118 @@ def viterbi_topk(
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     return _run(emissions, lengths, transitions, start, end, int(k))
+
+
+# --------------------------------------------------------------------------- one long sequence in blocks
+
+
+@njit(cache=True)
+def _block_kernel(em, t0, trans, prev, cur, backptr):
+    """Viterbi steps over the rows ``em[t0:]`` of one sequence, from ``prev`` [K, k] (the scores
+    at the row before), each as one lane of :func:`_viterbi_kernel` computes it: the same sums in
+    the same order, the same tie rules. ``backptr`` [T, K, k] gets the codes ``from_tag * k +
+    rank``; returns the array that holds the scores at the last row (``prev`` or ``cur``)."""
+    n_tags, k = prev.shape
+    neg_inf = np.float32(-np.inf)
+    for t in range(t0, em.shape[0]):
+        bpt = backptr[t]
+        for j in range(n_tags):
+            e = em[t, j]
+            if k == 1:
+                best = (prev[0, 0] + trans[0, j]) + e
+                arg = 0
+                for i in range(1, n_tags):
+                    v = (prev[i, 0] + trans[i, j]) + e
+                    if v > best:
+                        best, arg = v, i
+                cur[j, 0] = best
+                bpt[j, 0] = arg
+                continue
+            for r in range(k):
+                cur[j, r] = neg_inf
+            floor = neg_inf
+            for i in range(n_tags):
+                a = trans[i, j]
+                for r in range(k):
+                    v = (prev[i, r] + a) + e
+                    if not v > floor:
+                        break
+                    pos = k - 1
+                    while pos > 0 and v > cur[j, pos - 1]:
+                        cur[j, pos] = cur[j, pos - 1]
+                        bpt[j, pos] = bpt[j, pos - 1]
+                        pos -= 1
+                    cur[j, pos] = v
+                    bpt[j, pos] = i * k + r
+                    floor = cur[j, k - 1]
+        prev, cur = cur, prev
+    return prev
+
+
+@njit(cache=True)
+def _walk_back(backptr, codes, k, paths):
+    """Tags of a block's rows, last to first, for each path whose code at the last row is in
+    ``codes``; ``codes`` become those of the row before the block (row 0's back-pointers)."""
+    for m in range(len(codes)):
+        code = codes[m]
+        for t in range(backptr.shape[0] - 1, -1, -1):
+            tag = code // k
+            paths[m, t] = tag
+            code = backptr[t, tag, code % k]
+        codes[m] = code
+
+
+class ViterbiBlocks:
+    """The k best paths of one sequence too long to hold, its emissions taken in blocks.
+
+    A first pass hands the blocks in order to :meth:`forward`, which keeps only a checkpoint per
+    block (the scores before it: K x k floats); :meth:`finish` ranks the end states; then
+    :meth:`backward` takes the same blocks again, last first, recomputes each block's
+    back-pointers from its checkpoint and gives its tags. Scores, back-pointers and tie rules
+    are :func:`viterbi_topk`'s, so the paths are the ones it finds for the whole sequence.
+    """
+
+    def __init__(self, transitions: np.ndarray, start: np.ndarray, end: np.ndarray, k: int) -> None:
+        n_tags = len(start)
+        self.trans = _folded(transitions, (n_tags, n_tags), "transitions")
+        self.start = _folded(start, (n_tags,), "start")
+        self.end = _folded(end, (n_tags,), "end")
+        self.k = int(k)
+        self.code_type = np.uint8 if n_tags * self.k <= 256 else np.int32
+        self.scores: np.ndarray | None = None  # at the last row seen
+        self.checkpoints: list[np.ndarray | None] = []
+
+    def _steps(self, em: np.ndarray, before: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        em = np.ascontiguousarray(em, dtype=np.float32)
+        n_tags = em.shape[1]
+        backptr = np.zeros((len(em), n_tags, self.k), dtype=self.code_type)
+        if before is None:  # the sequence's first row
+            prev = np.full((n_tags, self.k), -np.inf, dtype=np.float32)
+            prev[:, 0] = self.start + em[0]
+            t0 = 1
+        else:
+            prev, t0 = before.copy(), 0
+        last = _block_kernel(em, t0, self.trans, prev, np.empty_like(prev), backptr)
+        return last, backptr
+
+    def forward(self, em: np.ndarray) -> None:
+        """The next block of emissions ``float32 [T, K]`` (T >= 1), in order."""
+        self.checkpoints.append(self.scores)
+        self.scores = self._steps(em, self.scores)[0]
+
+    def finish(self) -> np.ndarray:
+        """The scores of the k best paths (``float32 [k]``, -inf for missing ones) once every
+        block went through :meth:`forward`."""
+        assert self.scores is not None, "no block was given"
+        self.best = np.full(self.k, -np.inf, dtype=np.float32)
+        self.codes = np.zeros(self.k, dtype=np.int64)
+        _ranking(self.scores, self.end, self.best, self.codes)
+        return self.best.copy()
+
+    def backward(self, index: int, em: np.ndarray) -> np.ndarray:
+        """Tags ``int32 [k, T]`` of block ``index`` (its emissions again), called for the last
+        block first; a missing path's rows are meaningless."""
+        _, backptr = self._steps(em, self.checkpoints[index])
+        paths = np.empty((self.k, len(em)), dtype=np.int32)
+        _walk_back(backptr, self.codes, self.k, paths)
+        return paths

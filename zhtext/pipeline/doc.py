@@ -72,4 +72,7 @@ class Doc:
     def to_json(self, omit: Collection[str] = ()) -> str:
         """:meth:`as_dict` as one JSONL line; a vector is written with 9 significant digits
         (float32 exactly), as ``zhtext embed --format jsonl`` writes it."""
-        return "{" + ", ".join(f"{json.dumps(key)}: {text}" for key, text in self._items(omit, as_text=True)) + "}"
+        parts = ["{"]
+        for key, text in self._items(omit, as_text=True):  # one join: a long line's text is copied once
+            parts += [", " if len(parts) > 1 else "", json.dumps(key), ": ", text]
+        return "".join(parts + ["}"])

@@ -8,10 +8,7 @@ from collections.abc import Iterator
 
 from zhtext.io.reading import iter_numbered_lines
 
-__all__ = ["MAX_LINE_BYTES", "Lines", "read_numbered"]
-
-# A longer input line is reported unreadable rather than held: memory stays bounded by a batch.
-MAX_LINE_BYTES = 1 << 20
+__all__ = ["Lines", "read_numbered"]
 
 
 class Lines:
@@ -19,12 +16,14 @@ class Lines:
     unknown encoding, raises ZhtextError when this is made (before any model loads).
 
     Iterating gives ``(number, end, text, error)`` as :func:`~zhtext.io.iter_numbered_lines` does:
-    each line decoded on its own, an undecodable line (or one over ``max_bytes``) an ``error``.
+    each line decoded on its own, an undecodable line (or one over ``max_bytes``, if given) an
+    ``error``. A long line is read whole, as the standalone commands read it: the steps bound
+    their own memory (a model tokenizes only the head it reads, the tagger streams its windows).
     ``size`` is the file's size in bytes (None for stdin), for a progress bar driven by ``end``.
     """
 
     def __init__(
-        self, source: str | os.PathLike, encoding: str | None = None, max_bytes: int = MAX_LINE_BYTES
+        self, source: str | os.PathLike, encoding: str | None = None, max_bytes: int | None = None
     ) -> None:
         self.name = "<stdin>" if str(source) == "-" else str(source)
         lines = iter_numbered_lines(source, encoding, max_bytes)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from zhtext.neural.tokens import clip_for_tokens
 from zhtext.pipeline.settings import setting
 from zhtext.pipeline.step import Step, register
 
@@ -24,13 +25,17 @@ def _too_many_tokens(tokenizer: Any, texts: list[str], limit: int, specials: boo
     """The texts over ``limit`` tokens (index -> "N tokens"), special tokens counted if ``specials``.
 
     No tokenizer makes more tokens than UTF-8 bytes (plus specials), so only texts longer than that
-    bound are tokenized again to count.
+    bound are tokenized again to count; a text longer than the model's clip
+    (:func:`~zhtext.neural.tokens.clip_for_tokens`) is counted in characters, never tokenized whole.
     """
-    maybe = [i for i, t in enumerate(texts) if len(t.encode("utf-8", "surrogatepass")) + 3 > limit]
+    maybe = [i for i, t in enumerate(texts)
+             if len(t) > limit or len(t.encode("utf-8", "surrogatepass")) + 3 > limit]
     if not maybe:
         return {}
-    counts = tokenizer([texts[i] for i in maybe], add_special_tokens=specials)["input_ids"]
-    return {i: f"{len(ids)} tokens" for i, ids in zip(maybe, counts) if len(ids) > limit}
+    heads = clip_for_tokens(tokenizer, [texts[i] for i in maybe], limit)
+    counts = tokenizer(heads, add_special_tokens=specials, verbose=False)["input_ids"]
+    return {i: f"{len(ids)} tokens" if len(head) == len(texts[i]) else f"{len(texts[i])} characters"
+            for i, head, ids in zip(maybe, heads, counts) if len(ids) > limit}
 
 
 @register("segment")
@@ -77,6 +82,12 @@ class TagStep(Step):
     @staticmethod
     def to_json(result: list[Span]) -> list[dict[str, Any]]:
         return [span.as_dict() for span in result]
+
+    @classmethod
+    def json_text(cls, result: list[Span]) -> str:
+        from zhtext.tasks.tagger import spans_json
+
+        return spans_json(result)
 
     @property
     def problem(self) -> str:

@@ -28,6 +28,7 @@ from zhtext.neural.modeldir import (
     model_dir_writer,
     save_task_meta,
 )
+from zhtext.neural.tokens import clip_for_tokens
 from zhtext.neural.trainer import TrainConfig
 from zhtext.tasks.base import Model
 from zhtext.tasks.vectors import (
@@ -295,7 +296,8 @@ class Embedder(Model):
         out = np.empty((len(texts), self.hidden_size), dtype=np.float32)
         if not texts:
             return out
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_len)
+        enc = self.tokenizer(clip_for_tokens(self.tokenizer, texts, self.max_len), truncation=True,
+                             max_length=self.max_len)
         ids = enc["input_ids"]
         types = enc.get("token_type_ids")
         # Longest first: the biggest batch (memory peak) comes at once, and each batch pads only to

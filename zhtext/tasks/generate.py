@@ -42,7 +42,7 @@ from zhtext.neural.modeldir import (
     save_task_meta,
 )
 from zhtext.neural.scratch import scratch_model
-from zhtext.neural.tokens import decode_text
+from zhtext.neural.tokens import clip_for_tokens, decode_text
 from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything
 from zhtext.tasks.base import Generator
 
@@ -322,13 +322,14 @@ class TextGenerator(Generator):
 
     def prompt_ids(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
         """Each prompt's ids: ``[CLS]`` first for a BERT tokenizer (bos for BPE when the prompt is
-        empty); the head is dropped when prompt and continuation would not fit the positions."""
+        empty); the head is dropped when prompt and continuation would not fit the positions (a
+        long prompt's tail alone is tokenized: :func:`~zhtext.neural.tokens.clip_for_tokens`)."""
         room = self.max_positions - max_new_tokens
         if room < 1:
             raise ZhtextError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the "
                               f"model's {self.max_positions} positions")
         rows = []
-        for ids in self._encode(prompts):
+        for ids in self._encode(clip_for_tokens(self.tokenizer, prompts, room, keep="tail")):
             if self.bert_style:
                 ids = [self.bos_id, *ids]
             elif not ids:

@@ -16,7 +16,9 @@ Long texts: the encoder sees windows of ``max_len - 2`` characters that overlap 
 each position takes its emission scores from the window in which it is most central, and the CRF
 then decodes the whole text at once. Decoding the stitched emissions (rather than decoding each
 window and merging tags) always yields one path that obeys the scheme, so no entity is cut or
-duplicated at a window seam.
+duplicated at a window seam. A text over :data:`LONG_TEXT` characters is decoded on its own, its
+windows streamed into :class:`~zhtext.labels.stream.LongChain`: the same spans, in memory that does
+not grow with the text (beyond the text and its spans).
 
 Span scores are exact marginal probabilities: the probability, under the CRF, that the text's tag
 path labels exactly that span (its tags, and for BIO no continuation after it), read off the
@@ -29,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -52,6 +54,7 @@ from zhtext.labels.formats import (
 )
 from zhtext.labels.marginals import PathScorer, forward_backward
 from zhtext.labels.schemes import SCHEMES
+from zhtext.labels.stream import LongChain
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.crf import CRF
 from zhtext.neural.hub import (
@@ -72,9 +75,12 @@ from zhtext.neural.scratch import scratch_model
 from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything
 from zhtext.tasks.base import Model
 
-__all__ = ["Candidate", "Span", "Tagger", "TaggerTrainConfig", "prediction_record", "tag_names"]
+__all__ = ["Candidate", "Span", "Tagger", "TaggerTrainConfig", "prediction_record", "spans_json",
+           "tag_names"]
 
 HEAD_FILE = "tagger_head.safetensors"
+# Longer texts are decoded one at a time, streamed (memory does not grow with their length).
+LONG_TEXT = 4096
 # Sentence-final punctuation: preferred places to cut a long training text.
 _CUT_AFTER = frozenset("。！？；!?;\n")
 
@@ -163,16 +169,20 @@ def window_starts(length: int, width: int, stride: int) -> list[int]:
     return starts
 
 
+def window_seams(starts: Sequence[int], width: int, length: int) -> list[int]:
+    """Where each window's rows end when windows of ``width`` are stitched: the middle of its
+    overlap with the next window, so every position comes from the window in which it is most
+    central (the text's end for the last window)."""
+    return [(following + start + width) // 2 for start, following in zip(starts, starts[1:])] + [length]
+
+
 def stitch(pieces: Sequence[torch.Tensor], starts: Sequence[int], length: int) -> torch.Tensor:
-    """Join per-window rows ``[n_i, K]`` into ``[length, K]``, each position taken from the window in
-    which it is most central: with equal widths, the seam between two windows is the middle of
-    their overlap."""
+    """Join per-window rows ``[n_i, K]`` of equal widths into ``[length, K]`` at the
+    :func:`window_seams`."""
     if len(pieces) == 1:
         return pieces[0]
     rows, pos = [], 0
-    for j, (piece, start) in enumerate(zip(pieces, starts)):
-        end = start + piece.shape[0]
-        cut = length if j + 1 == len(pieces) else (starts[j + 1] + end) // 2
+    for piece, start, cut in zip(pieces, starts, window_seams(starts, pieces[0].shape[0], length)):
         rows.append(piece[pos - start : cut - start])
         pos = cut
     return torch.cat(rows)
@@ -311,6 +321,10 @@ class Tagger(Model):
         self.device = device or torch.device("cpu")
         self.meta = dict(meta or {})
         self.char_ids = CharIds(tokenizer)
+        self._inside = {tag[2:]: i for i, tag in enumerate(self.tags) if tag.startswith("I-")}
+        self._labels = {label: label for label in self.labels}
+        # tags after which no span is open: where a long text's decoding may hand spans out
+        self._closes = np.array([tag.split("-")[0] in ("O", "E", "S") for tag in self.tags])
         self.timings = {"encode": 0.0, "decode": 0.0, "score": 0.0}
         self.history: list[dict[str, Any]] = []
         self.model.to(self.device)
@@ -352,8 +366,9 @@ class Tagger(Model):
             cursor += n_win
         return result
 
-    def _spans_of(self, text: str, path: np.ndarray) -> list[tuple[int, int, str]]:
-        return to_spans([self.tags[t] for t in path[: len(text)]], self.scheme)
+    def _spans_of(self, text: str, path: np.ndarray, offset: int = 0) -> list[tuple[int, int, str]]:
+        """Spans of ``path``, the tags of ``text`` from ``offset`` on (offsets relative to it)."""
+        return to_spans([self.tags[t] for t in path[: len(text) - offset]], self.scheme)
 
     def predict(self, texts: Sequence[str]) -> list[list[Span]]:
         """The labelled spans of each text (its most probable tagging), in order."""
@@ -362,10 +377,24 @@ class Tagger(Model):
     @torch.no_grad()
     def nbest(self, texts: Sequence[str], n: int) -> list[list[Candidate]]:
         """The ``n`` most probable taggings of each text, best first (fewer when fewer paths exist),
-        each with its spans and the probability of its whole tag path."""
+        each with its spans and the probability of its whole tag path.
+
+        Texts up to :data:`LONG_TEXT` characters are decoded together; a longer one alone, its
+        windows streamed through :class:`~zhtext.labels.stream.LongChain`, so its memory does
+        not grow with its length (the spans are the same)."""
         if not isinstance(n, int) or n < 1:
             raise ZhtextError(f"n-best needs n >= 1, not {n!r}")
         texts = list(texts)
+        results: list[list[Candidate]] = [[] for _ in texts]
+        short = [i for i, text in enumerate(texts) if len(text) <= LONG_TEXT]
+        for i, candidates in zip(short, self._nbest_together([texts[i] for i in short], n)):
+            results[i] = candidates
+        for i, text in enumerate(texts):
+            if len(text) > LONG_TEXT:
+                results[i] = self._nbest_long(text, n)
+        return results
+
+    def _nbest_together(self, texts: list[str], n: int) -> list[list[Candidate]]:
         results: list[list[Candidate]] = [[] for _ in texts]
         all_ems = self.emissions(texts)
         trans, start, end = (p.detach().cpu().double().numpy() for p in self.model.crf.constrained())
@@ -394,19 +423,57 @@ class Tagger(Model):
         if not text:
             return [Candidate([], 1.0)]
         out = []
-        inside = {tag[2:]: i for i, tag in enumerate(self.tags) if tag.startswith("I-")}
         for path in paths:
             if path[0] < 0:  # fewer allowed paths than asked for
                 break
             path = path[: len(text)]
-            spans = []
-            for start, end, label in self._spans_of(text, path):
-                # In BIO a span also needs the next tag not to continue it.
-                cont = inside.get(label, -1) if self.scheme == "BIO" and end < len(text) else -1
-                score = scorer.span_prob(path, start, end, cont)
-                spans.append(Span(start, end, label, text[start:end], score))
-            out.append(Candidate(spans, scorer.path_prob(path)))
+            out.append(Candidate(self._scored_spans(text, path, scorer), scorer.path_prob(path)))
         return out
+
+    def _scored_spans(self, text: str, path: np.ndarray, scorer: PathScorer, offset: int = 0
+                      ) -> list[Span]:
+        """The spans of ``path``, the tags of ``text`` from ``offset`` on (``scorer`` reading rows
+        from there too), with their probabilities."""
+        spans = []
+        for start, end, label in self._spans_of(text, path, offset):
+            label = self._labels.get(label, label)  # one string for all spans of a label
+            # In BIO a span also needs the next tag not to continue it.
+            cont = self._inside.get(label, -1) if self.scheme == "BIO" and offset + end < len(text) else -1
+            score = scorer.span_prob(path, start, end, cont)
+            spans.append(Span(offset + start, offset + end, label, text[offset + start : offset + end], score))
+        return spans
+
+    def _nbest_long(self, text: str, n: int) -> list[Candidate]:
+        """:meth:`nbest` of one long text: its windows run through the encoder a batch at a time
+        and their stitched emissions through a :class:`LongChain` (exact, bounded memory)."""
+        trans, start, end = (p.detach().cpu().numpy() for p in self.model.crf.constrained())
+        chain = LongChain(trans, start, end, n, self._closes)
+        for rows in self._window_rows(text):
+            chain.add(rows)
+        begin = time.perf_counter()
+        parts: list[list[list[Span]]] = [[] for _ in range(n)]  # per path, region by region
+        for region in chain.regions():  # last first; each region's arrays go once it is read
+            for m, path in enumerate(region.paths):
+                parts[m].append(self._scored_spans(text, path, region.scorer, region.offset))
+        self.timings["decode"] += time.perf_counter() - begin
+        return [Candidate([span for part in reversed(parts[m]) for span in part], prob)
+                for m, prob in enumerate(chain.probs)]
+
+    def _window_rows(self, text: str) -> Iterator[np.ndarray]:
+        """The emission rows of ``text`` in order, as :meth:`emissions` stitches them, a batch of
+        windows at a time."""
+        starts = window_starts(len(text), self.width, self.stride)
+        seams = window_seams(starts, self.width, len(text))
+        pos = 0
+        for b in range(0, len(starts), self.batch_size):
+            begin = time.perf_counter()
+            chunk = starts[b : b + self.batch_size]
+            pieces = [self.char_ids(text[s : s + self.width]) for s in chunk]
+            em = self.model.emissions(*self._encoder_inputs(pieces)).float().cpu().numpy()
+            self.timings["encode"] += time.perf_counter() - begin
+            for row, (s, cut) in enumerate(zip(chunk, seams[b : b + self.batch_size])):
+                yield em[row, pos - s : cut - s]
+                pos = cut
 
     def cut(self, texts: str | Sequence[str]) -> list[str] | list[list[str]]:
         """Words of each text, for a BMES (segmentation) model; characters outside spans are words."""
@@ -594,10 +661,38 @@ def _figures(prf: PRF) -> dict[str, float | int]:
     return {"p": prf.p, "r": prf.r, "f1": prf.f, "support": prf.support}
 
 
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _spans_parts(spans: Sequence[Span], parts: list[str]) -> list[str]:
+    """Append the JSON list of ``spans`` to ``parts`` in pieces of a few thousand spans: a long
+    text's spans as dicts, or as json's pieces, would take many times the memory of their text."""
+    parts.append("[")
+    for begin in range(0, len(spans), 4096):
+        parts.append(", " if begin else "")
+        parts.append(", ".join(
+            f'{{"start": {s.start}, "end": {s.end}, "label": {_dump(s.label)}, "text": {_dump(s.text)}, '
+            f'"score": {_dump(round(s.score, 6))}}}' for s in spans[begin : begin + 4096]))
+    parts.append("]")
+    return parts
+
+
+def spans_json(spans: Sequence[Span]) -> str:
+    """``json.dumps([span.as_dict() for span in spans], ensure_ascii=False)``: the same text, made
+    in little memory."""
+    return "".join(_spans_parts(spans, []))
+
+
 def prediction_record(text: str, candidates: Sequence[Candidate]) -> str:
-    """One JSON line for ``zhtext tag``: the best spans, and all candidates when there are several."""
-    record: dict[str, Any] = {"text": text, "spans": [s.as_dict() for s in candidates[0].spans]}
+    """One JSON line for ``zhtext tag``: the best spans, and all candidates when there are several
+    (``{"text", "spans", "nbest": [{"prob", "spans"}]}``, as ``json.dumps`` writes it)."""
+    parts = _spans_parts(candidates[0].spans, ['{"text": ', _dump(text), ', "spans": '])
     if len(candidates) > 1:
-        record["nbest"] = [{"prob": round(c.prob, 6), "spans": [s.as_dict() for s in c.spans]}
-                           for c in candidates]
-    return json.dumps(record, ensure_ascii=False)
+        parts.append(', "nbest": [')
+        for i, candidate in enumerate(candidates):
+            parts.append(f'{", " if i else ""}{{"prob": {_dump(round(candidate.prob, 6))}, "spans": ')
+            _spans_parts(candidate.spans, parts).append("}")
+        parts.append("]")
+    parts.append("}")
+    return "".join(parts)

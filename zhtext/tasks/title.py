@@ -42,7 +42,7 @@ from zhtext.neural.modeldir import (
     save_task_meta,
 )
 from zhtext.neural.scratch import scratch_model
-from zhtext.neural.tokens import decode_text
+from zhtext.neural.tokens import clip_for_tokens, decode_text
 from zhtext.neural.trainer import TrainConfig, param_groups, seed_everything
 from zhtext.tasks.base import Generator
 from zhtext.tasks.titledata import TitlePair, read_pairs
@@ -320,8 +320,8 @@ class TitleGenerator(Generator):
     def _ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
         if not texts:
             return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                                 max_length=limit)["input_ids"]
+        encoded = self.tokenizer(clip_for_tokens(self.tokenizer, texts, limit), add_special_tokens=False,
+                                 truncation=True, max_length=limit)["input_ids"]
         return [list(ids) for ids in encoded]
 
     def source_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
