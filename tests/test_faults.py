@@ -12,7 +12,7 @@ Outputs (``-o``):
 | an unwritable place (``/proc/...``)    | exit 1, "cannot write ...", nothing left                   |
 | a folder that does not exist           | exit 1, "output folder does not exist"                     |
 | a temporary file of a killed run       | removed by the next write of the same output               |
-| one 3 MB line to title, embed, tag and pipe, address space capped well below what reading it whole takes | exit 0; one title, vector, record of spans for it (pipe: all three) |
+| one 3 MB line to title/embed/tag/pipe  | exit 0 in 300 MB over a short line's; the whole result     |
 
 Signals: SIGTERM and SIGHUP end a command like Ctrl-C: one line, exit 143 / 129, no temporary file,
 and a training run saves its resumable checkpoint.
