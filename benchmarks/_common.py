@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,16 +62,24 @@ def emit_json(figures: dict) -> None:
     print(json.dumps(figures, ensure_ascii=False), flush=True)
 
 
-def run_measured(cmd: list[str], **popen_args) -> tuple[float, float, float, int]:
-    """Run ``cmd`` to completion; return wall seconds, CPU seconds (user + system), peak resident
-    MB and exit code of that child.
+def run_measured(cmd: list[str], timeout: float | None = None, **popen_args
+                 ) -> tuple[float, float, float, int]:
+    """Run ``cmd`` to completion (killed after ``timeout`` seconds, if given: exit code -9); return
+    wall seconds, CPU seconds (user + system), peak resident MB and exit code of that child.
 
     ``os.wait4`` gives the resource usage of exactly this child, unlike RUSAGE_CHILDREN, whose
     ``ru_maxrss`` is the maximum over every child the process has waited for.
     """
     begin = time.perf_counter()
     proc = subprocess.Popen(cmd, **popen_args)
-    _, status, usage = os.wait4(proc.pid, 0)
+    timer = threading.Timer(timeout, proc.kill) if timeout is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        if timer is not None:
+            timer.cancel()
     seconds = time.perf_counter() - begin
     proc.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss is in KiB on Linux, bytes on macOS.

@@ -1,6 +1,7 @@
 """Peak memory of ``title``, ``embed``, ``tag`` and ``pipe`` on one very long line.
 
-Usage: python benchmarks/long_line_memory.py [--quick] [--mb N] [--limit-mb M] [--keep DIR]
+Usage: python benchmarks/long_line_memory.py [--quick] [--mb N] [--limit-mb M] [--only CMDS]
+       [--keep DIR] [--timeout S]
 
 One line of ``--mb`` megabytes (50; 5 with ``--quick``) of Chinese sentences with Latin words and
 digits, no newline inside, is given to each command in a fresh process; the models are tiny ones
@@ -113,6 +114,9 @@ def main() -> None:
     parser.add_argument("--limit-mb", type=int, default=None, help="address-space cap per command")
     parser.add_argument("--only", default=None, help="comma-separated commands to run")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder, kept")
+    parser.add_argument("--timeout", type=int, default=3600,
+                        help="seconds a command may run (then killed: exit -9); a process that ran "
+                             "out of address space can hang in a tokenizer's panic")
     args = parser.parse_args()
     megabytes = args.mb or (5.0 if args.quick else 50.0)
 
@@ -134,7 +138,8 @@ def main() -> None:
                 # run from the work folder: ``-m zhtext`` then finds the zhtext this script
                 # imported (PYTHONPATH), not a checkout in the current folder
                 seconds, _, peak, code = run_measured(
-                    [sys.executable, "-m", "zhtext", *todo[name]], cwd=work, stdout=subprocess.DEVNULL,
+                    [sys.executable, "-m", "zhtext", *todo[name]], args.timeout, cwd=work,
+                    stdout=subprocess.DEVNULL,
                     stderr=err, env={**os.environ, **ONE_THREAD},
                     preexec_fn=limit_address_space(args.limit_mb))
                 err.seek(0)

@@ -19,7 +19,7 @@ Outputs (``-o``):
 | ``train --max-seconds`` reached        | exit 0, one line: the checkpoint kept, how to go on        |
 | ``--resume``, time budget spent        | exit 1, "the time budget is spent", nothing changed        |
 | ``train --keep-checkpoint``            | the completed run's checkpoint stays (else removed)        |
-| one 3 MB line to title, embed, tag and pipe, address space capped well below what reading it whole takes | exit 0; one title, vector, record of spans for it (pipe: all three) |
+| one 3 MB line to title/embed/tag/pipe  | exit 0 in 300 MB over a short line's; the whole result     |
 
 Signals: SIGTERM and SIGHUP end a command like Ctrl-C: one line, exit 143 / 129, no temporary file,
 and a training run saves its resumable checkpoint.
