@@ -77,7 +77,7 @@ def test_blocks_hold_only_the_bytes_counted():
     lines = ["中，。！？…… —— 《》 “”（）" * 20] * 200
     corpus = IdCorpus.from_lines(lines, block_chars=5000)
     held = sum(b.nbytes if b.base is None else b.base.nbytes for b in corpus.blocks)
-    assert len(corpus) > 1 and held == corpus.in_memory == sum(b.nbytes for b in corpus.blocks)
+    assert len(corpus) > 1 and held == corpus.blocks.held_bytes == sum(b.nbytes for b in corpus.blocks)
 
 
 def test_text_blocks_cut_at_line_ends(tmp_path):
@@ -212,7 +212,7 @@ def test_threads_give_the_same_counts_candidates_and_lexicon():
     spilled = IdCorpus(spill_bytes=2000)
     for text in text_blocks(lines, block_chars=700):
         spilled.add_text(text)
-    assert spilled.file is not None and corpus_fragments(spilled) == corpus_fragments(corpus)
+    assert spilled.blocks.spilled and corpus_fragments(spilled) == corpus_fragments(corpus)
     finder = Discoverer(min_count=2, threads=2)
     with Bar(False) as bar:
         kept = finder._count(spilled, 2, bar)
@@ -233,7 +233,7 @@ def test_reestimation_is_the_same_on_any_number_of_threads():
     spilled = IdCorpus(spill_bytes=2000)
     for text in text_blocks(lines, block_chars=700):
         spilled.add_text(text)
-    assert len(corpus) > 20 and spilled.file is not None  # many blocks to share out
+    assert len(corpus) > 20 and spilled.blocks.spilled  # many blocks to share out
     with Bar(False) as bar:
         finder = Discoverer(min_count=2, threads=1)
         candidates = {**_kept_words(finder._count(corpus, 2, bar)),

@@ -225,3 +225,22 @@ def test_a_short_binary_header_is_not_taken_for_utf16():
     from zhtext.io.reading import wide_encoding
 
     assert wide_encoding(b"\x00\x01binary") is None
+
+
+def test_spill_list_reads_back_what_it_held_after_moving_to_a_file():
+    import numpy as np
+
+    from zhtext.io.spill import SpillList
+
+    arrays = [np.arange(n, dtype=dtype).reshape(shape) for n, dtype, shape in
+              [(6, np.uint16, (6,)), (12, np.float32, (3, 4)), (5, np.int64, (5,)), (8, np.float32, (2, 4))]]
+    store = SpillList(budget=60)
+    for count, array in enumerate(arrays, 1):
+        store.append(array)
+        assert len(store) == count
+    assert store.spilled  # 12 + 48 + 40 bytes passed the budget on the third array
+    for got, want in zip(store, arrays):
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+    assert np.array_equal(store[1], arrays[1])  # random access too
+    store.close()
+    assert len(store) == 0

@@ -18,14 +18,12 @@ is that of the longest span), and per block a checkpoint of 2K + kK numbers.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
 
-from zhtext.errors import ZhtextError
+from zhtext.io.spill import SpillList
 from zhtext.labels.marginals import (
     ChainScores,
     PathScorer,
@@ -54,54 +52,6 @@ class Region(NamedTuple):
     scorer: PathScorer
 
 
-class _Rows:
-    """Emission blocks by index: in memory, then past :data:`HELD_BYTES` in an unnamed temporary
-    file (gone with the process, however it ends)."""
-
-    def __init__(self) -> None:
-        self.blocks: list[np.ndarray] = []
-        self.places: list[tuple[int, tuple[int, int]]] = []  # (offset, shape) in the file
-        self.file: tempfile._TemporaryFileWrapper | None = None
-        self.held = 0
-
-    def append(self, block: np.ndarray) -> None:
-        if self.file is None and self.held + block.nbytes > HELD_BYTES:
-            try:
-                self.file = tempfile.TemporaryFile(prefix="zhtext-emissions-")
-            except OSError as exc:
-                raise ZhtextError(f"cannot make a scratch file in {tempfile.gettempdir()}: "
-                                  f"{exc.strerror or exc}") from None
-            for held in self.blocks:
-                self._write(held)
-            self.blocks, self.held = [], 0
-        if self.file is None:
-            self.blocks.append(block)
-            self.held += block.nbytes
-        else:
-            self._write(block)
-
-    def _write(self, block: np.ndarray) -> None:
-        assert self.file is not None
-        offset = self.file.seek(0, os.SEEK_END)
-        try:
-            self.file.write(np.ascontiguousarray(block).tobytes())
-        except OSError as exc:
-            raise ZhtextError(f"cannot write a scratch file in {tempfile.gettempdir()}: "
-                              f"{exc.strerror or exc}") from None
-        self.places.append((offset, block.shape))
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        if self.file is None:
-            return self.blocks[index]
-        offset, shape = self.places[index]
-        self.file.seek(offset)
-        return np.frombuffer(self.file.read(shape[0] * shape[1] * 4), dtype=np.float32).reshape(shape)
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
 class LongChain:
     """The ``k`` best paths of one sequence and what scores their spans, its emission rows given
     in order through :meth:`add`, then :meth:`regions`.
@@ -118,7 +68,7 @@ class LongChain:
         self.trans, self.start, self.end = (np.asarray(x, dtype=np.float64) for x in (trans, start, end))
         self.chain = ChainScores(self.trans, self.start, self.end)
         self.closes = np.asarray(closes, dtype=bool)
-        self.rows = _Rows()
+        self.rows = SpillList(HELD_BYTES, "zhtext-emissions-")
         self.pending: list[np.ndarray] = []  # rows not yet a whole block
         self.pending_rows = 0
         self.alpha: Scaled | None = None

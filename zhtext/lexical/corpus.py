@@ -14,7 +14,6 @@ can spread blocks over threads (:meth:`IdCorpus.each_block`): the kernels releas
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +22,9 @@ import numpy as np
 from numba import njit
 
 from zhtext.io.reading import batched_lines, iter_text_chunks
-from zhtext.lexical.ngrams import ID_OFFSET
+from zhtext.io.spill import SpillList
 from zhtext.lexical.chars import ALNUM, CHAR_CLASS, HAN, HAN_LAST, to_codes
+from zhtext.lexical.ngrams import ID_OFFSET
 
 BLOCK_CHARS = 1 << 21
 FIRST_RUN_ID = HAN_LAST - ID_OFFSET + 1  # 20951: ids from here on are ASCII letter/digit runs
@@ -128,11 +128,7 @@ class IdCorpus:
     """
 
     def __init__(self, spill_bytes: int = 64 << 20) -> None:
-        self.spill_bytes = spill_bytes
-        self.blocks: list[np.ndarray] = []
-        self.spans: list[tuple[int, int]] = []  # (offset, length) of each block in the file
-        self.file: tempfile._TemporaryFileWrapper | None = None
-        self.in_memory = 0
+        self.blocks = SpillList(spill_bytes, "zhtext-corpus-")
         self.chars_read = 0  # every character of the input, Han or not
         self.unigrams = np.zeros(N_IDS, dtype=np.int64)
         self.run_ids: dict[str, int] = {}  # ASCII run -> id
@@ -174,7 +170,7 @@ class IdCorpus:
         self.chars_read += len(text)
         ids = self.encode(text)
         if np.any(ids):
-            self._append(ids)
+            self.blocks.append(ids)
 
     @property
     def units(self) -> int:
@@ -185,24 +181,6 @@ class IdCorpus:
     def han_chars(self) -> int:
         """Han characters read."""
         return int(self.unigrams[1:FIRST_RUN_ID].sum())
-
-    def _append(self, ids: np.ndarray) -> None:
-        if self.file is None and self.in_memory + ids.nbytes > self.spill_bytes:
-            self.file = tempfile.TemporaryFile(prefix="zhtext-corpus-")
-            for block in self.blocks:
-                self._write(block)
-            self.blocks, self.in_memory = [], 0
-        if self.file is None:
-            self.blocks.append(ids)
-            self.in_memory += ids.nbytes
-        else:
-            self._write(ids)
-
-    def _write(self, ids: np.ndarray) -> None:
-        assert self.file is not None
-        offset = self.file.seek(0, os.SEEK_END)
-        self.file.write(ids.tobytes())
-        self.spans.append((offset, len(ids)))
 
     @classmethod
     def read(cls, source: Source, encoding: str | None = None, block_chars: int = BLOCK_CHARS,
@@ -222,19 +200,10 @@ class IdCorpus:
 
     # -- reading back
     def __len__(self) -> int:
-        return len(self.spans) if self.file is not None else len(self.blocks)
+        return len(self.blocks)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        if self.file is None:
-            yield from self.blocks
-            return
-        for offset, length in self.spans:
-            yield self._load(offset, length)
-
-    def _load(self, offset: int, length: int) -> np.ndarray:
-        assert self.file is not None
-        self.file.seek(offset)
-        return np.frombuffer(self.file.read(length * 2), dtype=np.uint16)
+        return iter(self.blocks)
 
     def each_block(self, work: Callable[[int, int, np.ndarray], None], threads: int = 1,
                    blocks: Sequence[np.ndarray] | None = None) -> None:
@@ -314,7 +283,4 @@ class IdCorpus:
         return table
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-
+        self.blocks.close()
