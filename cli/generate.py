@@ -122,7 +122,6 @@ def generate(
     """
     from zhtext.io.reading import iter_lines
     from zhtext.io.writing import atomic_output
-    from zhtext.neural.lmdata import MAX_LINE_CHARS
     from zhtext.tasks.generate import TextGenerator
 
     if prompt is not None and file is not None:
@@ -131,7 +130,8 @@ def generate(
     if prompt is not None:
         prompts = iter([prompt])
     else:
-        prompts = (line for line in iter_lines(file or "-", encoding, MAX_LINE_CHARS) if line.strip())
+        # Whole lines, one prompt each, as in `zhtext pipe`: the model reads only a prompt's tail.
+        prompts = (line for line in iter_lines(file or "-", encoding) if line.strip())
     first = next(prompts, None)  # a missing or unreadable input fails before the model loads
     if first is None:
         raise ZhtextError("no prompt: give one as an argument, or lines with --file or on stdin")

@@ -170,6 +170,7 @@ def tag(
     batch_size: BatchSizeOpt = 32,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Tag each line of a text file with a trained tagger.
 
@@ -193,7 +194,7 @@ def tag(
     # A progress line only when the results go to a file: on a terminal they are the progress.
     with (
         atomic_output(output) as handle,
-        Bar(enabled=output not in (None, "-"), unit="lines") as bar,
+        Bar(enabled=not quiet and output not in (None, "-"), unit="lines") as bar,
     ):
         task = bar.add("tagging")
         chunk: list[str] = []

@@ -144,6 +144,7 @@ def title(
     batch_size: BatchSizeOpt = 16,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write a headline for an article with a UniLM title model.
 
@@ -172,7 +173,7 @@ def title(
             return
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
     articles = itertools.chain([first], articles)
-    with atomic_output(output) as handle, Bar(enabled=output not in (None, "-"), unit="articles") as bar:
+    with atomic_output(output) as handle, Bar(enabled=not quiet and output not in (None, "-"), unit="articles") as bar:
         task = bar.add("titling")
         while chunk := list(itertools.islice(articles, CHUNK_ARTICLES)):
             titles = gen.predict([text for text, _ in chunk], decoding)

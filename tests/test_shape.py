@@ -145,6 +145,9 @@ def test_one_cli_vocabulary():
             if param.name == "output":
                 assert {"-o", "--output"} <= opts, (path, opts)
                 seen += 1
+            if param.name == "output" and not path.startswith("train "):
+                # every command that writes a file may draw a progress bar: -q silences it
+                assert "quiet" in {p.name for p in cmd.params} or path == "generate", path
             if param.name == "model":
                 assert {"-m", "--model"} <= opts, (path, opts)
             assert "--out" not in opts, (path, opts)
