@@ -444,3 +444,19 @@ def test_a_damaged_whitening_is_one_line(tiny_dir, tmp_path):
     with pytest.raises(ZhtextError, match=f"{folder / WHITENING_FILE} is not a zhtext whitening "
                                           "file or is damaged"):
         Embedder.load(folder)
+
+
+def test_zhtext_debug_shows_the_real_error_of_a_failing_model(monkeypatch):
+    from zhtext.tasks.base import Model
+
+    class Broken(Model):
+        source = "broken-folder"
+
+        def predict(self, texts, **options):
+            raise IndexError("index 7 is out of bounds")
+
+    with pytest.raises(ZhtextError, match="the model in broken-folder failed while running"):
+        Broken()(["x"])
+    monkeypatch.setenv("ZHTEXT_DEBUG", "1")
+    with pytest.raises(IndexError, match="index 7"):
+        Broken()(["x"])
