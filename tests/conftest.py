@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -28,3 +29,12 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     out, err = capsys.readouterr()
     code = exit_info.value.code
     return (0 if code is None else code), out, err
+
+
+def sigint_as_usual() -> None:
+    """``preexec_fn`` for a child that a test interrupts: SIGINT back to its default action.
+
+    A shell starts background jobs with SIGINT ignored, children inherit that, and Python then
+    installs no KeyboardInterrupt handler: the suite run with ``&`` would see the signal vanish.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, sigint_as_usual
 
 from zhtext.lexical.segment import Segmenter
 
@@ -49,7 +49,8 @@ def test_sigint_to_a_running_command_exits_130_without_traceback(tmp_path, dicti
     # Reading an open, silent stdin keeps the command busy inside its atomic output.
     command = [sys.executable, "-c", "from zhtext_cli.entry import main; main()", "segment", "-",
                "--dict", str(dictionary), "-o", str(out_dir / "seg.txt"), "-q"]  # fmt: skip
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=sigint_as_usual)  # fmt: skip
     try:
         proc.stdin.write("你好世界\n".encode())
         proc.stdin.flush()

@@ -70,6 +70,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import sigint_as_usual
 
 WORDS = "我爱北京天安门\n今天天气不错\n"
 SEGMENTED = "我 爱 北京 天安门\n今天天气 不错\n"
@@ -210,7 +211,8 @@ def _stop_a_run(tmp_path: Path, signum: int) -> tuple[subprocess.Popen, str]:
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen([sys.executable, "-m", "zhtext", "segment", str(fifo), "-o", "out.txt",
-                             "-q"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                             "-q"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_usual)
     with open(fifo, "w", encoding="utf-8") as writer:
         writer.write(WORDS * 1000)
         writer.flush()
@@ -236,9 +238,9 @@ def test_signals_end_a_command_with_one_line_and_nothing_left(tmp_path, signum, 
 def test_a_training_run_saves_its_checkpoint_on_sigterm(tmp_path):
     """The Trainer saves on any KeyboardInterrupt; SIGTERM arrives as one (signals.Terminated)."""
     import torch
+    from zhtext_cli.signals import Terminated
 
     from zhtext.neural.trainer import TrainConfig, Trainer, checkpoint_path
-    from zhtext_cli.signals import Terminated
 
     model = torch.nn.Linear(2, 1)
     x = torch.randn(8, 2)
