@@ -28,3 +28,15 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     out, err = capsys.readouterr()
     code = exit_info.value.code
     return (0 if code is None else code), out, err
+
+
+@pytest.fixture
+def jieba_force_split():
+    """jieba keeps the words given a count of 0 in one global set that every Tokenizer's HMM
+    obeys (``jieba.finalseg.Force_Split_Words``): tests that delete words get it back as it was."""
+    from jieba import finalseg
+
+    saved = set(finalseg.Force_Split_Words)
+    yield finalseg.Force_Split_Words
+    finalseg.Force_Split_Words.clear()
+    finalseg.Force_Split_Words.update(saved)
