@@ -68,17 +68,16 @@ def segment(
         typer.Option(
             "--offsets",
             help="One JSON object per line instead: "
-            '{"tokens": [[word, start, end], ...]}, offsets in characters from the '
+            '{"tokens": \\[\\[word, start, end], ...]}, offsets in characters from the '
             "line's start, as jieba.tokenize (not with --mode all).",
         ),
     ] = False,
 ) -> None:
-    """Segment text into words, as jieba does: the most probable route through the dictionary, and
-    jieba's HMM for words the dictionary lacks.
+    """Segment text into words as jieba does: dictionary route, HMM for unknown words.
 
-    Output is the same as jieba.cut(line) (--no-hmm: jieba.cut(line, HMM=False)), tens of times
-    faster. Each input line becomes one output line, its words joined by --sep; with --offsets one
-    JSON line. Big files stream in batches; -o files appear whole or not at all.
+    Output is the same as jieba.cut(line) (--no-hmm: jieba.cut(line, HMM=False)).
+    Each input line becomes one output line, its words joined by --sep (--offsets: one JSON line).
+    Big files stream in batches; -o files appear whole or not at all.
 
     Example: zhtext segment novel.txt --dict lexicon.tsv -o novel.seg.txt
     """

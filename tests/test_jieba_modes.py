@@ -126,8 +126,9 @@ def test_edge_cases_equal_jieba_in_every_mode(seg, tok, line):
 def test_hmm_finds_names_the_dictionary_lacks(seg):
     assert seg.cut("黛玉笑道") == ["黛玉笑", "道"]
     assert seg.cut("黛玉笑道", hmm=False) == ["黛", "玉", "笑", "道"]
-    assert seg.cut("他来到了网易杭研大厦") == ["他", "来到", "了", "网易", "杭研", "大厦"]
-    assert Segmenter(hmm=False).cut("他来到了网易杭研大厦", hmm=True) == seg.cut("他来到了网易杭研大厦")
+    text = "他来到了网易杭研大厦"
+    assert seg.cut(text) == ["他", "来到", "了", "网易", "杭研", "大厦"]
+    assert Segmenter(hmm=False).cut(text, hmm=True) == seg.cut(text)
     # inside an HMM run, letters/digits keep decimals and percentages whole
     assert seg.cut("是3.14%") == ["是", "3.14%"]
     assert seg.cut("是3.14%", hmm=False) == ["是", "3", ".", "14", "%"]
@@ -292,8 +293,10 @@ def test_tables_come_from_jieba_and_round_trip_through_the_cache(tmp_path, monke
         assert a.tobytes() == b.tobytes() == c.tobytes()
     state = STATES.index("B")
     assert fresh.emit[ord("黛") - 0x4E00, state] == finalseg.emit_P["B"]["黛"]
-    assert fresh.trans[STATES.index("E"), STATES.index("S")] == finalseg.trans_P["E"]["S"]
-    assert fresh.emit[ord("丄") - 0x4E00].tolist() == [-3.14e100] * 4  # no entry: jieba's MIN_FLOAT
+    e_to_s = fresh.trans[STATES.index("E"), STATES.index("S")]
+    assert e_to_s == finalseg.trans_P["E"]["S"]
+    # no entry in jieba's dicts: its MIN_FLOAT
+    assert fresh.emit[ord("丄") - 0x4E00].tolist() == [-3.14e100] * 4
 
 
 # Common characters, characters missing from some of the tables and from all: missing entries
@@ -310,7 +313,8 @@ def test_viterbi_path_equals_jiebas(text):
     states = np.empty(len(text), dtype=np.int8)
     back = np.empty((len(text), 4), dtype=np.int8)
     viterbi_states(to_codes(text), 0, len(text), *tables, back, states)
-    _, path = finalseg.viterbi(text, "BMES", finalseg.start_P, finalseg.trans_P, finalseg.emit_P)
+    model = finalseg.start_P, finalseg.trans_P, finalseg.emit_P
+    _, path = finalseg.viterbi(text, "BMES", *model)
     assert "".join(STATES[s] for s in states) == "".join(path)
 
 
@@ -319,13 +323,21 @@ def test_viterbi_path_equals_jiebas(text):
 
 
 def test_cli_modes_hmm_and_offsets(tmp_path, seg, monkeypatch, capsys):
-    lines = ["黛玉笑道：“你这会子又说这话了。”", "", "我来到北京清华大学 3.14%", "😀黛玉笑了𠀀"]
+    lines = [
+        "黛玉笑道：“你这会子又说这话了。”",
+        "",
+        "我来到北京清华大学 3.14%",
+        "😀笑了𠀀",
+    ]
     src = tmp_path / "in.txt"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for options, want in [
         ([], seg.segment_lines(lines)),
         (["--no-hmm"], seg.segment_lines(lines, hmm=False)),
-        (["--mode", "search", "--sep", "/"], seg.segment_lines(lines, "/", mode="search")),
+        (
+            ["--mode", "search", "--sep", "/"],
+            seg.segment_lines(lines, "/", mode="search"),
+        ),
         (["--mode", "all"], seg.segment_lines(lines, mode="all")),
     ]:
         code, out, err = run_cli(monkeypatch, capsys, "segment", str(src), *options)
@@ -333,7 +345,8 @@ def test_cli_modes_hmm_and_offsets(tmp_path, seg, monkeypatch, capsys):
         assert out == "".join(f"{s}\n" for s in want)
     runs = [([], "default", True), (["--mode", "search", "--no-hmm"], "search", False)]
     for options, mode, hmm in runs:
-        code, out, err = run_cli(monkeypatch, capsys, "segment", str(src), "--offsets", *options)
+        args = ["segment", str(src), "--offsets", *options]
+        code, out, err = run_cli(monkeypatch, capsys, *args)
         assert code == 0, err
         records = [json.loads(row) for row in out.splitlines()]
         want = seg.tokenize_lines(lines, mode, hmm=hmm)
@@ -341,7 +354,8 @@ def test_cli_modes_hmm_and_offsets(tmp_path, seg, monkeypatch, capsys):
         if hmm:
             assert records[0]["tokens"][:2] == [["黛玉笑", 0, 3], ["道", 3, 4]]
             assert records[1] == {"tokens": []}
-    code, out, err = run_cli(monkeypatch, capsys, "segment", str(src), "--offsets", "--mode", "all")
+    args = ["segment", str(src), "--offsets", "--mode", "all"]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "--offsets" in err and "full mode" in err
 
@@ -351,7 +365,8 @@ def test_pipeline_segment_step_has_an_hmm_setting():
 
     text = "黛玉笑道：“你这会子又说这话了。”"
     assert Pipeline("segment")(text).words == Segmenter().cut(text)
-    assert Pipeline("segment", segment={"hmm": False})(text).words == Segmenter(hmm=False).cut(text)
+    no_hmm = Pipeline("segment", segment={"hmm": False})
+    assert no_hmm(text).words == Segmenter(hmm=False).cut(text)
 
 
 def test_top_level_cut_is_jiebas_default(tok):
