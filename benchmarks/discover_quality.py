@@ -5,7 +5,9 @@ settings, writes it as a TSV lexicon, segments the same text with that file the 
 `zhtext segment --dict` does, and scores the result against the gold with the bakeoff's figures
 (`zhtext evaluate segment`), OOV measured against the PKU training word list. The defaults were
 tuned on gold lines 1-1000 only, so F is also printed for those lines and for lines 1001-end
-(held out). Reference row: jieba's default dictionary with HMM off on the same text.
+(held out). The main row segments with the lexicon alone (HMM off: nothing but the raw text is
+used); a second row adds jieba's HMM (``zhtext segment``'s default; its tables were trained on
+labelled text). Reference row: jieba's default dictionary with HMM off on the same text.
 
 Anchors (2 cores, same data): jieba default dictionary F 0.836; Su Jianlin's nlp-zero
 minimum-entropy Word_Finder F 0.680 at its best setting tuned on the gold, 0.356 with defaults.
@@ -70,9 +72,11 @@ def main() -> None:
         # Through a file, as `zhtext discover -o lex.tsv` then `zhtext segment --dict lex.tsv`.
         lex_path = Path(tmp) / "lex.tsv"
         lexicon.save(lex_path, "tsv")
-        pred = Segmenter(lex_path).segment_lines(raw, " ")
-    seconds = time.perf_counter() - begin
+        pred = Segmenter(lex_path, hmm=False).segment_lines(raw, " ")
+        seconds = time.perf_counter() - begin
+        pred_hmm = Segmenter(lex_path, hmm=True).segment_lines(raw, " ")
     ours = score_parts(gold, pred, words)
+    ours_hmm = score_parts(gold, pred_hmm, words)
 
     print(
         f"corpus: {text_path.name}, {len(raw):,} lines, {stats.han_chars:,} Han characters; "
@@ -82,6 +86,7 @@ def main() -> None:
     )
     print(f"{'system':<18} {'lines':<10} {'n':>6} {'F':>6} {'P':>6} {'R':>6} {'OOV-R':>7} {'IV-R':>7}")
     print_rows("zhtext discover", ours)
+    print_rows("discover + HMM", ours_hmm)
     if ours["all"].mismatched_lines:
         print(f"warning: {len(ours['all'].mismatched_lines)} line(s) differ from the gold's characters")
 
@@ -105,6 +110,7 @@ def main() -> None:
         "oov_recall": round(ours["all"].oov_recall, 4),
         "f1_tune_lines": round(ours[f"1-{TUNE_LINES}"].f, 4),
         "f1_heldout_lines": round(ours[f"{TUNE_LINES + 1}-end"].f, 4),
+        "f1_hmm": round(ours_hmm["all"].f, 4),
         "jieba_f1": jieba_f1,
         "words": stats.words,
         "seconds": round(seconds, 2),

@@ -1,4 +1,5 @@
-"""zhtext's unigram segmenter against ``jieba.lcut(line, HMM=False)``: speed and agreement.
+"""zhtext's segmenter against ``jieba.lcut(line, HMM=False)`` (``--hmm``: ``jieba.lcut(line)``):
+speed and agreement.
 
 Same dictionary (jieba's dict.txt), same text (the four classical novels in ../shared/data/raw),
 both loaded before timing, one process. Prints throughput in MB/s of UTF-8 input for zhtext's batch
@@ -8,7 +9,7 @@ list of words per line) for comparison, and what starting costs: the first call 
 with an empty Numba cache (compiling) and with a warm one, the dictionary parsed vs read from
 zhtext's cache.
 
-    python benchmarks/segment_vs_jieba.py [--quick]
+    python benchmarks/segment_vs_jieba.py [--quick] [--hmm]
 
 The last line is JSON: {"bench": "segment_vs_jieba", "ratio": ..., "identical": ..., ...}.
 """
@@ -84,6 +85,7 @@ def explain(line: str, mine: list[str], theirs: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the first tenth of each novel only")
+    parser.add_argument("--hmm", action="store_true", help="with jieba's HMM on (jieba's default)")
     args = parser.parse_args()
     if not RAW.is_dir():
         print(f"skipped: {RAW} is absent (the four novels are needed)")
@@ -107,7 +109,8 @@ def main() -> None:
         f"{first_call_s:.2f} s from Numba's cache"
     )
     print(f"dictionary: parse + build {parse_s:.2f} s, from zhtext's cache {cached_s:.3f} s")
-    seg = Segmenter()
+    hmm = args.hmm
+    seg = Segmenter(hmm=hmm)
     seg.segment_lines(lines[:1])
     seg.cut("热身")
 
@@ -115,16 +118,16 @@ def main() -> None:
 
     tok = jieba.Tokenizer()
     tok.initialize()
-    tok.lcut("热身", HMM=False)
+    tok.lcut("热身", HMM=hmm)
 
     # Speed
     zh_s, joined = best_of(3, lambda: seg.segment_lines(lines, SEP))
     cut_s, _ = best_of(1, lambda: [seg.cut(s) for s in lines])
-    jb_s, theirs = best_of(1, lambda: [tok.lcut(s, HMM=False) for s in lines])
+    jb_s, theirs = best_of(1, lambda: [tok.lcut(s, HMM=hmm) for s in lines])
     mb, cut_mb, jb_mb = n_bytes / zh_s / 1e6, n_bytes / cut_s / 1e6, n_bytes / jb_s / 1e6
     print(f"zhtext segment_lines (batch): {mb:8.2f} MB/s  ({zh_s:.3f} s)")
     print(f"zhtext cut() per line:        {cut_mb:8.2f} MB/s  ({cut_s:.3f} s)")
-    print(f"jieba lcut(HMM=False):        {jb_mb:8.2f} MB/s  ({jb_s:.3f} s)")
+    print(f"jieba lcut(HMM={hmm!s:<5}):        {jb_mb:8.2f} MB/s  ({jb_s:.3f} s)")
     print(f"ratio (batch / jieba): {mb / jb_mb:.1f}x; cut() / jieba: {cut_mb / jb_mb:.1f}x")
 
     # Agreement: the same words, and the batch output equal to jieba's words joined
@@ -139,7 +142,7 @@ def main() -> None:
         "bench": "segment_vs_jieba", "ratio": round(mb / jb_mb, 2), "identical": identical,
         "mb_per_s": round(mb, 2), "jieba_mb_per_s": round(jb_mb, 3),
         "cut_mb_per_s": round(cut_mb, 2), "cut_ratio": round(cut_mb / jb_mb, 2),
-        "lines": len(lines), "mb": round(n_bytes / 1e6, 3), "quick": args.quick,
+        "lines": len(lines), "mb": round(n_bytes / 1e6, 3), "quick": args.quick, "hmm": hmm,
         "compile_s": round(compile_s, 2), "first_call_s": round(first_call_s, 3),
         "dict_parse_s": round(parse_s, 3), "dict_cached_s": round(cached_s, 3),
     }))  # fmt: skip

@@ -154,6 +154,9 @@ NBestOpt = Annotated[int, typer.Option("--n-best", min=1, help="Also give the N 
 NeighboursOpt = Annotated[int, typer.Option("-k", "--neighbours", min=1, help="Nearest neighbours per query.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object instead of a table.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Score only the first N examples.")]
+HmmOpt = Annotated[bool, typer.Option(
+    "--hmm/--no-hmm", help="Find words missing from the dictionary (names...) with jieba's HMM, as "
+    "jieba.cut does by default; --no-hmm keeps to the dictionary route (jieba's HMM=False).")]
 
 # ---------------------------------------------------------------- decoding (titles, generation)
 

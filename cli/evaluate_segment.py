@@ -12,7 +12,7 @@ from zhtext.errors import ZhtextError
 from zhtext.eval.metrics import score_segmentation
 from zhtext.io.reading import iter_lines
 
-from .base import EncodingOpt, console, evaluate_app
+from .base import EncodingOpt, HmmOpt, console, evaluate_app
 
 # How many mismatched line numbers the warning lists before "and N more".
 SHOW_LINES = 20
@@ -41,7 +41,8 @@ def evaluate_segment(
         typer.Option(
             "--dict",
             help="Instead of --pred: segment the gold's own text (spaces removed) with this "
-            "lexicon (zhtext TSV or jieba dict file); 'jieba' means jieba's default dictionary.",
+            "lexicon (zhtext TSV or jieba dict file), as zhtext segment --dict does; 'jieba' "
+            "means jieba's default dictionary.",
         ),
     ] = None,
     words: Annotated[
@@ -57,6 +58,7 @@ def evaluate_segment(
         bool,
         typer.Option("--json", help="Print the figures as one JSON object instead of the bakeoff table."),
     ] = False,
+    hmm: HmmOpt = True,
 ) -> None:
     """Score a word segmentation against gold with the SIGHAN 2005 bakeoff figures.
 
@@ -80,7 +82,7 @@ def evaluate_segment(
         gold_lines = list(iter_lines(gold, encoding))
         source = f"--dict {dict_}"
         with console.status(f"segmenting {len(gold_lines):,} gold lines with {escape(dict_)}"):
-            segmenter = Segmenter(None if dict_ == "jieba" else dict_)
+            segmenter = Segmenter(None if dict_ == "jieba" else dict_, hmm=hmm)
             cut = segmenter.cut_lines(["".join(line.split()) for line in gold_lines])
         score = score_segmentation(gold_lines, (" ".join(tokens) for tokens in cut), train_words)
 

@@ -2,60 +2,110 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from zhtext.io.progress import Bar
 from zhtext.io.reading import iter_lines
 from zhtext.io.writing import atomic_output
-from zhtext.lexical.segment import Segmenter
+from zhtext.lexical.segment import MODES, Segmenter
 
-from .base import EncodingOpt, OutputOpt, QuietOpt, alias, app, console
+from .base import EncodingOpt, HmmOpt, OutputOpt, QuietOpt, alias, app, console
 
 alias("segment", "--out", "--output")
+
+Mode = Enum("Mode", {name: name for name in MODES}, type=str)
 
 
 @app.command()
 def segment(
-    file: str = typer.Argument("-", help="Text file to segment; '-' or nothing reads stdin."),
-    dictionary: Path | None = typer.Option(
-        None,
-        "--dict",
-        help="Dictionary: a discovered TSV lexicon or a jieba-format dict "
-        "(default: jieba's own dict.txt).",
-        show_default=False,
+    file: str = typer.Argument(
+        "-", help="Text file to segment; '-' or nothing reads stdin."
     ),
-    user_dict: Path | None = typer.Option(
-        None,
-        "--user-dict",
-        help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.",
-    ),
+    dictionary: Annotated[
+        Path | None,
+        typer.Option(
+            "--dict",
+            help="Dictionary: a discovered TSV lexicon or a jieba-format dict "
+            "(default: jieba's own dict.txt).",
+            show_default=False,
+        ),
+    ] = None,
+    user_dict: Annotated[
+        Path | None,
+        typer.Option(
+            "--user-dict",
+            help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.",
+        ),
+    ] = None,
     output: OutputOpt = None,
     sep: str = typer.Option(
-        " ", "--sep", help="Put this between words (a tab: --sep $'\\t').", show_default="space"
+        " ",
+        "--sep",
+        help="Put this between words (a tab: --sep $'\\t').",
+        show_default="space",
     ),
     encoding: EncodingOpt = None,
     quiet: QuietOpt = False,
+    # jieba's ways of cutting
+    hmm: HmmOpt = True,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            "--mode",
+            help="default: jieba.cut; search: also the dictionary words inside long "
+            "words (jieba.cut_for_search); all: every dictionary word, overlapping "
+            "(jieba.cut with cut_all=True).",
+        ),
+    ] = Mode.default,  # type: ignore[attr-defined]
+    offsets: Annotated[
+        bool,
+        typer.Option(
+            "--offsets",
+            help="One JSON object per line instead: "
+            '{"tokens": \\[\\[word, start, end], ...]}, offsets in characters from the '
+            "line's start, as jieba.tokenize (not with --mode all).",
+        ),
+    ] = False,
 ) -> None:
-    """Segment text into words: the most probable route through a unigram dictionary.
+    """Segment text into words as jieba does: dictionary route, HMM for unknown words.
 
-    Output is the same as jieba.cut(line, HMM=False), tens of times faster.
-    Each input line becomes one output line, its words joined by --sep.
+    Output is the same as jieba.cut(line) (--no-hmm: jieba.cut(line, HMM=False)).
+    Each input line becomes one output line, its words joined by --sep (--offsets: one JSON line).
     Big files stream in batches; -o files appear whole or not at all.
 
     Example: zhtext segment novel.txt --dict lexicon.tsv -o novel.seg.txt
     """
-    segmenter = Segmenter(dictionary, user_dict=user_dict)
+    if offsets and mode.value == "all":
+        raise typer.BadParameter(
+            "full mode's words overlap and have no offsets (jieba.tokenize has no such mode): "
+            "use --mode default or search",
+            param_hint="--offsets",
+        )
+    segmenter = Segmenter(dictionary, user_dict=user_dict, hmm=hmm)
     lines = iter_lines(file, encoding)
+    if offsets:
+        batches = (
+            (batch, [json.dumps({"tokens": t}, ensure_ascii=False) for t in tokens])
+            for batch, tokens in segmenter.tokenize_batches(lines, mode.value)
+        )
+    else:
+        batches = segmenter.segment_batches(lines, sep, mode=mode.value)
     to_terminal = output in (None, "-") and sys.stdout.isatty()
     show = not quiet and file != "-" and not to_terminal and console.is_terminal
     with atomic_output(output) as handle, Bar(enabled=show, unit="bytes") as bar:
         size = Path(file).stat().st_size if show and Path(file).is_file() else None
         task = bar.add("segmenting", total=size)
-        for batch, segmented in segmenter.segment_batches(lines, sep):
+        for batch, segmented in batches:
             handle.write("\n".join(segmented))
             handle.write("\n")
             if size is not None:  # UTF-8 bytes approximate the file's bytes well enough
-                bar.advance(task, sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch))
+                bar.advance(
+                    task,
+                    sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch),
+                )

@@ -38,3 +38,15 @@ def sigint_as_usual() -> None:
     installs no KeyboardInterrupt handler: the suite run with ``&`` would see the signal vanish.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def jieba_force_split():
+    """jieba keeps the words given a count of 0 in one global set that every Tokenizer's HMM
+    obeys (``jieba.finalseg.Force_Split_Words``): tests that delete words get it back as it was."""
+    from jieba import finalseg
+
+    saved = set(finalseg.Force_Split_Words)
+    yield finalseg.Force_Split_Words
+    finalseg.Force_Split_Words.clear()
+    finalseg.Force_Split_Words.update(saved)

@@ -26,8 +26,8 @@ def test_ctrl_c_inside_a_command_is_one_line_status_130_and_no_output_file(
 ):
     real = Segmenter.segment_batches
 
-    def interrupted_after_one_batch(self, lines, sep=" ", batch_chars=64):
-        batches = real(self, lines, sep, batch_chars=batch_chars)
+    def interrupted_after_one_batch(self, lines, sep=" ", batch_chars=64, **options):
+        batches = real(self, lines, sep, batch_chars=batch_chars, **options)
         yield next(batches)  # the command writes this batch before the interrupt arrives
         raise KeyboardInterrupt
 

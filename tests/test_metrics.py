@@ -352,7 +352,8 @@ def test_cli_dict_segments_the_gold_text(monkeypatch, capsys, tmp_path):
     assert json.loads(out)["f"] == 1.0
 
 
-def test_cli_dict_jieba_on_pku_equals_scoring_jieba_output(monkeypatch, capsys):
+@pytest.mark.parametrize("hmm", [True, False])
+def test_cli_dict_jieba_on_pku_equals_scoring_jieba_output(monkeypatch, capsys, hmm):
     if not SEG_DATA.is_dir():
         pytest.skip(f"SIGHAN data not found at {SEG_DATA}")
     pytest.importorskip("zhtext.lexical.segment")
@@ -362,9 +363,9 @@ def test_cli_dict_jieba_on_pku_equals_scoring_jieba_output(monkeypatch, capsys):
 
     gold_path = SEG_DATA / "pku_test_gold.utf8"
     gold = list(iter_lines(gold_path))
-    jieba_lines = [" ".join(jieba.cut("".join(line.split()), HMM=False)) for line in gold]
+    jieba_lines = [" ".join(jieba.cut("".join(line.split()), HMM=hmm)) for line in gold]
     expected = score_segmentation(gold, jieba_lines).as_dict()
     code, out, _ = run_cli(monkeypatch, capsys, "evaluate", "segment", "--gold", str(gold_path), "--dict", "jieba",
-                           "--json")
+                           "--json", *([] if hmm else ["--no-hmm"]))
     assert code == 0
     assert json.loads(out) == expected

@@ -267,7 +267,7 @@ def test_config_round_trip(models, tmp_path, monkeypatch, capsys):
     assert config.read_text(encoding="utf-8").splitlines() == [
         "# zhtext pipe settings: zhtext pipe FILE --config THIS.toml -o OUT.jsonl",
         'steps = ["segment", "tag", "embed"]', "batch_size = 2",
-        "", "[segment]", f"dict = {json.dumps(models['dict'])}",
+        "", "[segment]", f"dict = {json.dumps(models['dict'])}", "hmm = true",
         "", "[tag]", f"model = {json.dumps(models['tagger'])}", "batch_size = 32",
         "", "[embed]", f"model = {json.dumps(models['encoder'])}", 'pooling = "first-last-avg"',
         f"max_len = {EMBED_MAX_LEN}", "batch_size = 64",
@@ -289,7 +289,7 @@ def test_config_round_trip(models, tmp_path, monkeypatch, capsys):
     ]
     assert Pipeline.from_config(config, steps="segment", batch_size=5).settings == {
         "steps": ["segment"], "batch_size": 5, "device": None,
-        "segment": {"dict": models["dict"], "user_dict": None},
+        "segment": {"dict": models["dict"], "user_dict": None, "hmm": True},
     }  # fmt: skip
     # --set merges into the file's table: the model stays, the batch size changes
     assert Pipeline.from_config(config, tag={"batch_size": 4}).settings["tag"] == {
@@ -420,7 +420,7 @@ def test_settings_errors(steps, settings, message):
 def test_settings_of_the_right_type_pass():
     nlp = Pipeline(("segment",), batch_size=3, device="cpu")
     assert nlp.settings == {"steps": ["segment"], "batch_size": 3, "device": "cpu",
-                            "segment": {"dict": None, "user_dict": None}}  # fmt: skip
+                            "segment": {"dict": None, "user_dict": None, "hmm": True}}  # fmt: skip
     with pytest.raises(ZhtextError, match="setting batch_size must be a positive integer, got 0"):
         list(nlp.pipe(["中国"], batch_size=0))  # the pipe's own batch size is checked the same way
 
@@ -651,7 +651,7 @@ def test_a_step_is_one_class(models, tmp_path, monkeypatch, capsys):
     assert json.loads(docs[2].to_json()) == {"line": 3, "text": "中国c", "words": docs[2].words,
                                              "upper": "中国C中国C!"}  # fmt: skip
     assert nlp.settings == {"steps": ["segment", "upper"], "batch_size": 1024, "device": None,
-                            "segment": {"dict": models["dict"], "user_dict": None},
+                            "segment": {"dict": models["dict"], "user_dict": None, "hmm": True},
                             "upper": {"times": 2, "end": "!", "case": "upper"}}  # fmt: skip
     with pytest.raises(ZhtextError, match="setting upper.times must be a positive integer, got 0"):
         Pipeline("upper", upper={"times": 0})

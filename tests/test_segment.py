@@ -159,7 +159,7 @@ def test_segmenter_route_matches_brute_force(counts, text):
     }  # a count of 0 is a prefix path, never an edge
     floor = math.log(1) - math.log(total)
     want = [text[a:b] for a, b in _spans(brute_route(text, table, floor)[0])] if text else []
-    assert Segmenter(lexicon).cut(text) == want
+    assert Segmenter(lexicon, hmm=False).cut(text) == want
 
 
 def _spans(tokens):
@@ -169,7 +169,9 @@ def _spans(tokens):
 
 @pytest.fixture(scope="module")
 def seg() -> Segmenter:
-    return Segmenter()
+    """The route alone (jieba's HMM=False), which this file checks; tests/test_jieba_modes.py
+    checks the HMM and the other modes."""
+    return Segmenter(hmm=False)
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +276,7 @@ def test_user_dict_equals_jieba_load_userdict(tmp_path, jieba_tok):
     tok = jieba.Tokenizer()
     tok.initialize()
     tok.load_userdict(str(path))
-    seg = Segmenter(user_dict=path)
+    seg = Segmenter(user_dict=path, hmm=False)
     assert seg.total == tok.total
     probes = [
         "北京清华大学",
@@ -293,12 +295,12 @@ def test_user_dict_equals_jieba_load_userdict(tmp_path, jieba_tok):
     assert seg.suggest_freq(("北京", "清华")) == tok.suggest_freq(("北京", "清华"))
 
 
-def test_add_word_and_tune_follow_jieba(seg, jieba_tok):
+def test_add_word_and_tune_follow_jieba(seg, jieba_tok, jieba_force_split):
     import jieba
 
     tok = jieba.Tokenizer()
     tok.initialize()
-    mine = Segmenter()
+    mine = Segmenter(hmm=False)
     for word, freq in [("石墨烯", None), ("凯特琳", 30), ("台中", 0), ("石墨", None)]:
         tok.add_word(word, freq)
         mine.add_word(word, freq)
@@ -345,11 +347,11 @@ def test_dictionary_cache_round_trip(tmp_path, monkeypatch):
         )  # duplicates: last count, summed total
     text = "北京大学的大学生"
     want = ["北京大学", "的", "大学", "生"]
-    assert Segmenter(path).cut(text) == Segmenter(Lexicon.load(path)).cut(text) == want
+    assert Segmenter(path, hmm=False).cut(text) == Segmenter(Lexicon.load(path), hmm=False).cut(text) == want
     # an edited dictionary is re-read and replaces its old cache entry
     path.write_text("北京大学的 9\n", encoding="utf-8")
     os.utime(path, ns=(1, 1))
-    assert Segmenter(path).cut(text) == ["北京大学的", "大", "学", "生"]
+    assert Segmenter(path, hmm=False).cut(text) == ["北京大学的", "大", "学", "生"]
     assert len(list(cache.glob("*.npz"))) == 1
 
 
@@ -381,7 +383,7 @@ def test_cli_segment_writes_one_line_per_input_line(tmp_path, seg, capfd, monkey
     src = tmp_path / "in.txt"
     src.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
     out = tmp_path / "out.txt"
-    code, _, err = _zhtext(capfd, monkeypatch, "segment", src, "-o", out, "--sep", "/")
+    code, _, err = _zhtext(capfd, monkeypatch, "segment", src, "-o", out, "--sep", "/", "--no-hmm")
     assert code == 0, err
     assert out.read_text(encoding="utf-8") == "".join(
         f"{s}\n" for s in seg.segment_lines(lines, "/")

@@ -109,14 +109,15 @@ def test_the_four_model_classes_share_one_api():
         assert list(config) == ["config"], (cls, list(config))
 
 
-def test_cut_and_lcut_match_jieba_without_hmm():
+def test_cut_and_lcut_match_jieba_with_and_without_hmm():
     jieba = pytest.importorskip("jieba")
     import zhtext
 
     lines = [line for line in CORPUS.read_text(encoding="utf-8").splitlines()[:300] if line]
     lines += ["2026年12月2日，北京大学的学生在清华大学学习自然语言处理。", "", "Hello, 世界 42!"]
     for line in lines:
-        assert zhtext.lcut(line) == jieba.lcut(line, HMM=False), line
+        assert zhtext.lcut(line) == jieba.lcut(line), line
+        assert zhtext.lcut(line, hmm=False) == jieba.lcut(line, HMM=False), line
         assert list(zhtext.cut(line)) == zhtext.lcut(line)
 
 

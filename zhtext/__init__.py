@@ -12,7 +12,8 @@ shared model plumbing; ``tasks`` the four model classes, which share one API::
     Tagger.train(TaggerTrainConfig(train="train.json", output="dir"))
 
 Top-level names are imported lazily, so ``import zhtext`` stays fast and does not load torch until a
-model is needed. ``zhtext.cut`` / ``zhtext.lcut`` segment with jieba's dictionary, like ``jieba.cut``.
+model is needed. ``zhtext.cut`` / ``zhtext.lcut`` segment with jieba's dictionary, like ``jieba.cut``
+(HMM on, as jieba's default).
 """
 
 from __future__ import annotations
@@ -94,18 +95,18 @@ def _segmenter() -> Segmenter:
     return _default_segmenter
 
 
-def cut(text: str) -> Iterator[str]:
-    """Words of ``text`` with jieba's dictionary (as ``jieba.cut(text, HMM=False)``), one at a time.
+def cut(text: str, hmm: bool = True) -> Iterator[str]:
+    """Words of ``text`` with jieba's dictionary (as ``jieba.cut(text, HMM=hmm)``), one at a time.
 
     The default segmenter is built on the first call and kept; build a :class:`Segmenter` for a
-    discovered lexicon or a user dictionary.
+    discovered lexicon, a user dictionary, or jieba's other modes.
     """
-    return iter(_segmenter().cut(text))
+    return iter(_segmenter().cut(text, hmm=hmm))
 
 
-def lcut(text: str) -> list[str]:
-    """Words of ``text`` as a list (as ``jieba.lcut(text, HMM=False)``)."""
-    return _segmenter().cut(text)
+def lcut(text: str, hmm: bool = True) -> list[str]:
+    """Words of ``text`` as a list (as ``jieba.lcut(text, HMM=hmm)``)."""
+    return _segmenter().cut(text, hmm=hmm)
 
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from zhtext.errors import ZhtextError
-from zhtext.io.writing import atomic_output
 from zhtext.io.reading import iter_lines
+from zhtext.io.writing import atomic_output
 
 FORMATS = ("tsv", "jieba")
 
 
+def jieba_dir() -> Path:
+    """The installed jieba package's folder, found without importing jieba (~40 ms, most of it
+    spent loading its HMM tables)."""
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.submodule_search_locations:
+        raise ZhtextError("jieba is not installed: its dictionary and tables are needed here")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def jieba_dict_path() -> Path:
     """Path of the ``dict.txt`` that ships inside the installed jieba package."""
-    import jieba
-
-    return Path(os.path.dirname(jieba.__file__)) / "dict.txt"
+    return jieba_dir() / "dict.txt"
 
 
 class Lexicon(Mapping[str, int]):

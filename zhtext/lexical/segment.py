@@ -1,4 +1,4 @@
-"""Unigram (maximum-probability) word segmentation, the same to the bit as jieba's ``HMM=False``.
+"""jieba's segmentation, token for token: the maximum-probability route, the HMM, search and full modes.
 
 Every dictionary word starting at position i is an edge i -> i + len(word) weighing
 ``log(count) - log(total)``; a position where no word starts gets a single-character edge with the
@@ -7,9 +7,12 @@ floor weight ``log(1) - log(total)``. The best route is computed right to left,
 does. Weights are combined in jieba's order of float operations, so routes agree to the last bit.
 
 Around the route sit jieba's text rules: only runs of Han characters, ASCII letters/digits and
-``+#&._%-`` (a *block*) are routed; inside a block, consecutive one-character ASCII letter/digit
-tokens are glued back into one token; outside blocks ``\\r\\n`` and every other character are
-tokens of their own. Tokens always concatenate back to the input.
+``+#&._%-`` (a *block*) are routed; outside blocks ``\\r\\n`` and every other character are
+tokens of their own. Inside a block, with the HMM off, consecutive one-character ASCII letter/digit
+tokens are glued back into one token; with the HMM on (jieba's default), a run of one-character
+tokens that is not itself a dictionary word goes to :mod:`zhtext.lexical.hmm` instead. Search mode
+adds the dictionary words of 2 and 3 characters inside longer tokens; full mode lists every
+dictionary word. Default-mode tokens always concatenate back to the input.
 
 All of it runs in Numba over ``int32`` codepoints of many lines at once; Python strings are made
 only at the edge (one slice per token for :meth:`Segmenter.cut`, one decode per batch for
@@ -18,7 +21,9 @@ only at the edge (one slice per token for :meth:`Segmenter.cut`, one decode per 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -29,17 +34,41 @@ import numpy as np
 from numba import njit
 
 from zhtext.errors import ZhtextError
-from zhtext.io.writing import atomic_path
 from zhtext.io.reading import batched_lines, iter_lines
+from zhtext.io.writing import atomic_path
+from zhtext.lexical.chars import (
+    ALNUM,
+    CHAR_CLASS,
+    HAN,
+    JOINER,
+    SPACE,
+    from_codes,
+    join_lines,
+    to_codes,
+)
+from zhtext.lexical.hmm import (
+    HmmTables,
+    finalseg_files,
+    hmm_cut,
+    no_tables,
+    tables_from_jieba,
+)
 from zhtext.lexical.lexicon import Lexicon, jieba_dict_path
-from zhtext.lexical.chars import ALNUM, CHAR_CLASS, HAN, JOINER, from_codes, join_lines, to_codes
 from zhtext.lexical.route import max_span, route_span
-from zhtext.lexical.trie import Trie, build_trie, trie_find, trie_insert
+from zhtext.lexical.trie import (
+    Trie,
+    build_trie,
+    trie_child,
+    trie_find,
+    trie_insert,
+    trie_walk,
+)
 
 _CR, _LF = 13, 10
 _CACHE_VERSION = 3
 CACHE_MIN_BYTES = 1 << 20  # smaller dictionaries are parsed every time
 BATCH_CHARS = 1 << 20  # characters per kernel call when streaming: bounded memory, cheap calls
+MODES = ("default", "search", "all")  # jieba's cut, cut_for_search and cut(cut_all=True)
 
 # jieba's user dictionary line: word, then optionally " count" and " tag" (lowercase letters).
 _USER_LINE = re.compile(r"^(.+?)(?: ([0-9]+))?(?: ([a-z]+))?$")
@@ -48,52 +77,137 @@ _ASCII_SPACE = " \t\n\r\x0b\x0c"
 
 
 # ----------------------------------------------------------------------------------------------
-# Kernels
+# Kernels: many lines per call, each line ``codes[offsets[k]:offsets[k+1]]``; every token of line
+# ``k`` is one of ``line_tok[k]:line_tok[k+1]``.
+
+
+@njit(cache=True)
+def _in_block(cls):
+    """A character of jieba's blocks: the only text that the dictionary route sees."""
+    return cls == HAN or cls == ALNUM or cls == JOINER
+
+
+@njit(cache=True)
+def _is_word(codes, start, end, root, table, bloom, weight):
+    """jieba's ``FREQ.get(codes[start:end])`` is a non-zero count."""
+    node = trie_walk(root, table, bloom, codes, start, end)
+    return node >= 0 and weight[node] > -np.inf
+
+
+@njit(cache=True)
+def _single_run(codes, run, x, classes, trie, hmm, tok_ends, n_tok):
+    """A run ``codes[run:x]`` of one-character route tokens, with the HMM on: one character and a
+    dictionary word stay one token per character, anything else goes to the HMM.
+
+    ``hmm`` = (tables, force, back, states): see :func:`~zhtext.lexical.hmm.hmm_cut`."""
+    root, table, bloom, _, weight = trie
+    if x - run > 1 and not _is_word(codes, run, x, root, table, bloom, weight):
+        tables, force, back, states = hmm
+        return hmm_cut(
+            codes, run, x, classes, tables, trie, force, back, states, tok_ends, n_tok
+        )
+    for q in range(run + 1, x + 1):
+        tok_ends[n_tok] = q
+        n_tok += 1
+    return n_tok
+
+
+@njit(cache=True)
+def _route_tokens_hmm(codes, b, e, step, classes, trie, hmm, tok_ends, n_tok):
+    """jieba's ``cut(HMM=True)`` of the block ``codes[b:e]`` given its route."""
+    x = b
+    run = -1  # start of the pending run of one-character tokens
+    while x < e:
+        y = x + step[x - b]
+        if y == x + 1:
+            if run < 0:
+                run = x
+        else:
+            if run >= 0:
+                n_tok = _single_run(codes, run, x, classes, trie, hmm, tok_ends, n_tok)
+                run = -1
+            tok_ends[n_tok] = y
+            n_tok += 1
+        x = y
+    if run >= 0:
+        n_tok = _single_run(codes, run, e, classes, trie, hmm, tok_ends, n_tok)
+    return n_tok
+
+
+@njit(cache=True)
+def _route_tokens_plain(codes, b, e, step, classes, tok_ends, n_tok):
+    """jieba's ``cut(HMM=False)`` of the block ``codes[b:e]`` given its route: consecutive
+    one-character ASCII letter/digit tokens are glued back into one token."""
+    x = b
+    gluing = False  # inside a run of one-character ASCII letter/digit tokens
+    while x < e:
+        y = x + step[x - b]
+        if y == x + 1 and classes[codes[x]] == ALNUM:
+            gluing = True
+        else:
+            if gluing:
+                tok_ends[n_tok] = x
+                n_tok += 1
+                gluing = False
+            tok_ends[n_tok] = y
+            n_tok += 1
+        x = y
+    if gluing:
+        tok_ends[n_tok] = e
+        n_tok += 1
+    return n_tok
 
 
 @njit(cache=True)
 def _segment_kernel(
-    codes, offsets, classes, root, table, bloom, word, weight, shift, floor, tok_ends, line_tok
+    codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, tok_ends, line_tok
 ):
-    """jieba's text rules around :func:`route_span`: token ends into ``tok_ends``, per line."""
+    """jieba's default mode: token ends (they tile the text) into ``tok_ends``; returns their count.
+
+    ``trie`` = (root, table, bloom, word, weight); ``hmm`` = (start, trans, emit) tables, read only
+    when ``use_hmm``; ``force[word id]`` marks the words the HMM must not produce whole.
+    """
+    root, table, bloom, word, weight = trie
     longest = max_span(offsets)
     score = np.empty(longest + 1, dtype=np.float64)
     step = np.empty(longest, dtype=np.int32)
     ids = np.empty(longest, dtype=np.int32)
+    back = np.empty((longest if use_hmm else 0, 4), dtype=np.int8)
+    states = np.empty(longest if use_hmm else 0, dtype=np.int8)
+    hmm_args = (hmm, force, back, states)
     n_tok = 0
     line_tok[0] = 0
     for k in range(offsets.shape[0] - 1):
         i, end = offsets[k], offsets[k + 1]
         while i < end:
             c = codes[i]
-            cls = classes[c]
-            if cls == HAN or cls == ALNUM or cls == JOINER:
+            if _in_block(classes[c]):
                 b = i
-                while i < end:
-                    cl = classes[codes[i]]
-                    if cl != HAN and cl != ALNUM and cl != JOINER:
-                        break
+                while i < end and _in_block(classes[codes[i]]):
                     i += 1
                 route_span(
-                    codes, b, i, root, table, bloom, word, weight, shift, floor, score, step, ids
+                    codes,
+                    b,
+                    i,
+                    root,
+                    table,
+                    bloom,
+                    word,
+                    weight,
+                    shift,
+                    floor,
+                    score,
+                    step,
+                    ids,
                 )
-                x = b
-                gluing = False  # inside a run of one-character ASCII letter/digit tokens
-                while x < i:
-                    y = x + step[x - b]
-                    if y == x + 1 and classes[codes[x]] == ALNUM:
-                        gluing = True
-                    else:
-                        if gluing:
-                            tok_ends[n_tok] = x
-                            n_tok += 1
-                            gluing = False
-                        tok_ends[n_tok] = y
-                        n_tok += 1
-                    x = y
-                if gluing:
-                    tok_ends[n_tok] = i
-                    n_tok += 1
+                if use_hmm:
+                    n_tok = _route_tokens_hmm(
+                        codes, b, i, step, classes, trie, hmm_args, tok_ends, n_tok
+                    )
+                else:
+                    n_tok = _route_tokens_plain(
+                        codes, b, i, step, classes, tok_ends, n_tok
+                    )
             elif c == _CR and i + 1 < end and codes[i + 1] == _LF:
                 i += 2
                 tok_ends[n_tok] = i
@@ -107,22 +221,164 @@ def _segment_kernel(
 
 
 @njit(cache=True)
-def _join_kernel(codes, offsets, tok_ends, line_tok, sep, out, out_offsets):
-    """Copy each line's tokens into ``out`` with ``sep`` between them."""
+def _search_kernel(codes, tok_ends, line_tok, trie, out_start, out_end, out_line):
+    """jieba's search mode from the default-mode tokens: before each token longer than 2 (3), its
+    2-grams (3-grams) that are dictionary words. Room: 2 entries per character."""
+    root, table, bloom, _, weight = trie
+    n = 0
+    out_line[0] = 0
+    for k in range(line_tok.shape[0] - 1):
+        for t in range(line_tok[k], line_tok[k + 1]):
+            a = tok_ends[t - 1] if t > 0 else 0  # tokens tile the joined text from 0
+            b = tok_ends[t]
+            for width in (2, 3):
+                if b - a > width:
+                    for i in range(a, b - width + 1):
+                        if _is_word(codes, i, i + width, root, table, bloom, weight):
+                            out_start[n] = i
+                            out_end[n] = i + width
+                            n += 1
+            out_start[n] = a
+            out_end[n] = b
+            n += 1
+        out_line[k + 1] = n
+    return n
+
+
+@njit(cache=True)
+def _put(out_start, out_end, glue, n, a, b, glued):
+    """Token ``[a, b)`` as entry ``n`` if there is room; the count goes on regardless, so that a
+    call that ran out of room says how much it needs."""
+    if n < out_start.shape[0]:
+        out_start[n] = a
+        out_end[n] = b
+        glue[n] = glued
+    return n + 1
+
+
+@njit(cache=True)
+def _full_block(
+    codes, b, e, classes, trie, ends, piece_s, piece_e, out_start, out_end, glue, n
+):
+    """jieba's full mode over the block ``codes[b:e]``: every dictionary word, and lone characters
+    where no word of 2+ characters covers them. A run of ASCII-led pieces is one token, given as
+    its pieces (the later ones ``glue``-d to the first) because jieba's run may skip characters."""
+    root, table, bloom, _, weight = trie
+    last = b - 1  # the end (inclusive) of the last word given
+    n_pieces = 0
+    for k in range(b, e):
+        if n_pieces > 0 and classes[codes[k]] != ALNUM:
+            for t in range(n_pieces):
+                n = _put(out_start, out_end, glue, n, piece_s[t], piece_e[t], t > 0)
+            n_pieces = 0
+        n_ends = 0
+        node = root[codes[k]]
+        j = k + 1
+        while node >= 0:  # the words starting at k, shortest first
+            if weight[node] > -np.inf:
+                ends[n_ends] = j
+                n_ends += 1
+            if j >= e:
+                break
+            node = trie_child(table, bloom, node, codes[j])
+            j += 1
+        if n_ends == 0:
+            ends[0] = k + 1
+            n_ends = 1
+        if n_ends == 1 and k > last:
+            if classes[codes[k]] == ALNUM:
+                if n_pieces > 0 and piece_e[n_pieces - 1] == k:
+                    piece_e[n_pieces - 1] = ends[0]
+                else:
+                    piece_s[n_pieces] = k
+                    piece_e[n_pieces] = ends[0]
+                    n_pieces += 1
+            else:
+                n = _put(out_start, out_end, glue, n, k, ends[0], False)
+            last = ends[0] - 1
+        else:
+            for t in range(n_ends):
+                if ends[t] > k + 1:
+                    n = _put(out_start, out_end, glue, n, k, ends[t], False)
+                    last = ends[t] - 1
+    for t in range(n_pieces):
+        n = _put(out_start, out_end, glue, n, piece_s[t], piece_e[t], t > 0)
+    return n
+
+
+@njit(cache=True)
+def _full_kernel(codes, offsets, classes, trie, out_start, out_end, glue, line_tok):
+    """jieba's full mode (``cut_all=True``); returns the token count, which may exceed the room
+    given (then nothing past the room was written: call again with room for that many)."""
+    longest = max_span(offsets)
+    ends = np.empty(longest + 1, dtype=np.int64)
+    piece_s = np.empty(longest, dtype=np.int64)
+    piece_e = np.empty(longest, dtype=np.int64)
+    n = 0
+    line_tok[0] = 0
+    for k in range(offsets.shape[0] - 1):
+        i, end = offsets[k], offsets[k + 1]
+        while i < end:
+            b = i
+            if _in_block(classes[codes[i]]):
+                while i < end and _in_block(classes[codes[i]]):
+                    i += 1
+                n = _full_block(
+                    codes,
+                    b,
+                    i,
+                    classes,
+                    trie,
+                    ends,
+                    piece_s,
+                    piece_e,
+                    out_start,
+                    out_end,
+                    glue,
+                    n,
+                )
+                continue
+            while i < end and not _in_block(classes[codes[i]]):
+                i += 1
+            # jieba's re.split on whitespace: the pieces between whitespace come out even when
+            # empty, and each whitespace character (or \r\n) is a token.
+            run = b
+            p = b
+            while p < i:
+                if classes[codes[p]] == SPACE:
+                    n = _put(out_start, out_end, glue, n, run, p, False)
+                    w = (
+                        2
+                        if codes[p] == _CR and p + 1 < i and codes[p + 1] == _LF
+                        else 1
+                    )
+                    n = _put(out_start, out_end, glue, n, p, p + w, False)
+                    p += w
+                    run = p
+                else:
+                    p += 1
+            n = _put(out_start, out_end, glue, n, run, i, False)
+        line_tok[k + 1] = n
+    return n
+
+
+@njit(cache=True)
+def _join_kernel(codes, starts, ends, glue, line_tok, sep, out, out_offsets):
+    """Copy each line's tokens into ``out`` with ``sep`` between them (not before a glued piece)."""
     p = 0
     out_offsets[0] = 0
-    for k in range(offsets.shape[0] - 1):
-        i = offsets[k]
+    for k in range(line_tok.shape[0] - 1):
         first = line_tok[k]
         for t in range(first, line_tok[k + 1]):
-            if t > first:
+            if t > first and (glue.shape[0] == 0 or not glue[t]):
                 for q in range(sep.shape[0]):
                     out[p + q] = sep[q]
                 p += sep.shape[0]
-            for q in range(i, tok_ends[t]):  # plain index loops: LLVM vectorises these best
+            for q in range(
+                starts[t], ends[t]
+            ):  # plain index loops: LLVM vectorises these best
                 out[p] = codes[q]
                 p += 1
-            i = tok_ends[t]
         out_offsets[k + 1] = p
 
 
@@ -150,7 +406,11 @@ def _log_counts(counts: np.ndarray) -> np.ndarray:
 def _from_lexicon(lexicon: Lexicon) -> tuple[Trie, np.ndarray, int]:
     """Trie of log-counts, the counts by word id, and the total."""
     counts = np.fromiter(lexicon.counts.values(), dtype=np.int64, count=len(lexicon))
-    return build_trie(list(lexicon.counts), _log_counts(counts)), counts, int(lexicon.total)
+    return (
+        build_trie(list(lexicon.counts), _log_counts(counts)),
+        counts,
+        int(lexicon.total),
+    )
 
 
 def cache_dir() -> Path:
@@ -162,37 +422,49 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _cache_file(path: Path) -> Path:
-    """``dict-<path>-<state>.npz``: one file per dictionary path, renamed when the file changes."""
-    stat = path.stat()
+def _cache_file(path: Path, kind: str = "dict", also: Sequence[Path] = ()) -> Path:
+    """``<kind>-<path>-<state>.npz``: one file per source path, renamed when the source (or a file
+    it is built with, ``also``) changes."""
     where = str(path.resolve())
-    state = f"{_CACHE_VERSION}|{stat.st_size}|{stat.st_mtime_ns}"
-    return cache_dir() / f"dict-{_digest(where)}-{_digest(state)}.npz"
+    stats = [p.stat() for p in (path, *also)]
+    state = "|".join(
+        [str(_CACHE_VERSION), *(f"{st.st_size}|{st.st_mtime_ns}" for st in stats)]
+    )
+    return cache_dir() / f"{kind}-{_digest(where)}-{_digest(state)}.npz"
+
+
+def _write_cache(file: Path, **arrays: np.ndarray) -> None:
+    """Write ``file`` atomically, first removing the cached older states of the same source."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    for stale in file.parent.glob(file.name.rsplit("-", 1)[0] + "-*.npz"):
+        stale.unlink(missing_ok=True)
+    with atomic_path(file) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def _save_cache(file: Path, trie: Trie, counts: np.ndarray, total: int) -> None:
     n = trie.n_nodes
     cps = np.flatnonzero(trie.root >= 0).astype(np.int32)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    for stale in file.parent.glob(file.name.rsplit("-", 1)[0] + "-*.npz"):
-        stale.unlink(missing_ok=True)  # an older state of the same dictionary
-    with atomic_path(file) as tmp:
-        np.savez(
-            tmp, root_cp=cps, root_node=trie.root[cps], table=trie.table, bloom=trie.bloom,
-            word=trie.word[:n], weight=trie.weight[:n], size=trie.size, counts=counts,
-            total=np.int64(total),
-        )  # fmt: skip
+    _write_cache(
+        file, root_cp=cps, root_node=trie.root[cps], table=trie.table, bloom=trie.bloom,
+        word=trie.word[:n], weight=trie.weight[:n], size=trie.size, counts=counts,
+        total=np.int64(total),
+    )  # fmt: skip
 
 
 def _load_cache(file: Path) -> tuple[Trie, np.ndarray, int]:
     with np.load(file) as z:
         root = np.full(len(CHAR_CLASS), -1, dtype=np.int32)
         root[z["root_cp"]] = z["root_node"]
-        trie = Trie(root, z["table"], z["bloom"], z["word"], z["weight"], z["size"].copy())
+        trie = Trie(
+            root, z["table"], z["bloom"], z["word"], z["weight"], z["size"].copy()
+        )
         return trie, z["counts"], int(z["total"])
 
 
-def load_dictionary(path: str | os.PathLike, cache: bool = True) -> tuple[Trie, np.ndarray, int]:
+def load_dictionary(
+    path: str | os.PathLike, cache: bool = True
+) -> tuple[Trie, np.ndarray, int]:
     """Read a TSV or jieba-format dictionary into (trie of log-counts, counts by id, total).
 
     Files of at least :data:`CACHE_MIN_BYTES` are cached under :func:`cache_dir`, keyed by the
@@ -218,26 +490,65 @@ def load_dictionary(path: str | os.PathLike, cache: bool = True) -> tuple[Trie, 
     return built
 
 
+@functools.cache
+def hmm_tables() -> HmmTables:
+    """jieba's HMM tables as arrays, built once and cached under :func:`cache_dir` like a dictionary
+    (keyed by jieba's ``finalseg/prob_*.py``): ~1 ms from the cache, ~50 ms to build (importing
+    jieba's tables included)."""
+    files = finalseg_files()
+    try:
+        file = _cache_file(files[-1], "finalseg", files[:-1])
+    except OSError:
+        return (
+            tables_from_jieba()
+        )  # a jieba without its table sources: nothing to key a cache on
+    if file.is_file():
+        try:
+            with np.load(file) as z:
+                return HmmTables(z["start"], z["trans"], z["emit"])
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # a damaged cache is rebuilt below
+    tables = tables_from_jieba()
+    try:
+        _write_cache(file, **tables._asdict())
+    except (OSError, ZhtextError):
+        pass  # a read-only home only costs speed
+    return tables
+
+
 # ----------------------------------------------------------------------------------------------
 # Segmenter
 
 
+def _per_line(items: list, line_tok: np.ndarray) -> list[list]:
+    """``items`` cut into one list per line, line ``k`` holding ``line_tok[k]:line_tok[k + 1]``."""
+    bounds = line_tok.tolist()
+    return [items[a:b] for a, b in itertools.pairwise(bounds)]
+
+
 class Segmenter:
-    """Maximum-probability segmenter over a dictionary; the output of ``jieba.cut(s, HMM=False)``.
+    """jieba's segmenter over a dictionary: ``jieba.cut`` with the HMM on (default) or off, full mode
+    (:meth:`cut_all`), search mode (:meth:`cut_for_search`) and :meth:`tokenize`, token for token.
 
     ``lexicon``: ``None`` for jieba's own ``dict.txt``, a :class:`~zhtext.lexical.lexicon.Lexicon`, or the
     path of a discovered TSV lexicon or any jieba-format dictionary. ``user_dict``: a jieba user
     dictionary (``word [count] [tag]`` lines) loaded on top, as :meth:`load_user_dict` does.
+    ``hmm``: find words that are not in the dictionary with jieba's HMM, as ``jieba.cut`` does by
+    default; every method takes ``hmm=`` to override it for one call. With ``hmm=False`` the output
+    is the maximum-probability route alone (``jieba.cut(s, HMM=False)``).
 
     >>> seg = Segmenter()
     >>> seg.cut("我来到北京清华大学")
     ['我', '来到', '北京', '清华大学']
+    >>> seg.cut("黛玉笑道"), seg.cut("黛玉笑道", hmm=False)
+    (['黛玉笑', '道'], ['黛', '玉', '笑', '道'])
     """
 
     def __init__(
         self,
         lexicon: Lexicon | str | os.PathLike | None = None,
         user_dict: str | os.PathLike | None = None,
+        hmm: bool = True,
     ) -> None:
         if isinstance(lexicon, Lexicon):
             self._trie, counts, self.total = _from_lexicon(lexicon)
@@ -245,70 +556,220 @@ class Segmenter:
             self._trie, counts, self.total = load_dictionary(
                 jieba_dict_path() if lexicon is None else lexicon
             )
+        self.hmm = hmm
         self._counts: list[int] = counts.tolist()  # count by word id
         self.tags: dict[str, str] = {}
+        # Words once given a count of 0: the HMM never produces them whole (jieba keeps this set
+        # global, shared by all its tokenizers; here each Segmenter has its own).
+        self.force_split: set[str] = set()
+        self._force_ids: np.ndarray | None = (
+            None  # uint8 by word id, built when first needed
+        )
         if user_dict is not None:
             self.load_user_dict(user_dict)
 
     def __repr__(self) -> str:
-        return f"Segmenter({len(self._counts)} words, total={self.total})"
+        return (
+            f"Segmenter({len(self._counts)} words, total={self.total}, hmm={self.hmm})"
+        )
 
-    # Core: codepoints in, token ends out
-    def _token_ends(self, codes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Token end offsets (absolute) and the first token of each line (``len(lines) + 1``)."""
-        if self.total <= 0:
-            raise ZhtextError("the dictionary is empty (its counts sum to 0)")
+    # Core: codepoints in, token spans out
+    def _force_array(self) -> np.ndarray:
+        """``force_split`` as flags by word id (every such word was added, so it has an id)."""
+        if self._force_ids is None:
+            force = np.zeros(len(self._counts) if self.force_split else 0, np.uint8)
+            for word in self.force_split:
+                force[self._trie.word[trie_find(self._trie, word)]] = 1
+            self._force_ids = force
+        return self._force_ids
+
+    def _token_ends(
+        self, codes: np.ndarray, offsets: np.ndarray, hmm: bool | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Default mode: token ends (absolute; they tile the text) and the first token of each
+        line (``len(lines) + 1``)."""
+        use_hmm = self.hmm if hmm is None else bool(hmm)
+        tables = tuple(hmm_tables() if use_hmm else no_tables())
         log_total = math.log(self.total)
         floor = math.log(1) - log_total
         tok_ends = np.empty(codes.shape[0], dtype=np.int64)
         line_tok = np.empty(offsets.shape[0], dtype=np.int64)
         n = _segment_kernel(
-            codes, offsets, CHAR_CLASS, *self._trie[:5], log_total, floor, tok_ends, line_tok
-        )
+            codes, offsets, CHAR_CLASS, self._trie[:5], log_total, floor, use_hmm, tables,
+            self._force_array(), tok_ends, line_tok,
+        )  # fmt: skip
         return tok_ends[:n], line_tok
 
-    def cut(self, text: str) -> list[str]:
-        """The words of ``text``, as ``jieba.lcut(text, HMM=False)`` gives them."""
-        return self.cut_lines([text])[0]
+    def _full_spans(
+        self, codes: np.ndarray, offsets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Full mode's (starts, ends, glue, first token of each line)."""
+        # Enough unless words overlap densely.
+        room = 3 * codes.shape[0] + offsets.shape[0]
+        while True:
+            starts = np.empty(room, dtype=np.int64)
+            ends = np.empty(room, dtype=np.int64)
+            glue = np.empty(room, dtype=np.uint8)
+            line_tok = np.empty(offsets.shape[0], dtype=np.int64)
+            n = _full_kernel(
+                codes, offsets, CHAR_CLASS, self._trie[:5], starts, ends, glue, line_tok
+            )
+            if n <= room:
+                return starts[:n], ends[:n], glue[:n], line_tok
+            room = n  # the kernel counted what it needs: once more, with that room
 
-    def cut_lines(self, lines: Sequence[str]) -> list[list[str]]:
+    def _spans(
+        self, codes: np.ndarray, offsets: np.ndarray, mode: str, hmm: bool | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every token of ``mode`` as absolute ``(starts, ends)``, the ``glue`` flags (full mode's
+        pieces of one token; empty otherwise) and the first token of each line."""
+        if mode not in MODES:
+            raise ZhtextError(
+                f"unknown segmentation mode {mode!r}: use one of {', '.join(MODES)}"
+            )
+        if self.total <= 0:
+            raise ZhtextError("the dictionary is empty (its counts sum to 0)")
+        if mode == "all":
+            return self._full_spans(codes, offsets)
+        tok_ends, line_tok = self._token_ends(codes, offsets, hmm)
+        no_glue = np.zeros(0, dtype=np.uint8)
+        if mode == "default":
+            starts = np.empty_like(tok_ends)
+            starts[:1] = 0
+            starts[1:] = tok_ends[:-1]
+            return starts, tok_ends, no_glue, line_tok
+        # A word of n characters gives at most 2n tokens (2n - 2 when n > 3).
+        room = 2 * codes.shape[0]
+        starts = np.empty(room, dtype=np.int64)
+        ends = np.empty(room, dtype=np.int64)
+        out_line = np.empty_like(line_tok)
+        n = _search_kernel(
+            codes, tok_ends, line_tok, self._trie[:5], starts, ends, out_line
+        )
+        return starts[:n], ends[:n], no_glue, out_line
+
+    def _words(self, lines: list[str], mode: str, hmm: bool | None) -> list[list[str]]:
+        """The words of each line: one slice of the joined text per word."""
+        codes, offsets = join_lines(lines)
+        starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
+        text = "".join(lines)
+        words = [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+        # Glued pieces come only from full mode, where jieba's ASCII run may skip characters.
+        if glue.size and glue.any():
+            for t in np.flatnonzero(glue)[::-1].tolist():
+                words[t - 1] += words.pop(t)
+            glued_before = np.concatenate(
+                [np.zeros(1, np.int64), np.cumsum(glue, dtype=np.int64)]
+            )
+            line_tok = line_tok - glued_before[line_tok]
+        return _per_line(words, line_tok)
+
+    def cut(
+        self, text: str, *, hmm: bool | None = None, mode: str = "default"
+    ) -> list[str]:
+        """The words of ``text``: ``jieba.lcut(text, HMM=hmm)``; ``mode="search"`` gives
+        :meth:`cut_for_search`'s words, ``"all"`` :meth:`cut_all`'s."""
+        return self.cut_lines([text], hmm=hmm, mode=mode)[0]
+
+    def cut_lines(
+        self, lines: Sequence[str], *, hmm: bool | None = None, mode: str = "default"
+    ) -> list[list[str]]:
         """:meth:`cut` for many lines in one kernel call (one Python string per word)."""
-        codes, offsets = join_lines(list(lines))
-        ends, line_tok = self._token_ends(codes, offsets)
-        text = from_codes(codes)
-        ends_list = ends.tolist()
-        tokens = [text[a:b] for a, b in zip([0, *ends_list], ends_list)]
-        bounds = line_tok.tolist()
-        return [tokens[a:b] for a, b in zip(bounds, bounds[1:])]
+        return self._words(list(lines), mode, hmm)
 
-    def segment_lines(self, lines: Sequence[str], sep: str = " ") -> list[str]:
-        """Each line with its words joined by ``sep``: ``sep.join(cut(line))`` for every line.
+    def cut_all(self, text: str) -> list[str]:
+        """jieba's full mode, ``jieba.lcut(text, cut_all=True)``: every dictionary word in the text,
+        overlapping, and each character no longer word covers (the HMM plays no part). As in jieba,
+        text outside Han/ASCII runs comes out split at whitespace only, and with empty strings
+        around each whitespace token."""
+        return self.cut_lines([text], mode="all")[0]
+
+    def cut_for_search(self, text: str, *, hmm: bool | None = None) -> list[str]:
+        """jieba's search mode, ``jieba.lcut_for_search(text, HMM=hmm)``: each word of :meth:`cut`,
+        preceded by its 2- and 3-character substrings that are dictionary words (for words longer
+        than 2 and 3 characters)."""
+        return self.cut_lines([text], hmm=hmm, mode="search")[0]
+
+    def tokenize(
+        self, text: str, mode: str = "default", *, hmm: bool | None = None
+    ) -> list[tuple[str, int, int]]:
+        """``list(jieba.tokenize(text, mode, HMM=hmm))``: ``(word, start, end)`` with ``text[start:end]
+        == word``; ``mode`` is ``"default"`` (:meth:`cut`) or ``"search"`` (:meth:`cut_for_search`)."""
+        return self.tokenize_lines([text], mode, hmm=hmm)[0]
+
+    def tokenize_lines(
+        self, lines: Sequence[str], mode: str = "default", *, hmm: bool | None = None
+    ) -> list[list[tuple[str, int, int]]]:
+        """:meth:`tokenize` for many lines in one kernel call; offsets count from each line's start."""
+        if mode not in ("default", "search"):
+            raise ZhtextError(
+                f"tokenize mode must be default or search, not {mode!r} (full mode's words overlap "
+                "and jieba gives them no offsets)"
+            )
+        lines = list(lines)
+        codes, offsets = join_lines(lines)
+        starts, ends, _, line_tok = self._spans(codes, offsets, mode, hmm)
+        text = "".join(lines)
+        line_start = np.repeat(offsets[:-1], np.diff(line_tok))
+        tokens = [
+            (text[a:b], a - o, b - o)
+            for a, b, o in zip(starts.tolist(), ends.tolist(), line_start.tolist())
+        ]
+        return _per_line(tokens, line_tok)
+
+    def segment_lines(
+        self,
+        lines: Sequence[str],
+        sep: str = " ",
+        *,
+        mode: str = "default",
+        hmm: bool | None = None,
+    ) -> list[str]:
+        """Each line with its words joined by ``sep``: ``sep.join(cut(line, mode=mode, hmm=hmm))``.
 
         The fast path: separators are written into the codepoint array by the kernel and the whole
         batch is decoded once, so no per-word Python string is ever made.
         """
         lines = list(lines)
         codes, offsets = join_lines(lines)
-        ends, line_tok = self._token_ends(codes, offsets)
+        starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
         sep_codes = to_codes(sep)
-        per_line = np.diff(line_tok)
-        n_out = codes.shape[0] + sep_codes.shape[0] * int(np.maximum(per_line - 1, 0).sum())
-        out = np.empty(n_out, dtype=np.int32)
+        n_seps = int(np.maximum(np.diff(line_tok) - 1, 0).sum()) - int(glue.sum())
+        out = np.empty(
+            int((ends - starts).sum()) + sep_codes.shape[0] * n_seps, dtype=np.int32
+        )
         out_offsets = np.empty(len(lines) + 1, dtype=np.int64)
-        _join_kernel(codes, offsets, ends, line_tok, sep_codes, out, out_offsets)
+        _join_kernel(codes, starts, ends, glue, line_tok, sep_codes, out, out_offsets)
         text = from_codes(out)
-        bounds = out_offsets.tolist()
-        return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+        return [text[a:b] for a, b in itertools.pairwise(out_offsets.tolist())]
 
     def segment_batches(
-        self, lines: Iterable[str], sep: str = " ", batch_chars: int = BATCH_CHARS
+        self,
+        lines: Iterable[str],
+        sep: str = " ",
+        batch_chars: int = BATCH_CHARS,
+        *,
+        mode: str = "default",
+        hmm: bool | None = None,
     ) -> Iterator[tuple[list[str], list[str]]]:
         """:meth:`segment_lines` streamed over any number of lines, as (inputs, outputs) batches.
 
         Batches of about ``batch_chars`` characters bound memory whatever the input size.
         """
         for batch in batched_lines(lines, batch_chars):
-            yield batch, self.segment_lines(batch, sep)
+            yield batch, self.segment_lines(batch, sep, mode=mode, hmm=hmm)
+
+    def tokenize_batches(
+        self,
+        lines: Iterable[str],
+        mode: str = "default",
+        batch_chars: int = BATCH_CHARS,
+        *,
+        hmm: bool | None = None,
+    ) -> Iterator[tuple[list[str], list[list[tuple[str, int, int]]]]]:
+        """:meth:`tokenize_lines` streamed over any number of lines, as (inputs, outputs) batches."""
+        for batch in batched_lines(lines, batch_chars):
+            yield batch, self.tokenize_lines(batch, mode, hmm=hmm)
 
     # Dictionary edits, with jieba's semantics
     def _count(self, word: str, default: int) -> int:
@@ -319,11 +780,14 @@ class Segmenter:
         wid = int(self._trie.word[node])
         return self._counts[wid] if wid >= 0 else 0
 
-    def add_word(self, word: str, freq: int | str | None = None, tag: str | None = None) -> None:
+    def add_word(
+        self, word: str, freq: int | str | None = None, tag: str | None = None
+    ) -> None:
         """Add ``word`` (or change its count) as ``jieba.add_word`` does.
 
         Without ``freq`` the count is :meth:`suggest_freq` of the word, just enough for it to be cut
-        out whole. The total grows by the count; a count of 0 removes the word from matching.
+        out whole. The total grows by the count; a count of 0 removes the word from matching and
+        keeps the HMM from producing it whole, from then on (as in jieba, even if it is added again).
         """
         if not word:
             raise ZhtextError("cannot add an empty word")
@@ -344,6 +808,9 @@ class Segmenter:
         self.total += count
         if tag:
             self.tags[word] = tag
+        if count == 0 and word not in self.force_split:
+            self.force_split.add(word)
+            self._force_ids = None
 
     def del_word(self, word: str) -> None:
         """Stop ``word`` from being matched (``add_word(word, 0)``, as in jieba)."""
@@ -357,7 +824,7 @@ class Segmenter:
         prob = 1.0
         if isinstance(segment, str):
             word = segment
-            for part in self.cut(word):
+            for part in self.cut(word, hmm=False):  # as jieba: the route alone
                 prob *= self._count(part, 1) / float(self.total)
             count = max(int(prob * self.total) + 1, self._count(word, 1))
         else:

@@ -149,9 +149,10 @@ def _rehash_kernel(old, new, bloom):
 
 
 @njit(cache=True)
-def _find_kernel(root, table, bloom, codes) -> int:
-    node = root[codes[0]]
-    for p in range(1, codes.shape[0]):
+def trie_walk(root, table, bloom, codes, start: int, end: int) -> int:
+    """The node that spells ``codes[start:end]`` (``end > start``), or -1. Callable from kernels."""
+    node = root[codes[start]]
+    for p in range(start + 1, end):
         if node < 0:
             return -1
         node = trie_child(table, bloom, node, codes[p])
@@ -242,4 +243,4 @@ def trie_find(trie: Trie, word: str) -> int:
     """The node that spells ``word`` (a word or only a prefix), or -1 when it is not in the trie."""
     if not word:
         return 0
-    return int(_find_kernel(trie.root, trie.table, trie.bloom, to_codes(word)))
+    return int(trie_walk(trie.root, trie.table, trie.bloom, to_codes(word), 0, len(word)))

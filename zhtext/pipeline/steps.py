@@ -40,7 +40,7 @@ def _too_many_tokens(tokenizer: Any, texts: list[str], limit: int, specials: boo
 
 @register("segment")
 class SegmentStep(Step):
-    """Words by the unigram segmenter, as ``zhtext segment`` prints them."""
+    """Words by jieba's segmentation (HMM on unless ``hmm = false``), as ``zhtext segment`` prints them."""
 
     field = "words"
 
@@ -48,12 +48,13 @@ class SegmentStep(Step):
     class Settings:
         dict: str | None = setting(None, path=True, help="dictionary, TSV lexicon or jieba format (default: jieba's)")
         user_dict: str | None = setting(None, path=True, help="jieba user dictionary on top")
+        hmm: bool = setting(True, help="find words missing from the dictionary with jieba's HMM")
 
     def __init__(self, settings: Settings, device: str | None = None) -> None:
         from zhtext.lexical.segment import Segmenter
 
         super().__init__(settings, device)
-        self.segmenter = Segmenter(settings.dict, user_dict=settings.user_dict)
+        self.segmenter = Segmenter(settings.dict, user_dict=settings.user_dict, hmm=settings.hmm)
 
     def run(self, texts: list[str]) -> list[list[str]]:
         return self.segmenter.cut_lines(texts)
