@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from zhtext.io.progress import Bar
-from zhtext.io.reading import iter_lines
+from zhtext.io.reading import batched_lines, iter_lines
 from zhtext.io.writing import atomic_output
-from zhtext.lexical.segment import Segmenter
+from zhtext.lexical.segment import BATCH_CHARS, Segmenter
 
-from .base import EncodingOpt, OutputOpt, QuietOpt, alias, app, console
+from .base import EncodingOpt, OutputOpt, QuietOpt, TextFormat, alias, app, console
 
 alias("segment", "--out", "--output")
 
@@ -20,22 +22,46 @@ alias("segment", "--out", "--output")
 @app.command()
 def segment(
     file: str = typer.Argument("-", help="Text file to segment; '-' or nothing reads stdin."),
-    dictionary: Path | None = typer.Option(
-        None,
-        "--dict",
-        help="Dictionary: a discovered TSV lexicon or a jieba-format dict "
-        "(default: jieba's own dict.txt).",
-        show_default=False,
-    ),
-    user_dict: Path | None = typer.Option(
-        None,
-        "--user-dict",
-        help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.",
-    ),
+    dictionary: Annotated[
+        Path | None,
+        typer.Option(
+            "--dict",
+            help="Dictionary: a discovered TSV lexicon or a jieba-format dict "
+            "(default: jieba's own dict.txt).",
+            show_default=False,
+        ),
+    ] = None,
+    user_dict: Annotated[
+        Path | None,
+        typer.Option(
+            "--user-dict",
+            help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.",
+        ),
+    ] = None,
     output: OutputOpt = None,
     sep: str = typer.Option(
         " ", "--sep", help="Put this between words (a tab: --sep $'\\t').", show_default="space"
     ),
+    pos: Annotated[
+        bool,
+        typer.Option("--pos", help="Tag parts of speech as jieba.posseg does: 'word/tag' tokens."),
+    ] = False,
+    hmm: Annotated[
+        bool,
+        typer.Option(
+            "--hmm/--no-hmm",
+            help="With --pos: tag runs the dictionary cannot cut with posseg's HMM "
+            "(jieba's HMM=True).",
+        ),
+    ] = True,
+    out_format: Annotated[
+        TextFormat,
+        typer.Option(
+            "--format",
+            help='text: tokens joined by --sep; jsonl: {"tokens": [...]} per line '
+            "(\\[word, tag] pairs with --pos).",
+        ),
+    ] = TextFormat.text,
     encoding: EncodingOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -43,6 +69,7 @@ def segment(
 
     Output is the same as jieba.cut(line, HMM=False), tens of times faster.
     Each input line becomes one output line, its words joined by --sep.
+    With --pos, tokens are word/tag, the same as jieba.posseg.cut(line, HMM=...).
     Big files stream in batches; -o files appear whole or not at all.
 
     Example: zhtext segment novel.txt --dict lexicon.tsv -o novel.seg.txt
@@ -54,8 +81,30 @@ def segment(
     with atomic_output(output) as handle, Bar(enabled=show, unit="bytes") as bar:
         size = Path(file).stat().st_size if show and Path(file).is_file() else None
         task = bar.add("segmenting", total=size)
-        for batch, segmented in segmenter.segment_batches(lines, sep):
+        if pos or out_format is TextFormat.jsonl:
+            batches = (
+                (
+                    batch,
+                    [_render(t, pos, out_format, sep) for t in _tokens(segmenter, batch, pos, hmm)],
+                )
+                for batch in batched_lines(lines, BATCH_CHARS)
+            )
+        else:
+            batches = segmenter.segment_batches(lines, sep)
+        for batch, segmented in batches:
             handle.write("\n".join(segmented))
             handle.write("\n")
             if size is not None:  # UTF-8 bytes approximate the file's bytes well enough
                 bar.advance(task, sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch))
+
+
+def _tokens(segmenter: Segmenter, batch: list[str], pos: bool, hmm: bool) -> list[list]:
+    return segmenter.tag_lines(batch, hmm) if pos else segmenter.cut_lines(batch)
+
+
+def _render(tokens: list, pos: bool, out_format: TextFormat, sep: str) -> str:
+    """One output line: a JSON object, or the tokens joined by ``sep`` (``word/tag`` with --pos,
+    as jieba's ``pair`` prints and the People's Daily corpus writes)."""
+    if out_format is TextFormat.jsonl:
+        return json.dumps({"tokens": tokens}, ensure_ascii=False)
+    return sep.join(f"{w}/{t}" for w, t in tokens) if pos else sep.join(tokens)
