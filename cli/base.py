@@ -152,6 +152,15 @@ InputFormatOpt = Annotated[InputFormat, typer.Option(
     "--input-format", help="Format of the input data (auto: detect from the file).")]
 NBestOpt = Annotated[int, typer.Option("--n-best", min=1, help="Also give the N best analyses, with probabilities.")]
 NeighboursOpt = Annotated[int, typer.Option("-k", "--neighbours", min=1, help="Nearest neighbours per query.")]
+
+
+class TextFormat(str, Enum):
+    """``--format`` of a command that writes one record per input line."""
+
+    text = "text"
+    jsonl = "jsonl"
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object instead of a table.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Score only the first N examples.")]
 HmmOpt = Annotated[bool, typer.Option(

@@ -11,11 +11,11 @@ from typing import Annotated
 import typer
 
 from zhtext.io.progress import Bar
-from zhtext.io.reading import iter_lines
+from zhtext.io.reading import batched_lines, iter_lines
 from zhtext.io.writing import atomic_output
-from zhtext.lexical.segment import MODES, Segmenter
+from zhtext.lexical.segment import BATCH_CHARS, MODES, Segmenter
 
-from .base import EncodingOpt, HmmOpt, OutputOpt, QuietOpt, alias, app, console
+from .base import EncodingOpt, HmmOpt, OutputOpt, QuietOpt, TextFormat, alias, app, console
 
 alias("segment", "--out", "--output")
 
@@ -24,9 +24,7 @@ Mode = Enum("Mode", {name: name for name in MODES}, type=str)
 
 @app.command()
 def segment(
-    file: str = typer.Argument(
-        "-", help="Text file to segment; '-' or nothing reads stdin."
-    ),
+    file: str = typer.Argument("-", help="Text file to segment; '-' or nothing reads stdin."),
     dictionary: Annotated[
         Path | None,
         typer.Option(
@@ -50,6 +48,18 @@ def segment(
         help="Put this between words (a tab: --sep $'\\t').",
         show_default="space",
     ),
+    pos: Annotated[
+        bool,
+        typer.Option("--pos", help="Tag parts of speech as jieba.posseg does: 'word/tag' tokens."),
+    ] = False,
+    out_format: Annotated[
+        TextFormat,
+        typer.Option(
+            "--format",
+            help='text: tokens joined by --sep; jsonl: {"tokens": [...]} per line '
+            "(\\[word, tag] pairs with --pos).",
+        ),
+    ] = TextFormat.text,
     encoding: EncodingOpt = None,
     quiet: QuietOpt = False,
     # jieba's ways of cutting
@@ -77,6 +87,7 @@ def segment(
 
     Output is the same as jieba.cut(line) (--no-hmm: jieba.cut(line, HMM=False)).
     Each input line becomes one output line, its words joined by --sep (--offsets: one JSON line).
+    With --pos, tokens are word/tag, the same as jieba.posseg.cut(line, HMM=...).
     Big files stream in batches; -o files appear whole or not at all.
 
     Example: zhtext segment novel.txt --dict lexicon.tsv -o novel.seg.txt
@@ -87,6 +98,11 @@ def segment(
             "use --mode default or search",
             param_hint="--offsets",
         )
+    if pos and (offsets or mode.value != "default"):
+        raise typer.BadParameter(
+            "part-of-speech tags come with the default mode's words only (as jieba.posseg)",
+            param_hint="--pos",
+        )
     segmenter = Segmenter(dictionary, user_dict=user_dict, hmm=hmm)
     lines = iter_lines(file, encoding)
     if offsets:
@@ -94,6 +110,11 @@ def segment(
             (batch, [json.dumps({"tokens": t}, ensure_ascii=False) for t in tokens])
             for batch, tokens in segmenter.tokenize_batches(lines, mode.value)
         )
+    elif pos or out_format is TextFormat.jsonl:
+        batches = (
+            (batch, [_render(t, pos, out_format, sep) for t in _tokens(segmenter, batch, pos, mode.value)])
+            for batch in batched_lines(lines, BATCH_CHARS)
+        )  # fmt: skip
     else:
         batches = segmenter.segment_batches(lines, sep, mode=mode.value)
     to_terminal = output in (None, "-") and sys.stdout.isatty()
@@ -105,7 +126,16 @@ def segment(
             handle.write("\n".join(segmented))
             handle.write("\n")
             if size is not None:  # UTF-8 bytes approximate the file's bytes well enough
-                bar.advance(
-                    task,
-                    sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch),
-                )
+                bar.advance(task, sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch))
+
+
+def _tokens(segmenter: Segmenter, batch: list[str], pos: bool, mode: str) -> list[list]:
+    return segmenter.tag_lines(batch) if pos else segmenter.cut_lines(batch, mode=mode)
+
+
+def _render(tokens: list, pos: bool, out_format: TextFormat, sep: str) -> str:
+    """One output line: a JSON object, or the tokens joined by ``sep`` (``word/tag`` with --pos,
+    as jieba's ``pair`` prints and the People's Daily corpus writes)."""
+    if out_format is TextFormat.jsonl:
+        return json.dumps({"tokens": tokens}, ensure_ascii=False)
+    return sep.join(f"{w}/{t}" for w, t in tokens) if pos else sep.join(tokens)

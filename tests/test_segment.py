@@ -13,10 +13,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from zhtext.io.reading import iter_lines
+from zhtext.lexical.chars import join_lines
 from zhtext.lexical.lexicon import Lexicon
 from zhtext.lexical.route import unigram_route
 from zhtext.lexical.segment import Segmenter, load_dictionary
-from zhtext.lexical.chars import join_lines
 from zhtext.lexical.trie import Trie, build_trie, trie_find
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -340,7 +340,7 @@ def test_dictionary_cache_round_trip(tmp_path, monkeypatch):
     built = load_dictionary(path)  # parses and writes the cache
     assert len(list(cache.glob("*.npz"))) == 1
     cached = load_dictionary(path)  # reads it back
-    for trie, counts, total in [built, cached]:
+    for trie, counts, total, *_ in [built, cached]:
         assert _same_trie(trie, fresh[0])
         assert (
             counts.tolist() == [2, 3, 4, 0] and total == 14
@@ -420,7 +420,7 @@ def test_cli_segment_errors_are_one_line_and_leave_no_output(
         "bad-dict": [src, "--dict", bad],
         "missing-dict": [src, "--dict", tmp_path / "nope.dict"],
     }[case]
-    code, stdout, err = _zhtext(capfd, monkeypatch, "segment", *args, "-o", out)
+    code, _stdout, err = _zhtext(capfd, monkeypatch, "segment", *args, "-o", out)
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("zhtext: error: ") and message in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.dict", "in.txt"]

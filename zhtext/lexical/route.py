@@ -16,9 +16,7 @@ from zhtext.lexical.trie import Trie, trie_child
 
 
 @njit(cache=True)
-def route_span(
-    codes, start, end, root, table, bloom, word, weight, shift, floor, score, step, ids
-):
+def route_span(codes, start, end, root, table, bloom, word, weight, shift, floor, score, step, ids):
     """Best route over ``codes[start:end]`` into scratch arrays indexed by ``i - start``.
 
     ``score[i]``: best log-probability of the rest of the span from ``i``; ``step[i]``: length of
@@ -64,13 +62,18 @@ def max_span(offsets):
 
 
 @njit(cache=True)
+def route_scratch(offsets):
+    """The scratch arrays of :func:`route_span` (score, step, ids) for the longest span."""
+    longest = max_span(offsets)
+    score = np.empty(longest + 1, dtype=np.float64)
+    return score, np.empty(longest, dtype=np.int32), np.empty(longest, dtype=np.int32)
+
+
+@njit(cache=True)
 def _unigram_route_kernel(
     codes, offsets, root, table, bloom, word, weight, floor, out_ends, out_ids
 ):
-    longest = max_span(offsets)
-    score = np.empty(longest + 1, dtype=np.float64)
-    step = np.empty(longest, dtype=np.int32)
-    ids = np.empty(longest, dtype=np.int32)
+    score, step, ids = route_scratch(offsets)
     n_tok = 0
     logp = 0.0
     for k in range(offsets.shape[0] - 1):

@@ -29,6 +29,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -65,7 +66,7 @@ from zhtext.lexical.trie import (
 )
 
 _CR, _LF = 13, 10
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4  # 4: the dictionary's POS tags
 CACHE_MIN_BYTES = 1 << 20  # smaller dictionaries are parsed every time
 BATCH_CHARS = 1 << 20  # characters per kernel call when streaming: bounded memory, cheap calls
 MODES = ("default", "search", "all")  # jieba's cut, cut_for_search and cut(cut_all=True)
@@ -403,14 +404,27 @@ def _log_counts(counts: np.ndarray) -> np.ndarray:
     return logs[inverse.reshape(-1)] if counts.size else np.zeros(0)
 
 
-def _from_lexicon(lexicon: Lexicon) -> tuple[Trie, np.ndarray, int]:
-    """Trie of log-counts, the counts by word id, and the total."""
+class Dictionary(NamedTuple):
+    """A loaded dictionary: word ids are the order of the words in the file (the last duplicate)."""
+
+    trie: Trie  # weights: log-counts
+    counts: np.ndarray  # int64 by word id
+    total: int
+    tag_ids: np.ndarray  # int32 by word id: index into tag_names, -1 for a word without a tag
+    tag_names: tuple[str, ...]  # the POS tags of the file (jieba's third column)
+
+
+def _from_lexicon(lexicon: Lexicon) -> Dictionary:
+    """The trie of log-counts, counts and tags by word id, and the total."""
     counts = np.fromiter(lexicon.counts.values(), dtype=np.int64, count=len(lexicon))
-    return (
-        build_trie(list(lexicon.counts), _log_counts(counts)),
-        counts,
-        int(lexicon.total),
+    names = tuple(sorted(set(lexicon.tags.values())))
+    index = {name: i for i, name in enumerate(names)}
+    tags = lexicon.tags
+    tag_ids = np.fromiter(
+        (index.get(tags.get(w), -1) for w in lexicon.counts), dtype=np.int32, count=len(lexicon)
     )
+    trie = build_trie(list(lexicon.counts), _log_counts(counts))
+    return Dictionary(trie, counts, int(lexicon.total), tag_ids, names)
 
 
 def cache_dir() -> Path:
@@ -442,30 +456,29 @@ def _write_cache(file: Path, **arrays: np.ndarray) -> None:
         np.savez(tmp, **arrays)
 
 
-def _save_cache(file: Path, trie: Trie, counts: np.ndarray, total: int) -> None:
+def _save_cache(file: Path, built: Dictionary) -> None:
+    trie = built.trie
     n = trie.n_nodes
     cps = np.flatnonzero(trie.root >= 0).astype(np.int32)
     _write_cache(
         file, root_cp=cps, root_node=trie.root[cps], table=trie.table, bloom=trie.bloom,
-        word=trie.word[:n], weight=trie.weight[:n], size=trie.size, counts=counts,
-        total=np.int64(total),
+        word=trie.word[:n], weight=trie.weight[:n], size=trie.size, counts=built.counts,
+        total=np.int64(built.total), tag_ids=built.tag_ids,
+        tag_names=np.array(built.tag_names, dtype=str),
     )  # fmt: skip
 
 
-def _load_cache(file: Path) -> tuple[Trie, np.ndarray, int]:
+def _load_cache(file: Path) -> Dictionary:
     with np.load(file) as z:
         root = np.full(len(CHAR_CLASS), -1, dtype=np.int32)
         root[z["root_cp"]] = z["root_node"]
-        trie = Trie(
-            root, z["table"], z["bloom"], z["word"], z["weight"], z["size"].copy()
-        )
-        return trie, z["counts"], int(z["total"])
+        trie = Trie(root, z["table"], z["bloom"], z["word"], z["weight"], z["size"].copy())
+        names = tuple(z["tag_names"].tolist())
+        return Dictionary(trie, z["counts"], int(z["total"]), z["tag_ids"], names)
 
 
-def load_dictionary(
-    path: str | os.PathLike, cache: bool = True
-) -> tuple[Trie, np.ndarray, int]:
-    """Read a TSV or jieba-format dictionary into (trie of log-counts, counts by id, total).
+def load_dictionary(path: str | os.PathLike, cache: bool = True) -> Dictionary:
+    """Read a TSV or jieba-format dictionary: the trie of log-counts, counts and tags by id, total.
 
     Files of at least :data:`CACHE_MIN_BYTES` are cached under :func:`cache_dir`, keyed by the
     file's path, size and mtime, so the next load skips parsing (jieba's 349k-word dict.txt: ~1 s
@@ -484,7 +497,7 @@ def load_dictionary(
     built = _from_lexicon(Lexicon.load(path))
     if file is not None:
         try:
-            _save_cache(file, *built)
+            _save_cache(file, built)
         except (OSError, ZhtextError):
             pass  # a read-only home only costs speed
     return built
@@ -551,13 +564,14 @@ class Segmenter:
         hmm: bool = True,
     ) -> None:
         if isinstance(lexicon, Lexicon):
-            self._trie, counts, self.total = _from_lexicon(lexicon)
+            loaded = _from_lexicon(lexicon)
         else:
-            self._trie, counts, self.total = load_dictionary(
-                jieba_dict_path() if lexicon is None else lexicon
-            )
+            loaded = load_dictionary(jieba_dict_path() if lexicon is None else lexicon)
+        self._trie, counts, self.total = loaded.trie, loaded.counts, loaded.total
         self.hmm = hmm
         self._counts: list[int] = counts.tolist()  # count by word id
+        # POS tags: the dictionary's by word id (posseg.py reads them), user words' in self.tags
+        self._dict_tags = (loaded.tag_ids, loaded.tag_names)
         self.tags: dict[str, str] = {}
         # Words once given a count of 0: the HMM never produces them whole (jieba keeps this set
         # global, shared by all its tokenizers; here each Segmenter has its own).
@@ -848,3 +862,24 @@ class Segmenter:
                 continue
             word, freq, tag = _USER_LINE.match(line).groups()  # type: ignore[union-attr]
             self.add_word(word, freq, tag)
+
+    # Part-of-speech tagging (the algorithm lives in posseg.py)
+    def tag(self, text: str, hmm: bool | None = None) -> list[tuple[str, str]]:
+        """``(word, tag)`` pairs of ``text``, as ``jieba.posseg.lcut(text, HMM=hmm)`` gives them.
+
+        Tags come from the dictionary's third column (user words' tags over them), else ``x``;
+        with the HMM (``hmm=None``: the segmenter's setting), runs the dictionary cannot cut are
+        tagged by posseg's HMM.
+
+        >>> Segmenter().tag("我爱北京天安门")
+        [('我', 'r'), ('爱', 'v'), ('北京', 'ns'), ('天安门', 'ns')]
+        """
+        return self.tag_lines([text], hmm)[0]
+
+    def tag_lines(
+        self, lines: Sequence[str], hmm: bool | None = None
+    ) -> list[list[tuple[str, str]]]:
+        """:meth:`tag` for many lines in one kernel call."""
+        from zhtext.lexical.posseg import tag_lines
+
+        return tag_lines(self, lines, self.hmm if hmm is None else hmm)
