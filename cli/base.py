@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -154,6 +155,11 @@ NBestOpt = Annotated[int, typer.Option("--n-best", min=1, help="Also give the N 
 NeighboursOpt = Annotated[int, typer.Option("-k", "--neighbours", min=1, help="Nearest neighbours per query.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object instead of a table.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Score only the first N examples.")]
+DictOpt = Annotated[Path | None, typer.Option(
+    "--dict", show_default=False,
+    help="Dictionary: a discovered TSV lexicon or a jieba-format dict (default: jieba's own dict.txt).")]
+UserDictOpt = Annotated[Path | None, typer.Option(
+    "--user-dict", help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.")]
 
 # ---------------------------------------------------------------- decoding (titles, generation)
 

@@ -12,7 +12,16 @@ from zhtext.io.reading import iter_lines
 from zhtext.io.writing import atomic_output
 from zhtext.lexical.segment import Segmenter
 
-from .base import EncodingOpt, OutputOpt, QuietOpt, alias, app, console
+from .base import (
+    DictOpt,
+    EncodingOpt,
+    OutputOpt,
+    QuietOpt,
+    UserDictOpt,
+    alias,
+    app,
+    console,
+)
 
 alias("segment", "--out", "--output")
 
@@ -20,18 +29,8 @@ alias("segment", "--out", "--output")
 @app.command()
 def segment(
     file: str = typer.Argument("-", help="Text file to segment; '-' or nothing reads stdin."),
-    dictionary: Path | None = typer.Option(
-        None,
-        "--dict",
-        help="Dictionary: a discovered TSV lexicon or a jieba-format dict "
-        "(default: jieba's own dict.txt).",
-        show_default=False,
-    ),
-    user_dict: Path | None = typer.Option(
-        None,
-        "--user-dict",
-        help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.",
-    ),
+    dictionary: DictOpt = None,
+    user_dict: UserDictOpt = None,
     output: OutputOpt = None,
     sep: str = typer.Option(
         " ", "--sep", help="Put this between words (a tab: --sep $'\\t').", show_default="space"
