@@ -23,6 +23,7 @@ from . import (  # noqa: F401
     embed,
     evaluate_segment,
     generate,
+    keywords,
     pipe,
     segment,
     signals,

@@ -15,7 +15,18 @@ from zhtext.io.reading import batched_lines, iter_lines
 from zhtext.io.writing import atomic_output
 from zhtext.lexical.segment import BATCH_CHARS, MODES, Segmenter
 
-from .base import EncodingOpt, HmmOpt, OutputOpt, QuietOpt, TextFormat, alias, app, console
+from .base import (
+    DictOpt,
+    EncodingOpt,
+    HmmOpt,
+    OutputOpt,
+    QuietOpt,
+    TextFormat,
+    UserDictOpt,
+    alias,
+    app,
+    console,
+)
 
 alias("segment", "--out", "--output")
 
@@ -25,22 +36,8 @@ Mode = Enum("Mode", {name: name for name in MODES}, type=str)
 @app.command()
 def segment(
     file: str = typer.Argument("-", help="Text file to segment; '-' or nothing reads stdin."),
-    dictionary: Annotated[
-        Path | None,
-        typer.Option(
-            "--dict",
-            help="Dictionary: a discovered TSV lexicon or a jieba-format dict "
-            "(default: jieba's own dict.txt).",
-            show_default=False,
-        ),
-    ] = None,
-    user_dict: Annotated[
-        Path | None,
-        typer.Option(
-            "--user-dict",
-            help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.",
-        ),
-    ] = None,
+    dictionary: DictOpt = None,
+    user_dict: UserDictOpt = None,
     output: OutputOpt = None,
     sep: str = typer.Option(
         " ",

@@ -13,7 +13,8 @@ shared model plumbing; ``tasks`` the four model classes, which share one API::
 
 Top-level names are imported lazily, so ``import zhtext`` stays fast and does not load torch until a
 model is needed. ``zhtext.cut`` / ``zhtext.lcut`` segment with jieba's dictionary, like ``jieba.cut``
-(HMM on, as jieba's default).
+(HMM on, as jieba's default); ``zhtext.keywords`` extracts keywords as
+``jieba.analyse.extract_tags`` / ``textrank`` do.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ _EXPORTS = {
     "discover": "lexical.discover",
     "DiscoverStats": "lexical.discover",
     "Segmenter": "lexical.segment",
+    "keywords": "lexical.keywords",
+    "KeywordExtractor": "lexical.keywords",
+    "IDFTable": "lexical.keywords",
+    "build_idf": "lexical.keywords",
     # models (one API: load / save / __call__ / evaluate / train)
     "Tagger": "tasks.tagger",
     "TitleGenerator": "tasks.title",
@@ -113,6 +118,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .errors import ZhtextError
     from .eval.metrics import PRF, SegScore, score_segmentation
     from .lexical.discover import DiscoverStats, discover
+    from .lexical.keywords import IDFTable, KeywordExtractor, build_idf, keywords
     from .lexical.lexicon import Lexicon
     from .lexical.segment import Segmenter
     from .neural.crf import CRF
