@@ -164,17 +164,14 @@ class TextFormat(str, Enum):
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object instead of a table.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Score only the first N examples.")]
-<<<<<<< HEAD
 HmmOpt = Annotated[bool, typer.Option(
     "--hmm/--no-hmm", help="Find words missing from the dictionary (names...) with jieba's HMM, as "
     "jieba.cut does by default; --no-hmm keeps to the dictionary route (jieba's HMM=False).")]
-=======
 DictOpt = Annotated[Path | None, typer.Option(
     "--dict", show_default=False,
     help="Dictionary: a discovered TSV lexicon or a jieba-format dict (default: jieba's own dict.txt).")]
 UserDictOpt = Annotated[Path | None, typer.Option(
     "--user-dict", help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.")]
->>>>>>> keywords
 
 # ---------------------------------------------------------------- decoding (titles, generation)
 

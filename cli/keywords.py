@@ -19,7 +19,7 @@ from zhtext.io.writing import atomic_output
 from zhtext.lexical.keywords import MAX_TERMS, IDFTable, KeywordExtractor, build_idf
 from zhtext.lexical.segment import Segmenter
 
-from .base import DictOpt, EncodingOpt, OutputOpt, QuietOpt, UserDictOpt, app, console
+from .base import DictOpt, EncodingOpt, HmmOpt, OutputOpt, QuietOpt, UserDictOpt, app, console
 
 
 class Method(str, Enum):
@@ -120,6 +120,7 @@ def keywords(
     ] = False,
     dictionary: DictOpt = None,
     user_dict: UserDictOpt = None,
+    hmm: HmmOpt = True,
     output: OutputOpt = None,
     out_format: Annotated[
         OutFormat,
@@ -151,7 +152,7 @@ def keywords(
         raise typer.BadParameter("--save-idf needs --idf-from")
     # A missing or unreadable input fails here, before any table is loaded.
     texts = iter_lines(file, encoding)
-    segmenter = Segmenter(dictionary, user_dict=user_dict)
+    segmenter = Segmenter(dictionary, user_dict=user_dict, hmm=hmm)
     table = IDFTable.load(idf) if method is Method.tfidf and not idf_from else None
     if idf_from:
         table = build_idf(

@@ -403,8 +403,6 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         KeywordExtractor("lda")
     with pytest.raises(ZhtextError, match="TextRank does not use"):
         KeywordExtractor("textrank", idf=jieba_idf_path())
-    with pytest.raises(ZhtextError, match="cannot tag"):
-        keywords(TEXT, method="textrank", segmenter=Words())
     assert (
         keywords("", segmenter=Words())
         == []
@@ -524,11 +522,8 @@ def test_cli_textrank_and_pos(monkeypatch, capsys, text_file):
         code, out, err = run_cli(
             monkeypatch, capsys, "keywords", str(text_file), option
         )
-        # Once Segmenter.tag is merged: jieba's own defaults (HMM on); before, one line.
-        if hasattr(Segmenter, "tag"):
-            assert (code, out.splitlines()) == (0, jieba_run()), err
-        else:
-            assert code == 1 and err.count("\n") == 1 and "cannot tag" in err
+        # jieba's own defaults: HMM on, in segmenting and in tagging
+        assert (code, out.splitlines()) == (0, jieba_run()), err
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ import math
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -428,13 +428,7 @@ class KeywordExtractor:
         options = {} if self.hmm is None else {"hmm": self.hmm}
         if not self.tagged:
             return self.segmenter.cut(text, **options)
-        try:
-            tag: Callable[..., list] = self.segmenter.tag
-        except AttributeError:
-            raise ZhtextError(
-                "a POS filter and TextRank need tags, and this segmenter cannot tag"
-            ) from None
-        return tag(text, **options)
+        return self.segmenter.tag(text, **options)
 
     def scores(self, tokens: Iterable) -> list[tuple[str, float]]:
         """Every keyword of ``tokens`` (see :meth:`tokens`) with its weight, best first."""
