@@ -7,6 +7,8 @@ discovery and segmentation agree on what a Chinese character is. The Han range i
 
 from __future__ import annotations
 
+import codecs
+
 import numpy as np
 
 HAN_FIRST, HAN_LAST = 0x4E00, 0x9FD5
@@ -49,20 +51,47 @@ def is_han(ch: str) -> bool:
 
 def to_codes(text: str) -> np.ndarray:
     """The codepoints of ``text`` as an ``int32`` array (lone surrogates pass through)."""
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.int32)
+    try:
+        data = _encode(text)[0]  # the codec function itself: str.encode's lookup costs 3x as much
+    except UnicodeEncodeError:
+        data = _encode(text, "surrogatepass")[0]
+    return np.frombuffer(data, _INT32)
 
 
 def from_codes(codes: np.ndarray) -> str:
     """Inverse of :func:`to_codes`."""
-    return np.ascontiguousarray(codes, dtype=np.int32).tobytes().decode("utf-32-le", "surrogatepass")
+    data = np.ascontiguousarray(codes, dtype=np.int32).tobytes()
+    try:
+        return _decode(data)[0]
+    except UnicodeDecodeError:
+        return _decode(data, "surrogatepass")[0]
+
+
+_encode, _decode = codecs.utf_32_le_encode, codecs.utf_32_le_decode
+_INT32 = np.dtype(np.int32)  # a dtype object: np.frombuffer converts ``np.int32`` on every call
 
 
 def join_lines(lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate lines into one codepoint array plus ``int64`` offsets (len(lines) + 1 of them).
 
-    Encoding the joined string once is far cheaper than one array per line.
+    Encoding the joined string once is far cheaper than one array per line; one line, the usual
+    call of a ``cut(text)``, skips the joining altogether.
     """
-    lengths = np.fromiter((len(s) for s in lines), dtype=np.int64, count=len(lines))
+    if len(lines) == 1:
+        codes = to_codes(lines[0])
+        return codes, np.array((0, codes.shape[0]), dtype=np.int64)
     offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)), out=offsets[1:])
     return to_codes("".join(lines)), offsets
+
+
+def free_char(text: str) -> str | None:
+    """A character that does not occur in ``text`` (to split a joined output on), or None."""
+    for ch in _SEPARATORS:
+        if ch not in text:
+            return ch
+    return None
+
+
+# Control characters first (text almost never holds them), then private-use ones.
+_SEPARATORS = "\x00\x01\x02\x03\x04\x05\x06\x07\ue000\ue001\ue002\ue003"

@@ -27,7 +27,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,6 +43,7 @@ from zhtext.lexical.chars import (
     HAN,
     JOINER,
     SPACE,
+    free_char,
     from_codes,
     join_lines,
     to_codes,
@@ -54,6 +55,7 @@ from zhtext.lexical.hmm import (
     no_tables,
     tables_from_jieba,
 )
+from zhtext.lexical.jit import direct
 from zhtext.lexical.lexicon import Lexicon, jieba_dict_path
 from zhtext.lexical.route import max_span, route_span
 from zhtext.lexical.trie import (
@@ -383,6 +385,46 @@ def _join_kernel(codes, starts, ends, glue, line_tok, sep, out, out_offsets):
         out_offsets[k + 1] = p
 
 
+@njit(cache=True, nogil=True)
+def _cut_kernel(
+    codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, sep, out, line_tok
+):
+    """:func:`_segment_kernel`, then every token into ``out`` with ``sep`` between consecutive ones
+    (across lines too); returns the length. One kernel call, one decode and one ``str.split`` give
+    all the words of default mode: what ``cut`` costs is then mostly the strings it must return."""
+    tok_ends = np.empty(codes.shape[0], dtype=np.int64)
+    n = _segment_kernel(
+        codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, tok_ends, line_tok
+    )
+    p = 0
+    prev = 0
+    for t in range(n):
+        if t > 0:
+            out[p] = sep
+            p += 1
+        for q in range(prev, tok_ends[t]):
+            out[p] = codes[q]
+            p += 1
+        prev = tok_ends[t]
+    return p
+
+
+@njit(cache=True, nogil=True)
+def _split_ready_kernel(codes, starts, ends, glue, sep, out):
+    """Every token in order, ``sep`` between consecutive ones (none before a glued piece), into
+    ``out``; returns the length. One decode and one ``str.split`` then make all the words: C-speed
+    string creation instead of a Python slice per word."""
+    p = 0
+    for t in range(starts.shape[0]):
+        if t > 0 and (glue.shape[0] == 0 or not glue[t]):
+            out[p] = sep
+            p += 1
+        for q in range(starts[t], ends[t]):
+            out[p] = codes[q]
+            p += 1
+    return p
+
+
 # ----------------------------------------------------------------------------------------------
 # Low-level entry points (word discovery uses them)
 
@@ -533,6 +575,28 @@ def hmm_tables() -> HmmTables:
 # Segmenter
 
 
+def _split_words(
+    text: str, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray, glue: np.ndarray
+) -> list[str]:
+    """The tokens ``text[starts[t]:ends[t]]`` as strings (glued pieces joined to the one before).
+
+    ``text`` is the joined lines and ``codes`` its codepoints. The words come from one decode and
+    one ``str.split`` on a character the text lacks: a Python slice per word costs 3x as much.
+    """
+    sep = free_char(text)
+    if sep is None:  # the text holds every candidate separator: one slice per word
+        words = [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+        if glue.size and glue.any():
+            for t in np.flatnonzero(glue)[::-1].tolist():
+                words[t - 1] += words.pop(t)
+        return words
+    if not starts.shape[0]:
+        return []
+    out = np.empty(int((ends - starts).sum()) + starts.shape[0], dtype=np.int32)
+    n = _split_ready_kernel(codes, starts, ends, glue, ord(sep), out)
+    return from_codes(out[:n]).split(sep)
+
+
 def _per_line(items: list, line_tok: np.ndarray) -> list[list]:
     """``items`` cut into one list per line, line ``k`` holding ``line_tok[k]:line_tok[k + 1]``."""
     bounds = line_tok.tolist()
@@ -579,6 +643,8 @@ class Segmenter:
         self._force_ids: np.ndarray | None = (
             None  # uint8 by word id, built when first needed
         )
+        self._route_args: dict[bool, tuple] = {}  # kernel arguments by HMM setting
+        self._cut_entry: dict[bool, Callable[..., int]] = {}  # _cut_kernel, by HMM setting
         if user_dict is not None:
             self.load_user_dict(user_dict)
 
@@ -597,21 +663,36 @@ class Segmenter:
             self._force_ids = force
         return self._force_ids
 
+    def _kernel_args(self, hmm: bool | None) -> tuple:
+        """The default-mode kernels' arguments after the text, made once per dictionary state (a
+        short line's call is mostly overhead)."""
+        use_hmm = self.hmm if hmm is None else bool(hmm)
+        args = self._route_args.get(use_hmm)
+        if args is None:
+            if self.total <= 0:
+                raise ZhtextError("the dictionary is empty (its counts sum to 0)")
+            tables = tuple(hmm_tables() if use_hmm else no_tables())
+            log_total = math.log(self.total)
+            floor = math.log(1) - log_total
+            args = (CHAR_CLASS, self._trie[:5], log_total, floor, use_hmm, tables, self._force_array())
+            self._route_args[use_hmm] = args
+            # The types every call passes: readonly int32 codes (to_codes), int64 offsets, ...
+            codes, offsets = join_lines(["x"])
+            out = np.empty(2, np.int32)
+            self._cut_entry[use_hmm] = direct(
+                _cut_kernel, codes, offsets, *args, 0, out, np.empty(2, np.int64)
+            )
+        return args
+
     def _token_ends(
         self, codes: np.ndarray, offsets: np.ndarray, hmm: bool | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Default mode: token ends (absolute; they tile the text) and the first token of each
         line (``len(lines) + 1``)."""
-        use_hmm = self.hmm if hmm is None else bool(hmm)
-        tables = tuple(hmm_tables() if use_hmm else no_tables())
-        log_total = math.log(self.total)
-        floor = math.log(1) - log_total
+        args = self._kernel_args(hmm)
         tok_ends = np.empty(codes.shape[0], dtype=np.int64)
         line_tok = np.empty(offsets.shape[0], dtype=np.int64)
-        n = _segment_kernel(
-            codes, offsets, CHAR_CLASS, self._trie[:5], log_total, floor, use_hmm, tables,
-            self._force_array(), tok_ends, line_tok,
-        )  # fmt: skip
+        n = _segment_kernel(codes, offsets, *args, tok_ends, line_tok)
         return tok_ends[:n], line_tok
 
     def _full_spans(
@@ -663,18 +744,24 @@ class Segmenter:
         return starts[:n], ends[:n], no_glue, out_line
 
     def _words(self, lines: list[str], mode: str, hmm: bool | None) -> list[list[str]]:
-        """The words of each line: one slice of the joined text per word."""
+        """The words of each line."""
         codes, offsets = join_lines(lines)
+        text = lines[0] if len(lines) == 1 else "".join(lines)
+        sep = free_char(text)
+        if mode == "default" and sep is not None:
+            line_tok = np.empty(offsets.shape[0], dtype=np.int64)
+            out = np.empty(2 * codes.shape[0], dtype=np.int32)
+            args = self._kernel_args(hmm)
+            n = self._cut_entry[args[4]](codes, offsets, *args, ord(sep), out, line_tok)
+            words = from_codes(out[:n]).split(sep) if n else []
+            return [words] if len(lines) == 1 else _per_line(words, line_tok)
         starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
-        text = "".join(lines)
-        words = [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+        words = _split_words(text, codes, starts, ends, glue)
+        if len(lines) == 1:
+            return [words]
         # Glued pieces come only from full mode, where jieba's ASCII run may skip characters.
         if glue.size and glue.any():
-            for t in np.flatnonzero(glue)[::-1].tolist():
-                words[t - 1] += words.pop(t)
-            glued_before = np.concatenate(
-                [np.zeros(1, np.int64), np.cumsum(glue, dtype=np.int64)]
-            )
+            glued_before = np.concatenate([np.zeros(1, np.int64), np.cumsum(glue, dtype=np.int64)])
             line_tok = line_tok - glued_before[line_tok]
         return _per_line(words, line_tok)
 
@@ -722,14 +809,17 @@ class Segmenter:
             )
         lines = list(lines)
         codes, offsets = join_lines(lines)
-        starts, ends, _, line_tok = self._spans(codes, offsets, mode, hmm)
-        text = "".join(lines)
+        starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
+        text = lines[0] if len(lines) == 1 else "".join(lines)
+        words = _split_words(text, codes, starts, ends, glue)  # no glue outside full mode
         line_start = np.repeat(offsets[:-1], np.diff(line_tok))
-        tokens = [
-            (text[a:b], a - o, b - o)
-            for a, b, o in zip(starts.tolist(), ends.tolist(), line_start.tolist())
+        starts -= line_start
+        ends = ends - line_start
+        bounds = line_tok.tolist()
+        a_list, b_list = starts.tolist(), ends.tolist()
+        return [
+            list(zip(words[a:b], a_list[a:b], b_list[a:b])) for a, b in itertools.pairwise(bounds)
         ]
-        return _per_line(tokens, line_tok)
 
     def segment_lines(
         self,
@@ -820,6 +910,8 @@ class Segmenter:
             )
             self._counts.append(count)
         self.total += count
+        self._route_args.clear()  # the trie, the total or the forced splits changed
+        self._cut_entry.clear()
         if tag:
             self.tags[word] = tag
         if count == 0 and word not in self.force_split:
