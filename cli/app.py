@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import typer
 from typer._click.exceptions import (
@@ -16,6 +19,7 @@ from typer._click.exceptions import (
 )
 
 from zhtext.errors import ZhtextError
+from zhtext.io.writing import STDOUT, write_error
 
 # Each module registers its commands on the apps in .base when imported.
 from . import (  # noqa: F401
@@ -34,8 +38,34 @@ from .base import Interrupted, app
 
 
 def _quit(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"zhtext: {message}\n")
+    _settle(sys.stdout)  # what is left of the output, before the message
+    try:
+        sys.stderr.write(f"zhtext: {message}\n")
+        sys.stderr.flush()
+    except OSError:  # stderr is a closed pipe too: the status alone says it
+        _settle(sys.stderr)
     sys.exit(code)
+
+
+def _settle(stream: TextIO) -> None:
+    """Flush ``stream``; if that fails (a closed pipe), point its descriptor at /dev/null so that
+    Python's own flush at exit does not print "Exception ignored ... BrokenPipeError" (what the
+    Python docs advise for SIGPIPE)."""
+    try:
+        stream.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+
+
+def _flush_stdout() -> None:
+    # Results still buffered fail here, not silently at the interpreter's exit.
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        raise write_error(STDOUT, exc) from None
 
 
 def _typed(param: Any, args: list[str]) -> str:
@@ -118,12 +148,22 @@ def main() -> None:
     A ZhtextError gives ``zhtext: error: ...`` and status 1; Ctrl-C gives ``zhtext: interrupted``
     and 130 (128 + SIGINT, as shells report it), SIGTERM ``terminated`` and 143, SIGHUP 129; a
     usage error (a bad, missing or unknown option) gives one line naming the option as typed and
-    click's status 2.
+    click's status 2. A closed stdout pipe (``zhtext segment big.txt | head -1``) is a failure to
+    write like any other: ``cannot write <stdout>: broken pipe ...``, status 1.
     Click runs in non-standalone mode, so that these reach here instead of being printed (or, for
     Ctrl-C, swallowed) by click and Typer.
     """
     try:
+        _run()
+    finally:  # the exit itself must not print "Exception ignored ... BrokenPipeError"
+        _settle(sys.stdout)
+        _settle(sys.stderr)
+
+
+def _run() -> NoReturn:
+    try:
         code = app(standalone_mode=False, prog_name="zhtext")
+        _flush_stdout()
     except ZhtextError as exc:
         _quit(f"error: {exc}", 1)
     except (Interrupted, KeyboardInterrupt) as exc:
@@ -141,7 +181,5 @@ def main() -> None:
         # Typer's other click exceptions (none is raised today) all have show().
         exc.show()  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        sys.exit(0)
     # `code` is the status of a --help or typer.Exit, or None once a command has run.
     sys.exit(code if isinstance(code, int) else 0)

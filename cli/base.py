@@ -4,6 +4,7 @@ and explained once), the old spellings kept as hidden aliases, and the console."
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import warnings
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
+from zhtext.io.progress import stderr_console
+from zhtext.io.writing import STDOUT, atomic_output, write_error
 from zhtext.labels.formats import FORMATS as DATA_FORMATS
 
 
@@ -83,6 +85,14 @@ class _RootGroup(TyperGroup):
             # Library code has already cleaned up on the way out (atomic outputs removed their
             # temporary files, training saved its checkpoint).
             raise Interrupted() from exc
+        except OSError as exc:
+            # A closed stdout pipe under a write that bypassed zhtext.io.writing (results go
+            # through it, and name their path), caught before Typer makes it a silent exit 1.
+            # Only stdout's can be shown: a closed stderr leaves no way to say anything. (Help
+            # goes through rich, which ends on a broken pipe itself: status 1, silent.)
+            if exc.errno != errno.EPIPE:
+                raise
+            raise write_error(STDOUT, exc) from None
 
 
 app = typer.Typer(
@@ -141,7 +151,11 @@ EncodingOpt = Annotated[
     str | None,
     typer.Option("--encoding", help="Input encoding (default: detect UTF-8 or GB18030)."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
+# One rule for every command: -q silences progress bars, spinners and notes (summaries, timings,
+# "saved to ..."); warnings about the data or the result ("zhtext: warning: ...", pipe's bad lines)
+# and errors still show, as with pip and cargo. Results are never silenced.
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress bars, spinners or notes; warnings and errors still show.")]
 OutputOpt = Annotated[
     str | None, typer.Option("-o", "--output", help="Output file, written atomically (default: stdout).")
 ]
@@ -264,13 +278,20 @@ def check_model_or_scratch(model: str | None, from_scratch: bool) -> None:
         raise ZhtextError("give either -m/--model NAME_OR_DIR or --from-scratch")
 
 
-# Results go to stdout; progress, tables and messages to stderr so pipes stay clean.
-console = Console(stderr=True)
+# Results go to stdout; progress, tables and messages to stderr so pipes stay clean. Every console
+# is made by stderr_console: a message is one line, however long, wherever stderr goes.
+console = stderr_console()
+
+
+def echo(text: str) -> None:
+    """A result on stdout through the one writer: a closed pipe or a full disk is one error line."""
+    with atomic_output(None) as out:
+        out.write(text + "\n")
 
 
 def warn(message: object) -> None:
     """One ``zhtext: warning: ...`` line on stderr."""
-    console.print(f"zhtext: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"zhtext: warning: {message}", markup=False, highlight=False)
 
 
 @contextlib.contextmanager

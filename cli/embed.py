@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from zhtext.errors import ZhtextError
 from zhtext.io.reading import iter_lines
-from zhtext.io.writing import atomic_output
+from zhtext.io.writing import atomic_output, check_output
 
 from .base import (
     BatchSizeOpt,
@@ -31,8 +31,10 @@ from .base import (
     alias,
     app,
     console,
+    echo,
     evaluate_app,
     train_app,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -117,12 +119,9 @@ def _check_dim(embedder: Embedder, dim: int | None) -> None:
 def _warn_rank(embedder: Embedder) -> None:
     w = embedder.whitening
     if w is not None and w.output_dim > w.rank:
-        console.print(
-            f"[yellow]warning:[/] the whitening was fitted on {w.n:,} vectors and sees only "
-            f"{w.rank} of {w.input_dim} directions; dimensions past {w.rank} carry no "
-            f"information (use --dim {w.rank} or fit on more sentences)",
-            highlight=False,
-        )
+        warn(f"the whitening was fitted on {w.n:,} vectors and sees only {w.rank} of {w.input_dim} "
+             f"directions; dimensions past {w.rank} carry no information (use --dim {w.rank} or fit "
+             "on more sentences)")
 
 
 def _write_jsonl(path: str | None, texts: list[str], vectors: np.ndarray) -> None:
@@ -213,6 +212,8 @@ def embed(
         raise ZhtextError("refusing to write a binary .npy to the terminal: give -o FILE or --format jsonl")
 
     texts = list(iter_lines(input_file, encoding))
+    for path in (output, save_whitening):  # written at the end: found unwritable before the work
+        check_output(path)
     if not texts:
         raise ZhtextError(f"no sentences to embed in {'<stdin>' if input_file == '-' else input_file}")
     # A fresh fit replaces any whitening saved with the model.
@@ -240,8 +241,8 @@ def embed(
     else:
         import numpy as np
 
-        np.save(sys.stdout.buffer, vectors)
-        sys.stdout.buffer.flush()
+        with atomic_output(None) as out:  # a closed pipe: one error line
+            np.save(out.buffer, vectors)
     if not quiet:
         how = f", whitened to {vectors.shape[1]} dims" if embedder.whitening else ""
         where = f" -> {escape(output)}" if to_file and output else ""
@@ -325,7 +326,7 @@ def evaluate_embed(
         "dim": figures["dim"],
     }
     if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False))
+        echo(json.dumps(result, ensure_ascii=False))
         return
     if not quiet:
         how = f"whitened ({escape(str(fitted))}), {embedder.dim} dims" if fitted else "no whitening"
@@ -333,7 +334,7 @@ def evaluate_embed(
             f"[dim]{len(pairs):,} pairs of {escape(data)}; {escape(model)}, {embedder.pooling}, {how}[/]",
             highlight=False,
         )
-    typer.echo(f"spearman\t{figures['spearman']:.6f}")
+    echo(f"spearman\t{figures['spearman']:.6f}")
 
 
 @app.command()
@@ -373,6 +374,7 @@ def similar(
     """
     from zhtext.tasks.vectors import cosine_top_k, load_index
 
+    check_output(output)
     vectors, meta = load_index(index)
     lines = list(iter_lines(texts, encoding))
     if len(lines) != vectors.shape[0]:
@@ -439,4 +441,4 @@ def train_embed(
             highlight=False,
         )
     for figures in embedder.history:
-        typer.echo(f"spearman\t{figures['spearman']:.6f}")
+        echo(f"spearman\t{figures['spearman']:.6f}")

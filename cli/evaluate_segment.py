@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from zhtext.errors import ZhtextError
 from zhtext.eval.metrics import score_segmentation
 from zhtext.io.reading import iter_lines
 
-from .base import EncodingOpt, HmmOpt, console, evaluate_app
+from .base import EncodingOpt, HmmOpt, QuietOpt, console, echo, evaluate_app, warn
 
 # How many mismatched line numbers the warning lists before "and N more".
 SHOW_LINES = 20
@@ -59,6 +60,7 @@ def evaluate_segment(
         typer.Option("--json", help="Print the figures as one JSON object instead of the bakeoff table."),
     ] = False,
     hmm: HmmOpt = True,
+    quiet: QuietOpt = False,
 ) -> None:
     """Score a word segmentation against gold with the SIGHAN 2005 bakeoff figures.
 
@@ -81,7 +83,8 @@ def evaluate_segment(
 
         gold_lines = list(iter_lines(gold, encoding))
         source = f"--dict {dict_}"
-        with console.status(f"segmenting {len(gold_lines):,} gold lines with {escape(dict_)}"):
+        status = f"segmenting {len(gold_lines):,} gold lines with {escape(dict_)}"
+        with console.status(status) if not quiet else contextlib.nullcontext():
             segmenter = Segmenter(None if dict_ == "jieba" else dict_, hmm=hmm)
             cut = segmenter.cut_lines(["".join(line.split()) for line in gold_lines])
         score = score_segmentation(gold_lines, (" ".join(tokens) for tokens in cut), train_words)
@@ -89,15 +92,8 @@ def evaluate_segment(
     if score.mismatched_lines:
         shown = ", ".join(map(str, score.mismatched_lines[:SHOW_LINES]))
         more = len(score.mismatched_lines) - SHOW_LINES
-        console.print(
-            f"[yellow]warning:[/] {len(score.mismatched_lines)} line(s) differ from the gold in their "
-            f"characters and count as wrong: {shown}" + (f" and {more} more" if more > 0 else ""),
-            highlight=False,
-            soft_wrap=True,
-        )
-    console.print(
-        f"[dim]scored {escape(source)} against the gold: {score.lines:,} lines[/]",
-        highlight=False,
-        soft_wrap=True,
-    )
-    typer.echo(json.dumps(score.as_dict(), ensure_ascii=False) if as_json else score.format())
+        warn(f"{len(score.mismatched_lines)} line(s) differ from the gold in their characters and "
+             f"count as wrong: {shown}" + (f" and {more} more" if more > 0 else ""))
+    if not quiet:
+        console.print(f"[dim]scored {escape(source)} against the gold: {score.lines:,} lines[/]", highlight=False)
+    echo(json.dumps(score.as_dict(), ensure_ascii=False) if as_json else score.format())

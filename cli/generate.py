@@ -55,6 +55,7 @@ from .base import (
     app,
     console,
     decode_options,
+    echo,
     evaluate_app,
     train_app,
     train_model,
@@ -105,6 +106,7 @@ def generate(
     batch_size: BatchSizeOpt = 8,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
+    quiet: QuietOpt = False,  # taken by every command; generate draws no bar and prints no note
 ) -> None:
     """Continue prompts with a GPT-2 (uer-style Chinese checkpoints with a BERT tokenizer, or BPE).
 
@@ -244,6 +246,7 @@ def evaluate_gpt(
     batch_size: BatchSizeOpt = 8,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
+    quiet: QuietOpt = False,  # taken by every command; nothing here to silence
 ) -> None:
     """Perplexity of a GPT-2 on held-out text, and bits per character (comparable with the bits
     per character that word discovery reports for a lexicon).
@@ -265,7 +268,7 @@ def evaluate_gpt(
     scores = gen.evaluate(lines)
     scores["lines"] = len(lines)
     if as_json:
-        print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}))
+        echo(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}))
         return
     files = data[0] if len(data) == 1 else f"{len(data)} files"
     table = Table(title=f"{model} on {files}" + (f" (every {heldout_every}th line)" if heldout_every else ""))

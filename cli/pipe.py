@@ -20,6 +20,7 @@ from .base import (
     alias,
     app,
     console,
+    warn,
     warnings_as_lines,
 )
 
@@ -49,16 +50,13 @@ def _summary(report: Report, quiet: bool) -> None:
     if not groups:
         return
     lines = len({line for numbers in groups.values() for line in numbers})
-    console.print(
-        f"[yellow]{lines:,} bad line(s)[/], none dropped: each record says its \"problems\" "
-        '(or "error" when it could not be read):',
-        highlight=False,
-        soft_wrap=True,
-    )
+    # Warnings about the data: shown with -q too (cli/base.py: QuietOpt).
+    warn(f'{lines:,} bad line(s), none dropped: each record says its "problems" (or "error" when '
+         "it could not be read):")
     for kind, numbers in groups.items():
         shown = ", ".join(map(str, numbers[:SHOWN_LINES])) + (", ..." if len(numbers) > SHOWN_LINES else "")
-        # soft_wrap: one line per kind, whole, so a log of the run can be grepped
-        console.print(f"  {escape(kind)}: {len(numbers):,} line(s): {shown}", highlight=False, soft_wrap=True)
+        # one line per kind, whole (the console never wraps), so a log of the run can be grepped
+        console.print(f"  {escape(kind)}: {len(numbers):,} line(s): {shown}", highlight=False)
 
 
 @app.command(
@@ -145,11 +143,14 @@ def pipe(
         zhtext pipe more-news.txt --config news.toml --steps segment -o words.jsonl
     """
     from zhtext.io.progress import Bar
+    from zhtext.io.writing import check_output
     from zhtext.pipeline import Lines, Pipeline, parse_assignments
 
     given = {"steps": steps, "batch_size": batch_size, "device": device, **parse_assignments(settings or [])}
     given = {k: v for k, v in given.items() if v is not None}  # only the options given
     lines = Lines(source, encoding)  # a missing or unreadable input fails before the models load
+    for path in (output, vectors, save_config):  # and so does an output that cannot be written
+        check_output(path)
     with console.status("loading models") if not quiet else contextlib.nullcontext(), warnings_as_lines():
         if config is not None:
             nlp = Pipeline.from_config(config, **given)

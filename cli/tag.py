@@ -45,6 +45,7 @@ from .base import (
     app,
     below,
     console,
+    echo,
     evaluate_app,
     train_app,
     train_model,
@@ -183,13 +184,14 @@ def tag(
     from zhtext.errors import ZhtextError
     from zhtext.io.progress import Bar
     from zhtext.io.reading import iter_lines
-    from zhtext.io.writing import atomic_output
+    from zhtext.io.writing import atomic_output, check_output
     from zhtext.labels.formats import format_conll
     from zhtext.tasks.tagger import Tagger, prediction_record
 
     if n_best > 1 and out_format is OutFormat.conll:
         raise ZhtextError("--n-best needs --format jsonl (CoNLL output holds one tagging)")
     lines = iter_lines(source, encoding)  # a missing or unreadable input fails before the model loads
+    check_output(output)  # and so does an output that cannot be written
     tagger = Tagger.load(model, device=device, batch_size=batch_size)
     # A progress line only when the results go to a file: on a terminal they are the progress.
     with (
@@ -227,6 +229,7 @@ def evaluate_tagger(
     as_json: JsonOpt = False,
     batch_size: BatchSizeOpt = 32,
     device: DeviceOpt = None,
+    quiet: QuietOpt = False,  # taken by every command; nothing here to silence
 ) -> None:
     """Score a tagger on labelled data: exact-span precision, recall and F1 per label and overall.
 
@@ -245,9 +248,9 @@ def evaluate_tagger(
         tagger = Tagger.load(model, device=device, batch_size=batch_size)
         figures = tagger.evaluate(examples)
     if as_json:
-        print(json.dumps(figures, ensure_ascii=False))
+        echo(json.dumps(figures, ensure_ascii=False))
     elif "labels" not in figures:  # a BMES model: the bakeoff's block
-        print(SegScore(**{f.name: figures[f.name] for f in dataclasses.fields(SegScore)}).format())
+        echo(SegScore(**{f.name: figures[f.name] for f in dataclasses.fields(SegScore)}).format())
     else:
         console.print(_table(f"{model} on {data}", figures))
 

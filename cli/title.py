@@ -52,6 +52,7 @@ from .base import (
     app,
     console,
     decode_options,
+    echo,
     evaluate_app,
     train_app,
     train_model,
@@ -159,7 +160,7 @@ def title(
         zhtext title article.txt -m title-model --sample --top-p 0.9 --seed 1
     """
     from zhtext.io.progress import Bar
-    from zhtext.io.writing import atomic_output
+    from zhtext.io.writing import atomic_output, check_output
     from zhtext.tasks.title import TitleGenerator
     from zhtext.tasks.titledata import read_articles
 
@@ -171,6 +172,7 @@ def title(
              "nothing to title")
         with atomic_output(output):
             return
+    check_output(output)  # before the model loads
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
     articles = itertools.chain([first], articles)
     with atomic_output(output) as handle, Bar(enabled=not quiet and output not in (None, "-"), unit="articles") as bar:
@@ -205,6 +207,7 @@ def evaluate_title(
     as_json: JsonOpt = False,
     batch_size: BatchSizeOpt = 16,
     device: DeviceOpt = None,
+    quiet: QuietOpt = False,  # taken by every command; nothing here to silence
 ) -> None:
     """Score a title model: character ROUGE-1/2/L F1 and BLEU averaged over articles, and speed.
 
@@ -220,7 +223,7 @@ def evaluate_title(
     gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
     scores = gen.evaluate(pairs, decoding)
     if as_json:
-        print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}))
+        echo(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()}))
         return
     table = Table(title=f"{model} on {data} (beam {decoding.beam})")
     for column in ("ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU", "articles", "articles/s"):

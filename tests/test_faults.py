@@ -1,8 +1,8 @@
-"""The reliability contract, tried from outside: the CLI run in subprocesses on broken outputs and
-under signals. Each case asserts the exit status, the one ``zhtext:`` line (never a traceback)
-and the files left behind.
+r"""The reliability contract, tried from outside: the CLI run in subprocesses on broken outputs,
+broken inputs and under signals. Each case asserts the exit status, the one ``zhtext:`` line (never
+a traceback) and the files left behind. The README's "Reliability" section links here.
 
-Outputs (``-o``):
+Outputs (``-o``, ``--vectors``, ``--save-config``, ``--save-whitening``, stdout):
 
 | case                                   | expected                                                   |
 |----------------------------------------|------------------------------------------------------------|
@@ -11,6 +11,17 @@ Outputs (``-o``):
 | a full device (ENOSPC)                 | exit 1, "cannot write ...: no space left", nothing left    |
 | an unwritable place (``/proc/...``)    | exit 1, "cannot write ...", nothing left                   |
 | a folder that does not exist           | exit 1, "output folder does not exist"                     |
+| a folder given as the output file      | exit 1, "... is a directory; give a file name"             |
+| a read-only folder (not as root)       | exit 1, "cannot write ...: its folder ... is not writable" |
+|   (these three for every option that writes a file: ``-o`` of every command, ``pipe --vectors``,  |
+|   ``--save-config``, ``embed --save-whitening``; found before a model loads or the input is read) |
+| ``pipe --vectors`` a FIFO              | exit 1, "vectors go to a regular file"                     |
+| ``--save-config``, ``--save-whitening`` a FIFO | written straight through, exit 0                   |
+| stdout a pipe its reader closed (EPIPE)| exit 1, "cannot write <stdout>: broken pipe ...", no       |
+|   (every command that prints results)  | "Exception ignored ... BrokenPipeError" at exit            |
+| an ``-o`` FIFO its reader closed       | exit 1, "cannot write FIFO: broken pipe ...", still a FIFO |
+| stdout a full device (``> /dev/full``) | exit 1, "cannot write <stdout>: no space left ..."         |
+| ``train -o`` a file, or an unwritable place | exit 1, one line, nothing made                        |
 | a temporary file of a killed run       | removed by the next write of the same output               |
 | damaged weights (header intact)        | exit 1, one line naming the model's folder, no output      |
 | a model that fails while running       | exit 1, "the model in FOLDER failed while running"         |
@@ -23,6 +34,29 @@ Outputs (``-o``):
 
 Signals: SIGTERM and SIGHUP end a command like Ctrl-C: one line, exit 143 / 129, no temporary file,
 and a training run saves its resumable checkpoint.
+
+Messages: an error or warning is one physical line however long (a 300-character path), whether
+stderr is a file, a pipe or a terminal. ``-q`` (every command takes it) silences progress bars,
+spinners and notes (summaries, timings, "saved to"); warnings about the data ("zhtext: warning:",
+pipe's bad lines) and errors still show.
+
+Input through ``pipe`` (a line is what lies between two ``\n``, less one ``\r`` before its ``\n``;
+a BOM at the start of the file is dropped; every other character, ``\r``, U+2028, U+0085, a BOM in
+the middle, is part of its line):
+
+| case                                    | expected                                                  |
+|-----------------------------------------|-----------------------------------------------------------|
+| random Unicode from every plane, combining marks, line-separator-like characters, ``\r\n``, a  |
+| BOM in the middle, NUL past the first MiB: the words of each line concatenate back to it and the |
+| number of lines is kept, through ``pipe --steps segment`` and ``segment``                        |
+| an empty file                           | exit 0, an empty output                                   |
+| a binary file, or NUL in the first MiB  | exit 1, "looks like a binary file", no output             |
+| GB18030                                 | exit 0, read as GB18030                                   |
+| bad UTF-8 in the middle, or past 1 MiB  | exit 0, that line a record with "error" and a warning;    |
+|                                         | ``--strict``: exit 1, "FILE:N: unreadable (...)", no output |
+| a missing file, a folder                | exit 1, "no such file", "is a directory", no output       |
+| UTF-16 (with or without BOM), UTF-32    | as in the table below                                     |
+| one 50 MB line                          | tests/test_long_lines.py                                  |
 
 Option values, results that would be silent zeros, and messages about the input:
 
@@ -42,6 +76,8 @@ Option values, results that would be silent zeros, and messages about the input:
 | raw text given to a tagger to train or score      | exit 1, "looks like raw text, not labelled data"          |
 | tagger data without a single entity               | exit 1, "holds no labels"                                 |
 | UTF-16 or UTF-32 input, with or without a BOM     | exit 1, "looks like UTF-16 ...; give --encoding utf-16-le"|
+|   (Chinese, English, accented Latin, Cyrillic,    |   (never "a binary file")                                 |
+|   kana, emoji: by where the NUL bytes fall)       |                                                           |
 | ``--encoding utf-16`` on a file without a BOM     | exit 1, "has no UTF-16 byte-order mark; give ... -le"     |
 | bad bytes past the first megabyte                 | exit 1, the offset and "(use --encoding to name ...)"     |
 | a missing input to a model command                | exit 1, "no such file", before the model loads            |
@@ -54,6 +90,7 @@ temporary folder stand in for them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -200,6 +237,154 @@ def test_model_folders_get_the_umask_mode_and_leave_no_temporary_folder(tmp_path
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "m" / "model.safetensors").st_mode) == 0o644
     assert leftovers(tmp_path / "m") == []
+
+
+# Every option that writes a file, and the arguments that reach it; the model named does not
+# exist: the output is checked first. (The command, where the path goes.)
+WRITERS = [
+    (["segment", "in.txt", "-o"], "-o"),
+    (["discover", "in.txt", "-o"], "-o"),
+    (["tag", "in.txt", "-m", "no-model", "-o"], "-o"),
+    (["title", "in.txt", "-m", "no-model", "-o"], "-o"),
+    (["generate", "北京", "-m", "no-model", "-o"], "-o"),
+    (["embed", "in.txt", "-m", "no-model", "-o"], "-o"),
+    (["embed", "in.txt", "-m", "no-model", "--whiten", "--save-whitening"], "--save-whitening"),
+    (["similar", "北京", "--index", "no.npy", "--texts", "in.txt", "-o"], "-o"),
+    (["pipe", "in.txt", "--steps", "segment", "-o"], "-o"),
+    (["pipe", "in.txt", "--steps", "embed", "--set", "embed.model=no-model", "--vectors"], "--vectors"),
+    (["pipe", "in.txt", "--steps", "segment", "--save-config"], "--save-config"),
+]
+
+
+@pytest.mark.parametrize("args", [args for args, _ in WRITERS], ids=[f"{a[0]} {o}" for a, o in WRITERS])
+def test_every_option_that_writes_a_file_fails_in_one_line_before_the_work(tmp_path, corpus, args):
+    """A missing folder, for every option that writes; a folder and a read-only folder too, for
+    ``--save-config`` and ``--save-whitening`` (the same check, zhtext.io.writing.check_output)."""
+    kinds = [("no" + os.sep + "out.x", "output folder does not exist: no")]
+    if args[-1] in ("--save-config", "--save-whitening"):
+        (tmp_path / "folder").mkdir()
+        kinds.append(("folder", "folder is a directory; give a file name for the output"))
+        if os.geteuid() != 0:  # root writes into a read-only folder all the same
+            (tmp_path / "locked").mkdir(mode=0o555)
+            kinds.append(("locked" + os.sep + "out.x", "its folder locked is not writable"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for path, message in kinds:
+        assert_one_error(zhtext(*args, path, cwd=tmp_path), message)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def _read_fifo(fifo: Path) -> tuple[threading.Thread, list[bytes]]:
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    return reader, received
+
+
+def test_save_config_and_save_whitening_write_through_a_fifo(tmp_path, corpus, tiny_models):
+    fifo = tmp_path / "settings.fifo"
+    os.mkfifo(fifo)
+    reader, received = _read_fifo(fifo)
+    res = zhtext("pipe", corpus, "--steps", "segment", "--save-config", fifo, "-o", "out.jsonl", "-q",
+                 cwd=tmp_path)
+    reader.join(timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert b'steps = ["segment"]' in received[0]
+    reader, received = _read_fifo(fifo)
+    res = zhtext("embed", corpus, "-m", tiny_models["encoder"], "--whiten", "--dim", "1",
+                 "--save-whitening", fifo, "-o", "vectors.npy", "-q", cwd=tmp_path)
+    reader.join(timeout=60)
+    assert res.returncode == 0, res.stderr
+    import io
+
+    import numpy as np
+
+    saved = np.load(io.BytesIO(received[0]))
+    assert saved["mu"].shape == (32,) and saved["W"].shape[0] == 32
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and leftovers(tmp_path) == []
+
+
+def test_vectors_to_a_fifo_are_refused_in_one_line(tmp_path, corpus, tiny_models):
+    """The .npy of streamed vectors gets its row count last, by seeking back: not through a FIFO."""
+    fifo = tmp_path / "vectors.fifo"
+    os.mkfifo(fifo)
+    res = zhtext("pipe", corpus, "--steps", "embed", "--set", f"embed.model={tiny_models['encoder']}",
+                 "--vectors", fifo, "-o", "out.jsonl", cwd=tmp_path)
+    assert_one_error(res, f"cannot write {fifo}: vectors go to a regular file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "vectors.fifo"]
+
+
+# ---------------------------------------------------------------- a reader that goes away (EPIPE)
+
+BIG = WORDS * 50_000  # 1.1 MB of output: far more than a pipe holds
+
+
+def _closed_early(args: list, cwd: Path, read_first: bool) -> tuple[int, str]:
+    """Run zhtext with stdout a pipe whose reading end is closed (after one line if
+    ``read_first``); its status and stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "zhtext", *map(str, args)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if read_first:
+        assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode("utf-8")
+    return proc.wait(timeout=120), err
+
+
+def _assert_broken_pipe(status: int, err: str, path: str = "<stdout>") -> None:
+    assert "Exception ignored" not in err and "Traceback" not in err, err
+    assert (status, err) == (1, f"zhtext: error: cannot write {path}: broken pipe (its reader closed it)\n")
+
+
+@pytest.mark.parametrize(("args", "read_first"), [
+    (["segment", "big.txt"], True),
+    (["pipe", "big.txt", "--steps", "segment"], True),
+    (["discover", "in.txt"], False),
+    (["evaluate", "segment", "--gold", "seg.txt", "--pred", "seg.txt"], False),
+])
+def test_a_closed_stdout_pipe_is_one_error_line(tmp_path, corpus, args, read_first):
+    """``zhtext segment big.txt | head -1``: the reader goes after one line (or before any)."""
+    (tmp_path / "big.txt").write_text(BIG, encoding="utf-8")
+    (tmp_path / "seg.txt").write_text(SEGMENTED, encoding="utf-8")
+    _assert_broken_pipe(*_closed_early([*args, "-q"], tmp_path, read_first))
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("model", "args"), [
+    ("tagger", ["tag", "in.txt"]),
+    ("title", ["title", "in.txt", "--lines"]),
+    ("gpt", ["generate", "北京", "--max-new-tokens", "4"]),  # streamed piece by piece
+    ("encoder", ["embed", "in.txt", "--format", "npy"]),  # binary, through np.save
+], ids=["tag", "title", "generate", "embed"])
+def test_model_commands_on_a_closed_stdout_pipe_are_one_error_line(tmp_path, corpus, tiny_models, model, args):
+    _assert_broken_pipe(*_closed_early([*args, "-m", tiny_models[model], "-q"], tmp_path, read_first=False))
+
+
+def test_a_fifo_output_whose_reader_goes_is_one_error_line(tmp_path):
+    (tmp_path / "big.txt").write_text(BIG, encoding="utf-8")
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+
+    def read_one_line() -> None:
+        with open(fifo, "rb") as reader:
+            reader.readline()
+
+    reader = threading.Thread(target=read_one_line, daemon=True)
+    reader.start()
+    res = zhtext("segment", "big.txt", "-o", fifo, "-q", cwd=tmp_path)
+    reader.join(timeout=60)
+    _assert_broken_pipe(res.returncode, res.stderr, str(fifo))
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and leftovers(tmp_path) == []
+
+
+def test_a_full_stdout_is_one_error_line(tmp_path, corpus, full_device):
+    """``zhtext segment in.txt > /dev/full``, and a result printed at the end (evaluate)."""
+    (tmp_path / "seg.txt").write_text(SEGMENTED, encoding="utf-8")
+    for args in (["segment", corpus], ["evaluate", "segment", "--gold", "seg.txt", "--pred", "seg.txt"]):
+        with open(full_device, "w") as full:
+            res = subprocess.run([sys.executable, "-m", "zhtext", *map(str, args), "-q"], cwd=tmp_path,
+                                 stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+        assert "Exception ignored" not in res.stderr
+        assert_one_error(res, "cannot write <stdout>: no space left on the device")
 
 
 # ---------------------------------------------------------------- signals
@@ -463,6 +648,65 @@ def test_utf16_input_is_named_with_the_encoding_to_give(tmp_path, codec, named, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.txt"]
 
 
+# Text of other scripts than Chinese: their UTF-16 has NUL bytes where Latin-1 characters have
+# their high byte, and was once called "a binary file".
+WIDE_TEXTS = {
+    "English": "The quick brown fox jumps over the lazy dog.\nSecond line, 2 words.\n",
+    "accented": "Café, résumé, naïve — «déjà vu» à Zürich; ½ €5.\n",
+    "Cyrillic": "Съешь же ещё этих мягких французских булок, да выпей чаю.\n",
+    "Greek": "Γειά σου Κόσμε\n",
+    "Hangul": "대한민국의 수도는 서울입니다\n",
+    "kana": "いろはにほへと ちりぬるを わかよたれそ つねならむ。\nカタカナ 2 行目\n",
+    "emoji": "ok 😀 👍🏽 🎉 fine\n",
+    "Arabic": "مرحبا بالعالم، كيف حالك؟\n",
+}
+WIDE_CODECS = {"utf-16-le": "UTF-16 (little-endian", "utf-16-be": "UTF-16 (big-endian",
+               "utf-32-le": "UTF-32 (little-endian", "utf-32-be": "UTF-32 (big-endian",
+               "utf-16": "UTF-16; give --encoding utf-16", "utf-32": "UTF-32; give --encoding utf-32"}
+
+
+@pytest.mark.parametrize("codec", WIDE_CODECS)
+@pytest.mark.parametrize("script", WIDE_TEXTS)
+def test_wide_text_of_any_script_is_named_not_called_binary(script, codec):
+    from zhtext.errors import ZhtextError
+    from zhtext.io.reading import detect_encoding
+
+    with pytest.raises(ZhtextError) as info:
+        detect_encoding(WIDE_TEXTS[script].encode(codec), "in.txt")
+    assert str(info.value).startswith(f"in.txt looks like {WIDE_CODECS[codec]}"), info.value
+    assert str(info.value).endswith(f"; give --encoding {codec}")
+
+
+def test_binary_data_is_still_binary_not_utf16():
+    """What is not text under any byte order keeps its message: an ELF header, every byte value,
+    ASCII strings with a NUL here and there (a binary's string table)."""
+    from zhtext.errors import ZhtextError
+    from zhtext.io.reading import detect_encoding
+
+    strings = b"".join(b"/usr/lib/locale/%d.so\x00usage: %s [OPTION]... [FILE]...\x00" % (i, b"ls")
+                       for i in range(60))
+    for sample in (b"\x7fELF\x02\x01\x01\x00" + bytes(56) + bytes(range(256)) * 8, bytes(range(256)) * 16,
+                   strings[:4096]):
+        with pytest.raises(ZhtextError, match="looks like a binary file, not text"):
+            detect_encoding(sample, "in.bin")
+
+
+@pytest.mark.parametrize(("script", "codec", "command"), [
+    ("accented", "utf-16-le", ["segment"]), ("Cyrillic", "utf-16-be", ["pipe", "--steps", "segment"]),
+    ("emoji", "utf-32-le", ["discover"]),
+])
+def test_wide_text_of_any_script_gets_the_encoding_hint_from_the_cli(tmp_path, script, codec, command):
+    path = tmp_path / "wide.txt"
+    path.write_bytes(WIDE_TEXTS[script].encode(codec))
+    res = zhtext(*command, path, "-o", tmp_path / "out.txt", cwd=tmp_path)
+    assert_one_error(res, f"{path} looks like {WIDE_CODECS[codec]}", f"give --encoding {codec}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.txt"]
+    # and the hint is right: with it, the text is read
+    res = zhtext("segment", path, "--encoding", codec, "--sep", "|", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.replace("|", "") == WIDE_TEXTS[script]
+
+
 def test_utf16_named_without_a_byte_order_mark_is_one_line(tmp_path):
     path = tmp_path / "le.txt"
     path.write_bytes(WORDS.encode("utf-16-le"))
@@ -480,6 +724,191 @@ def test_bad_bytes_past_the_first_megabyte_keep_the_hint(tmp_path):
     res = zhtext("segment", path, "-o", tmp_path / "out.txt", "-q", cwd=tmp_path)
     assert_one_error(res, f"cannot decode byte at offset {len(good)} as utf-8 (use --encoding to name the right one)")
     assert leftovers(tmp_path) == [] and not (tmp_path / "out.txt").exists()
+
+
+# ---------------------------------------------------------------- any text through pipe and segment
+
+# Characters that other tools take for line ends (str.splitlines does), and a BOM: inside a line
+# here, since only "\n" ends one.
+LINE_BREAK_LIKE = ["\u2028", "\u2029", "\u0085", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\ufeff"]
+WORD_SEP = "\u2063"  # (invisible separator) between the words segment prints; never generated
+
+
+def _random_line(rng, nul: bool) -> str:
+    """Up to 40 characters: Chinese, ASCII, combining marks and joiners, line-break-like
+    characters, spaces, and code points from every plane (unassigned and private ones included)."""
+    chars = []
+    for _ in range(rng.randrange(40)):
+        kind = rng.random()
+        if kind < 0.35:
+            cp = rng.randrange(0x4E00, 0x9FA6)
+        elif kind < 0.5:
+            cp = rng.randrange(0x20, 0x7F)
+        elif kind < 0.6:
+            cp = rng.choice([0x300, 0x301, 0x308, 0x20DD, 0xFE0F, 0x200D])
+        elif kind < 0.7:
+            chars.append(rng.choice(LINE_BREAK_LIKE + ["\x00"] * nul))
+            continue
+        elif kind < 0.75:
+            cp = rng.choice([0x20, 0x3000, 0xA0, 0x09])
+        else:
+            cp = rng.randrange(0xA0, 0x110000)
+        chars.append(chr(0xE000 if 0xD800 <= cp < 0xE000 else cp))  # UTF-8 holds no lone surrogate
+    return "".join(chars).replace(WORD_SEP, "")
+
+
+def test_random_unicode_round_trips_through_pipe_and_segment(tmp_path):
+    """Each line's words concatenate back to the line, and there are as many lines out as in.
+
+    A line is what lies between two "\\n" (or the end of the file), less one "\\r" before its
+    "\\n"; the file's BOM is dropped. NUL past the first MiB is text like any other character (in
+    the first MiB it makes a binary file: test_bad_inputs_through_pipe)."""
+    import random
+
+    rng = random.Random(13)
+    head = [_random_line(rng, nul=False) for _ in range(300)]
+    filler = ["我爱北京天安门，今天天气不错。" * 20] * (1100 * 1024 // 900)  # past the first MiB
+    tail = [_random_line(rng, nul=True) for _ in range(300)]
+    ends = ["\r\n" if rng.random() < 0.3 else "\n" for _ in range(len(head) + len(filler) + len(tail))]
+    raw = "".join(line + end for line, end in zip(head + filler + tail, ends)).removesuffix("\n")
+    (tmp_path / "any.txt").write_bytes(("\ufeff" + raw).encode("utf-8"))
+    expected = [line.removesuffix("\r") for line in raw.split("\n")]
+    assert "\x00" in raw[len(raw) // 2 :] and "\u2028" in raw and "\ufeff" in raw
+
+    res = zhtext("pipe", "any.txt", "--steps", "segment", "-o", "out.jsonl", "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(line) for line in
+               (tmp_path / "out.jsonl").read_bytes().decode("utf-8").split("\n")[:-1]]  # not splitlines
+    assert [r["line"] for r in records] == list(range(1, len(expected) + 1))
+    assert [r["text"] for r in records] == expected
+    assert ["".join(r["words"]) for r in records] == expected
+    assert "Traceback" not in res.stderr
+
+    res = zhtext("segment", "any.txt", "--sep", WORD_SEP, "-o", "out.txt", "-q", cwd=tmp_path)
+    assert (res.returncode, res.stderr) == (0, "")
+    lines = (tmp_path / "out.txt").read_bytes().decode("utf-8").split("\n")
+    assert lines.pop() == ""
+    assert [line.replace(WORD_SEP, "") for line in lines] == expected
+
+
+LATE = WORDS.encode("utf-8") * (2 * (1 << 20) // len(WORDS.encode("utf-8")))  # 2 MB of good lines
+
+
+@pytest.mark.parametrize(("kind", "data", "status", "message"), [
+    ("empty file", b"", 0, None),
+    ("binary", bytes(range(256)) * 16, 1, "looks like a binary file, not text"),
+    ("NUL in the first MiB", WORDS.encode("utf-8") + b"\x00\n" + WORDS.encode("utf-8"), 1,
+     "looks like a binary file, not text"),
+    ("GB18030", WORDS.encode("gb18030"), 0, None),
+    ("bad UTF-8 in the middle", WORDS.encode("utf-8") + b"\xff\xfe\n" + WORDS.encode("utf-8"), 0,
+     f"cannot decode byte at offset {len(WORDS.encode('utf-8'))} as utf-8"),
+    ("bad UTF-8 past the first MiB", LATE + b"\xff\xfe\n", 0,
+     f"cannot decode byte at offset {len(LATE)} as utf-8"),
+    ("a missing file", None, 1, "no such file: "),
+    ("a folder", "folder", 1, "is a directory, not a text file"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_inputs_through_pipe(tmp_path, kind, data, status, message):
+    """(UTF-16 and UTF-32, with and without a BOM: test_utf16_input_is_named_with_the_encoding_to_give;
+    one 50 MB line: tests/test_long_lines.py.)"""
+    path = tmp_path / "in.txt"
+    if data == "folder":
+        path.mkdir()
+    elif data is not None:
+        path.write_bytes(data)
+    res = zhtext("pipe", path, "--steps", "segment", "-o", "out.jsonl", cwd=tmp_path)
+    if status == 1:
+        assert_one_error(res, message)
+        assert not (tmp_path / "out.jsonl").exists() and leftovers(tmp_path) == []
+        return
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = data.decode("gb18030" if kind == "GB18030" else "utf-8", "replace").splitlines()
+    assert [r["text"] for r in records if "error" not in r] == [t for t in texts if "\ufffd" not in t]
+    if message is None:
+        assert "warning" not in res.stderr
+        return
+    # A line that cannot be read is kept, as a record saying why, and named in a warning; with
+    # --strict the run stops there and writes nothing.
+    bad = [r for r in records if "error" in r]
+    assert [r["error"] for r in bad] == [message] and bad[0]["text"] == ""
+    assert "zhtext: warning: 1 bad line(s), none dropped" in res.stderr
+    assert f"  unreadable: 1 line(s): {bad[0]['line']}" in res.stderr.splitlines()
+    (tmp_path / "out.jsonl").unlink()
+    res = zhtext("pipe", path, "--steps", "segment", "-o", "out.jsonl", "--strict", "-q", cwd=tmp_path)
+    assert_one_error(res, f"{path}:{bad[0]['line']}: unreadable ({message}) (stopped by --strict)")
+    assert not (tmp_path / "out.jsonl").exists() and leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- one line per message, and -q
+
+LONG = ("d" * 120, "e" * 120, "f" * 60 + ".txt")  # a path of 300 characters and more
+
+
+def _long_path(tmp_path: Path) -> Path:
+    path = tmp_path.joinpath(*LONG)
+    path.parent.mkdir(parents=True)
+    return path
+
+
+def test_messages_are_one_line_however_long_whatever_stderr_is(tmp_path):
+    """Rich wraps at 80 columns when stderr is not a terminal: never a message (one console,
+    zhtext.io.progress.stderr_console). A file, a pipe and a terminal (a pty) as stderr."""
+    config = _long_path(tmp_path).with_name("old.toml")  # a pipe config in zhtext 0.1's flat layout
+    (tmp_path / "words.dict").write_text("北京 100\n天安门 50\n", encoding="utf-8")
+    config.write_text(f'steps = ["segment"]\ndict = "{tmp_path / "words.dict"}"\n', encoding="utf-8")
+    args = [sys.executable, "-m", "zhtext", "pipe", "in.txt", "--config", str(config), "-o", "out.jsonl", "-q"]
+    (tmp_path / "in.txt").write_text(WORDS, encoding="utf-8")
+    warning = (f"zhtext: warning: {config}: flat settings are the old layout, read for one more release; "
+               "give each step's settings in its table (dict -> segment.dict)")
+    assert len(warning) > 300
+
+    res = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert (res.returncode, res.stderr) == (0, warning + "\n")
+    with open(tmp_path / "err.txt", "w", encoding="utf-8") as err:
+        subprocess.run(args, cwd=tmp_path, stderr=err, timeout=120, check=True)
+    assert (tmp_path / "err.txt").read_text(encoding="utf-8") == warning + "\n"
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(args, cwd=tmp_path, stderr=follower)
+    os.close(follower)
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once the process has closed its end
+        while chunk := os.read(leader, 4096):
+            seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    assert seen.decode("utf-8").replace("\r\n", "\n") == warning + "\n"  # whole: the terminal wraps it
+
+    # A note (without -q) and an error: one line each as well.
+    saved = config.with_name("settings.toml")
+    res = zhtext("pipe", "in.txt", "--steps", "segment", "--save-config", saved, "-o", "out.jsonl", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"settings saved to {saved}\n" in res.stderr
+    res = zhtext("segment", config.with_name("missing.txt"), cwd=tmp_path)
+    assert_one_error(res, f"no such file: {config.with_name('missing.txt')}")
+
+
+def test_quiet_silences_notes_and_bars_not_warnings(tmp_path):
+    """One rule for every command (cli/base.py: QuietOpt; tests/test_shape.py checks that each
+    takes -q): notes go, warnings about the data stay."""
+    (tmp_path / "gold.txt").write_text(SEGMENTED, encoding="utf-8")
+    (tmp_path / "pred.txt").write_text("我 爱 北京 天安门\n今天 天 不错\n", encoding="utf-8")  # a character lost
+    evaluate = ("evaluate", "segment", "--gold", "gold.txt", "--pred", "pred.txt")
+    warning = "zhtext: warning: 1 line(s) differ from the gold in their characters and count as wrong: 2"
+    loud, quiet = zhtext(*evaluate, cwd=tmp_path), zhtext(*evaluate, "-q", cwd=tmp_path)
+    assert loud.stdout == quiet.stdout and "F MEASURE" in quiet.stdout
+    assert loud.stderr == f"{warning}\nscored pred.txt against the gold: 2 lines\n"
+    assert quiet.stderr == f"{warning}\n"
+
+    (tmp_path / "in.txt").write_text("我爱北京\n\n天安门\n", encoding="utf-8")  # an empty line
+    pipe = ("pipe", "in.txt", "--steps", "segment", "-o", "out.jsonl")
+    report = [('zhtext: warning: 1 bad line(s), none dropped: each record says its "problems" (or '
+               '"error" when it could not be read):'), "  empty line: 1 line(s): 2"]
+    loud, quiet = zhtext(*pipe, cwd=tmp_path), zhtext(*pipe, "-q", cwd=tmp_path)
+    assert quiet.stderr.splitlines() == report
+    assert loud.stderr.splitlines()[-2:] == report and "3 documents in" in loud.stderr
+    assert zhtext("discover", "in.txt", "-q", cwd=tmp_path).stderr == ""
 
 
 @pytest.mark.parametrize("command", [
@@ -507,7 +936,16 @@ TINY = ("--from-scratch", "--layers", "1", "--hidden", "32", "--batch-size", "2"
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """A tagger and a title model, tiny and untrained, saved as zhtext saves them."""
+    """A tagger, a title model, a GPT-2 and an encoder, tiny and untrained, saved as zhtext (or
+    transformers) saves them: built once for the whole file."""
+    from transformers import BertModel
+
+    from zhtext.neural.scratch import (
+        build_char_vocab,
+        char_tokenizer,
+        small_bert_config,
+    )
+    from zhtext.tasks.generate import TextGenerator
     from zhtext.tasks.tagger import Tagger, TaggerTrainConfig
     from zhtext.tasks.title import TitleGenerator
 
@@ -516,9 +954,15 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     data.write_text(NER, encoding="utf-8")
     Tagger.train(TaggerTrainConfig(train=str(data), output=root / "tagger", layers=1, hidden=32,
                                    heads=1, max_steps=1, progress=False))
-    TitleGenerator.from_scratch(["今天天气很好，我们去公园", "北京是中国的首都"], layers=1, hidden=32,
-                                max_source_len=32, max_target_len=8).save(root / "title")
-    return {"tagger": root / "tagger", "title": root / "title"}
+    texts = ["今天天气很好，我们去公园", "北京是中国的首都", WORDS]
+    TitleGenerator.from_scratch(texts[:2], layers=1, hidden=32, max_source_len=32,
+                                max_target_len=8).save(root / "title")
+    TextGenerator.from_scratch(texts, layers=1, hidden=32, block_size=32).save(root / "gpt")
+    vocab = build_char_vocab(texts)
+    char_tokenizer(vocab, root / "encoder", model_max_length=32)
+    BertModel(small_bert_config(len(vocab), layers=1, hidden=32, heads=2, max_position=32)
+              ).save_pretrained(root / "encoder")
+    return {name: root / name for name in ("tagger", "title", "gpt", "encoder")}
 
 
 def _damage(weights: Path, value: float | None = None) -> None:
@@ -596,6 +1040,16 @@ def test_a_failed_start_leaves_no_folder(tmp_path, args, fragment):
     res = zhtext(*args, "-o", "out", cwd=tmp_path)
     assert_one_error(res, fragment)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args", [["train", "tagger", "--train", "ner.json", *TINY, "-o", "a-file.txt"],
+                                  ["train", "tagger", "--train", "ner.json", *TINY, "-o", "/proc/zhtext-test/m"]])
+def test_training_into_a_file_or_an_unwritable_place_is_one_line(tmp_path, args):
+    (tmp_path / "ner.json").write_text(NER, encoding="utf-8")
+    (tmp_path / "a-file.txt").write_text("mine\n", encoding="utf-8")
+    assert_one_error(zhtext(*args, cwd=tmp_path), args[-1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file.txt", "ner.json"]
+    assert (tmp_path / "a-file.txt").read_text(encoding="utf-8") == "mine\n"
 
 
 def test_a_time_budget_keeps_the_checkpoint_says_so_and_spans_resumes(tmp_path):

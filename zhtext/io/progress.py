@@ -1,7 +1,8 @@
 """The one progress bar: rich's Progress on stderr, a no-op when disabled.
 
 Reading, discovery, encoding and training all show their progress through :class:`Bar`, so every
-long command looks the same and ``--quiet`` silences them all.
+long command looks the same and ``--quiet`` silences them all. :func:`stderr_console` makes the
+one kind of console that bars and the CLI's messages are drawn on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+
+def stderr_console() -> Console:
+    """A rich console on stderr that never breaks a printed line: rich wraps at 80 columns when
+    stderr is a file or a pipe, which would split an error or warning naming a long path over
+    several lines of a log. Tables and bars still fit the width."""
+    return Console(stderr=True, soft_wrap=True)
 
 
 class Bar:
@@ -43,7 +51,7 @@ class Bar:
                 TextColumn("{task.fields[status]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=stderr_console(),
             )
             self._progress.__enter__()
         return self

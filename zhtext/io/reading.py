@@ -3,9 +3,9 @@
 Input is streamed in fixed-size byte chunks, so neither a huge file nor a huge line has to fit in
 memory at once. The encoding is detected from the first chunk: a UTF-8 BOM, then strict UTF-8, then
 GB18030; ``encoding=`` forces one. UTF-16 and UTF-32 are recognised (by their byte-order mark, or
-by where their NUL bytes fall) only to say so: they are read with ``encoding=``. Undecodable bytes,
-binary files and missing files raise :class:`~zhtext.errors.ZhtextError` with a message fit for one
-line of a terminal.
+by where their NUL bytes fall, whatever the script) only to say so: they are read with
+``encoding=``. Undecodable bytes, binary files and missing files raise
+:class:`~zhtext.errors.ZhtextError` with a message fit for one line of a terminal.
 
 The readers open a regular file and check its first chunk when they are called, not when they are
 first iterated, so that a command finds a missing or unreadable input before it loads a model.
@@ -18,6 +18,7 @@ import itertools
 import os
 import stat
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -63,14 +64,15 @@ _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
 
 
 def _common_share(text: str) -> tuple[float, float]:
-    """(share of characters usual in Chinese or English text, share of ASCII) of a decoded sample."""
+    """(share of characters usual in Chinese, Japanese or English text, share of ASCII) of
+    a decoded sample."""
     common = ascii_ = 0
     for ch in text:
         cp = ord(ch)
         if 0x20 <= cp < 0x7F or ch in "\t\n\r":
             common += 1
             ascii_ += 1
-        elif (0x2000 <= cp < 0x2070 or 0x3000 <= cp < 0x3040 or 0x3400 <= cp < 0xA000
+        elif (0x2000 <= cp < 0x2070 or 0x3000 <= cp < 0x3100 or 0x3400 <= cp < 0xA000
               or 0xF900 <= cp < 0xFB00 or 0xFF00 <= cp < 0xFFF0):
             common += 1
     return common / max(len(text), 1), ascii_ / max(len(text), 1)
@@ -80,7 +82,8 @@ def wide_encoding(sample: bytes) -> str | None:
     """The UTF-16 or UTF-32 codec that ``sample`` (the first bytes of a stream) is written in, or
     None: ``utf-16``/``utf-32`` after a byte-order mark the sample decodes after, else the byte
     order under which the sample reads as Chinese or English text (the NUL bytes of UTF-16 fall
-    where the high bytes of ASCII characters are)."""
+    where the high bytes of ASCII characters are), else the one whose NUL bytes fall where the
+    high bytes of Latin-1 characters are, in text of any script (accents, Cyrillic, kana, emoji)."""
     head = sample[:4096]
     for bom, codec in _WIDE_BOMS:
         if head.startswith(bom):
@@ -96,7 +99,49 @@ def wide_encoding(sample: bytes) -> str | None:
         # English read in the wrong byte order is all CJK: the ASCII share breaks the tie.
         if score > best_score:
             best, best_score = codec, score
+    return best if best is not None else _wide_by_nuls(head)
+
+
+# Not characters of text: controls, unassigned code points, private use, lone surrogates.
+_NOT_TEXT = frozenset({"Cc", "Cn", "Co", "Cs"})
+
+
+def _wide_by_nuls(head: bytes) -> str | None:
+    """The wide codec of text outside the usual ranges, by where its NUL bytes fall: in UTF-16 at
+    the high byte of each character below U+0100 (spaces, newlines, digits, Latin-1), hardly ever
+    at the low byte; not in the way of ASCII read out of step; and the sample reads as text (90%).
+    UTF-32's top bytes are NUL by construction: decoding is the test."""
+    best, best_ascii = None, -1.0
+    for codec, high in (("utf-16-le", 1), ("utf-16-be", 0), ("utf-32-le", None), ("utf-32-be", None)):
+        text = _decodes(head, codec)
+        if not text or _text_share(text) < 0.9:
+            continue
+        if high is not None:
+            body = head[: len(head) // 2 * 2]
+            highs, lows = body[high::2], body[1 - high :: 2]
+            nuls = highs.count(0)
+            # A NUL low byte is U+xx00 or half a surrogate pair: rare, never most NULs.
+            if nuls < max(1, len(highs) // 100) or lows.count(0) > nuls:
+                continue
+            # ASCII strings read one byte out of step (a binary's string table) are characters
+            # whose two bytes are both printable ASCII, spread over dozens of high bytes; text
+            # keeps to one block and Latin-1 (Cyrillic: 0x04 and 0x00), or to blocks past ASCII
+            # (Hangul).
+            block = max((highs.count(b) for b in set(highs) - {0}), default=0)
+            ascii_pairs = sum(32 <= h < 127 and 32 <= lo < 127 for h, lo in zip(highs, lows))
+            if 2 * (nuls + block) < len(highs) and 2 * ascii_pairs >= len(highs):
+                continue
+        ascii_ = _common_share(text)[1]
+        if ascii_ > best_ascii:
+            best, best_ascii = codec, ascii_
     return best
+
+
+def _text_share(text: str) -> float:
+    """The share of ``text`` that is characters of text (letters, marks, digits, punctuation,
+    symbols, spaces, tabs and line ends) in any script."""
+    good = sum(1 for ch in text if ch in "\t\n\r" or unicodedata.category(ch) not in _NOT_TEXT)
+    return good / max(len(text), 1)
 
 
 def _decodes(head: bytes, codec: str) -> str | None:

@@ -11,10 +11,11 @@ Every file zhtext writes goes through here: text through :func:`atomic_output`, 
   is written straight through: renaming over it would replace the device with a file.
 - ``-`` (or ``None``) is stdout.
 
-Every failure to write (no folder, permissions, a read-only file system, a full disk) becomes one
-:class:`~zhtext.errors.ZhtextError` naming the path and the reason. Temporary files carry the
-writer's process id (``.NAME.zhtext-PID-XXXX.tmp``); one left by a killed run is removed the next
-time the same output is written.
+Every failure to write (no folder, permissions, a read-only file system, a full disk, a pipe whose
+reader has gone) becomes one :class:`~zhtext.errors.ZhtextError` naming the path (``<stdout>`` for
+stdout) and the reason; :func:`check_output` finds the sure ones before the work starts. Temporary
+files carry the writer's process id (``.NAME.zhtext-PID-XXXX.tmp``); one left by a killed run is
+removed the next time the same output is written.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ PathLike = str | os.PathLike
 
 _TMP_TAG = ".zhtext-"
 
+STDOUT = "<stdout>"  # stdout's name in messages, as the readers name stdin "<stdin>"
+
 
 def _umask_mode(base: int = 0o666) -> int:
     umask = os.umask(0)
@@ -53,6 +56,8 @@ def write_error(path: PathLike, exc: OSError) -> ZhtextError:
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ENOSPC:
         reason = "no space left on the device"
+    elif exc.errno == errno.EPIPE:
+        reason = "broken pipe (its reader closed it)"
     return ZhtextError(f"cannot write {path}: {reason}")
 
 
@@ -96,6 +101,30 @@ def _is_special(target: Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def check_output(path: PathLike | None) -> None:
+    """Raise now the error that writing ``path`` would surely end in (a folder, a missing or
+    unwritable folder), so that a command fails before its work (loading a model, encoding), not
+    after it. Nothing is created, and a FIFO is not opened (that would wait for its reader).
+    ``None`` and ``-`` (stdout) pass."""
+    if path is not None and str(path) != "-":
+        _writable_target(path)
+
+
+def _writable_target(path: PathLike) -> Path:
+    """The file that writing ``path`` writes (a symlink's target), once it is known that it can."""
+    target = _resolve(path)
+    if target.is_dir():
+        raise ZhtextError(f"{path} is a directory; give a file name for the output")
+    if _is_special(target):
+        return target
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise ZhtextError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):  # (root passes, unless the file system is read-only)
+        raise ZhtextError(f"cannot write {path}: its folder {parent} is not writable")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Give a path to write ``path``'s new contents to; see the module docstring.
@@ -104,9 +133,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     over it when the block ends without error and removed otherwise; for a FIFO or a device it is
     the target itself. The one atomic writer: :func:`atomic_output` and model folders build on it.
     """
-    target = _resolve(path)
-    if target.is_dir():
-        raise ZhtextError(f"{path} is a directory; give a file name for the output")
+    target = _writable_target(path)
     if _is_special(target):
         try:
             yield target
@@ -114,8 +141,6 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             raise write_error(path, exc) from None
         return
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ZhtextError(f"output folder does not exist: {parent}")
     _remove_stale(parent, target.name)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{_TMP_TAG}{os.getpid()}-",
@@ -142,8 +167,11 @@ def atomic_output(path: PathLike | None, encoding: str = "utf-8") -> Iterator[IO
     """Open ``path`` for writing text so that it appears whole or not at all (see
     :func:`atomic_path`). ``None`` or ``-`` writes to stdout."""
     if path is None or str(path) == "-":
-        yield sys.stdout
-        sys.stdout.flush()
+        try:
+            yield sys.stdout
+            sys.stdout.flush()
+        except OSError as exc:  # a closed pipe (EPIPE), a full disk behind a redirection
+            raise write_error(STDOUT, exc) from None
         return
     with atomic_path(path) as tmp:
         try:

@@ -218,6 +218,10 @@ class Pipeline:
         dim = self.vector_dim
         if vectors is not None and dim is None:
             raise ZhtextError("--vectors needs the embed step in the steps")
+        if vectors is not None and os.path.exists(vectors) and not os.path.isfile(vectors):
+            # (a FIFO or a device): VectorFile goes back to write the row count into the header
+            raise ZhtextError(f"cannot write {vectors}: vectors go to a regular file, whose .npy "
+                              "header is written last")
         lines = source if isinstance(source, Lines) else Lines(source, encoding)
         ends: deque[int] = deque()  # input offset past each line read but not yet written
 
