@@ -261,26 +261,31 @@ def _viterbi(codes, a, b, h, v0, v1, act0, act1, mark, back, path):
         v0[y] = h.start[y] + h.emit[row, y]
     for t in range(1, b - a):
         row = h.char_row[codes[a + t] - HAN_FIRST]
-        # previous states that have successors, and the union of those successors (stamped)
-        stamp = mark[n_states] + 1
-        mark[n_states] = stamp
+        # previous states that have successors
         n_prev = 0
         for j in range(n0):
             x = act0[j]
-            lo, hi = h.succ_ptr[x], h.succ_ptr[x + 1]
-            if hi > lo:
+            if h.succ_ptr[x + 1] > h.succ_ptr[x]:
                 act0[n_prev] = x
                 n_prev += 1
-                for p in range(lo, hi):
-                    mark[h.succ[p]] = stamp
+        # the character's own states that some previous state leads to (jieba's set
+        # intersection), tested through the transitions: a state's successors can be hundreds
         n1 = 0
         if h.known[row]:
             for p in range(h.allow_ptr[row], h.allow_ptr[row + 1]):
                 y = h.allow[p]
-                if mark[y] == stamp:
-                    act1[n1] = y
-                    n1 += 1
-        if n1 == 0:  # the character's own states are unreachable (or unknown): every successor
+                for q in range(n_prev):
+                    if h.trans[act0[q], y] > -np.inf:
+                        act1[n1] = y
+                        n1 += 1
+                        break
+        if n1 == 0:  # unreachable (or unknown) character: every successor, in state order
+            stamp = mark[n_states] + 1
+            mark[n_states] = stamp
+            for q in range(n_prev):
+                x = act0[q]
+                for p in range(h.succ_ptr[x], h.succ_ptr[x + 1]):
+                    mark[h.succ[p]] = stamp
             for y in range(n_states):
                 if mark[y] == stamp:
                     act1[n1] = y

@@ -387,12 +387,12 @@ def _join_kernel(codes, starts, ends, glue, line_tok, sep, out, out_offsets):
 
 @njit(cache=True, nogil=True)
 def _cut_kernel(
-    codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, sep, out, line_tok
+    codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, sep, out, tok_ends, line_tok
 ):
     """:func:`_segment_kernel`, then every token into ``out`` with ``sep`` between consecutive ones
     (across lines too); returns the length. One kernel call, one decode and one ``str.split`` give
-    all the words of default mode: what ``cut`` costs is then mostly the strings it must return."""
-    tok_ends = np.empty(codes.shape[0], dtype=np.int64)
+    all the words of default mode: what ``cut`` costs is then mostly the strings it must return.
+    ``tok_ends`` (room: one per character) gets the token ends, as from :func:`_segment_kernel`."""
     n = _segment_kernel(
         codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, tok_ends, line_tok
     )
@@ -679,9 +679,8 @@ class Segmenter:
             # The types every call passes: readonly int32 codes (to_codes), int64 offsets, ...
             codes, offsets = join_lines(["x"])
             out = np.empty(2, np.int32)
-            self._cut_entry[use_hmm] = direct(
-                _cut_kernel, codes, offsets, *args, 0, out, np.empty(2, np.int64)
-            )
+            ints = np.empty(2, np.int64)
+            self._cut_entry[use_hmm] = direct(_cut_kernel, codes, offsets, *args, 0, out, ints, ints)
         return args
 
     def _token_ends(
@@ -743,17 +742,26 @@ class Segmenter:
         )
         return starts[:n], ends[:n], no_glue, out_line
 
+    def _default_words(
+        self, codes: np.ndarray, offsets: np.ndarray, sep: str, hmm: bool | None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Default mode's words (all lines, flat), their ends and each line's first word, from one
+        kernel call; ``sep`` is a character the text lacks."""
+        line_tok = np.empty(offsets.shape[0], dtype=np.int64)
+        tok_ends = np.empty(codes.shape[0], dtype=np.int64)
+        out = np.empty(2 * codes.shape[0], dtype=np.int32)
+        args = self._kernel_args(hmm)
+        n = self._cut_entry[args[4]](codes, offsets, *args, ord(sep), out, tok_ends, line_tok)
+        words = from_codes(out[:n]).split(sep) if n else []
+        return words, tok_ends[: len(words)], line_tok
+
     def _words(self, lines: list[str], mode: str, hmm: bool | None) -> list[list[str]]:
         """The words of each line."""
         codes, offsets = join_lines(lines)
         text = lines[0] if len(lines) == 1 else "".join(lines)
         sep = free_char(text)
         if mode == "default" and sep is not None:
-            line_tok = np.empty(offsets.shape[0], dtype=np.int64)
-            out = np.empty(2 * codes.shape[0], dtype=np.int32)
-            args = self._kernel_args(hmm)
-            n = self._cut_entry[args[4]](codes, offsets, *args, ord(sep), out, line_tok)
-            words = from_codes(out[:n]).split(sep) if n else []
+            words, _, line_tok = self._default_words(codes, offsets, sep, hmm)
             return [words] if len(lines) == 1 else _per_line(words, line_tok)
         starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
         words = _split_words(text, codes, starts, ends, glue)
@@ -809,8 +817,13 @@ class Segmenter:
             )
         lines = list(lines)
         codes, offsets = join_lines(lines)
-        starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
         text = lines[0] if len(lines) == 1 else "".join(lines)
+        sep = free_char(text)
+        if mode == "default" and sep is not None and len(lines) == 1:
+            words, ends, _ = self._default_words(codes, offsets, sep, hmm)
+            end_list = ends.tolist()
+            return [list(zip(words, [0, *end_list[:-1]], end_list))]
+        starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
         words = _split_words(text, codes, starts, ends, glue)  # no glue outside full mode
         line_start = np.repeat(offsets[:-1], np.diff(line_tok))
         starts -= line_start
