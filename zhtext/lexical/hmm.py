@@ -122,10 +122,9 @@ def viterbi_states(codes, start, end, start_p, trans_p, emit_p, back, states):
 
 
 @njit(cache=True)
-def _put_word(codes, a, b, trie, force, tok_ends, n_tok):
+def _put_word(codes, a, b, root, table, bloom, word, force, tok_ends, n_tok):
     """Token ``codes[a:b]``, or one token per character for a force-split (deleted) word."""
     if b - a > 1 and force.shape[0] > 0:
-        root, table, bloom, word, _ = trie
         node = trie_walk(root, table, bloom, codes, a, b)
         if node >= 0 and 0 <= word[node] < force.shape[0] and force[word[node]]:
             for q in range(a + 1, b):
@@ -142,16 +141,17 @@ def _is_digit(c):
 
 @njit(cache=True)
 def hmm_cut(
-    codes, start, end, classes, tables, trie, force, back, states, tok_ends, n_tok
-):
+    codes, start, end, classes, start_p, trans_p, emit_p, root, table, bloom, word, force, back,
+    states, tok_ends, n_tok,
+):  # fmt: skip
     """jieba's ``finalseg.cut`` of ``codes[start:end]``, a span of jieba's block characters (Han,
     ASCII letters and digits, ``+#&._%-``): token ends appended to ``tok_ends`` from ``n_tok``;
     returns the new count.
 
-    ``tables`` = (start, trans, emit), ``trie`` = (root, table, bloom, word, weight) and
-    ``force[word id]`` marks the words never to give whole (``force`` may be empty).
+    ``start_p``, ``trans_p``, ``emit_p``: the tables; ``root`` ... ``word``: the trie's arrays, and
+    ``force[word id]`` marks the words never to give whole (``force`` may be empty). Arrays come
+    one by one, not in tuples: a call passing tuples of arrays cost several times the work here.
     """
-    start_p, trans_p, emit_p = tables
     p = start
     while p < end:
         q = p + 1
@@ -166,7 +166,9 @@ def hmm_cut(
                 if state == B:
                     begin = i
                 elif state == E:
-                    n_tok = _put_word(codes, begin, i + 1, trie, force, tok_ends, n_tok)
+                    n_tok = _put_word(
+                        codes, begin, i + 1, root, table, bloom, word, force, tok_ends, n_tok
+                    )
                 elif state == S:
                     tok_ends[n_tok] = i + 1
                     n_tok += 1

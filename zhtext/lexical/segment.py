@@ -98,46 +98,6 @@ def _is_word(codes, start, end, root, table, bloom, weight):
 
 
 @njit(cache=True)
-def _single_run(codes, run, x, classes, trie, hmm, tok_ends, n_tok):
-    """A run ``codes[run:x]`` of one-character route tokens, with the HMM on: one character and a
-    dictionary word stay one token per character, anything else goes to the HMM.
-
-    ``hmm`` = (tables, force, back, states): see :func:`~zhtext.lexical.hmm.hmm_cut`."""
-    root, table, bloom, _, weight = trie
-    if x - run > 1 and not _is_word(codes, run, x, root, table, bloom, weight):
-        tables, force, back, states = hmm
-        return hmm_cut(
-            codes, run, x, classes, tables, trie, force, back, states, tok_ends, n_tok
-        )
-    for q in range(run + 1, x + 1):
-        tok_ends[n_tok] = q
-        n_tok += 1
-    return n_tok
-
-
-@njit(cache=True)
-def _route_tokens_hmm(codes, b, e, step, classes, trie, hmm, tok_ends, n_tok):
-    """jieba's ``cut(HMM=True)`` of the block ``codes[b:e]`` given its route."""
-    x = b
-    run = -1  # start of the pending run of one-character tokens
-    while x < e:
-        y = x + step[x - b]
-        if y == x + 1:
-            if run < 0:
-                run = x
-        else:
-            if run >= 0:
-                n_tok = _single_run(codes, run, x, classes, trie, hmm, tok_ends, n_tok)
-                run = -1
-            tok_ends[n_tok] = y
-            n_tok += 1
-        x = y
-    if run >= 0:
-        n_tok = _single_run(codes, run, e, classes, trie, hmm, tok_ends, n_tok)
-    return n_tok
-
-
-@njit(cache=True)
 def _route_tokens_plain(codes, b, e, step, classes, tok_ends, n_tok):
     """jieba's ``cut(HMM=False)`` of the block ``codes[b:e]`` given its route: consecutive
     one-character ASCII letter/digit tokens are glued back into one token."""
@@ -177,7 +137,7 @@ def _segment_kernel(
     ids = np.empty(longest, dtype=np.int32)
     back = np.empty((longest if use_hmm else 0, 4), dtype=np.int8)
     states = np.empty(longest if use_hmm else 0, dtype=np.int8)
-    hmm_args = (hmm, force, back, states)
+    start_p, trans_p, emit_p = hmm
     n_tok = 0
     line_tok[0] = 0
     for k in range(offsets.shape[0] - 1):
@@ -203,10 +163,32 @@ def _segment_kernel(
                     step,
                     ids,
                 )
-                if use_hmm:
-                    n_tok = _route_tokens_hmm(
-                        codes, b, i, step, classes, trie, hmm_args, tok_ends, n_tok
-                    )
+                if use_hmm:  # jieba's cut(HMM=True) of the block, here: a call per block cost 6x
+                    x = b
+                    run = -1  # start of the pending run of one-character tokens
+                    while True:
+                        y = x + step[x - b] if x < i else i
+                        if x < i and y == x + 1:
+                            if run < 0:
+                                run = x
+                            x = y
+                            continue
+                        if run >= 0:  # one character or a dictionary word: as it is; else HMM
+                            if x - run > 1 and not _is_word(codes, run, x, root, table, bloom, weight):
+                                n_tok = hmm_cut(
+                                    codes, run, x, classes, start_p, trans_p, emit_p, root, table,
+                                    bloom, word, force, back, states, tok_ends, n_tok,
+                                )  # fmt: skip
+                            else:
+                                for q in range(run + 1, x + 1):
+                                    tok_ends[n_tok] = q
+                                    n_tok += 1
+                            run = -1
+                        if x >= i:
+                            break
+                        tok_ends[n_tok] = y
+                        n_tok += 1
+                        x = y
                 else:
                     n_tok = _route_tokens_plain(
                         codes, b, i, step, classes, tok_ends, n_tok
