@@ -62,8 +62,9 @@ def emit_json(figures: dict) -> None:
     print(json.dumps(figures, ensure_ascii=False), flush=True)
 
 
-def run_measured(cmd: list[str], timeout: float | None = None, **popen_args
-                 ) -> tuple[float, float, float, int]:
+def run_measured(
+    cmd: list[str], timeout: float | None = None, **popen_args
+) -> tuple[float, float, float, int]:
     """Run ``cmd`` to completion (killed after ``timeout`` seconds, if given: exit code -9); return
     wall seconds, CPU seconds (user + system), peak resident MB and exit code of that child.
 
@@ -85,3 +86,22 @@ def run_measured(cmd: list[str], timeout: float | None = None, **popen_args
     # ru_maxrss is in KiB on Linux, bytes on macOS.
     peak_mb = usage.ru_maxrss / ((1 << 20) if sys.platform == "darwin" else (1 << 10))
     return seconds, usage.ru_utime + usage.ru_stime, peak_mb, proc.returncode
+
+
+def write_corpus(path: Path, novels: list[bytes], size: int) -> int:
+    """Write the novels over and over up to about ``size`` bytes; return the bytes written.
+
+    The last copy is cut at a line break, so the file stays valid UTF-8.
+    """
+    written = 0
+    with open(path, "wb") as out:
+        while written < size:
+            for novel in novels:
+                part = novel
+                if written + len(part) > size:
+                    part = novel[: novel.rfind(b"\n", 0, size - written) + 1]
+                out.write(part)
+                written += len(part)
+                if written >= size or not part:
+                    return written
+    return written

@@ -19,35 +19,17 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA_DIR, emit_json, run_measured  # noqa: E402
+from _common import DATA_DIR, emit_json, run_measured, write_corpus
 
 MB = 1_000_000
 ANCHORS = {"KenLM word discovery": 1.9, "nlp-zero Word_Finder": 3.2}  # MB/s on 94 MB
-
-
-def write_corpus(path: Path, novels: list[bytes], size: int) -> int:
-    """Write the novels over and over up to about ``size`` bytes; return the bytes written.
-
-    The last copy is cut at a line break, so the file stays valid UTF-8.
-    """
-    written = 0
-    with open(path, "wb") as out:
-        while written < size:
-            for novel in novels:
-                part = novel
-                if written + len(part) > size:
-                    part = novel[: novel.rfind(b"\n", 0, size - written) + 1]
-                out.write(part)
-                written += len(part)
-                if written >= size or not part:
-                    return written
-    return written
 
 
 def count_words(lexicon: Path) -> int:
@@ -59,7 +41,9 @@ def count_words(lexicon: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 and 30 MB only")
-    parser.add_argument("--sizes", type=int, nargs="+", help="corpus sizes in MB (default 10 100 1000)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="corpus sizes in MB (default 10 100 1000)"
+    )
     parser.add_argument("--max-n", type=int, default=4, help="longest n-gram counted")
     args = parser.parse_args()
     sizes = args.sizes or ([10, 30] if args.quick else [10, 100, 1000])
@@ -73,8 +57,10 @@ def main() -> None:
 
     runs = []
     # CPU seconds too: on a busy machine they show the cost that wall-clock time hides.
-    print(f"{'MB':>7} {'seconds':>8} {'MB/s':>7} {'CPU s':>7} {'MB/CPU s':>8} {'peak MB':>8} "
-          f"{'MB peak/MB':>10} {'words':>8}")
+    print(
+        f"{'MB':>7} {'seconds':>8} {'MB/s':>7} {'CPU s':>7} {'MB/CPU s':>8} {'peak MB':>8} "
+        f"{'MB peak/MB':>10} {'words':>8}"
+    )
     with tempfile.TemporaryDirectory(prefix="zhtext-scale-") as tmp:
         free = shutil.disk_usage(tmp).free
         for size_mb in sizes:
@@ -83,7 +69,16 @@ def main() -> None:
                 continue
             corpus, lexicon = Path(tmp) / "big.txt", Path(tmp) / "lex.tsv"
             nbytes = write_corpus(corpus, novels, size_mb * MB)
-            cmd = [*zhtext, "discover", str(corpus), "-o", str(lexicon), "-q", "--max-n", str(args.max_n)]
+            cmd = [
+                *zhtext,
+                "discover",
+                str(corpus),
+                "-o",
+                str(lexicon),
+                "-q",
+                "--max-n",
+                str(args.max_n),
+            ]
             seconds, cpu_seconds, peak_mb, rc = run_measured(cmd)
             corpus.unlink()
             if rc != 0:
@@ -107,12 +102,17 @@ def main() -> None:
                 flush=True,
             )
     if len(runs) > 1:
-        for a, b in zip(runs, runs[1:]):
+        for a, b in itertools.pairwise(runs):
             growth = (b["peak_mb"] - a["peak_mb"]) / (b["mb"] - a["mb"])
-            print(f"memory growth {a['mb']:.0f} -> {b['mb']:.0f} MB: {growth:.2f} MB per MB of corpus "
-                  f"(x{b['peak_mb'] / a['peak_mb']:.2f} memory for x{b['mb'] / a['mb']:.1f} corpus)")
-    print("anchors: " + ", ".join(f"{name} {v} MB/s" for name, v in ANCHORS.items())
-          + "; target >= 20 MB/s, peak < 1000 MB at 100 MB")
+            print(
+                f"memory growth {a['mb']:.0f} -> {b['mb']:.0f} MB: {growth:.2f} MB per MB of corpus "
+                f"(x{b['peak_mb'] / a['peak_mb']:.2f} memory for x{b['mb'] / a['mb']:.1f} corpus)"
+            )
+    print(
+        "anchors: "
+        + ", ".join(f"{name} {v} MB/s" for name, v in ANCHORS.items())
+        + "; target >= 20 MB/s, peak < 1000 MB at 100 MB"
+    )
     emit_json({"bench": "discover_scale", "max_n": args.max_n, "runs": runs})
 
 
