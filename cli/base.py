@@ -184,8 +184,15 @@ HmmOpt = Annotated[bool, typer.Option(
 DictOpt = Annotated[Path | None, typer.Option(
     "--dict", show_default=False,
     help="Dictionary: a discovered TSV lexicon or a jieba-format dict (default: jieba's own dict.txt).")]
-UserDictOpt = Annotated[Path | None, typer.Option(
-    "--user-dict", help="jieba user dictionary ('word \\[count] \\[tag]' lines) added on top.")]
+UserDictOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--user-dict",
+        help="jieba user dictionary ('word \\[count] \\[tag]' lines, UTF-8 or GB18030) added on "
+        "top; a line jieba would misread (a tab, a count like 3.5, a tag like NR) stops with "
+        "FILE:LINE.",
+    ),
+]
 
 # ---------------------------------------------------------------- decoding (titles, generation)
 

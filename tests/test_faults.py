@@ -82,6 +82,9 @@ Option values, results that would be silent zeros, and messages about the input:
 | bad bytes past the first megabyte                 | exit 1, the offset and "(use --encoding to name ...)"     |
 | a missing input to a model command                | exit 1, "no such file", before the model loads            |
 | a folder given as a data file (``--train .``)     | exit 1, "... is a directory, not a text file"             |
+| a bad line in a ``--user-dict`` (a tab inside it, | exit 1, "FILE:LINE: ..." naming the mistake, no output    |
+| a count ``3.5``, a tag ``NR``, bad bytes) to      |   file left                                               |
+| ``segment`` or ``keywords``                       |                                                           |
 
 Output handling is never tried on the real ``/dev/stdout`` or ``/dev/full``: as root a broken
 writer would replace them with regular files. A FIFO, a symlink and a device node made in a
@@ -922,6 +925,26 @@ def test_model_commands_check_their_input_before_loading_the_model(tmp_path, com
     (tmp_path / "wide.txt").write_bytes(WORDS.encode("utf-16"))
     res = zhtext(*command, tmp_path / "wide.txt", "-m", tmp_path / "no-model", cwd=tmp_path)
     assert_one_error(res, "looks like UTF-16")
+
+
+BAD_USER_LINES = [
+    ("北京清华\t12".encode(), "a tab"),
+    ("北京清华 3.5".encode(), "bad count '3.5'"),
+    ("北京清华 3 NR".encode(), "bad tag 'NR'"),
+    (b"\xff\xfe 3", "cannot decode byte at offset 14"),
+]
+
+
+@pytest.mark.parametrize(("line", "fragment"), BAD_USER_LINES)
+@pytest.mark.parametrize("command", ["segment", "keywords"])
+def test_a_bad_user_dict_line_is_one_error_naming_file_and_line(
+    tmp_path, corpus, command, line, fragment
+):
+    user = tmp_path / "bad.dict"
+    user.write_bytes("云计算 5\n".encode() + b"\r\n" + line + b"\n")
+    res = zhtext(command, corpus, "--user-dict", user, "-o", "out.txt", cwd=tmp_path)
+    assert_one_error(res, f"{user}:3: {fragment}")
+    assert res.stdout == "" and not (tmp_path / "out.txt").exists() and leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------- models and training runs

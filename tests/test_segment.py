@@ -264,7 +264,6 @@ C++程序
 \ufeff贾宝玉 n
 一二三四五六七八九十
 #话题标签 4
-\u3000全角空格词 8
 """
 
 
@@ -286,7 +285,6 @@ def test_user_dict_equals_jieba_load_userdict(tmp_path, jieba_tok):
         "C++程序员",
         "一二三四五六七八九十",
         "#话题标签#",
-        "全角空格词",
     ]
     lines = probes + generated_lines(400, seed=2) + novel_lines(SHARED_DATA, every=40)
     assert seg.cut_lines(lines) == [tok.lcut(line, HMM=False) for line in lines]

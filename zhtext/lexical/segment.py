@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from zhtext.errors import ZhtextError
-from zhtext.io.reading import batched_lines, iter_lines
+from zhtext.io.reading import batched_lines, iter_numbered_lines
 from zhtext.io.writing import atomic_path
 from zhtext.lexical.chars import (
     ALNUM,
@@ -77,6 +77,57 @@ MODES = ("default", "search", "all")  # jieba's cut, cut_for_search and cut(cut_
 _USER_LINE = re.compile(r"^(.+?)(?: ([0-9]+))?(?: ([a-z]+))?$")
 # bytes.strip() in jieba strips ASCII whitespace only (not U+3000 and friends).
 _ASCII_SPACE = " \t\n\r\x0b\x0c"
+# Inside a line jieba keeps these in the word: the mark of a tab-separated (or CR-only) file.
+_CONTROL_SPACE = {"\t": "a tab", "\r": "a carriage return", "\x0b": "a vertical tab",
+                  "\x0c": "a form feed"}  # fmt: skip
+# What was meant as a count when jieba reads it as part of the word: 3.5, -3, 1e5, 1,000, ３.
+_NUMBER_LIKE = re.compile(r"[-+]?[\d.,]*\d[\d.,]*(?:[eE][-+]?\d+)?")
+# A count, then what was meant as a tag but is not lowercase a-z: "NR", "n1" (not "Pro").
+_AFTER_COUNT = re.compile(r" [0-9]+ ([A-Z][A-Z0-9_]*|[a-z]+[0-9_][a-z0-9_]*)")
+
+
+def user_dict_entry(line: str) -> tuple[str, str | None, str | None]:
+    """``(word, count, tag)`` of one user dictionary line as ``jieba.load_userdict`` reads it
+    (``word`` is empty for a blank line), or :class:`ZhtextError` when jieba would silently read a
+    mistake into the word, one that no mode could then cut out: a tab (or CR, VT, FF) inside the
+    line, a word that is only whitespace or starts or ends with it (two spaces before the count),
+    a last field that looks like a count but is not digits 0-9 after one space (``3.5``, ``-3``,
+    ``３``), a tag in capitals or with digits after a count (``NR``, ``n1``). Other spaces inside a
+    word are kept, as jieba keeps them (``New York``, ``iPhone 15 Pro``).
+    """
+    line = line.strip(_ASCII_SPACE).lstrip("\ufeff")
+    if not line:
+        return "", None, None
+    word, count, tag = _USER_LINE.match(line).groups()  # type: ignore[union-attr]
+    shown = repr(word if len(word) <= 40 else word[:40] + "...")
+    for char, name in _CONTROL_SPACE.items():
+        if char in line:
+            raise ZhtextError(
+                f"{name} ({char!r}) inside the line, which jieba would make part of the word "
+                f"{shown}: separate word, count and tag with one space"
+            )
+    if word.isspace():
+        raise ZhtextError(f"the word {shown} is only whitespace")
+    # Where jieba found no count, the word's last field may be the count or tag meant.
+    last = word.split()[-1] if count is None and len(word.split()) > 1 else ""
+    if _NUMBER_LIKE.fullmatch(last):
+        raise ZhtextError(
+            f"bad count {last!r}: a count is a whole number in digits 0-9 after one space "
+            f"(jieba would read the word {shown})"
+        )
+    after = _AFTER_COUNT.search(word) if last and tag is None else None
+    if after is not None and after.end() == len(word):
+        raise ZhtextError(
+            f"bad tag {after.group(1)!r}: a tag is lowercase letters a-z "
+            f"(jieba would read the word {shown})"
+        )
+    if word != word.strip():
+        where = "starts" if word[0].isspace() else "ends"
+        raise ZhtextError(
+            f"the word {shown} {where} with whitespace, so it could never be cut out: "
+            "separate word, count and tag with one space"
+        )
+    return word, count, tag
 
 
 # ----------------------------------------------------------------------------------------------
@@ -890,7 +941,10 @@ class Segmenter:
         """
         if not word:
             raise ZhtextError("cannot add an empty word")
-        count = int(freq) if freq is not None else self.suggest_freq(word)
+        try:
+            count = int(freq) if freq is not None else self.suggest_freq(word)
+        except (TypeError, ValueError):
+            raise ZhtextError(f"count {freq!r} for word {word!r} is not a whole number") from None
         if count < 0:
             raise ZhtextError(f"negative count {count} for word {word!r}")
         log_count = math.log(count) if count > 0 else -math.inf
@@ -941,13 +995,25 @@ class Segmenter:
         """Add the words of a jieba user dictionary: one ``word [count] [tag]`` per line.
 
         Read like ``jieba.load_userdict``: a word may contain spaces (only a trailing `` 123`` and
-        `` tag`` are split off), a missing count is suggested, blank lines are skipped.
+        `` tag`` are split off), a missing count is suggested, blank lines are skipped, a BOM and
+        CRLF line ends are dropped; there are no comments (``# note`` is the word ``#`` tagged
+        ``note``, as in jieba). Unlike jieba, GB18030 is read too (the encoding is detected), and a
+        line that jieba would silently read into a word no mode can cut out (a tab-separated line,
+        a count like ``3.5``, a tag like ``NR``, a word with whitespace around it: see
+        :func:`user_dict_entry`) stops the load with a :class:`ZhtextError` naming ``FILE:LINE``,
+        before any word of the file is added.
         """
-        for raw in iter_lines(path):
-            line = raw.strip(_ASCII_SPACE).lstrip("\ufeff")
-            if not line:
-                continue
-            word, freq, tag = _USER_LINE.match(line).groups()  # type: ignore[union-attr]
+        entries = []
+        for number, _, raw, error in iter_numbered_lines(path):
+            try:
+                if error is not None:
+                    raise ZhtextError(error)
+                word, freq, tag = user_dict_entry(raw)
+            except ZhtextError as exc:
+                raise ZhtextError(f"{path}:{number}: {exc}") from None
+            if word:
+                entries.append((word, freq, tag))
+        for word, freq, tag in entries:
             self.add_word(word, freq, tag)
 
     # Part-of-speech tagging (the algorithm lives in posseg.py)
