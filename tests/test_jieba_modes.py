@@ -375,3 +375,34 @@ def test_top_level_cut_is_jiebas_default(tok):
     text = "黛玉笑道：“你这会子又说这话了。”"
     assert zhtext.lcut(text) == list(zhtext.cut(text)) == tok.lcut(text)
     assert zhtext.lcut(text, hmm=False) == tok.lcut(text, HMM=False)
+
+
+def test_module_functions_are_jiebas_over_one_default_segmenter(jieba_force_split):
+    """zhtext.cut / add_word / load_userdict... behave as jieba's module functions, and an edit
+    made through them reaches every mode, tagging and keywords (one default segmenter)."""
+    import jieba.analyse
+    import jieba.posseg
+
+    import zhtext
+    from zhtext.lexical.segment import default_segmenter
+
+    default_segmenter.cache_clear()
+    tok = jieba.Tokenizer()
+    pos = jieba.posseg.POSTokenizer(tok)  # one: it takes user tags over from tok when first used
+    text = "石墨烯很好用，黛玉笑道：我来到北京清华大学。石墨烯很好"
+    try:
+        for edit in (lambda m: m.add_word("石墨烯很好", 20000, "nz"), lambda m: m.del_word("清华大学")):
+            edit(zhtext)
+            edit(tok)
+            assert zhtext.lcut(text) == list(zhtext.cut(text)) == tok.lcut(text)
+            assert zhtext.lcut(text, True) == tok.lcut(text, True)
+            assert zhtext.lcut(text, hmm=False) == tok.lcut(text, HMM=False)
+            assert zhtext.lcut_for_search(text) == tok.lcut_for_search(text)
+            assert list(zhtext.tokenize(text, "search")) == list(tok.tokenize(text, "search"))
+            assert default_segmenter().tag(text) == [(p.word, p.flag) for p in pos.cut(text)]
+            tfidf = jieba.analyse.TFIDF()
+            tfidf.tokenizer = tok
+            assert zhtext.keywords(text, 5) == tfidf.extract_tags(text, 5)
+        assert zhtext.suggest_freq(("北京", "清华")) == tok.suggest_freq(("北京", "清华"))
+    finally:
+        default_segmenter.cache_clear()

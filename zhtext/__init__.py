@@ -72,7 +72,9 @@ _EXPORTS = {
     "score_segmentation": "eval.metrics",
 }
 
-__all__ = sorted([*_EXPORTS, "cut", "lcut", "__version__"])
+_JIEBA_STYLE = ["cut", "lcut", "cut_for_search", "lcut_for_search", "tokenize", "add_word",
+                "del_word", "suggest_freq", "load_userdict"]  # fmt: skip
+__all__ = sorted([*_EXPORTS, *_JIEBA_STYLE, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
@@ -88,30 +90,62 @@ def __dir__() -> list[str]:
     return __all__
 
 
-_default_segmenter = None
-
-
 def _segmenter() -> Segmenter:
-    global _default_segmenter
-    if _default_segmenter is None:
-        from .lexical.segment import Segmenter
+    from .lexical.segment import default_segmenter
 
-        _default_segmenter = Segmenter()
-    return _default_segmenter
+    return default_segmenter()
 
 
-def cut(text: str, hmm: bool = True) -> Iterator[str]:
-    """Words of ``text`` with jieba's dictionary (as ``jieba.cut(text, HMM=hmm)``), one at a time.
+# jieba's module-level functions, over one default segmenter (jieba's dictionary, built on first
+# use): an edit made here (add_word, load_userdict...) reaches every mode, tagging and keywords.
 
-    The default segmenter is built on the first call and kept; build a :class:`Segmenter` for a
-    discovered lexicon, a user dictionary, or jieba's other modes.
+
+def cut(text: str, cut_all: bool = False, hmm: bool = True) -> Iterator[str]:
+    """Words of ``text``, as ``jieba.cut(text, cut_all, HMM=hmm)``, one at a time.
+
+    Build a :class:`Segmenter` for a discovered lexicon or a user dictionary of its own.
     """
-    return iter(_segmenter().cut(text, hmm=hmm))
+    return iter(lcut(text, cut_all, hmm))
 
 
-def lcut(text: str, hmm: bool = True) -> list[str]:
-    """Words of ``text`` as a list (as ``jieba.lcut(text, HMM=hmm)``)."""
-    return _segmenter().cut(text, hmm=hmm)
+def lcut(text: str, cut_all: bool = False, hmm: bool = True) -> list[str]:
+    """Words of ``text`` as a list, as ``jieba.lcut(text, cut_all, HMM=hmm)``."""
+    return _segmenter().cut(text, hmm=hmm, mode="all" if cut_all else "default")
+
+
+def cut_for_search(text: str, hmm: bool = True) -> Iterator[str]:
+    """Search-engine mode, as ``jieba.cut_for_search``: long words and their dictionary parts."""
+    return iter(_segmenter().cut_for_search(text, hmm=hmm))
+
+
+def lcut_for_search(text: str, hmm: bool = True) -> list[str]:
+    """:func:`cut_for_search` as a list, as ``jieba.lcut_for_search``."""
+    return _segmenter().cut_for_search(text, hmm=hmm)
+
+
+def tokenize(text: str, mode: str = "default", hmm: bool = True) -> Iterator[tuple[str, int, int]]:
+    """``(word, start, end)`` of each word, as ``jieba.tokenize(text, mode, HMM=hmm)``."""
+    return iter(_segmenter().tokenize(text, mode, hmm=hmm))
+
+
+def add_word(word: str, freq: int | None = None, tag: str | None = None) -> None:
+    """Add a word to the default segmenter, as ``jieba.add_word``."""
+    _segmenter().add_word(word, freq, tag)
+
+
+def del_word(word: str) -> None:
+    """Stop the default segmenter from giving ``word``, as ``jieba.del_word``."""
+    _segmenter().del_word(word)
+
+
+def suggest_freq(segment: str | tuple[str, ...], tune: bool = False) -> int:
+    """The count that keeps ``segment`` whole (a str) or split (a tuple), as ``jieba.suggest_freq``."""
+    return _segmenter().suggest_freq(segment, tune)
+
+
+def load_userdict(path: str | os.PathLike) -> None:
+    """Add a jieba user dictionary to the default segmenter, as ``jieba.load_userdict``."""
+    _segmenter().load_user_dict(path)
 
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects

@@ -39,6 +39,7 @@ from numba import njit
 from zhtext.errors import ZhtextError
 from zhtext.io.reading import batched_lines, iter_lines, iter_numbered_lines
 from zhtext.io.writing import atomic_output
+from zhtext.lexical.segment import default_segmenter
 
 PathLike = str | os.PathLike
 
@@ -170,7 +171,7 @@ def build_idf(
         raise ZhtextError(f"max_terms must be at least 1, got {max_terms}")
     from zhtext.io.progress import Bar
 
-    segmenter = segmenter if segmenter is not None else _default_segmenter()
+    segmenter = segmenter if segmenter is not None else default_segmenter()
     sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     df: dict[str, int] = {}
     documents = 0
@@ -370,13 +371,6 @@ def _textrank_kernel(start, nbr, weight, sweep, damping, sweeps, lo, hi):
 # Texts
 
 
-@functools.lru_cache(maxsize=1)
-def _default_segmenter() -> Any:
-    from zhtext.lexical.segment import Segmenter
-
-    return Segmenter()
-
-
 METHODS = ("tfidf", "textrank")
 
 
@@ -419,7 +413,7 @@ class KeywordExtractor:
             self.stop_words = load_stop_words(stop_words)
         else:
             self.stop_words = frozenset(stop_words)
-        self.segmenter = segmenter if segmenter is not None else _default_segmenter()
+        self.segmenter = segmenter if segmenter is not None else default_segmenter()
         self.hmm = hmm
         self.tagged = method == "textrank" or bool(self.allow_pos)
 

@@ -1036,3 +1036,10 @@ class Segmenter:
         from zhtext.lexical.posseg import tag_lines
 
         return tag_lines(self, lines, self.hmm if hmm is None else hmm)
+
+
+@functools.cache
+def default_segmenter() -> Segmenter:
+    """The one segmenter over jieba's dictionary behind ``zhtext.cut``, ``zhtext.add_word`` and
+    ``zhtext.keywords``, built on first use: an edit to it reaches all of them, as in jieba."""
+    return Segmenter()
