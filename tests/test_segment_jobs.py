@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,27 @@ def test_the_segmentation_kernels_release_the_gil():
     ]
     assert len(kernels) > 20
     assert [k.__name__ for k in kernels if not k.targetoptions.get("nogil")] == []
+
+
+def test_the_batch_methods_give_the_same_on_many_threads_at_once():
+    """The list API's kernels release the GIL too: threads calling one Segmenter (lazy set-up
+    included, on a fresh one) get what one thread gets."""
+    lines = (EDGES * 30).split("\n")
+    batches = [lines[i : i + 7] for i in range(0, len(lines), 7)]
+    calls = [
+        lambda s, b: s.cut_lines(b),
+        lambda s, b: s.cut_lines(b, hmm=False, mode="search"),
+        lambda s, b: s.cut_lines(b, mode="all"),
+        lambda s, b: s.tokenize_lines(b),
+        lambda s, b: s.tag_lines(b),
+        lambda s, b: s.segment_lines(b, "/"),
+    ]
+    serial = Segmenter()
+    want = [[call(serial, b) for b in batches] for call in calls]
+    fresh = Segmenter()
+    with ThreadPoolExecutor(4) as pool:
+        got = [list(pool.map(lambda b, call=call: call(fresh, b), batches)) for call in calls]
+    assert got == want
 
 
 # ---------------------------------------------------------------- the library path

@@ -73,7 +73,7 @@ _CR, _LF = 13, 10
 _CACHE_VERSION = 4  # 4: the dictionary's POS tags
 CACHE_MIN_BYTES = 1 << 20  # smaller dictionaries are parsed every time
 BATCH_CHARS = 1 << 20  # characters per kernel call when streaming: bounded memory, cheap calls
-BLOCK_CHARS = 1 << 18  # characters per block of segment_chunks: a few per thread in flight
+BLOCK_CHARS = 1 << 18  # characters per block of segment_chunks: 10-20 MB of arrays while worked on
 MODES = ("default", "search", "all")  # jieba's cut, cut_for_search and cut(cut_all=True)
 
 # jieba's user dictionary line: word, then optionally " count" and " tag" (lowercase letters).
@@ -929,7 +929,9 @@ class Segmenter:
         :func:`~zhtext.io.reading.iter_lines` reads it (UTF-8 or GB18030 detected, ``encoding``
         forces one) and streamed; the output appears whole or not at all. ``progress`` is called
         with each input block once its output is written."""
-        chunks = iter_text_chunks(source, encoding)  # a missing or binary input fails here
+        # Read in pieces of a block's size (a block is then ready about every piece); a missing or
+        # binary input fails here.
+        chunks = iter_text_chunks(source, encoding, BLOCK_CHARS)
         blocks = self.segment_chunks(chunks, sep, mode=mode, hmm=hmm, jobs=jobs)
         with atomic_output(output) as handle, contextlib.closing(blocks):
             for block, segmented in blocks:
