@@ -162,6 +162,16 @@ OutputOpt = Annotated[
 ModelOpt = Annotated[str, typer.Option(
     "-m", "--model", help="The model: a local folder or a hub id.", show_default=False)]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts run through the model together.")]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "-j",
+        "--jobs",
+        min=1,
+        show_default="every core",
+        help="Threads to work on; the output is the same for any number.",
+    ),
+]
 InputFormat = Enum("InputFormat", {name: name for name in DATA_FORMATS}, type=str)  # the tagger's
 InputFormatOpt = Annotated[InputFormat, typer.Option(
     "--input-format", help="Format of the input data (auto: detect from the file).")]

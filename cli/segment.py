@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from enum import Enum
@@ -13,12 +14,14 @@ import typer
 from zhtext.io.progress import Bar
 from zhtext.io.reading import batched_lines, iter_lines
 from zhtext.io.writing import atomic_output
+from zhtext.lexical.parallel import check_jobs, ordered_map
 from zhtext.lexical.segment import BATCH_CHARS, MODES, Segmenter
 
 from .base import (
     DictOpt,
     EncodingOpt,
     HmmOpt,
+    JobsOpt,
     OutputOpt,
     QuietOpt,
     TextFormat,
@@ -79,13 +82,15 @@ def segment(
             "line's start, as jieba.tokenize (not with --mode all).",
         ),
     ] = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Segment text into words as jieba does: dictionary route, HMM for unknown words.
 
     Output is the same as jieba.cut(line) (--no-hmm: jieba.cut(line, HMM=False)).
     Each input line becomes one output line, its words joined by --sep (--offsets: one JSON line).
     With --pos, tokens are word/tag, the same as jieba.posseg.cut(line, HMM=...).
-    Big files stream in batches; -o files appear whole or not at all.
+    Big files stream on all cores (--jobs), the output in input order; -o files appear whole or
+    not at all.
 
     Example: zhtext segment novel.txt --dict lexicon.tsv -o novel.seg.txt
     """
@@ -101,29 +106,38 @@ def segment(
             param_hint="--pos",
         )
     segmenter = Segmenter(dictionary, user_dict=user_dict, hmm=hmm)
-    lines = iter_lines(file, encoding)
-    if offsets:
-        batches = (
-            (batch, [json.dumps({"tokens": t}, ensure_ascii=False) for t in tokens])
-            for batch, tokens in segmenter.tokenize_batches(lines, mode.value)
-        )
-    elif pos or out_format is TextFormat.jsonl:
-        batches = (
-            (batch, [_render(t, pos, out_format, sep) for t in _tokens(segmenter, batch, pos, mode.value)])
-            for batch in batched_lines(lines, BATCH_CHARS)
-        )  # fmt: skip
-    else:
-        batches = segmenter.segment_batches(lines, sep, mode=mode.value)
+    jobs = check_jobs(jobs)
     to_terminal = output in (None, "-") and sys.stdout.isatty()
     show = not quiet and file != "-" and not to_terminal and console.is_terminal
-    with atomic_output(output) as handle, Bar(enabled=show, unit="bytes") as bar:
-        size = Path(file).stat().st_size if show and Path(file).is_file() else None
+    size = Path(file).stat().st_size if show and Path(file).is_file() else None
+    with Bar(enabled=show, unit="bytes") as bar:
         task = bar.add("segmenting", total=size)
-        for batch, segmented in batches:
-            handle.write("\n".join(segmented))
-            handle.write("\n")
+
+        def advance(text: str) -> None:
             if size is not None:  # UTF-8 bytes approximate the file's bytes well enough
-                bar.advance(task, sum(len(s.encode("utf-8", "surrogatepass")) + 1 for s in batch))
+                bar.advance(task, len(text.encode("utf-8", "surrogatepass")))
+
+        if not (offsets or pos or out_format is TextFormat.jsonl):
+            segmenter.segment_file(
+                file, output, sep, mode=mode.value, jobs=jobs, encoding=encoding, progress=advance
+            )
+            return
+        lines = iter_lines(file, encoding)
+
+        def render(batch: list[str]) -> tuple[list[str], list[str]]:
+            if offsets:
+                tokens = segmenter.tokenize_lines(batch, mode.value)
+                return batch, [json.dumps({"tokens": t}, ensure_ascii=False) for t in tokens]
+            tokens = _tokens(segmenter, batch, pos, mode.value)
+            return batch, [_render(t, pos, out_format, sep) for t in tokens]
+
+        batches = ordered_map(render, batched_lines(lines, BATCH_CHARS), jobs)
+        with atomic_output(output) as handle, contextlib.closing(batches):
+            for batch, rendered in batches:
+                handle.write("\n".join(rendered))
+                handle.write("\n")
+                if size is not None:
+                    advance("\n".join(batch) + "\n")
 
 
 def _tokens(segmenter: Segmenter, batch: list[str], pos: bool, mode: str) -> list[list]:

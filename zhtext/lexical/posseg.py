@@ -207,7 +207,7 @@ def hmm_tables() -> tuple[HMMTables, tuple[str, ...]]:
 # Kernels
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _put(out, n, a, b, tag):
     out[n, 0] = a
     out[n, 1] = b
@@ -215,13 +215,13 @@ def _put(out, n, a, b, tag):
     return n + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _in_block(classes, c):
     cls = classes[c]
     return cls == HAN or cls == ALNUM or (cls == JOINER and c != _PERCENT and c != _HYPHEN)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _char_tag(root, word, word_tag, c, untagged):
     """The tag of the one-character word ``c`` (dictionary or user), else ``untagged``."""
     node = root[c]
@@ -230,7 +230,7 @@ def _char_tag(root, word, word_tag, c, untagged):
     return untagged
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _is_word(codes, a, b, root, table, bloom, weight):
     """True when ``codes[a:b]`` is a word with a count above 0 (jieba's ``FREQ.get(buf)``)."""
     node = root[codes[a]]
@@ -241,7 +241,7 @@ def _is_word(codes, a, b, root, table, bloom, weight):
     return node >= 0 and weight[node] > -np.inf
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _viterbi(codes, a, b, h, v0, v1, act0, act1, mark, back, path):
     """posseg's Viterbi over the Han characters ``codes[a:b]``: the best state of each into
     ``path[:b - a]``. ``h`` is :class:`HMMTables` less its names; the rest is scratch."""
@@ -322,7 +322,7 @@ def _viterbi(codes, a, b, h, v0, v1, act0, act1, mark, back, path):
         state = back[t, state]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _hmm_words(a, b, h, path, tag_base, out, n):
     """Tokens from the states of ``[a, b)``, as jieba.posseg's ``__cut`` reads them."""
     begin = 0
@@ -342,7 +342,7 @@ def _hmm_words(a, b, h, path, tag_base, out, n):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _split_other(codes, a, b, classes, tags, out, n):
     """A stretch without Han characters: ``[.0-9]+`` is ``m``, ``[a-zA-Z0-9]+`` ``eng``, and each
     run of anything else one ``x`` token (jieba's ``re_skip_detail.split``)."""
@@ -367,7 +367,7 @@ def _split_other(codes, a, b, classes, tags, out, n):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _posseg_kernel(
     codes, offsets, classes, trie, shift, floor, word_tag, tags, hmm, h, out, line_tok
 ):

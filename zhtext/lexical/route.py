@@ -15,7 +15,7 @@ from numba import njit
 from zhtext.lexical.trie import Trie, trie_child
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def route_span(codes, start, end, root, table, bloom, word, weight, shift, floor, score, step, ids):
     """Best route over ``codes[start:end]`` into scratch arrays indexed by ``i - start``.
 
@@ -53,7 +53,7 @@ def route_span(codes, start, end, root, table, bloom, word, weight, shift, floor
         ids[r] = best_id
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def max_span(offsets):
     longest = 0
     for k in range(offsets.shape[0] - 1):
@@ -61,7 +61,7 @@ def max_span(offsets):
     return longest
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def route_scratch(offsets):
     """The scratch arrays of :func:`route_span` (score, step, ids) for the longest span."""
     longest = max_span(offsets)
@@ -69,7 +69,7 @@ def route_scratch(offsets):
     return score, np.empty(longest, dtype=np.int32), np.empty(longest, dtype=np.int32)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _unigram_route_kernel(
     codes, offsets, root, table, bloom, word, weight, floor, out_ends, out_ids
 ):

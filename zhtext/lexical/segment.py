@@ -21,6 +21,7 @@ only at the edge (one slice per token for :meth:`Segmenter.cut`, one decode per 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -35,8 +36,8 @@ import numpy as np
 from numba import njit
 
 from zhtext.errors import ZhtextError
-from zhtext.io.reading import batched_lines, iter_numbered_lines
-from zhtext.io.writing import atomic_path
+from zhtext.io.reading import batched_lines, iter_lines, iter_numbered_lines, iter_text_chunks
+from zhtext.io.writing import atomic_output, atomic_path
 from zhtext.lexical.chars import (
     ALNUM,
     CHAR_CLASS,
@@ -57,6 +58,7 @@ from zhtext.lexical.hmm import (
 )
 from zhtext.lexical.jit import direct
 from zhtext.lexical.lexicon import Lexicon, jieba_dict_path
+from zhtext.lexical.parallel import check_jobs, line_blocks, ordered_map, text_lines
 from zhtext.lexical.route import max_span, route_span
 from zhtext.lexical.trie import (
     Trie,
@@ -71,6 +73,7 @@ _CR, _LF = 13, 10
 _CACHE_VERSION = 4  # 4: the dictionary's POS tags
 CACHE_MIN_BYTES = 1 << 20  # smaller dictionaries are parsed every time
 BATCH_CHARS = 1 << 20  # characters per kernel call when streaming: bounded memory, cheap calls
+BLOCK_CHARS = 1 << 18  # characters per block of segment_chunks: 10-20 MB of arrays while worked on
 MODES = ("default", "search", "all")  # jieba's cut, cut_for_search and cut(cut_all=True)
 
 # jieba's user dictionary line: word, then optionally " count" and " tag" (lowercase letters).
@@ -135,20 +138,20 @@ def user_dict_entry(line: str) -> tuple[str, str | None, str | None]:
 # ``k`` is one of ``line_tok[k]:line_tok[k+1]``.
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _in_block(cls):
     """A character of jieba's blocks: the only text that the dictionary route sees."""
     return cls == HAN or cls == ALNUM or cls == JOINER
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _is_word(codes, start, end, root, table, bloom, weight):
     """jieba's ``FREQ.get(codes[start:end])`` is a non-zero count."""
     node = trie_walk(root, table, bloom, codes, start, end)
     return node >= 0 and weight[node] > -np.inf
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _route_tokens_plain(codes, b, e, step, classes, tok_ends, n_tok):
     """jieba's ``cut(HMM=False)`` of the block ``codes[b:e]`` given its route: consecutive
     one-character ASCII letter/digit tokens are glued back into one token."""
@@ -172,7 +175,7 @@ def _route_tokens_plain(codes, b, e, step, classes, tok_ends, n_tok):
     return n_tok
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _segment_kernel(
     codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, tok_ends, line_tok
 ):
@@ -256,7 +259,7 @@ def _segment_kernel(
     return n_tok
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _search_kernel(codes, tok_ends, line_tok, trie, out_start, out_end, out_line):
     """jieba's search mode from the default-mode tokens: before each token longer than 2 (3), its
     2-grams (3-grams) that are dictionary words. Room: 2 entries per character."""
@@ -281,7 +284,7 @@ def _search_kernel(codes, tok_ends, line_tok, trie, out_start, out_end, out_line
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _put(out_start, out_end, glue, n, a, b, glued):
     """Token ``[a, b)`` as entry ``n`` if there is room; the count goes on regardless, so that a
     call that ran out of room says how much it needs."""
@@ -292,7 +295,7 @@ def _put(out_start, out_end, glue, n, a, b, glued):
     return n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _full_block(
     codes, b, e, classes, trie, ends, piece_s, piece_e, out_start, out_end, glue, n
 ):
@@ -342,7 +345,7 @@ def _full_block(
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _full_kernel(codes, offsets, classes, trie, out_start, out_end, glue, line_tok):
     """jieba's full mode (``cut_all=True``); returns the token count, which may exceed the room
     given (then nothing past the room was written: call again with room for that many)."""
@@ -398,9 +401,10 @@ def _full_kernel(codes, offsets, classes, trie, out_start, out_end, glue, line_t
     return n
 
 
-@njit(cache=True)
-def _join_kernel(codes, starts, ends, glue, line_tok, sep, out, out_offsets):
-    """Copy each line's tokens into ``out`` with ``sep`` between them (not before a glued piece)."""
+@njit(cache=True, nogil=True)
+def _join_kernel(codes, starts, ends, glue, line_tok, sep, eol, out, out_offsets):
+    """Copy each line's tokens into ``out`` with ``sep`` between them (not before a glued piece)
+    and ``eol`` after the line (``out_offsets[k + 1]`` is where line k's ``eol`` starts)."""
     p = 0
     out_offsets[0] = 0
     for k in range(line_tok.shape[0] - 1):
@@ -416,6 +420,9 @@ def _join_kernel(codes, starts, ends, glue, line_tok, sep, out, out_offsets):
                 out[p] = codes[q]
                 p += 1
         out_offsets[k + 1] = p
+        for q in range(eol.shape[0]):
+            out[p + q] = eol[q]
+        p += eol.shape[0]
 
 
 @njit(cache=True, nogil=True)
@@ -630,6 +637,11 @@ def _split_words(
     return from_codes(out[:n]).split(sep)
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ZhtextError(f"unknown segmentation mode {mode!r}: use one of {', '.join(MODES)}")
+
+
 def _per_line(items: list, line_tok: np.ndarray) -> list[list]:
     """``items`` cut into one list per line, line ``k`` holding ``line_tok[k]:line_tok[k + 1]``."""
     bounds = line_tok.tolist()
@@ -750,10 +762,7 @@ class Segmenter:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Every token of ``mode`` as absolute ``(starts, ends)``, the ``glue`` flags (full mode's
         pieces of one token; empty otherwise) and the first token of each line."""
-        if mode not in MODES:
-            raise ZhtextError(
-                f"unknown segmentation mode {mode!r}: use one of {', '.join(MODES)}"
-            )
+        _check_mode(mode)
         if self.total <= 0:
             raise ZhtextError("the dictionary is empty (its counts sum to 0)")
         if mode == "all":
@@ -880,18 +889,101 @@ class Segmenter:
         The fast path: separators are written into the codepoint array by the kernel and the whole
         batch is decoded once, so no per-word Python string is ever made.
         """
-        lines = list(lines)
-        codes, offsets = join_lines(lines)
-        starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
-        sep_codes = to_codes(sep)
-        n_seps = int(np.maximum(np.diff(line_tok) - 1, 0).sum()) - int(glue.sum())
-        out = np.empty(
-            int((ends - starts).sum()) + sep_codes.shape[0] * n_seps, dtype=np.int32
-        )
-        out_offsets = np.empty(len(lines) + 1, dtype=np.int64)
-        _join_kernel(codes, starts, ends, glue, line_tok, sep_codes, out, out_offsets)
-        text = from_codes(out)
+        codes, offsets = join_lines(list(lines))
+        text, out_offsets = self._joined(codes, offsets, sep, "", mode, hmm)
         return [text[a:b] for a, b in itertools.pairwise(out_offsets.tolist())]
+
+    def _joined(
+        self,
+        codes: np.ndarray,
+        offsets: np.ndarray,
+        sep: str,
+        eol: str,
+        mode: str,
+        hmm: bool | None,
+    ) -> tuple[str, np.ndarray]:
+        """Every line's words joined by ``sep``, each line followed by ``eol``, as one string, and
+        where each line's words end in it. All of it but the final decode releases the GIL."""
+        starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
+        sep_codes, eol_codes = to_codes(sep), to_codes(eol)
+        n_lines = offsets.shape[0] - 1
+        n_seps = int(np.maximum(np.diff(line_tok) - 1, 0).sum()) - int(glue.sum())
+        size = int((ends - starts).sum()) + sep_codes.shape[0] * n_seps
+        out = np.empty(size + eol_codes.shape[0] * n_lines, dtype=np.int32)
+        out_offsets = np.empty(n_lines + 1, dtype=np.int64)
+        _join_kernel(codes, starts, ends, glue, line_tok, sep_codes, eol_codes, out, out_offsets)
+        return from_codes(out), out_offsets
+
+    def segment_text(
+        self, text: str, sep: str = " ", *, mode: str = "default", hmm: bool | None = None
+    ) -> str:
+        """Every line of ``text`` with its words joined by ``sep``, each ending in ``\n``: what
+        ``zhtext segment`` writes for ``text``, the same as :meth:`segment_lines` of its lines
+        (``\n`` or ``\r\n`` ends a line, and a last line without an end gets one).
+
+        One encode, the kernels and one decode: no Python string per line or word. The kernels
+        release the GIL, so threads can run this side by side on blocks of lines (see
+        :meth:`segment_chunks`).
+
+        >>> Segmenter().segment_text("我来到北京\r\n黛玉笑道", " / ")
+        '我 / 来到 / 北京\n黛玉笑 / 道\n'
+        """
+        codes, offsets = text_lines(text)
+        return self._joined(codes, offsets, sep, "\n", mode, hmm)[0]
+
+    def segment_chunks(
+        self,
+        chunks: Iterable[str],
+        sep: str = " ",
+        *,
+        mode: str = "default",
+        hmm: bool | None = None,
+        jobs: int | None = None,
+        block_chars: int | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """:meth:`segment_text` over a stream of text cut anywhere (a reader's chunks), on ``jobs``
+        threads (``None``: every core), as (input block, output) pairs in input order.
+
+        Blocks hold whole lines, about ``block_chars`` characters each (default
+        :data:`BLOCK_CHARS`); a few blocks per thread are in flight at a time, so memory stays
+        bounded whatever the input. The output is the same for every ``jobs``, block size and cut
+        of the input.
+        """
+        jobs = check_jobs(jobs)
+        _check_mode(mode)  # before the first block, not at its turn
+
+        def work(block: str) -> tuple[str, str]:
+            return block, self.segment_text(block, sep, mode=mode, hmm=hmm)
+
+        return ordered_map(work, line_blocks(chunks, block_chars or BLOCK_CHARS), jobs)
+
+    def segment_file(
+        self,
+        source: str | os.PathLike,
+        output: str | os.PathLike | None = None,
+        sep: str = " ",
+        *,
+        mode: str = "default",
+        hmm: bool | None = None,
+        jobs: int | None = None,
+        encoding: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Segment the file ``source`` (``-``: stdin) into ``output`` (``None`` or ``-``: stdout),
+        one line of words joined by ``sep`` per input line, on ``jobs`` threads (``None``: every
+        core): what ``zhtext segment`` does. The input is read as
+        :func:`~zhtext.io.reading.iter_lines` reads it (UTF-8 or GB18030 detected, ``encoding``
+        forces one) and streamed; the output appears whole or not at all. ``progress`` is called
+        with each input block once its output is written."""
+        # Read in pieces of a block's size (a block is then ready about every piece); a missing or
+        # binary input fails here.
+        chunks = iter_text_chunks(source, encoding, BLOCK_CHARS)
+        blocks = self.segment_chunks(chunks, sep, mode=mode, hmm=hmm, jobs=jobs)
+        with atomic_output(output) as handle, contextlib.closing(blocks):
+            for block, segmented in blocks:
+                handle.write(segmented)
+                if progress is not None:
+                    progress(block)
 
     def segment_batches(
         self,

@@ -50,13 +50,13 @@ class Trie(NamedTuple):
         return int(self.size[0])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _slot(key: int, mask: int) -> int:
     # Fibonacci hashing of the packed key; the high bits of the product are the well-mixed ones.
     return int((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _bloom_bit(key: int, mask: int) -> int:
     # A second multiplier, so the filter bit is independent of the table slot.
     return int((np.uint64(key) * np.uint64(0xC2B2AE3D27D4EB4F)) >> np.uint64(32)) & (
@@ -70,7 +70,7 @@ def _set_bloom(bloom, key: int, mask: int) -> None:
     bloom[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def trie_child(table, bloom, node: int, cp: int) -> int:
     """The child of ``node`` (not the root: use ``root[cp]``) for codepoint ``cp``, or -1.
 
@@ -148,7 +148,7 @@ def _rehash_kernel(old, new, bloom):
         _set_bloom(bloom, key, mask)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def trie_walk(root, table, bloom, codes, start: int, end: int) -> int:
     """The node that spells ``codes[start:end]`` (``end > start``), or -1. Callable from kernels."""
     node = root[codes[start]]
