@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from zhtext.errors import ZhtextError
-from zhtext.io.reading import batched_lines, iter_lines, iter_numbered_lines, iter_text_chunks
+from zhtext.io.reading import batched_lines, iter_numbered_lines, iter_text_chunks
 from zhtext.io.writing import atomic_output, atomic_path
 from zhtext.lexical.chars import (
     ALNUM,
