@@ -19,17 +19,22 @@ from zhtext.io.writing import atomic_output
 from zhtext.lexical.keywords import MAX_TERMS, IDFTable, KeywordExtractor, build_idf
 from zhtext.lexical.segment import Segmenter
 
-from .base import DictOpt, EncodingOpt, HmmOpt, OutputOpt, QuietOpt, UserDictOpt, app, console
+from .base import (
+    DictOpt,
+    EncodingOpt,
+    HmmOpt,
+    OutputOpt,
+    QuietOpt,
+    TextFormat,
+    UserDictOpt,
+    app,
+    console,
+)
 
 
 class Method(str, Enum):
     tfidf = "tfidf"
     textrank = "textrank"
-
-
-class OutFormat(str, Enum):
-    text = "text"
-    jsonl = "jsonl"
 
 
 def _pos_list(value: str | None) -> tuple[str, ...] | None:
@@ -123,13 +128,13 @@ def keywords(
     hmm: HmmOpt = True,
     output: OutputOpt = None,
     out_format: Annotated[
-        OutFormat,
+        TextFormat,
         typer.Option(
             "--format",
             help="text: a keyword per line (with --lines: a line's keywords on one line); "
             'jsonl: {"keywords": [...]} per text.',
         ),
-    ] = OutFormat.text,
+    ] = TextFormat.text,
     encoding: EncodingOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -193,10 +198,10 @@ def _advancing(texts: Iterable[str], bar: Bar, task: TaskID | None) -> Iterator[
         bar.advance(task, len(text.encode("utf-8", "surrogatepass")) + 1)
 
 
-def _format(found: list, out_format: OutFormat, sep: str, mark: str) -> str:
+def _format(found: list, out_format: TextFormat, sep: str, mark: str) -> str:
     """One text's keywords: a JSON line, or the words (``word{mark}weight``) joined by
     ``sep``; weights in Python's shortest exact form."""
-    if out_format is OutFormat.jsonl:
+    if out_format is TextFormat.jsonl:
         return json.dumps({"keywords": found}, ensure_ascii=False) + "\n"
     words = [w if isinstance(w, str) else f"{w[0]}{mark}{w[1]!r}" for w in found]
     text = sep.join(words)
