@@ -24,14 +24,17 @@ def dictionary(tmp_path: Path) -> Path:
 def test_ctrl_c_inside_a_command_is_one_line_status_130_and_no_output_file(
     tmp_path, dictionary, monkeypatch, capsys
 ):
-    real = Segmenter.segment_batches
+    real = Segmenter.segment_chunks
+    written = []
 
-    def interrupted_after_one_batch(self, lines, sep=" ", batch_chars=64, **options):
-        batches = real(self, lines, sep, batch_chars=batch_chars, **options)
-        yield next(batches)  # the command writes this batch before the interrupt arrives
+    def interrupted_after_one_block(self, chunks, sep=" ", **options):
+        blocks = real(self, chunks, sep, **{**options, "block_chars": 64})
+        written.append(next(blocks))
+        yield written[-1]  # the command writes this block before the interrupt arrives
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Segmenter, "segment_batches", interrupted_after_one_batch)
+    # what zhtext segment runs (Segmenter.segment_file reads its blocks from segment_chunks)
+    monkeypatch.setattr(Segmenter, "segment_chunks", interrupted_after_one_block)
     corpus = tmp_path / "in.txt"
     corpus.write_text("你好世界\n" * 100, "utf-8")
     out_dir = tmp_path / "out"
@@ -40,6 +43,7 @@ def test_ctrl_c_inside_a_command_is_one_line_status_130_and_no_output_file(
         monkeypatch, capsys, "segment", str(corpus), "--dict", str(dictionary), "-o", str(out_dir / "seg.txt")
     )
     assert (code, out, err) == (130, "", "zhtext: interrupted\n")
+    assert written  # the interrupt came mid-output, after a block was written
     assert list(out_dir.iterdir()) == []  # neither the output nor its temporary file
 
 
