@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from zhtext.distributed.cluster import ADDRESS_HELP, is_address
 from zhtext.io.progress import stderr_console
 from zhtext.io.writing import STDOUT, atomic_output, write_error
 from zhtext.labels.formats import FORMATS as DATA_FORMATS
@@ -72,11 +73,23 @@ def _rewrite_aliases(args: list[str]) -> list[str]:
     return out
 
 
+def _optional_ray_address(args: list[str]) -> list[str]:
+    # --ray takes an optional address, which click cannot say: a bare --ray (last, or before
+    # something that is no address, such as a corpus path) means a local Ray.
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--ray" and (i + 1 == len(out) or not is_address(out[i + 1])):
+            out[i] = "--ray=local"
+    return out
+
+
 class _RootGroup(TyperGroup):
     """The root command group: every command runs inside its ``invoke``."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _rewrite_aliases(list(args)))
+        return super().parse_args(ctx, _optional_ray_address(_rewrite_aliases(list(args))))
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -172,6 +185,16 @@ JobsOpt = Annotated[
         help="Threads to work on; the output is the same for any number.",
     ),
 ]
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", metavar="[ADDRESS]", show_default=False,
+    help=f"Run on Ray. Alone: a local Ray on this machine's cores; or join a cluster: {ADDRESS_HELP} "
+    "(auto: the one `ray start` runs here).")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", min=1, show_default="the cluster's CPUs", help="With --ray: workers to run at once.")]
+CpusPerWorkerOpt = Annotated[float, typer.Option(
+    "--cpus-per-worker", min=0.01, help="With --ray: CPUs each worker reserves.")]
+GpusPerWorkerOpt = Annotated[float, typer.Option(
+    "--gpus-per-worker", min=0.0, help="With --ray: GPUs each model worker reserves (0: CPU only).")]
 InputFormat = Enum("InputFormat", {name: name for name in DATA_FORMATS}, type=str)  # the tagger's
 InputFormatOpt = Annotated[InputFormat, typer.Option(
     "--input-format", help="Format of the input data (auto: detect from the file).")]

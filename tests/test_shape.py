@@ -24,6 +24,8 @@ ALLOWED = {
     "neural": {"errors", "io", "lexical", "labels", "eval", "neural"},
     "tasks": {"errors", "io", "lexical", "labels", "eval", "neural", "tasks"},
     "pipeline": {"errors", "io", "lexical", "labels", "eval", "neural", "tasks", "pipeline"},
+    "distributed": {"errors", "io", "lexical", "labels", "eval", "neural", "tasks", "pipeline",
+                    "distributed"},
 }
 TORCH_FREE = ("io", "lexical", "labels", "eval")
 

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-from zhtext.io.reading import batched_lines, iter_text_chunks
+from zhtext.io.reading import _is_stream, batched_lines, iter_text_chunks
+from zhtext.io.splits import cut_blocks, plan_splits, split_text
 from zhtext.io.spill import SpillList
 from zhtext.lexical.chars import ALNUM, CHAR_CLASS, HAN, HAN_LAST, to_codes
 from zhtext.lexical.ngrams import ID_OFFSET
@@ -91,7 +92,10 @@ def text_blocks(source: Source, encoding: str | None = None, block_chars: int = 
     """Text of a path, several ``Path`` objects or an iterable of lines, in blocks of about
     ``block_chars`` characters that end at a line end (a longer line is cut where it reaches it).
 
-    Files are decoded chunk by chunk, never split into Python lines: the cheap way to read 100 MB.
+    A file is read split by split (:mod:`zhtext.io.splits`), each split's text cut into blocks:
+    the blocks a Ray run reads, so both runs see the same blocks. Stdin and FIFOs, which cannot
+    seek, are decoded chunk by chunk; neither is ever split into Python lines (the cheap way to
+    read 100 MB).
     """
     if isinstance(source, (str, os.PathLike)):
         paths: list | None = [source]
@@ -103,19 +107,11 @@ def text_blocks(source: Source, encoding: str | None = None, block_chars: int = 
             yield "\n".join(batch) + "\n"
         return
     for path in paths:
-        text = ""
-        for chunk in iter_text_chunks(path, encoding):
-            text += chunk
-            start = 0
-            while len(text) - start >= block_chars:
-                cut = text.rfind("\n", start, start + block_chars) + 1
-                if cut <= start:
-                    cut = start + block_chars
-                yield text[start:cut]
-                start = cut
-            text = text[start:]
-        if text:
-            yield text if text.endswith("\n") else text + "\n"  # a file's end ends its last line
+        if _is_stream(path):
+            yield from cut_blocks(iter_text_chunks(path, encoding), block_chars)
+            continue
+        for split in plan_splits([os.fspath(path)], encoding):
+            yield from split_text(split, block_chars, encoding is not None)
 
 
 class IdCorpus:

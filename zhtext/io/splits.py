@@ -1,0 +1,257 @@
+"""Inputs cut into byte-range splits of whole lines, read the same way on one machine or many.
+
+A split of a file holds the lines that *start* in its byte range ``[start, end)``, so splits can
+be read independently (by threads, or by Ray tasks on other machines) and together they hold every
+line exactly once, in order. The ranges are fixed windows of ``split_bytes``: a split's lines do
+not depend on who reads it or how many splits a worker takes, which is what makes a distributed
+run give the very blocks, and so the very results, of a local one.
+
+The codec is chosen once per file from its head (:func:`zhtext.io.reading.detect_encoding`'s
+policy) and travels with each split. A codec whose newline is not the byte ``\\n`` (UTF-16,
+UTF-32) cannot be cut by bytes: such a file is one split.
+
+Paths are local paths, directories (their files, sorted, recursively; hidden ones skipped), glob
+patterns, or URIs that ``pyarrow.fs`` opens (``s3://``, ``hdfs://``, ``gs://``, ``file://``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from zhtext.errors import ZhtextError
+from zhtext.io.reading import CHUNK_BYTES, ENCODING_HINT, _codec, _pick_codec
+
+__all__ = ["SPLIT_BYTES", "Split", "expand_inputs", "plan_splits", "split_bytes", "split_text"]
+
+SPLIT_BYTES = 4 << 20
+_SCHEME = ("s3://", "gs://", "gcs://", "hdfs://", "viewfs://", "file://", "abfs://", "az://")
+
+
+@dataclass(frozen=True)
+class Split:
+    """The lines of ``path`` that start in bytes ``[start, end)``; ``index`` is the split's place
+    in the whole input, ``codec`` the file's codec, ``skip`` the bytes of a BOM at its start."""
+
+    path: str
+    start: int
+    end: int
+    codec: str
+    index: int = 0
+    skip: int = 0
+
+    @property
+    def wide(self) -> bool:
+        return "\n".encode(self.codec) != b"\n"
+
+
+def _is_uri(path: str) -> bool:
+    return path.startswith(_SCHEME)
+
+
+def _filesystem(path: str):
+    try:
+        from pyarrow import fs
+    except ImportError:
+        raise ZhtextError(f"reading {path} needs pyarrow: pip install 'zhtext[ray]'") from None
+    try:
+        return fs.FileSystem.from_uri(path)
+    except Exception as exc:  # noqa: BLE001  (pyarrow raises many kinds; the message is what counts)
+        raise ZhtextError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+
+
+def expand_inputs(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Every file that ``sources`` name, in order: a directory's files sorted, a glob's matches
+    sorted. A name that matches nothing is one line of error."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    out: list[str] = []
+    for source in sources:
+        path = os.fspath(source)
+        if _is_uri(path):
+            out += _expand_uri(path)
+        elif any(ch in path for ch in "*?["):
+            found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise ZhtextError(f"no file matches {path}")
+            out += found
+        elif os.path.isdir(path):
+            found = sorted(
+                os.path.join(root, name)
+                for root, dirs, names in os.walk(path)
+                for name in names
+                if not name.startswith(".") and not _hidden_below(path, root)
+            )
+            if not found:
+                raise ZhtextError(f"{path} holds no files")
+            out += found
+        elif os.path.exists(path):
+            out.append(path)
+        else:
+            raise ZhtextError(f"no such file: {path}")
+    return out
+
+
+def _hidden_below(top: str, root: str) -> bool:
+    rel = os.path.relpath(root, top)
+    return rel != "." and any(part.startswith(".") for part in rel.split(os.sep))
+
+
+def _expand_uri(uri: str) -> list[str]:
+    from pyarrow import fs
+
+    filesystem, path = _filesystem(uri)
+    info = filesystem.get_file_info(path)
+    if info.type == fs.FileType.NotFound:
+        raise ZhtextError(f"no such file: {uri}")
+    if info.type == fs.FileType.File:
+        return [uri]
+    scheme = uri[: uri.index("://") + 3]
+    found = sorted(
+        i.path for i in filesystem.get_file_info(fs.FileSelector(path, recursive=True))
+        if i.type == fs.FileType.File and not os.path.basename(i.path).startswith(".")
+    )
+    if not found:
+        raise ZhtextError(f"{uri} holds no files")
+    return [scheme + p.lstrip("/") if scheme != "file://" else "file://" + p for p in found]
+
+
+def _open(path: str) -> tuple[BinaryIO, int]:
+    """A seekable binary stream of ``path`` and its size."""
+    if _is_uri(path):
+        filesystem, inner = _filesystem(path)
+        try:
+            stream = filesystem.open_input_file(inner)
+        except Exception as exc:  # noqa: BLE001
+            raise ZhtextError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+        return stream, stream.size()
+    if os.path.isdir(path):
+        raise ZhtextError(f"{path} is a directory, not a text file")
+    try:
+        stream = open(path, "rb")
+    except FileNotFoundError:
+        raise ZhtextError(f"no such file: {path}") from None
+    except PermissionError:
+        raise ZhtextError(f"permission denied: {path}") from None
+    except OSError as exc:
+        raise ZhtextError(f"cannot open {path}: {exc.strerror or exc}") from None
+    return stream, os.fstat(stream.fileno()).st_size
+
+
+def plan_splits(paths: Iterable[str], encoding: str | None = None,
+                split_bytes: int = SPLIT_BYTES) -> list[Split]:
+    """The splits of every file, in order (an empty file has none). Each file's head is read here
+    to choose its codec, so a binary or wrongly encoded file fails before any work starts."""
+    splits: list[Split] = []
+    for path in paths:
+        stream, size = _open(path)
+        with stream:
+            head = stream.read(CHUNK_BYTES)
+        codec = _pick_codec(head, path, encoding)
+        skip = 0
+        if head.startswith(codecs.BOM_UTF8) and _codec(codec).name in ("utf-8", "utf-8-sig"):
+            codec, skip = "utf-8", len(codecs.BOM_UTF8)
+        if size <= skip:
+            continue
+        if "\n".encode(codec) != b"\n":
+            splits.append(Split(path, 0, size, codec, len(splits), skip))
+            continue
+        for start in range(0, size, split_bytes):
+            splits.append(Split(path, start, min(start + split_bytes, size), codec, len(splits), skip))
+    return splits
+
+
+def split_bytes(split: Split, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """``(offset, bytes)`` chunks of the lines that start in the split's range, in order; together
+    they run from its first line's start to just past its last line's ``\\n`` (or the file's end).
+    A wide-codec split is the whole file after its BOM."""
+    stream, size = _open(split.path)
+    with stream:
+        begin = split.skip if split.start == 0 else _line_start(stream, split.start)
+        if begin is None or begin >= split.end and split.start > 0:
+            return
+        stream.seek(begin)
+        offset = begin
+        stop = size if split.wide else None  # the byte past the split's last line, once found
+        while stop is None or offset < stop:
+            data = stream.read(chunk_bytes if stop is None else min(chunk_bytes, stop - offset))
+            if not data:
+                return
+            if stop is None:
+                # The last line is the one running over end - 1: stop after its newline.
+                look = max(0, split.end - 1 - offset)
+                cut = data.find(b"\n", look) if look < len(data) else -1
+                if cut >= 0:
+                    data = data[: cut + 1]
+                    stop = offset + len(data)
+            yield offset, data
+            offset += len(data)
+
+
+def _line_start(stream: BinaryIO, start: int) -> int | None:
+    """The first line start at or after ``start``: just past the first newline from ``start - 1``."""
+    stream.seek(start - 1)
+    offset = start - 1
+    while True:
+        data = stream.read(CHUNK_BYTES)
+        if not data:
+            return None
+        cut = data.find(b"\n")
+        if cut >= 0:
+            return offset + cut + 1
+        offset += len(data)
+
+
+def split_text(split: Split, block_chars: int, encoding_given: bool = False) -> Iterator[str]:
+    """The split's text in pieces of about ``block_chars`` characters, each ending at a line end
+    (a longer line is cut where it reaches the size); the file's last line ends with ``\\n``.
+    Undecodable bytes raise ZhtextError naming their offset."""
+    hint = "" if encoding_given else f" ({ENCODING_HINT})"
+    decoder = codecs.getincrementaldecoder(split.codec)(errors="strict")
+
+    def chunks() -> Iterator[str]:
+        end = split.start
+        for offset, data in split_bytes(split):
+            try:
+                text = decoder.decode(data, final=False)
+            except UnicodeDecodeError as exc:
+                at = offset - len(decoder.getstate()[0]) + exc.start
+                raise ZhtextError(
+                    f"{split.path}: cannot decode byte at offset {at} as {split.codec}{hint}"
+                ) from None
+            end = offset + len(data)
+            if text:
+                yield text
+        try:
+            tail = decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            at = end - len(decoder.getstate()[0])
+            raise ZhtextError(
+                f"{split.path}: truncated character at byte offset {at} ({split.codec}){hint}"
+            ) from None
+        if tail:
+            yield tail
+
+    yield from cut_blocks(chunks(), block_chars)
+
+
+def cut_blocks(chunks: Iterable[str], block_chars: int) -> Iterator[str]:
+    """Decoded ``chunks`` regrouped into pieces of about ``block_chars`` characters that end at a
+    line end (a longer line is cut where it reaches the size); the last ends with ``\\n``."""
+    text = ""
+    for chunk in chunks:
+        text += chunk
+        start = 0
+        while len(text) - start >= block_chars:
+            cut = text.rfind("\n", start, start + block_chars) + 1
+            if cut <= start:
+                cut = start + block_chars
+            yield text[start:cut]
+            start = cut
+        text = text[start:]
+    if text:
+        yield text if text.endswith("\n") else text + "\n"
