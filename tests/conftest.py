@@ -50,3 +50,19 @@ def jieba_force_split():
     yield finalseg.Force_Split_Words
     finalseg.Force_Split_Words.clear()
     finalseg.Force_Split_Words.update(saved)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (2 CPUs, a small object store), shut down at its
+    end; zhtext's ``cluster()`` finds it running and uses it as it is. Skips where Ray is absent."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    from zhtext.distributed.cluster import _quiet_ray
+
+    _quiet_ray()
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=256 << 20, include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
