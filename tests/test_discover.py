@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from zhtext.lexical.corpus import IdCorpus, text_blocks
-from zhtext.lexical.discover import Discoverer, _kept_words, discover
+from zhtext.distributed.discover import discover
+from zhtext.lexical.discover import Discoverer, _kept_words
 from zhtext.lexical.ngrams import CountTable, KeySet, unpack
 from zhtext.io.progress import Bar
 

@@ -38,7 +38,7 @@ _EXPORTS = {
     "ZhtextError": "errors",
     # lexical
     "Lexicon": "lexical.lexicon",
-    "discover": "lexical.discover",
+    "discover": "distributed.discover",
     "DiscoverStats": "lexical.discover",
     "Segmenter": "lexical.segment",
     "keywords": "lexical.keywords",
@@ -151,7 +151,8 @@ def load_userdict(path: str | os.PathLike) -> None:
 if TYPE_CHECKING:  # let type checkers and IDEs see the real objects
     from .errors import ZhtextError
     from .eval.metrics import PRF, SegScore, score_segmentation
-    from .lexical.discover import DiscoverStats, discover
+    from .distributed.discover import discover
+    from .lexical.discover import DiscoverStats
     from .lexical.keywords import IDFTable, KeywordExtractor, build_idf, keywords
     from .lexical.lexicon import Lexicon
     from .lexical.segment import Segmenter

@@ -20,7 +20,7 @@ from typing import Any
 
 from zhtext.errors import ZhtextError
 
-__all__ = ["ADDRESS_HELP", "Cluster", "is_address", "ray_module", "cluster"]
+__all__ = ["ADDRESS_HELP", "Cluster", "cluster", "is_address", "ray_module"]
 
 ADDRESS_HELP = "local, auto, HOST:PORT or ray://HOST:PORT"
 _HOST_PORT = re.compile(r"^(ray://)?\[?[A-Za-z0-9_.:-]+?\]?:(\d{1,5})$")
@@ -35,7 +35,7 @@ def ray_module() -> Any:
     """``import ray``, or one line saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the extra brings both)
+        import ray.data
     except ImportError:
         raise ZhtextError("Ray is not installed: pip install 'zhtext[ray]'") from None
     return ray
@@ -109,9 +109,13 @@ def _quiet_ray() -> None:
     # Ray Data draws its own progress bars and logs each dataset's plan: zhtext draws one bar.
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    import warnings
+
     import ray.data
 
-    context = ray.data.DataContext.get_current()
+    with warnings.catch_warnings():  # Ray's own deprecations, raised by reading its settings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     for name in ("ray", "ray.data", "ray.data._internal.execution.streaming_executor"):

@@ -59,8 +59,12 @@ class Bar:
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             if exc[0] is not None and exc[0] is not KeyboardInterrupt:
-                # On an error the bars would only bury the one-line message: erase them.
+                # On an error the bars would only bury the one-line message: erase them (on a
+                # terminal), or print nothing more (elsewhere, where the last frame would be a
+                # blank line before the message).
                 self._progress.live.transient = True
+                if not self._progress.console.is_terminal:
+                    self._progress.console.quiet = True
             else:
                 self._finish_last()
             self._progress.__exit__(*exc)

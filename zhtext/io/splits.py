@@ -113,7 +113,8 @@ def _expand_uri(uri: str) -> list[str]:
     scheme = uri[: uri.index("://") + 3]
     found = sorted(
         i.path for i in filesystem.get_file_info(fs.FileSelector(path, recursive=True))
-        if i.type == fs.FileType.File and not os.path.basename(i.path).startswith(".")
+        if i.type == fs.FileType.File
+        and not any(part.startswith(".") for part in i.path[len(path):].split("/"))
     )
     if not found:
         raise ZhtextError(f"{uri} holds no files")
@@ -143,9 +144,11 @@ def _open(path: str) -> tuple[BinaryIO, int]:
 
 
 def plan_splits(paths: Iterable[str], encoding: str | None = None,
-                split_bytes: int = SPLIT_BYTES) -> list[Split]:
-    """The splits of every file, in order (an empty file has none). Each file's head is read here
-    to choose its codec, so a binary or wrongly encoded file fails before any work starts."""
+                split_bytes: int | None = None) -> list[Split]:
+    """The splits of every file, in order (an empty file has none), ``split_bytes`` apart
+    (default :data:`SPLIT_BYTES`). Each file's head is read here to choose its codec, so a binary
+    or wrongly encoded file fails before any work starts."""
+    split_bytes = split_bytes or SPLIT_BYTES
     splits: list[Split] = []
     for path in paths:
         stream, size = _open(path)

@@ -22,8 +22,8 @@ import numpy as np
 from numba import njit
 
 from zhtext.io.reading import _is_stream, batched_lines, iter_text_chunks
-from zhtext.io.splits import cut_blocks, plan_splits, split_text
 from zhtext.io.spill import SpillList
+from zhtext.io.splits import cut_blocks, plan_splits, split_text
 from zhtext.lexical.chars import ALNUM, CHAR_CLASS, HAN, HAN_LAST, to_codes
 from zhtext.lexical.ngrams import ID_OFFSET
 
@@ -114,7 +114,89 @@ def text_blocks(source: Source, encoding: str | None = None, block_chars: int = 
             yield from split_text(split, block_chars, encoding is not None)
 
 
-class IdCorpus:
+def each_item(items: Iterator, n_items: int, work: Callable[[int, int, object], None],
+              threads: int = 1) -> None:
+    """Call ``work(worker, index, item)`` for every item on up to ``threads`` threads. ``worker``
+    (0..threads-1) names per-thread state to merge afterwards; ``index`` is the item's place in
+    the sequence, for results that must be combined in order whichever thread made them. Items
+    are taken under a lock (which also serialises reading a spilled corpus's file).
+
+    The first error (or Ctrl-C) stops the pass: no thread takes another item, and the error is
+    raised once the threads have finished the items they hold.
+    """
+    source = enumerate(items)
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def loop(worker: int) -> None:
+        try:
+            while True:
+                with lock:
+                    if stop.is_set():
+                        return
+                    index, item = next(source, (-1, None))
+                if item is None:
+                    return
+                work(worker, index, item)
+        except BaseException as error:
+            with lock:
+                errors.append(error)
+                stop.set()
+
+    if threads <= 1 or n_items <= 1:
+        loop(0)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            running = [pool.submit(loop, k) for k in range(threads)]
+            try:
+                for done in running:
+                    done.result()
+            except BaseException:  # Ctrl-C in the waiting thread: the workers stop too
+                stop.set()
+                raise
+    if errors:
+        raise errors[0]
+
+
+def sample_block(block: np.ndarray, share: float, pieces: int = 8) -> Iterator[np.ndarray]:
+    """``share`` of one block in ``pieces`` stretches spread evenly over it, cut at fragment ends
+    (views of the block)."""
+    zeros = np.flatnonzero(block == 0)  # blocks start and end with one
+    step = len(block) / pieces
+    for k in range(pieces):
+        a = zeros[np.searchsorted(zeros, int(k * step))]
+        b = zeros[min(len(zeros) - 1, np.searchsorted(zeros, a + int(step * share)))]
+        if b > a:
+            yield block[a : b + 1]
+
+
+class UnitCounts:
+    """What a read corpus knows besides its blocks, wherever they are held: the characters read,
+    each unit's count (``unigrams[id]``) and the letter/digit runs behind the run ids."""
+
+    chars_read: int
+    unigrams: np.ndarray
+    run_text: list[str]
+
+    @property
+    def units(self) -> int:
+        """Units read: Han characters plus letter/digit runs (separators are never counted)."""
+        return int(self.unigrams.sum())
+
+    @property
+    def han_chars(self) -> int:
+        """Han characters read."""
+        return int(self.unigrams[1:FIRST_RUN_ID].sum())
+
+    def spelling_table(self) -> dict[int, str]:
+        """``str.translate`` table from unit-id characters (``chr(id)``) to their text."""
+        table = {i: chr(i + ID_OFFSET) for i in range(1, FIRST_RUN_ID)}
+        table.update({FIRST_RUN_ID + k: run for k, run in enumerate(self.run_text)})
+        return table
+
+
+class IdCorpus(UnitCounts):
     """Blocks of unit ids, in memory or spilled to a temporary file; iterate to stream them.
 
     ``units`` counts the units (Han characters plus letter/digit runs), ``han_chars`` the Han
@@ -168,16 +250,6 @@ class IdCorpus:
         if np.any(ids):
             self.blocks.append(ids)
 
-    @property
-    def units(self) -> int:
-        """Units read: Han characters plus letter/digit runs (separators are never counted)."""
-        return int(self.unigrams.sum())
-
-    @property
-    def han_chars(self) -> int:
-        """Han characters read."""
-        return int(self.unigrams[1:FIRST_RUN_ID].sum())
-
     @classmethod
     def read(cls, source: Source, encoding: str | None = None, block_chars: int = BLOCK_CHARS,
              on_block: Callable[[int], None] | None = None) -> IdCorpus:
@@ -204,62 +276,20 @@ class IdCorpus:
     def each_block(self, work: Callable[[int, int, np.ndarray], None], threads: int = 1,
                    blocks: Sequence[np.ndarray] | None = None) -> None:
         """Call ``work(worker, index, block)`` for every block (or every one of ``blocks``) on up
-        to ``threads`` threads. ``worker`` (0..threads-1) names per-thread state to merge
-        afterwards; ``index`` is the block's place in the sequence, for results that must be
-        combined in block order whichever thread made them.
-
-        The first error (or Ctrl-C) stops the pass: no thread takes another block, and the error
-        is raised once the threads have finished the blocks they hold.
-        """
-        source = enumerate(self if blocks is None else blocks)
-        lock = threading.Lock()  # also serialises reading a spilled corpus's file
-        stop = threading.Event()
-        errors: list[BaseException] = []
-
-        def loop(worker: int) -> None:
-            try:
-                while True:
-                    with lock:
-                        if stop.is_set():
-                            return
-                        index, block = next(source, (-1, None))
-                    if block is None:
-                        return
-                    work(worker, index, block)
-            except BaseException as error:
-                with lock:
-                    errors.append(error)
-                    stop.set()
-
-        if threads <= 1 or len(self if blocks is None else blocks) <= 1:
-            loop(0)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                running = [pool.submit(loop, k) for k in range(threads)]
-                try:
-                    for done in running:
-                        done.result()
-                except BaseException:  # Ctrl-C in the waiting thread: the workers stop too
-                    stop.set()
-                    raise
-        if errors:
-            raise errors[0]
+        to ``threads`` threads; see :func:`each_item`."""
+        items = self if blocks is None else blocks
+        each_item(iter(items), len(items), work, threads)
 
     def sample(self, max_units: int, pieces: int = 8) -> Iterator[np.ndarray]:
         """About ``max_units`` units taken evenly across the corpus: from every block, ``pieces``
-        equal stretches cut at fragment ends. The whole corpus when it is no larger."""
+        equal stretches cut at fragment ends (:func:`sample_block`). The whole corpus when it is
+        no larger."""
         if self.units <= max_units:
             yield from self
             return
         share = max_units / self.units
         for block in self:
-            zeros = np.flatnonzero(block == 0)  # blocks start and end with one
-            step = len(block) / pieces
-            for k in range(pieces):
-                a = zeros[np.searchsorted(zeros, int(k * step))]
-                b = zeros[min(len(zeros) - 1, np.searchsorted(zeros, a + int(step * share)))]
-                if b > a:
-                    yield block[a : b + 1]
+            yield from sample_block(block, share, pieces)
 
     def spell(self, ids: Iterable[int]) -> str:
         """The text of a sequence of unit ids (separators skipped)."""
@@ -271,12 +301,6 @@ class IdCorpus:
             elif i:
                 out.append(chr(i + ID_OFFSET))
         return "".join(out)
-
-    def spelling_table(self) -> dict[int, str]:
-        """``str.translate`` table from unit-id characters (``chr(id)``) to their text."""
-        table = {i: chr(i + ID_OFFSET) for i in range(1, FIRST_RUN_ID)}
-        table.update({FIRST_RUN_ID + k: run for k, run in enumerate(self.run_text)})
-        return table
 
     def close(self) -> None:
         self.blocks.close()

@@ -28,18 +28,19 @@ import math
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
 
-from zhtext.lexical.corpus import FIRST_RUN_ID, N_IDS, IdCorpus, Source
 from zhtext.errors import ZhtextError
-from zhtext.lexical.lexicon import Lexicon
-from zhtext.lexical.ngrams import MAX_N, CountTable, KeySet, slot, set_has, table_find
-from zhtext.lexical.route import route_counts, unigram_route
 from zhtext.lexical.chars import from_codes, join_lines
+from zhtext.lexical.corpus import FIRST_RUN_ID, N_IDS, IdCorpus, Source, each_item
+from zhtext.lexical.lexicon import Lexicon
+from zhtext.lexical.ngrams import MAX_N, CountTable, KeySet, set_has, slot, table_find
+from zhtext.lexical.route import route_counts, unigram_route
 from zhtext.lexical.trie import build_trie
 
 MAX_WORD = 12  # longest candidate kept (three uint64 keys of four ids each)
@@ -284,13 +285,23 @@ class Discoverer:
 
         return Bar(enabled=self.progress)
 
-    def run(self, source: Source, encoding: str | None = None) -> Lexicon:
-        """Discover words in a path, several ``Path`` objects, or an iterable of text lines."""
+    def run(self, source: Source, encoding: str | None = None, engine: Any = None) -> Lexicon:
+        """Discover words in a path, several ``Path`` objects, or an iterable of text lines.
+
+        ``engine`` runs the passes over the whole corpus elsewhere (a
+        :class:`zhtext.distributed.discover.RayEngine`); by default they run on this machine's
+        threads. The lexicon is the same either way.
+        """
         started = time.perf_counter()
         stats = self.stats = DiscoverStats()
         with self._bar() as bar:
             task = bar.add("reading", total=None)
-            corpus = IdCorpus.read(source, encoding, on_block=lambda n: bar.advance(task, n))
+            advance = lambda n: bar.advance(task, n)
+            if engine is None:
+                corpus = IdCorpus.read(source, encoding, on_block=advance)
+                passes: Any = LocalPasses(corpus, self.threads)
+            else:
+                corpus = passes = engine.read(source, encoding, on_block=advance)
             try:
                 stats.chars_read, stats.han_chars = corpus.chars_read, corpus.han_chars
                 if corpus.han_chars == 0:
@@ -298,13 +309,14 @@ class Discoverer:
                     raise ZhtextError(f"the corpus {what}: nothing to discover")
                 min_count = self.min_count or default_min_count(corpus.units)
                 stats.min_count = min_count
-                kept = self._count(corpus, min_count, bar)
+                kept = self._count(corpus, min_count, bar, passes)
                 # The kept n-grams themselves join the spans, with their n-gram counts: a word
                 # that is mostly glued into longer spans (宝贵 in 宝贵财富) can still be chosen
                 # by re-estimation. On the PKU test text: F +0.014.
-                candidates = {**_kept_words(kept), **self._candidates(corpus, kept, min_count, bar)}
+                spans = self._candidates(corpus, kept, min_count, bar, passes)
+                candidates = {**_kept_words(kept), **spans}
                 stats.candidates = len(candidates)
-                counts = self._reestimate(corpus, candidates, min_count, bar)
+                counts = self._reestimate(corpus, candidates, min_count, bar, passes)
                 spelling = corpus.spelling_table()
             finally:
                 corpus.close()
@@ -318,8 +330,9 @@ class Discoverer:
         lexicon.bits_per_char = list(stats.bits_per_char)
         return lexicon
 
-    def _count(self, corpus: IdCorpus, min_count: int, bar) -> list:
+    def _count(self, corpus: IdCorpus, min_count: int, bar, passes: Any = None) -> list:
         """Exact n-gram counts by order; returns, per n, the KeySet of kept n-grams."""
+        passes = passes or LocalPasses(corpus, self.threads)
         uni = corpus.unigrams
         total = float(corpus.units)
         frequent: dict[int, KeySet] = {}
@@ -340,7 +353,9 @@ class Discoverer:
                 self.stats.ngrams_kept[n] = 0
                 continue
             ok_end = ok_uni & (uni <= bound[n]) if n == top else None
-            table = self._count_order(corpus, n, ok_uni, frequent.get(n - 1), ok_end, bar)
+            task = bar.add(f"counting {n}-grams", total=corpus.units)
+            table = passes.count(n, ok_uni, frequent.get(n - 1), ok_end,
+                                 lambda units, task=task: bar.advance(task, units))
             keys, counts = table.items(min_count)
             self.stats.ngrams_counted[n] = int(table.filled)
             del table
@@ -359,98 +374,61 @@ class Discoverer:
             self.stats.ngrams_kept[n] = int(good.sum())
         return kept
 
-    def _count_order(self, corpus: IdCorpus, n: int, ok_uni: np.ndarray, prev: KeySet | None,
-                     ok_end: np.ndarray | None, bar) -> CountTable:
-        """The n-grams whose (n-1)-grams are in ``prev`` (and whose end units pass ``ok_end``),
-        counted on every thread, merged."""
-        task = bar.add(f"counting {n}-grams", total=corpus.units)
-        tables = [CountTable(bits=16) for _ in range(self.threads)]
-
-        def work(worker: int, index: int, block: np.ndarray) -> None:
-            tables[worker].count(block, n, ok_uni, prev, ok_end)
-            bar.advance(task, len(block))
-
-        corpus.each_block(work, self.threads)
-        for other in tables[1:]:
-            tables[0].merge(other)
-        return tables[0]
-
-    def _candidates(self, corpus: IdCorpus, kept: list, min_count: int, bar) -> dict[str, int]:
+    def _candidates(self, corpus: IdCorpus, kept: list, min_count: int, bar, passes: Any = None
+                    ) -> dict[str, int]:
         """Maximal spans glued by kept n-grams (unit-id strings), with their counts (at least
         ``min_count``)."""
+        passes = passes or LocalPasses(corpus, self.threads)
         empty = KeySet(np.zeros(0, dtype=np.uint64))
         sets = [k if k is not None else empty for k in kept]
-        kept_keys = tuple(s.keys for s in sets)
-        kept_blooms = tuple(s.bloom for s in sets)
-        kept_bits = np.array([s.bits for s in sets], dtype=np.int64)
         glue_n = max([n for n, s in enumerate(sets) if s.size], default=1)
-        ok_uni = corpus.unigrams >= min_count
-        tables = [[16, np.zeros((1 << 16, 4), np.uint64), 0] for _ in range(self.threads)]
+        spec = SpanSpec(
+            self.max_n, glue_n, self.max_word_len, corpus.unigrams >= min_count,
+            tuple(s.keys for s in sets), tuple(s.bloom for s in sets),
+            np.array([s.bits for s in sets], dtype=np.int64),
+        )
         task = bar.add("finding candidates", total=corpus.units)
-
-        def work(worker: int, index: int, block: np.ndarray) -> None:
-            state = tables[worker]
-            glue = np.zeros(len(block), dtype=np.bool_)
-            pos = 0
-            while pos < len(block):
-                bits, slots, filled = state
-                pos, state[2] = _candidate_pass(
-                    block, pos, self.max_n, glue_n, self.max_word_len, ok_uni, kept_keys,
-                    kept_blooms, kept_bits, slots, bits, filled, int(0.6 * (1 << bits)), glue,
-                )
-                _grow3(state, state[2])
-            bar.advance(task, len(block))
-
-        corpus.each_block(work, self.threads)
-        state = tables[0]
-        for other in tables[1:]:
-            _grow3(state, state[2] + other[2])
-            state[2] += int(_rehash3(other[1], state[1], state[0]))
-        slots = state[1]
+        slots = passes.spans(spec, lambda units: bar.advance(task, units))[1]
         sel = np.flatnonzero((slots[:, 0] != 0) & (slots[:, 3] >= min_count))
         # Key order, not slot order (which follows the threads' merge order): the same candidates
         # in the same order, so that re-estimation is the same whatever the thread count.
         sel = sel[np.lexsort((slots[sel, 2], slots[sel, 1], slots[sel, 0]))]
         return dict(zip(_spell_keys(slots[sel, :3]), slots[sel, 3].tolist()))
 
-    def _route(self, corpus: IdCorpus, words: list[str], weights: np.ndarray, floor: float,
-               blocks, bar, label: str) -> tuple[np.ndarray, np.ndarray, float, int]:
-        """Route ``blocks`` with the unigram model; word counts, floor-unit counts, log p, units.
+    def _route(self, passes: Any, words: list[str], weights: np.ndarray, floor: float,
+               blocks: list[np.ndarray] | None, bar, label: str
+               ) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """Route ``blocks`` (on this machine's threads), or the whole corpus (None: where the
+        corpus lives), with the unigram model; word counts, floor-unit counts, log p, units.
 
         Each block's log p is kept by its index and the whole summed exactly, so the total does not
-        depend on which thread routed which block.
+        depend on which thread or worker routed which block.
         """
         trie = build_trie(words, weights)  # over unit ids: chr(id) strings
-        counts = np.zeros((self.threads, len(words)), dtype=np.int64)
-        unknown = np.zeros((self.threads, N_IDS), dtype=np.int64)
-        logp: dict[int, float] = {}
-        units = np.zeros(self.threads, dtype=np.int64)
         task = bar.add(label, total=None)
-
-        def work(worker: int, index: int, block: np.ndarray) -> None:
-            lp, n = route_counts(block, trie, floor, counts[worker], unknown[worker])
-            logp[index] = lp
-            units[worker] += n
-            bar.advance(task, len(block))
-
-        corpus.each_block(work, self.threads, blocks)
-        total_logp = math.fsum(logp[i] for i in sorted(logp))
-        return counts.sum(axis=0), unknown.sum(axis=0), total_logp, int(units.sum())
+        advance = lambda units: bar.advance(task, units)
+        if blocks is None:
+            counts, unknown, logp, units = passes.route(trie, len(words), floor, advance)
+        else:
+            counts, unknown, logp, units = route_on_threads(
+                enumerate(blocks), len(blocks), trie, len(words), floor, self.threads, advance)
+        return counts, unknown, math.fsum(logp[i] for i in sorted(logp)), units
 
     def _reestimate(
-        self, corpus: IdCorpus, candidates: dict[str, int], min_count: int, bar
+        self, corpus: IdCorpus, candidates: dict[str, int], min_count: int, bar, passes: Any = None
     ) -> dict[str, int]:
         """Unigram re-estimation: segment, recount, prune redundant words, while bits fall.
 
         Words are unit-id strings. Returns the counts of the final segmentation of the corpus.
         """
+        passes = passes or LocalPasses(corpus, self.threads)
         uni = corpus.unigrams
         chars = {chr(i): int(uni[i]) for i in np.flatnonzero(uni)}
         counts = {**chars, **candidates}
         sampled = corpus.units > self.sample_units
-        # Taken once for every pass (at most ~8 MB of copies: a spilled corpus is read once, and
-        # no piece keeps its whole block alive).
-        sample = [piece.copy() for piece in corpus.sample(self.sample_units)] if sampled else None
+        # Taken once for every pass, on this machine (at most ~8 MB: a spilled corpus is read
+        # once; a corpus held elsewhere is brought here whole when it is no larger).
+        sample = passes.sample(self.sample_units)
         # Stopping looks at the whole description: the corpus's bits plus the lexicon's spelling
         # (each multi-unit word costs its units plus an end mark, log2(alphabet) bits each).
         # Corpus bits alone can only rise when words are pruned.
@@ -463,7 +441,7 @@ class Discoverer:
             weights = np.log(np.array([counts[w] for w in words], dtype=np.float64)) - math.log(total)
             floor = -math.log(total)
             new, unknown, logp, units = self._route(
-                corpus, words, weights, floor, sample, bar, f"re-estimating ({it + 1})"
+                passes, words, weights, floor, sample, bar, f"re-estimating ({it + 1})"
             )
             bpc = -logp / log2 / units
             scale = corpus.units / units  # 1 unless sampled: counts stand for the whole corpus
@@ -484,7 +462,7 @@ class Discoverer:
         del sample
         # The model chosen on the sample, applied to the whole corpus: exact counts.
         _, _, words, weights, floor = best
-        new, unknown, logp, units = self._route(corpus, words, weights, floor, None, bar, "counting words")
+        new, unknown, logp, units = self._route(passes, words, weights, floor, None, bar, "counting words")
         self.stats.bits_per_char[-1] = -logp / log2 / units
         return _counted(words, new, unknown, 1.0)
 
@@ -552,13 +530,107 @@ def _grow3(state: list, need: int) -> None:
         state[:] = [bits, slots, filled]
 
 
-def discover(source: Source, encoding: str | None = None, **options) -> Lexicon:
-    """Discover the words of a corpus by minimum entropy; see :class:`Discoverer` for options.
+class SpanSpec(NamedTuple):
+    """What the candidate pass needs besides a block: the kept n-grams and the limits."""
 
-    ``source`` is a path (``str`` or ``Path``), a list of ``Path`` objects, or an iterable of text
-    lines. Returns a :class:`Lexicon` of words (single characters included, so that it segments
-    on its own) with their counts in the final segmentation; ``lexicon.bits_per_char`` lists the
-    corpus's bits per character after each re-estimation pass (a run of ASCII letters or digits
-    counts as one character).
-    """
-    return Discoverer(**options).run(source, encoding)
+    max_n: int
+    glue_n: int
+    max_len: int
+    ok_uni: np.ndarray
+    kept_keys: tuple
+    kept_blooms: tuple
+    kept_bits: np.ndarray
+
+
+def new_span_table() -> list:
+    """An empty candidate table: ``[bits, slots (rows of three keys and a count), filled]``."""
+    return [16, np.zeros((1 << 16, 4), np.uint64), 0]
+
+
+def span_block(state: list, block: np.ndarray, spec: SpanSpec) -> None:
+    """Count the maximal glued spans of one block into a candidate table."""
+    glue = np.zeros(len(block), dtype=np.bool_)
+    pos = 0
+    while pos < len(block):
+        bits, slots, filled = state
+        pos, state[2] = _candidate_pass(
+            block, pos, spec.max_n, spec.glue_n, spec.max_len, spec.ok_uni, spec.kept_keys,
+            spec.kept_blooms, spec.kept_bits, slots, bits, filled, int(0.6 * (1 << bits)), glue,
+        )
+        _grow3(state, state[2])
+
+
+def merge_spans(state: list, other: list) -> list:
+    """Add a candidate table into ``state`` (the counts of blocks counted elsewhere)."""
+    _grow3(state, state[2] + other[2])
+    state[2] += int(_rehash3(other[1], state[1], state[0]))
+    return state
+
+
+def route_on_threads(blocks: Iterable[tuple[int, np.ndarray]], n_blocks: int, trie, n_words: int,
+                     floor: float, threads: int, advance: Callable[[int], None] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, dict[int, float], int]:
+    """Route numbered blocks on threads: summed word and floor-unit counts, each block's log p
+    by its number, and the units routed."""
+    threads = max(1, min(threads, n_blocks))
+    counts = np.zeros((threads, n_words), dtype=np.int64)
+    unknown = np.zeros((threads, N_IDS), dtype=np.int64)
+    units = np.zeros(threads, dtype=np.int64)
+    logp: dict[int, float] = {}
+    source = iter(blocks)
+
+    def work(worker: int, _: int, item: tuple[int, np.ndarray]) -> None:
+        index, block = item
+        logp[index], n = route_counts(block, trie, floor, counts[worker], unknown[worker])
+        units[worker] += n
+        if advance is not None:
+            advance(len(block))
+
+    each_item(source, n_blocks, work, threads)
+    return counts.sum(axis=0), unknown.sum(axis=0), logp, int(units.sum())
+
+
+class LocalPasses:
+    """Discovery's passes over the whole corpus on this machine: the corpus's blocks shared out
+    over threads (the kernels release the GIL), one table a thread, merged."""
+
+    def __init__(self, corpus: IdCorpus, threads: int) -> None:
+        self.corpus, self.threads = corpus, threads
+
+    def count(self, n: int, ok_uni: np.ndarray, prev: KeySet | None, ok_end: np.ndarray | None,
+              advance: Callable[[int], None]) -> CountTable:
+        """The n-grams whose (n-1)-grams are in ``prev`` (and whose end units pass ``ok_end``)."""
+        tables = [CountTable(bits=16) for _ in range(self.threads)]
+
+        def work(worker: int, index: int, block: np.ndarray) -> None:
+            tables[worker].count(block, n, ok_uni, prev, ok_end)
+            advance(len(block))
+
+        self.corpus.each_block(work, self.threads)
+        for other in tables[1:]:
+            tables[0].merge(other)
+        return tables[0]
+
+    def spans(self, spec: SpanSpec, advance: Callable[[int], None]) -> list:
+        """The candidate table of the whole corpus."""
+        tables = [new_span_table() for _ in range(self.threads)]
+
+        def work(worker: int, index: int, block: np.ndarray) -> None:
+            span_block(tables[worker], block, spec)
+            advance(len(block))
+
+        self.corpus.each_block(work, self.threads)
+        for other in tables[1:]:
+            merge_spans(tables[0], other)
+        return tables[0]
+
+    def sample(self, max_units: int) -> list[np.ndarray] | None:
+        """The re-estimation sample (copies), or None when the corpus is no larger."""
+        if self.corpus.units <= max_units:
+            return None
+        return [piece.copy() for piece in self.corpus.sample(max_units)]
+
+    def route(self, trie, n_words: int, floor: float, advance: Callable[[int], None]):
+        """Route the whole corpus; see :func:`route_on_threads`."""
+        return route_on_threads(enumerate(self.corpus), len(self.corpus), trie, n_words, floor,
+                                self.threads, advance)

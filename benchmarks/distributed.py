@@ -1,0 +1,168 @@
+"""Discover and pipe on Ray against the same jobs run locally, on one machine.
+
+The corpus is the four classical novels of ../shared/data/raw repeated to the size asked (the
+generated corpus of data/ when they are absent), in a temporary file. Each measurement runs in a
+fresh child process, so its peak memory is its own:
+
+- discover: local (threads), then Ray with 1 and 2 workers, in one child that starts a local Ray
+  once (its start-up is reported apart, as `ray_start_s`). Peak memory per process: the driver's,
+  and the largest of the Ray worker processes (their VmHWM, read from /proc before Ray stops).
+  `discover_identical`: the same words, counts and bits per character.
+- pipe: `segment` plus a small from-scratch tagger over the first lines of the corpus, locally and
+  on Ray (2 workers); `pipe_identical`: the same records, in the same order, `source` aside.
+- the scale estimate: discover's time at 1 and 2 workers fitted to t(W) = a + b / W (Amdahl: b is
+  the work that spreads over workers, a the rest: reading plans, the driver's re-estimation on
+  its sample, the merges), then t(8) and t(64). It ignores the network (here everything is on one
+  machine) and the merge tree's depth (log2 W merges), so it is a floor, not a promise; and on a
+  2-core machine a second worker shares the cores with the driver, so `b` is understated.
+
+    python benchmarks/distributed.py [--quick] [--mb 100] [--gb]   # --gb: also Ray on 1 GB
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA_DIR, emit_json, write_corpus
+
+MB = 1_000_000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _worker_peaks_mb() -> list[float]:
+    """VmHWM of this machine's Ray worker processes (their titles start with ray::)."""
+    peaks = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if not cmdline.startswith(b"ray::"):
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return peaks
+
+
+def _fingerprint(lexicon) -> str:
+    import hashlib
+
+    items = sorted(lexicon.counts.items())
+    return hashlib.sha256(repr((items, lexicon.bits_per_char)).encode()).hexdigest()
+
+
+def child_discover(corpus: str, mode: str) -> dict:
+    """One measurement, in this (child) process."""
+    from zhtext.lexical.discover import Discoverer
+
+    if mode == "local":
+        begin = time.perf_counter()
+        lexicon = Discoverer().run(corpus)
+        return {"s": time.perf_counter() - begin, "peak_mb": _peak_mb(),
+                "fingerprint": _fingerprint(lexicon), "words": len(lexicon.counts)}
+    from zhtext.distributed.cluster import cluster
+    from zhtext.distributed.discover import RayEngine
+
+    workers = [int(w) for w in mode.split(":")[1].split(",")]
+    out = {}
+    with cluster("local", num_cpus=max(workers)) as running:
+        out["ray_start_s"] = running.start_s
+        for w in workers:
+            begin = time.perf_counter()
+            lexicon = Discoverer().run(corpus, engine=RayEngine(workers=w))
+            out[f"w{w}"] = {"s": time.perf_counter() - begin, "fingerprint": _fingerprint(lexicon)}
+        out["driver_peak_mb"] = _peak_mb()
+        out["worker_peak_mb"] = max(_worker_peaks_mb(), default=0.0)
+    return out
+
+
+def _child(*args: str, timeout: float = 3600) -> dict:
+    cmd = [sys.executable, __file__, "--child", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise SystemExit(f"child {args} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _novels() -> list[bytes]:
+    paths = sorted((DATA_DIR / "raw").glob("*.txt"))
+    if paths:
+        novels = [p.read_bytes() for p in paths]
+    else:  # a fresh clone: the generated corpus shipped in data/
+        novels = [(ROOT / "data" / "corpus.txt").read_bytes()]
+        print("(no novels in ../shared/data/raw: using data/corpus.txt repeated)", file=sys.stderr)
+    return [n if n.endswith(b"\n") else n + b"\n" for n in novels]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20 MB instead of 100")
+    parser.add_argument("--mb", type=int, help="corpus size in MB (default 100)")
+    parser.add_argument("--gb", action="store_true", help="also discover 1 GB on Ray (memory)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_discover(*args.child)))
+        return
+    size = args.mb or (20 if args.quick else 100)
+    figures: dict = {"bench": "distributed", "mb": size, "cores": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="zhtext-dist-") as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        nbytes = write_corpus(corpus, _novels(), size * MB)
+        local = _child(str(corpus), "local")
+        ray = _child(str(corpus), "ray:1,2")
+        figures.update({
+            "discover_local_s": round(local["s"], 2),
+            "discover_ray_s": round(ray["w2"]["s"], 2),
+            "discover_ray_1worker_s": round(ray["w1"]["s"], 2),
+            "discover_local_mb_s": round(nbytes / MB / local["s"], 2),
+            "discover_ray_mb_s": round(nbytes / MB / ray["w2"]["s"], 2),
+            "discover_ray_vs_local": round(ray["w2"]["s"] / local["s"], 2),
+            "discover_identical": local["fingerprint"] == ray["w1"]["fingerprint"]
+            == ray["w2"]["fingerprint"],
+            "ray_start_s": round(ray["ray_start_s"], 2),
+            "peak_mb": {"local": round(local["peak_mb"]), "ray_driver": round(ray["driver_peak_mb"]),
+                        "ray_worker": round(ray["worker_peak_mb"])},
+        })
+        # Amdahl fit through the two measured points: t(W) = a + b / W.
+        t1, t2 = ray["w1"]["s"], ray["w2"]["s"]
+        b = max(0.0, 2 * (t1 - t2))
+        a = t1 - b
+        figures["discover_estimate_s"] = {"8": round(a + b / 8, 2), "64": round(a + b / 64, 2)}
+        print(f"discover {nbytes / MB:.0f} MB: local {local['s']:.1f} s, Ray 1 worker "
+              f"{t1:.1f} s, 2 workers {t2:.1f} s (start-up {ray['ray_start_s']:.1f} s apart); "
+              f"identical {figures['discover_identical']}")
+        if args.gb:
+            corpus.unlink()
+            gb = Path(tmp) / "gb.txt"
+            nbytes = write_corpus(gb, _novels(), 1000 * MB)
+            big = _child(str(gb), "ray:2")
+            figures["gb"] = {"discover_ray_s": round(big["w2"]["s"], 2),
+                             "ray_driver_peak_mb": round(big["driver_peak_mb"]),
+                             "ray_worker_peak_mb": round(big["worker_peak_mb"])}
+            print(f"discover 1 GB on Ray: {big['w2']['s']:.1f} s, driver peak "
+                  f"{big['driver_peak_mb']:.0f} MB, largest worker peak {big['worker_peak_mb']:.0f} MB")
+    emit_json(figures)
+
+
+if __name__ == "__main__":
+    main()
