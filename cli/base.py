@@ -185,6 +185,13 @@ JobsOpt = Annotated[
         help="Threads to work on; the output is the same for any number.",
     ),
 ]
+class Quantize(str, Enum):
+    int8 = "int8"
+
+
+QuantizeOpt = Annotated[Quantize | None, typer.Option(
+    "--quantize", show_default=False,
+    help="int8: dynamic int8 linear layers for faster CPU inference (a small loss in accuracy).")]
 RayOpt = Annotated[str | None, typer.Option(
     "--ray", metavar="[ADDRESS]", show_default=False,
     help=f"Run on Ray. Alone: a local Ray on this machine's cores; or join a cluster: {ADDRESS_HELP} "

@@ -26,6 +26,7 @@ from .base import (
     NeighboursOpt,
     OutputOpt,
     OverwriteOpt,
+    QuantizeOpt,
     QuietOpt,
     TrainDataOpt,
     alias,
@@ -98,13 +99,14 @@ def _load_embedder(
     batch_size: int,
     device: str | None,
     quiet: bool,
+    quantize: str | None = None,
 ) -> Embedder:
     from zhtext.tasks.embed import Embedder
 
     with console.status(f"loading {escape(model)}") if not quiet else contextlib.nullcontext():
         return Embedder.load(model, device=device, batch_size=batch_size, max_len=max_len,
                              pooling=pooling.value if isinstance(pooling, Pooling) else pooling,
-                             whitening=whitening)  # fmt: skip
+                             whitening=whitening, quantize=quantize)  # fmt: skip
 
 
 def _check_dim(embedder: Embedder, dim: int | None) -> None:
@@ -181,6 +183,7 @@ def embed(
         ),
     ] = None,
     device: DeviceOpt = None,
+    quantize: QuantizeOpt = None,
     encoding: EncodingOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -217,7 +220,8 @@ def embed(
     if not texts:
         raise ZhtextError(f"no sentences to embed in {'<stdin>' if input_file == '-' else input_file}")
     # A fresh fit replaces any whitening saved with the model.
-    embedder = _load_embedder(model, pooling, False if fit else whitening, max_len, batch_size, device, quiet)
+    embedder = _load_embedder(model, pooling, False if fit else whitening, max_len, batch_size, device, quiet,
+                              quantize and quantize.value)
     progress = not quiet
     if fit:
         if fit_on is not None:

@@ -42,6 +42,7 @@ from .base import (
     NoRepeatNgramOpt,
     OutputOpt,
     OverwriteOpt,
+    QuantizeOpt,
     QuietOpt,
     RepetitionPenaltyOpt,
     ResumeOpt,
@@ -106,6 +107,7 @@ def generate(
     batch_size: BatchSizeOpt = 8,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
+    quantize: QuantizeOpt = None,
     quiet: QuietOpt = False,  # taken by every command; generate draws no bar and prints no note
 ) -> None:
     """Continue prompts with a GPT-2 (uer-style Chinese checkpoints with a BERT tokenizer, or BPE).
@@ -139,7 +141,8 @@ def generate(
         raise ZhtextError("no prompt: give one as an argument, or lines with --file or on stdin")
     live = stream and config.beam == 1 and output in (None, "-")
     with atomic_output(output) as out:
-        gen = TextGenerator.load(model, device=device, batch_size=batch_size)
+        gen = TextGenerator.load(model, device=device, batch_size=batch_size,
+                                 quantize=quantize and quantize.value)
         prompts = itertools.chain([first], prompts)
         offset = 0
         while chunk := list(itertools.islice(prompts, batch_size)):

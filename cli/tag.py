@@ -35,6 +35,7 @@ from .base import (
     NBestOpt,
     OutputOpt,
     OverwriteOpt,
+    QuantizeOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
@@ -171,6 +172,7 @@ def tag(
     batch_size: BatchSizeOpt = 32,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
+    quantize: QuantizeOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Tag each line of a text file with a trained tagger.
@@ -192,7 +194,8 @@ def tag(
         raise ZhtextError("--n-best needs --format jsonl (CoNLL output holds one tagging)")
     lines = iter_lines(source, encoding)  # a missing or unreadable input fails before the model loads
     check_output(output)  # and so does an output that cannot be written
-    tagger = Tagger.load(model, device=device, batch_size=batch_size)
+    tagger = Tagger.load(model, device=device, batch_size=batch_size,
+                         quantize=quantize and quantize.value)
     # A progress line only when the results go to a file: on a terminal they are the progress.
     with (
         atomic_output(output) as handle,
@@ -229,6 +232,7 @@ def evaluate_tagger(
     as_json: JsonOpt = False,
     batch_size: BatchSizeOpt = 32,
     device: DeviceOpt = None,
+    quantize: QuantizeOpt = None,
     quiet: QuietOpt = False,  # taken by every command; nothing here to silence
 ) -> None:
     """Score a tagger on labelled data: exact-span precision, recall and F1 per label and overall.
@@ -245,7 +249,8 @@ def evaluate_tagger(
 
     with warnings_as_lines():
         examples = read_examples(data, input_format.value, encoding)  # before the model loads
-        tagger = Tagger.load(model, device=device, batch_size=batch_size)
+        tagger = Tagger.load(model, device=device, batch_size=batch_size,
+                             quantize=quantize and quantize.value)
         figures = tagger.evaluate(examples)
     if as_json:
         echo(json.dumps(figures, ensure_ascii=False))

@@ -38,6 +38,7 @@ from .base import (
     NoRepeatNgramOpt,
     OutputOpt,
     OverwriteOpt,
+    QuantizeOpt,
     QuietOpt,
     RepetitionPenaltyOpt,
     ResumeOpt,
@@ -145,6 +146,7 @@ def title(
     batch_size: BatchSizeOpt = 16,
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
+    quantize: QuantizeOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Write a headline for an article with a UniLM title model.
@@ -173,7 +175,8 @@ def title(
         with atomic_output(output):
             return
     check_output(output)  # before the model loads
-    gen = TitleGenerator.load(model, device=device, batch_size=batch_size)
+    gen = TitleGenerator.load(model, device=device, batch_size=batch_size,
+                              quantize=quantize and quantize.value)
     articles = itertools.chain([first], articles)
     with atomic_output(output) as handle, Bar(enabled=not quiet and output not in (None, "-"), unit="articles") as bar:
         task = bar.add("titling")

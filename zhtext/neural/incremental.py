@@ -32,7 +32,7 @@ from torch import nn
 from zhtext.errors import ZhtextError
 
 __all__ = ["SplitCache", "StepState", "bert_step", "check_bert", "gpt2_step", "prepare_gpt2",
-           "skinny_linear"]
+           "project", "skinny_linear"]
 
 # Up to this many rows W @ x.T beats x @ W.T with MKL on AVX-512 (torch's x86 builds); beyond it
 # the two layouts meet. benchmarks/title_decode.py and generate_vs_hf.py show the effect.
@@ -53,6 +53,17 @@ def skinny_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     else:
         out = torch.addmm(bias[:, None], weight, x.t())
     return out.t()[:rows]
+
+
+def project(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A linear layer applied to a few rows: ``nn.Linear`` through :func:`skinny_linear`, GPT-2's
+    ``Conv1D`` (weight stored (in, out)) through its transpose, and anything else, such as an int8
+    layer (:mod:`zhtext.neural.quantize`), called as it is."""
+    if isinstance(layer, nn.Linear):
+        return skinny_linear(x, layer.weight, layer.bias)
+    if type(layer).__name__ == "Conv1D":
+        return skinny_linear(x, layer.weight.t(), layer.bias)
+    return layer(x)
 
 
 def _groups(owner: list[int]) -> tuple[list[int], int] | None:
@@ -202,21 +213,21 @@ def bert_step(lm: nn.Module, tokens: torch.Tensor, positions: torch.Tensor, type
     for i, layer in enumerate(bert.encoder.layer):
         att = layer.attention.self
         heads, dim = att.num_attention_heads, att.attention_head_size
-        q = skinny_linear(x, att.query.weight, att.query.bias).reshape(rows, heads, dim)
-        k = skinny_linear(x, att.key.weight, att.key.bias).reshape(rows, heads, dim)
-        v = skinny_linear(x, att.value.weight, att.value.bias).reshape(rows, heads, dim)
+        q = project(att.query, x).reshape(rows, heads, dim)
+        k = project(att.key, x).reshape(rows, heads, dim)
+        v = project(att.value, x).reshape(rows, heads, dim)
         ctx = cache.attend(i, q, k, v, att.scaling)
         out = layer.attention.output
-        x = out.LayerNorm(skinny_linear(ctx, out.dense.weight, out.dense.bias) + x)
+        x = out.LayerNorm(project(out.dense, ctx) + x)
         inner = layer.intermediate
-        h = inner.intermediate_act_fn(skinny_linear(x, inner.dense.weight, inner.dense.bias))
+        h = inner.intermediate_act_fn(project(inner.dense, x))
         out = layer.output
-        x = out.LayerNorm(skinny_linear(h, out.dense.weight, out.dense.bias) + x)
+        x = out.LayerNorm(project(out.dense, h) + x)
     cache.advance()
     head = lm.cls.predictions
     tr = head.transform
-    h = tr.LayerNorm(tr.transform_act_fn(skinny_linear(x, tr.dense.weight, tr.dense.bias)))
-    return skinny_linear(h, head.decoder.weight, head.decoder.bias)
+    h = tr.LayerNorm(tr.transform_act_fn(project(tr.dense, x)))
+    return project(head.decoder, h)
 
 
 def check_bert(lm: nn.Module) -> None:
@@ -235,6 +246,8 @@ def prepare_gpt2(lm: nn.Module) -> None:
         raise ZhtextError("cached decoding does not support GPT-2 with cross-attention")
     for block in lm.transformer.h:
         for conv in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+            if type(conv).__name__ != "Conv1D":
+                continue  # turned into a linear layer (int8 inference)
             w = conv.weight.data
             if not w.t().is_contiguous():
                 conv.weight.data = w.t().contiguous().t()
@@ -251,12 +264,12 @@ def gpt2_step(lm: nn.Module, tokens: torch.Tensor, positions: torch.Tensor,
     for i, block in enumerate(gpt.h):
         att = block.attn
         heads, dim = att.num_heads, att.head_dim
-        qkv = skinny_linear(block.ln_1(x), att.c_attn.weight.t(), att.c_attn.bias)
+        qkv = project(att.c_attn, block.ln_1(x))
         q, k, v = (part.reshape(rows, heads, dim) for part in qkv.split(att.split_size, dim=1))
         ctx = cache.attend(i, q, k, v, att.scaling)
-        x = skinny_linear(ctx, att.c_proj.weight.t(), att.c_proj.bias) + x
+        x = project(att.c_proj, ctx) + x
         mlp = block.mlp
-        h = mlp.act(skinny_linear(block.ln_2(x), mlp.c_fc.weight.t(), mlp.c_fc.bias))
-        x = skinny_linear(h, mlp.c_proj.weight.t(), mlp.c_proj.bias) + x
+        h = mlp.act(project(mlp.c_fc, block.ln_2(x)))
+        x = project(mlp.c_proj, h) + x
     cache.advance()
-    return skinny_linear(gpt.ln_f(x), lm.lm_head.weight, lm.lm_head.bias)
+    return project(lm.lm_head, gpt.ln_f(x))

@@ -100,6 +100,8 @@ class Model:
     meta: dict[str, Any]
     history: list[dict[str, Any]]
     source: str | None = None  # the folder or hub id it was loaded from (named in errors)
+    quantized: str | None = None  # "int8" once :meth:`quantize` ran
+    network: ClassVar[str] = "model"  # the attribute holding the torch module that runs
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -119,6 +121,16 @@ class Model:
     def save(self, directory: str | os.PathLike, **meta: Any) -> Path:
         """Save to ``directory`` (created if needed); ``meta`` joins ``zhtext.json``."""
         raise NotImplementedError
+
+    def quantize(self: M, mode: str | None = "int8") -> M:
+        """Quantize for CPU inference (``int8``: dynamic int8 linear layers, see
+        :mod:`zhtext.neural.quantize`); returns the model. Every ``load`` takes ``quantize=``."""
+        from zhtext.neural.quantize import quantize_module
+
+        if mode is not None and self.quantized is None:
+            setattr(self, self.network, quantize_module(getattr(self, self.network), mode, self.device))
+            self.quantized = mode
+        return self
 
     def predict(self, texts: list[str], **options: Any) -> list[Any]:
         """One result per text, in order."""

@@ -173,13 +173,15 @@ class Embedder(Model):
         pooling: str | None = None,
         max_len: int | None = None,
         whitening: Whitening | str | os.PathLike | bool | None = None,
+        quantize: str | None = None,
     ) -> Embedder:
         """An embedder from a hub id, a plain Hugging Face folder, or a folder :meth:`save` wrote.
 
         Settings left as None come from the saved folder's ``zhtext.json`` (pooling, max_len and
         its whitening), else the defaults: ``first-last-avg`` pooling, 256 tokens, no whitening;
         ``batch_size`` defaults to 64. ``whitening``: a :class:`Whitening` or the path of a saved
-        one replaces the folder's; ``False`` uses none.
+        one replaces the folder's; ``False`` uses none. ``quantize="int8"``: see
+        :meth:`~zhtext.tasks.base.Model.quantize`.
         """
         meta = _saved_meta(name_or_dir)
         if whitening is None and meta.get("whitening"):
@@ -192,7 +194,7 @@ class Embedder(Model):
             batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
             device=device,
             meta=meta,
-        )
+        ).quantize(quantize)
 
     def save(self, directory: str | os.PathLike, **meta: Any) -> Path:
         """Write the encoder and tokenizer (Hugging Face layout), the whitening (``whitening.npz``)

@@ -226,6 +226,7 @@ class TextGenerator(Generator):
     config_class: ClassVar[type[TrainConfig]] = GPTTrainConfig
     metric: ClassVar[str] = "ppl"
     lower_is_better: ClassVar[bool] = True
+    network: ClassVar[str] = "lm"
     decoding: ClassVar[DecodeConfig] = DecodeConfig(sample=True, top_k=50, max_new_tokens=64)
 
     def __init__(self, lm: torch.nn.Module, tokenizer: Any, device: torch.device | str | None = None,
@@ -264,11 +265,12 @@ class TextGenerator(Generator):
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike, *, device: str | None = None,
-             batch_size: int | None = None) -> TextGenerator:
+             batch_size: int | None = None, quantize: str | None = None) -> TextGenerator:
         """Load any GPT-2 checkpoint by hub id (``uer/gpt2-chinese-cluecorpussmall``, ``gpt2``) or
         local ``save_pretrained`` directory (a model from :meth:`train` included), with its
         tokenizer: a BERT tokenizer (uer style) or GPT-2's byte-level BPE. ``batch_size``
-        (default 8): prompts decoded together."""
+        (default 8): prompts decoded together; ``quantize="int8"``: see
+        :meth:`~zhtext.tasks.base.Model.quantize`."""
         from transformers import AutoModelForCausalLM
 
         meta: dict[str, Any] = {}
@@ -279,7 +281,7 @@ class TextGenerator(Generator):
         lm = load_model(name_or_dir, AutoModelForCausalLM, strict=bool(meta))
         gen = cls(lm, tokenizer, pick_device(device), batch_size or 8, meta)
         gen.source = str(name_or_dir)
-        return gen
+        return gen.quantize(quantize)
 
     @classmethod
     def from_scratch(cls, texts: Sequence[str], config: GPTTrainConfig | None = None, *,

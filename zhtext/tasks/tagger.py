@@ -509,10 +509,10 @@ class Tagger(Model):
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike, *, device: str | None = None,
-             batch_size: int | None = None) -> Tagger:
+             batch_size: int | None = None, quantize: str | None = None) -> Tagger:
         """A tagger saved by :meth:`save` (or :meth:`train`): a local folder, or the hub id of one
         (fetched into the Hugging Face cache). ``batch_size`` (default 32): encoder windows run
-        together."""
+        together; ``quantize="int8"``: see :meth:`~zhtext.tasks.base.Model.quantize`."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -542,7 +542,7 @@ class Tagger(Model):
         check_weights(head.items(), f"cannot load {head_path}")
         tagger = cls(model, tokenizer, labels, scheme, max_len, pick_device(device), batch_size, meta)
         tagger.source = str(directory)
-        return tagger
+        return tagger.quantize(quantize)
 
     # ---------------------------------------------------------------- evaluation
 

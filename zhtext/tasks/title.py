@@ -270,12 +270,13 @@ class TitleGenerator(Generator):
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike, *, device: str | None = None,
              batch_size: int | None = None, max_source_len: int | None = None,
-             max_target_len: int | None = None) -> TitleGenerator:
+             max_target_len: int | None = None, quantize: str | None = None) -> TitleGenerator:
         """A title model saved by :meth:`save` or :meth:`train` (its settings from
         ``zhtext.json``), or any BERT checkpoint with a masked-LM head (a hub id such as
         ``bert-base-chinese``, or a ``save_pretrained`` folder), whose MLM head becomes the
         title head. ``max_source_len`` and ``max_target_len`` override the saved settings
-        (defaults for a plain checkpoint: 256 and 32)."""
+        (defaults for a plain checkpoint: 256 and 32). ``quantize="int8"``: see
+        :meth:`~zhtext.tasks.base.Model.quantize`."""
         from transformers import BertLMHeadModel
 
         meta: dict[str, Any] = {}
@@ -301,7 +302,7 @@ class TitleGenerator(Generator):
                   saved[1] if max_target_len is None else max_target_len,
                   device=pick_device(device), batch_size=batch_size or DEFAULT_BATCH_SIZE, meta=meta)
         gen.source = str(name_or_dir)
-        return gen
+        return gen.quantize(quantize)
 
     @classmethod
     def from_scratch(cls, texts: Iterable[str], config: TitleTrainConfig | None = None,
