@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,10 +15,14 @@ from zhtext.pipeline import STEPS, describe_steps
 from zhtext.pipeline.resolve import OLD_NAMES
 
 from .base import (
+    CpusPerWorkerOpt,
     DeviceOpt,
     EncodingOpt,
+    GpusPerWorkerOpt,
     OutputOpt,
     QuietOpt,
+    RayOpt,
+    WorkersOpt,
     alias,
     app,
     console,
@@ -38,7 +44,17 @@ for _flag, _old in {"--dict": "dict", "--user-dict": "user_dict", "--tag-model":
     alias("pipe", _flag, "--set {}.{}=".format(*OLD_NAMES[_old]))
 
 
+class PartFormat(str, Enum):
+    """``--format`` of the parts a run on Ray writes."""
+
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
 def _summary(report: Report, quiet: bool) -> None:
+    if not quiet and report.resumed:
+        console.print(f"[dim]{report.resumed:,} of {report.parts:,} parts were done already: "
+                      "resumed[/]", highlight=False)
     if not quiet:
         steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.timings.items())
         console.print(
@@ -65,9 +81,15 @@ def _summary(report: Report, quiet: bool) -> None:
     "--config file):\n\n" + "\n\n".join(describe_steps()),
 )
 def pipe(
-    source: Annotated[
-        str, typer.Argument(metavar="[FILE|-]", help="Documents, one per line; '-' reads stdin.")
-    ] = "-",
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[FILE|-]...",
+            help="Documents, one per line; '-' reads stdin. With --ray: files, folders, globs or "
+            "URIs (s3://, hdfs://, ...), as many as you like.",
+            show_default=False,
+        ),
+    ] = None,
     steps: Annotated[
         str | None,
         typer.Option(
@@ -128,6 +150,14 @@ def pipe(
         ),
     ] = False,
     encoding: EncodingOpt = None,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusPerWorkerOpt = 1.0,
+    gpus_per_worker: GpusPerWorkerOpt = 0.0,
+    fmt: Annotated[
+        PartFormat,
+        typer.Option("--format", help="With --ray: the parts' format (JSON lines or Parquet)."),
+    ] = PartFormat.jsonl,
     quiet: QuietOpt = False,
 ) -> None:
     """Run several steps over each line in one pass, each model loaded once.
@@ -141,25 +171,52 @@ def pipe(
         zhtext pipe more-news.txt --config news.toml -o more.jsonl --vectors more.npy
 
         zhtext pipe more-news.txt --config news.toml --steps segment -o words.jsonl
+
+        zhtext pipe 'corpus/*.txt' --ray auto --config news.toml --gpus-per-worker 1 -o news-parts
+
+    With --ray the output is a folder: part-00000.jsonl ... (one part per block of input, records
+    with "source", the input file), and _SUCCESS with the counts, written last. Run it again into
+    the same folder to finish a run that stopped: the parts done are kept.
     """
     from zhtext.io.progress import Bar
     from zhtext.io.writing import check_output
     from zhtext.pipeline import Lines, Pipeline, parse_assignments
+    from zhtext.pipeline.run import save_settings
 
     given = {"steps": steps, "batch_size": batch_size, "device": device, **parse_assignments(settings or [])}
     given = {k: v for k, v in given.items() if v is not None}  # only the options given
-    lines = Lines(source, encoding)  # a missing or unreadable input fails before the models load
-    for path in (output, vectors, save_config):  # and so does an output that cannot be written
-        check_output(path)
-    with console.status("loading models") if not quiet else contextlib.nullcontext(), warnings_as_lines():
-        if config is not None:
-            nlp = Pipeline.from_config(config, **given)
-        else:
-            nlp = Pipeline(given.pop("steps", None), **given)
+    sources = sources or ["-"]
+    if ray is not None:
+        _check_ray_run(sources, output, vectors)
+        check_output(save_config)
+    else:
+        _check_local_run(sources, fmt, workers)
+        # a missing or unreadable input fails before the models load
+        lines = Lines(sources[0], encoding)
+        for path in (output, vectors, save_config):  # and so does an output that cannot be written
+            check_output(path)
+    if ray is not None:  # the workers load the models; here the settings are only checked
+        with warnings_as_lines():
+            settings = Pipeline.settings_of(given.pop("steps", None), config, **given)
+        save = functools.partial(save_settings, settings)
+    else:
+        status = console.status("loading models") if not quiet else contextlib.nullcontext()
+        with status, warnings_as_lines():
+            if config is not None:
+                nlp = Pipeline.from_config(config, **given)
+            else:
+                nlp = Pipeline(given.pop("steps", None), **given)
+        save = nlp.save_config
     if save_config is not None:
-        nlp.save_config(save_config)
+        save(save_config)
         if not quiet:
             console.print(f"[dim]settings saved to {escape(str(save_config))}[/]", highlight=False)
+    if ray is not None:
+        report = _run_on_ray(settings, sources, output, quiet, address=ray, workers=workers,
+                             cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                             fmt=fmt.value, encoding=encoding, strict=strict)
+        _summary(report, quiet)
+        return
     with Bar(enabled=not quiet and output not in (None, "-"), unit="bytes") as bar:
         task = bar.add("+".join(nlp.settings["steps"]), total=lines.size)
         done = 0
@@ -171,3 +228,46 @@ def pipe(
 
         report = nlp.run(lines, output, vectors, strict=strict, on_doc=advance)
     _summary(report, quiet)
+
+
+def _check_ray_run(sources: list[str], output: str | None, vectors: str | None) -> None:
+    """What a run on Ray cannot do, said before any work: it fails before Ray starts."""
+    from zhtext.distributed.cluster import ray_module
+    from zhtext.errors import ZhtextError
+    from zhtext.io.splits import expand_inputs
+
+    if "-" in sources:
+        raise ZhtextError("--ray reads files, folders, globs or URIs, not stdin")
+    if output is None or output == "-":
+        raise ZhtextError("--ray writes a folder of parts: give -o DIR")
+    if vectors is not None:
+        raise ZhtextError("--vectors is for a local run; with --ray the vectors are in the records")
+    ray_module()  # Ray missing: said before the models load
+    expand_inputs(sources)  # and so is a missing input
+
+
+def _check_local_run(sources: list[str], fmt: PartFormat, workers: int | None) -> None:
+    from zhtext.errors import ZhtextError
+
+    if len(sources) > 1:
+        raise ZhtextError("pipe reads one input (a file or -); give --ray to read several")
+    if fmt is not PartFormat.jsonl:
+        raise ZhtextError("--format parquet writes the parts of a run on Ray: give --ray")
+    if workers is not None:
+        raise ZhtextError("--workers is an option of a run on Ray: give --ray")
+
+
+def _run_on_ray(settings: dict, sources: list[str], output: str, quiet: bool,
+                **options: object) -> Report:
+    from zhtext.distributed.pipe import run_on_ray
+    from zhtext.io.progress import Bar
+    from zhtext.io.splits import expand_inputs, input_stamp
+
+    total = sum(input_stamp(path)[0] for path in expand_inputs(sources))
+    with Bar(enabled=not quiet, unit="bytes") as bar:
+        task = bar.add("+".join(settings["steps"]), total=total)
+
+        def advance(_stats: object, nbytes: int) -> None:
+            bar.advance(task, nbytes)
+
+        return run_on_ray(settings, sources, output, on_part=advance, **options)

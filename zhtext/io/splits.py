@@ -19,14 +19,24 @@ from __future__ import annotations
 import codecs
 import glob
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from zhtext.errors import ZhtextError
-from zhtext.io.reading import CHUNK_BYTES, ENCODING_HINT, _codec, _pick_codec
+from zhtext.io.reading import (
+    CHUNK_BYTES,
+    ENCODING_HINT,
+    _codec,
+    _decode_line,
+    _pick_codec,
+    _raw_lines,
+    _split_lines,
+    _wide_numbered_lines,
+)
 
-__all__ = ["SPLIT_BYTES", "Split", "expand_inputs", "plan_splits", "split_bytes", "split_text"]
+__all__ = ["SPLIT_BYTES", "Split", "expand_inputs", "first_line_numbers", "input_stamp",
+           "numbered_lines", "plan_splits", "split_bytes", "split_text", "window_newlines"]
 
 SPLIT_BYTES = 4 << 20
 _SCHEME = ("s3://", "gs://", "gcs://", "hdfs://", "viewfs://", "file://", "abfs://", "az://")
@@ -143,6 +153,20 @@ def _open(path: str) -> tuple[BinaryIO, int]:
     return stream, os.fstat(stream.fileno()).st_size
 
 
+def input_stamp(path: str) -> tuple[int, int]:
+    """``(size, mtime in ns)`` of an input file or URI: what a resumed run checks is unchanged."""
+    if _is_uri(path):
+        filesystem, inner = _filesystem(path)
+        info = filesystem.get_file_info(inner)
+        mtime = info.mtime_ns if info.mtime_ns is not None else 0
+        return int(info.size or 0), int(mtime)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ZhtextError(f"cannot open {path}: {exc.strerror or exc}") from None
+    return st.st_size, st.st_mtime_ns
+
+
 def plan_splits(paths: Iterable[str], encoding: str | None = None,
                 split_bytes: int | None = None) -> list[Split]:
     """The splits of every file, in order (an empty file has none), ``split_bytes`` apart
@@ -213,33 +237,101 @@ def split_text(split: Split, block_chars: int, encoding_given: bool = False) -> 
     """The split's text in pieces of about ``block_chars`` characters, each ending at a line end
     (a longer line is cut where it reaches the size); the file's last line ends with ``\\n``.
     Undecodable bytes raise ZhtextError naming their offset."""
+    yield from cut_blocks(_decoded(split, encoding_given), block_chars)
+
+
+def _decoded(split: Split, encoding_given: bool) -> Iterator[str]:
+    """The split's lines decoded as one stream, chunk by chunk; a bad byte raises ZhtextError."""
     hint = "" if encoding_given else f" ({ENCODING_HINT})"
     decoder = codecs.getincrementaldecoder(split.codec)(errors="strict")
-
-    def chunks() -> Iterator[str]:
-        end = split.start
-        for offset, data in split_bytes(split):
-            try:
-                text = decoder.decode(data, final=False)
-            except UnicodeDecodeError as exc:
-                at = offset - len(decoder.getstate()[0]) + exc.start
-                raise ZhtextError(
-                    f"{split.path}: cannot decode byte at offset {at} as {split.codec}{hint}"
-                ) from None
-            end = offset + len(data)
-            if text:
-                yield text
+    end = split.start
+    for offset, data in split_bytes(split):
         try:
-            tail = decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            at = end - len(decoder.getstate()[0])
+            text = decoder.decode(data, final=False)
+        except UnicodeDecodeError as exc:
+            at = offset - len(decoder.getstate()[0]) + exc.start
             raise ZhtextError(
-                f"{split.path}: truncated character at byte offset {at} ({split.codec}){hint}"
+                f"{split.path}: cannot decode byte at offset {at} as {split.codec}{hint}"
             ) from None
-        if tail:
-            yield tail
+        end = offset + len(data)
+        if text:
+            yield text
+    try:
+        tail = decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        at = end - len(decoder.getstate()[0])
+        raise ZhtextError(
+            f"{split.path}: truncated character at byte offset {at} ({split.codec}){hint}"
+        ) from None
+    if tail:
+        yield tail
 
-    yield from cut_blocks(chunks(), block_chars)
+
+def window_newlines(split: Split) -> int:
+    """The ``\\n`` bytes in ``[start - 1, end - 1)`` (from 0 in a file's first split). Summed over
+    the splits of a file before a split, they number its lines (:func:`first_line_numbers`)
+    without reading the lines: a cheap first pass that any worker can do for any split."""
+    if split.wide:
+        return 0
+    stream, _ = _open(split.path)
+    count = 0
+    with stream:
+        offset = max(split.start - 1, 0)
+        stream.seek(offset)
+        while offset < split.end - 1:
+            data = stream.read(min(CHUNK_BYTES, split.end - 1 - offset))
+            if not data:
+                break
+            count += data.count(b"\n")
+            offset += len(data)
+    return count
+
+
+def first_line_numbers(splits: Sequence[Split], newlines: Sequence[int]) -> list[int]:
+    """The 1-based number, in its file, of each split's first line, from the splits of whole
+    files in order and their :func:`window_newlines`. A split that holds no line start gets the
+    number its next line would have."""
+    out: list[int] = []
+    seen = 0  # newlines in the current file's windows so far
+    for i, split in enumerate(splits):
+        if i == 0 or split.path != splits[i - 1].path:
+            seen = 0
+        # lines before the split: the file's first, and one after each newline before start - 1
+        out.append(1 if split.start == 0 else seen + 2)
+        seen += newlines[i]
+    return out
+
+
+def numbered_lines(split: Split, first: int) -> Iterator[tuple[int, int, str, str | None]]:
+    """``(number, end, text, error)`` for each line of the split, as
+    :func:`~zhtext.io.reading.iter_numbered_lines` gives them for a whole file: each line decoded
+    on its own (a bad one gives ``""`` and an ``error``, the lines after it still come), numbered
+    from ``first``, ``end`` the file offset just past it. A wide-codec split is decoded as one
+    stream (where a bad byte raises), as the local reader reads such a file."""
+    if split.wide:
+        lines = _split_lines(_decoded(split, True), None)
+        for _, end, text, error in _wide_numbered_lines(lines, split.codec):
+            yield first, end, text, error
+            first += 1
+        return
+    chunks = split_bytes(split)
+    head = next(chunks, None)
+    if head is None:
+        return
+    begin, data = head
+    stream = _Chunks(chunks)
+    for number, (start, end, raw) in enumerate(_raw_lines(stream, data, 0, None), first):
+        yield number, begin + end, *_decode_line(raw or b"", split.codec, begin + start)
+
+
+class _Chunks:
+    """The bytes of ``(offset, bytes)`` chunks as a stream that ``read`` gives in chunks."""
+
+    def __init__(self, chunks: Iterator[tuple[int, bytes]]) -> None:
+        self._chunks = chunks
+
+    def read(self, _size: int = -1) -> bytes:
+        return next(self._chunks, (0, b""))[1]
 
 
 def cut_blocks(chunks: Iterable[str], block_chars: int) -> Iterator[str]:

@@ -10,6 +10,7 @@ the way the standalone command does (the tagger windows it, the embedder truncat
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import time
 from collections import deque
@@ -36,9 +37,12 @@ from zhtext.pipeline.settings import check_value
 from zhtext.pipeline.step import STEPS, Step
 from zhtext.pipeline.vectors import VectorFile
 
-__all__ = ["BadLine", "Pipeline", "Report"]
+__all__ = ["BadLine", "Pipeline", "Report", "save_settings"]
 
 EMPTY, UNREADABLE = "empty line", "unreadable"
+# Engines that run a pipeline elsewhere, by name: they live in a higher layer (zhtext.distributed)
+# and are imported by name when asked for, as steps are found by name.
+ENGINES = {"ray": "zhtext.distributed.pipe:run_on_ray"}
 CONFIG_COMMENT = "zhtext pipe settings: zhtext pipe FILE --config THIS.toml -o OUT.jsonl"
 
 
@@ -59,6 +63,11 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     problems: list[tuple[int, Problem]] = field(default_factory=list)  # (line, problem)
     errors: list[tuple[int, str]] = field(default_factory=list)  # lines not processed at all
+    # A sharded run (engine="ray"): its parts, those a rerun found done, the engine's start-up
+    # seconds. With several inputs its lines are "FILE:LINE".
+    parts: int = 0
+    resumed: int = 0
+    startup_s: float = 0.0
 
     def grouped(self) -> dict[str, list[int]]:
         """Line numbers of every bad line by kind of problem (unreadable lines first)."""
@@ -110,19 +119,26 @@ class Pipeline:
 
         ``steps`` among the overrides narrows the file: its tables of steps not chosen are
         dropped (a config saved for segment,tag,embed then runs segment alone)."""
-        settings = read_config(path, overrides.get("steps"))
-        for key, value in from_flat(overrides, "Pipeline.from_config()").items():
-            base = settings.get(key)
-            if isinstance(base, dict) and isinstance(value, dict):
-                settings[key] = {**base, **{k: v for k, v in value.items() if v is not None}}
-            elif value is not None:
-                settings[key] = value
+        settings = _with_config(path, overrides)
         return cls(settings.pop("steps", None), **settings)
+
+    @staticmethod
+    def settings_of(
+        steps: str | Sequence[str] | None = None, config: str | os.PathLike | None = None,
+        **settings: Any,
+    ) -> dict[str, Any]:
+        """The full, checked settings of ``Pipeline(steps, **settings)`` (or of
+        :meth:`from_config` with ``config``), without loading a model: what a run on a cluster
+        sends its workers, which load the models themselves."""
+        if config is not None:
+            settings = _with_config(config, {"steps": steps, **settings})
+            steps = settings.pop("steps", None)
+        return resolve(steps, from_flat(settings, "Pipeline()"))
 
     def save_config(self, path: str | os.PathLike) -> None:
         """Write this pipeline's full settings (defaults included) to a TOML config; local paths
         are written absolute."""
-        save_config(path, with_local_paths(self.settings, Path.cwd()), CONFIG_COMMENT)
+        save_settings(self.settings, path)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.settings['steps']})"
@@ -198,13 +214,15 @@ class Pipeline:
 
     def run(
         self,
-        source: str | os.PathLike | Lines,
+        source: str | os.PathLike | Lines | Sequence[str | os.PathLike],
         output: str | os.PathLike | None = None,
         vectors: str | os.PathLike | None = None,
         encoding: str | None = None,
         strict: bool = False,
         batch_size: int | None = None,
         on_doc: Callable[[Doc, int], None] | None = None,
+        engine: str = "local",
+        **engine_options: Any,
     ) -> Report:
         """Run over a file (or ``-``, or :class:`Lines` already opened): one JSONL record per
         input line to ``output`` (stdout if None), vectors to ``vectors`` (.npy, one row per line,
@@ -214,7 +232,28 @@ class Pipeline:
 
         ``on_doc(doc, end)`` is called after each document is written, with the input's byte
         offset just past its line (for a progress bar over :attr:`Lines.size`).
+
+        ``engine="ray"`` runs on a Ray cluster instead: ``source`` is files, folders, globs or
+        URIs (one or a list), ``output`` a folder that gets ``part-00000.jsonl`` ... and a
+        ``_SUCCESS`` manifest; the records are this engine's with ``source`` (the file) added.
+        ``engine_options``: ``address`` (``local``, ``auto``, ``HOST:PORT``, ``ray://...``),
+        ``workers``, ``cpus_per_worker``, ``gpus_per_worker``, ``fmt`` (``jsonl`` or
+        ``parquet``), ``split_bytes``, ``on_part(stats, nbytes)``; see
+        :func:`zhtext.distributed.pipe.run_on_ray`.
         """
+        if engine != "local":
+            if engine not in ENGINES:
+                choices = ", ".join(ENGINES)
+                raise ZhtextError(f"unknown engine {engine!r}; choose local or {choices}")
+            if vectors is not None:
+                raise ZhtextError("vectors= is for a local run; on Ray they are in the records")
+            module, _, name = ENGINES[engine].partition(":")
+            runner = getattr(importlib.import_module(module), name)
+            return runner(self, source, output, encoding=encoding, strict=strict,
+                          batch_size=batch_size, **engine_options)
+        if engine_options:
+            names = ", ".join(engine_options)
+            raise ZhtextError(f"{names}: options of engine='ray', not of a local run")
         dim = self.vector_dim
         if vectors is not None and dim is None:
             raise ZhtextError("--vectors needs the embed step in the steps")
@@ -260,6 +299,23 @@ class Pipeline:
         report.seconds = time.perf_counter() - begin
         report.timings = {k: v - before[k] for k, v in self.timings.items()}
         return report
+
+
+def save_settings(settings: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a pipeline's full settings to a TOML config; local paths are written absolute."""
+    save_config(path, with_local_paths(settings, Path.cwd()), CONFIG_COMMENT)
+
+
+def _with_config(path: str | os.PathLike, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A config file's settings with ``overrides`` on top (see :meth:`Pipeline.from_config`)."""
+    settings = read_config(path, overrides.get("steps"))
+    for key, value in from_flat(overrides, "Pipeline.from_config()").items():
+        base = settings.get(key)
+        if isinstance(base, dict) and isinstance(value, dict):
+            settings[key] = {**base, **{k: v for k, v in value.items() if v is not None}}
+        elif value is not None:
+            settings[key] = value
+    return settings
 
 
 @contextlib.contextmanager
