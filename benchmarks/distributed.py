@@ -9,8 +9,11 @@ fresh child process, so its peak memory is its own:
   `ray_warmup_s`). Peak memory per process: the driver's, and the largest private resident
   memory of any Ray worker process (sampled from /proc; the object store's shared pages aside).
   `discover_identical`: the same words, counts and bits per character.
-- pipe: `segment` plus a small from-scratch tagger over the first lines of the corpus, locally and
-  on Ray (2 workers); `pipe_identical`: the same records, in the same order, `source` aside.
+- pipe: `segment` plus a small random-weight tagger (benchmarks/pipe_ray.py) over the first 5 MB
+  of the corpus (1 MB with --quick; a tagger on 2 cores is far slower than discovery), locally
+  and on Ray with 2 workers; `pipe_identical`: the same records in the same order, `source`
+  aside (span scores to 1e-5: the tagger's batch padding moves the last float bits);
+  `pipe_ray_vs_local`: Ray's time less its start-up, over local's.
 - the scale estimate: discover's time at 1 and 2 workers fitted to t(W) = a + b / W (Amdahl: b is
   the work that spreads over workers, a the rest: reading plans, the driver's re-estimation on
   its sample, the merges), then t(8) and t(64). It ignores the network (here everything is on one
@@ -118,6 +121,33 @@ def child_discover(corpus: str, mode: str) -> dict:
     return out
 
 
+def child_pipe(corpus: str, mb: str) -> dict:
+    """Local pipe vs pipe on Ray (2 workers) over the first ``mb`` MB of the corpus: segment and a
+    small random-weight tagger (2 layers, 64 wide) built here."""
+    import torch
+    from pipe_ray import pipe_local_vs_ray
+    from transformers import AutoModel
+
+    from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
+    from zhtext.tasks.tagger import Tagger, TaggerModel, tag_names
+
+    work = Path(corpus).parent / "pipe"
+    work.mkdir()
+    head = Path(corpus).read_bytes()[: int(float(mb) * MB)]
+    text = head[: head.rfind(b"\n") + 1].decode("utf-8")
+    (work / "corpus.txt").write_text(text, encoding="utf-8")
+    vocab = build_char_vocab(text.splitlines()[:20000])
+    torch.manual_seed(0)
+    encoder = AutoModel.from_config(small_bert_config(len(vocab), layers=2, hidden=64, heads=2,
+                                                      max_position=128))
+    model = TaggerModel(encoder, tag_names(["PER", "LOC"], "BIOES"), "BIOES", dropout=0.0)
+    Tagger(model, char_tokenizer(vocab), ["PER", "LOC"], "BIOES", 128).save(work / "tagger")
+    settings = {"segment": {}, "tag": {"model": str(work / "tagger")}}
+    out = pipe_local_vs_ray(work / "corpus.txt", settings, work, workers=2)
+    out["pipe_mb"] = len(head) / MB
+    return out
+
+
 def _child(*args: str, timeout: float = 3600) -> dict:
     cmd = [sys.executable, __file__, "--child", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -142,10 +172,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20 MB instead of 100")
     parser.add_argument("--mb", type=int, help="corpus size in MB (default 100)")
     parser.add_argument("--gb", action="store_true", help="also discover 1 GB on Ray (memory)")
+    parser.add_argument("--pipe-mb", type=float, help="MB of the corpus piped (default 5; 1 quick)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child_discover(*args.child)))
+        run = child_pipe if args.child[1] == "pipe" else child_discover
+        print(json.dumps(run(args.child[0], *args.child[1 + (run is child_pipe):])))
         return
     size = args.mb or (20 if args.quick else 100)
     figures: dict = {"bench": "distributed", "mb": size, "cores": os.cpu_count()}
@@ -176,6 +208,18 @@ def main() -> None:
         print(f"discover {nbytes / MB:.0f} MB: local {local['s']:.1f} s, Ray 1 worker "
               f"{t1:.1f} s, 2 workers {t2:.1f} s (start-up {ray['ray_start_s']:.1f} s apart); "
               f"identical {figures['discover_identical']}")
+        pipe = _child(str(corpus), "pipe", str(args.pipe_mb or (1 if args.quick else 5)))
+        figures.update({k: pipe[k] for k in ("pipe_local_s", "pipe_ray_s", "pipe_identical",
+                                             "pipe_exact", "pipe_parts")})
+        figures["pipe_mb"] = round(pipe["pipe_mb"], 2)
+        figures["pipe_ray_start_s"] = pipe["ray_start_s"]
+        # Ray's own start-up is reported apart, as for discover; the rest (worker start, model
+        # loads, Ray Data's set-up) counts.
+        figures["pipe_ray_vs_local"] = round((pipe["pipe_ray_s"] - pipe["ray_start_s"])
+                                             / pipe["pipe_local_s"], 2)
+        print(f"pipe {pipe['pipe_mb']:.1f} MB (segment + tagger): local {pipe['pipe_local_s']:.1f} s, "
+              f"Ray 2 workers {pipe['pipe_ray_s']:.1f} s (start-up {pipe['ray_start_s']:.1f} s "
+              f"within); identical {pipe['pipe_identical']}")
         if args.gb:
             corpus.unlink()
             gb = Path(tmp) / "gb.txt"
