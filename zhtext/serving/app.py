@@ -306,7 +306,6 @@ def serve(
         "zhtext.serving.app:app_from_env",
         factory=True,
         workers=workers,
-        fd=sock.fileno(),
         lifespan="on",
         **settings,
     )
@@ -314,4 +313,4 @@ def serve(
         on_ready(url)
     from uvicorn.supervisors import Multiprocess
 
-    Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+    Multiprocess(config, sockets=[sock]).run()  # each process serves the one bound socket
