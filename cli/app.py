@@ -30,6 +30,7 @@ from . import (  # noqa: F401
     keywords,
     pipe,
     segment,
+    serve,
     signals,
     tag,
     title,

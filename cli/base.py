@@ -207,6 +207,12 @@ InputFormatOpt = Annotated[InputFormat, typer.Option(
     "--input-format", help="Format of the input data (auto: detect from the file).")]
 NBestOpt = Annotated[int, typer.Option("--n-best", min=1, help="Also give the N best analyses, with probabilities.")]
 NeighboursOpt = Annotated[int, typer.Option("-k", "--neighbours", min=1, help="Nearest neighbours per query.")]
+# A pipeline step's setting (zhtext pipe, zhtext serve): each step's settings are listed in the
+# epilog of 'zhtext pipe --help'.
+StepSettingOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="STEP.NAME=VALUE", show_default=False,
+    help="A step's setting, e.g. --set tag.model=ner (repeatable; each step's settings are listed "
+    "in 'zhtext pipe --help'). An empty value unsets an optional one.")]
 
 
 class TextFormat(str, Enum):

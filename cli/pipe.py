@@ -22,6 +22,7 @@ from .base import (
     OutputOpt,
     QuietOpt,
     RayOpt,
+    StepSettingOpt,
     WorkersOpt,
     alias,
     app,
@@ -98,16 +99,7 @@ def pipe(
             show_default=False,
         ),
     ] = None,
-    settings: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="STEP.NAME=VALUE",
-            help="A step's setting, e.g. --set tag.model=ner (repeatable; the settings of each "
-            "step are listed below). An empty value unsets an optional one.",
-            show_default=False,
-        ),
-    ] = None,
+    settings: StepSettingOpt = None,
     output: OutputOpt = None,
     vectors: Annotated[
         str | None,

@@ -26,6 +26,7 @@ ALLOWED = {
     "pipeline": {"errors", "io", "lexical", "labels", "eval", "neural", "tasks", "pipeline"},
     "distributed": {"errors", "io", "lexical", "labels", "eval", "neural", "tasks", "pipeline",
                     "distributed"},
+    "serving": {"errors", "io", "lexical", "labels", "eval", "neural", "tasks", "pipeline", "serving"},
 }
 TORCH_FREE = ("io", "lexical", "labels", "eval")
 

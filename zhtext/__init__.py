@@ -66,6 +66,10 @@ _EXPORTS = {
     # pipelines
     "Pipeline": "pipeline",
     "Doc": "pipeline",
+    # the HTTP server (the `serve` extra: fastapi, uvicorn)
+    "load_models": "serving.models",
+    "create_app": "serving.app",
+    "ServeOptions": "serving.app",
     # scores
     "SegScore": "eval.metrics",
     "PRF": "eval.metrics",
