@@ -20,6 +20,7 @@ from .base import (
     EncodingOpt,
     GpusPerWorkerOpt,
     OutputOpt,
+    QuantizeOpt,
     QuietOpt,
     RayOpt,
     StepSettingOpt,
@@ -133,6 +134,7 @@ def pipe(
         ),
     ] = None,
     device: DeviceOpt = None,
+    quantize: QuantizeOpt = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -175,7 +177,8 @@ def pipe(
     from zhtext.pipeline import Lines, Pipeline, parse_assignments
     from zhtext.pipeline.run import save_settings
 
-    given = {"steps": steps, "batch_size": batch_size, "device": device, **parse_assignments(settings or [])}
+    given = {"steps": steps, "batch_size": batch_size, "device": device,
+             "quantize": quantize and quantize.value, **parse_assignments(settings or [])}
     given = {k: v for k, v in given.items() if v is not None}  # only the options given
     sources = sources or ["-"]
     if ray is not None:

@@ -12,6 +12,7 @@ from zhtext.errors import ZhtextError
 from .base import (
     DeviceOpt,
     EncodingOpt,
+    QuantizeOpt,
     QuietOpt,
     StepSettingOpt,
     app,
@@ -108,6 +109,7 @@ def serve(
         ),
     ] = 30.0,
     device: DeviceOpt = None,
+    quantize: QuantizeOpt = None,
     encoding: EncodingOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -143,6 +145,8 @@ def serve(
             given.setdefault(step, {})["model"] = model
     if device is not None:
         given["device"] = device
+    if quantize is not None:
+        given["quantize"] = quantize.value
     pipeline = serve_settings(config, given)
     with warnings_as_lines():
         resolve(

@@ -128,3 +128,19 @@ def test_cli_quantize(tagger_dir, tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "tag", str(src), "-m", str(tagger_dir),
                            "--quantize", "int4")
     assert code == 2 and "int4" in err
+
+
+def test_pipeline_quantizes_every_model_step(tagger_dir, tmp_path, monkeypatch, capsys):
+    from zhtext.pipeline import Pipeline
+
+    texts = [e.text for e in toy_examples(20, 5)]
+    pipeline = Pipeline(["segment", "tag"], tag={"model": str(tagger_dir)}, quantize="int8")
+    tagger = pipeline.steps[1].model
+    assert tagger.quantized == "int8" and _quantized_linears(tagger.model) > 0
+    want = Tagger.load(tagger_dir, quantize="int8")(texts)
+    assert [d.results["tag"] for d in pipeline.pipe(texts)] == want
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(src), "--steps", "tag", "--set",
+                             f"tag.model={tagger_dir}", "--quantize", "int8", "-q")
+    assert (code, err) == (0, "") and len(out.splitlines()) == 20

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from zhtext.errors import ZhtextError
 from zhtext.io.config import load_config, local_path
@@ -44,6 +44,8 @@ class PipelineSettings:
     # news-like lengths 256 would pad to ~1.35x the tokens of sorting the whole corpus, 1024 ~1.04x.
     batch_size: int = setting(1024, positive=True, help="documents per batch through all steps")
     device: str | None = setting(None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    quantize: Literal["int8"] | None = setting(
+        None, help="int8: every model's linear layers in int8 (CPU inference)")
 
 
 COMMON: dict[str, Spec] = specs(PipelineSettings)

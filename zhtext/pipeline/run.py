@@ -108,7 +108,11 @@ class Pipeline:
         self.steps: list[Step] = []
         for name in self.settings["steps"]:
             cls = STEPS[name]
-            self.steps.append(cls(cls.Settings(**self.settings[name]), device))
+            step = cls(cls.Settings(**self.settings[name]), device)
+            model = getattr(step, "model", None)
+            if self.settings.get("quantize") and hasattr(model, "quantize"):  # a Model
+                model.quantize(self.settings["quantize"])
+            self.steps.append(step)
         self.timings: dict[str, float] = {step.name: 0.0 for step in self.steps}
 
     @classmethod

@@ -34,7 +34,7 @@ STEPS: dict[str, type[Step]] = {}  # step name -> class, in the order registered
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")
 # Names a step (or the record key it fills) cannot take: a Doc's own attributes and record keys.
 _RESERVED = frozenset({"text", "line", "error", "problems", "results", "as_dict", "to_json",
-                       "steps", "batch_size", "device"})  # fmt: skip
+                       "steps", "batch_size", "device", "quantize"})  # fmt: skip
 
 S = TypeVar("S", bound="type[Step]")
 
