@@ -288,7 +288,7 @@ def test_config_round_trip(models, tmp_path, monkeypatch, capsys):
         {"line": r["line"], "text": r["text"], "words": r["words"]} for r in full
     ]
     assert Pipeline.from_config(config, steps="segment", batch_size=5).settings == {
-        "steps": ["segment"], "batch_size": 5, "device": None,
+        "steps": ["segment"], "batch_size": 5, "device": None, "quantize": None,
         "segment": {"dict": models["dict"], "user_dict": None, "hmm": True},
     }  # fmt: skip
     # --set merges into the file's table: the model stays, the batch size changes
@@ -419,7 +419,7 @@ def test_settings_errors(steps, settings, message):
 
 def test_settings_of_the_right_type_pass():
     nlp = Pipeline(("segment",), batch_size=3, device="cpu")
-    assert nlp.settings == {"steps": ["segment"], "batch_size": 3, "device": "cpu",
+    assert nlp.settings == {"steps": ["segment"], "batch_size": 3, "device": "cpu", "quantize": None,
                             "segment": {"dict": None, "user_dict": None, "hmm": True}}  # fmt: skip
     with pytest.raises(ZhtextError, match="setting batch_size must be a positive integer, got 0"):
         list(nlp.pipe(["中国"], batch_size=0))  # the pipe's own batch size is checked the same way
@@ -651,6 +651,7 @@ def test_a_step_is_one_class(models, tmp_path, monkeypatch, capsys):
     assert json.loads(docs[2].to_json()) == {"line": 3, "text": "中国c", "words": docs[2].words,
                                              "upper": "中国C中国C!"}  # fmt: skip
     assert nlp.settings == {"steps": ["segment", "upper"], "batch_size": 1024, "device": None,
+                            "quantize": None,
                             "segment": {"dict": models["dict"], "user_dict": None, "hmm": True},
                             "upper": {"times": 2, "end": "!", "case": "upper"}}  # fmt: skip
     with pytest.raises(ZhtextError, match="setting upper.times must be a positive integer, got 0"):
