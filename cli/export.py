@@ -1,0 +1,45 @@
+"""``zhtext export onnx``: a tagger's or an embedder's encoder as an ONNX graph for onnxruntime."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from .base import QuietOpt, app, console
+
+export_app = typer.Typer(help="Export a model for another runtime (onnx).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def export_onnx(
+    model_dir: Annotated[str, typer.Argument(
+        help="A tagger or embedder folder (or a plain Hugging Face encoder folder).",
+        show_default=False)],
+    output: Annotated[str, typer.Option(
+        "-o", "--output", help="Folder for the export: new, empty, or an earlier export (replaced).",
+        show_default=False)],
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a tagger's encoder (emissions) or an embedder's encoder and pooling (vectors) to
+    ONNX, with what zhtext needs to run it: the tokenizer, the CRF, the whitening.
+
+    'zhtext tag --onnx' and 'zhtext embed --onnx' (or any command given the folder) then run the
+    graph with onnxruntime on the CPU; the CRF, span scores and whitening stay in zhtext. Needs
+    the onnx extra: pip install 'zhtext[onnx]'.
+
+    Example:
+
+        zhtext export onnx ner-model -o ner-onnx && echo '浙商银行企业信贷部' | zhtext tag -m ner-onnx --onnx
+    """
+    from zhtext.tasks.export import export_onnx as export
+
+    with console.status(f"exporting {escape(model_dir)}") if not quiet else contextlib.nullcontext():
+        model, out = export(model_dir, output)
+    if not quiet:
+        console.print(f"[dim]exported the {model.task} model {escape(model_dir)} to "
+                      f"{escape(str(out))}[/]", highlight=False)
+
