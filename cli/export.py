@@ -24,12 +24,9 @@ def export_onnx(
         show_default=False)],
     quiet: QuietOpt = False,
 ) -> None:
-    """Export a tagger's encoder (emissions) or an embedder's encoder and pooling (vectors) to
-    ONNX, with what zhtext needs to run it: the tokenizer, the CRF, the whitening.
+    """Export a tagger's or an embedder's encoder to ONNX, for onnxruntime.
 
-    'zhtext tag --onnx' and 'zhtext embed --onnx' (or any command given the folder) then run the
-    graph with onnxruntime on the CPU; the CRF, span scores and whitening stay in zhtext. Needs
-    the onnx extra: pip install 'zhtext[onnx]'.
+    A tagger exports its encoder and emission layer (emissions), an embedder its encoder and pooling (vectors); the folder also holds what zhtext needs beside the graph: the tokenizer, the CRF, the whitening. 'zhtext tag --onnx' and 'zhtext embed --onnx' (or any command given the folder) then run the graph with onnxruntime on the CPU, the CRF, span scores and whitening in zhtext as before. Needs the onnx extra: pip install 'zhtext[onnx]'.
 
     Example:
 
