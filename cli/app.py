@@ -26,6 +26,7 @@ from . import (  # noqa: F401
     discover,
     embed,
     evaluate_segment,
+    export,
     generate,
     keywords,
     pipe,

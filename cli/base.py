@@ -192,6 +192,9 @@ class Quantize(str, Enum):
 QuantizeOpt = Annotated[Quantize | None, typer.Option(
     "--quantize", show_default=False,
     help="int8: dynamic int8 linear layers for faster CPU inference (a small loss in accuracy).")]
+OnnxOpt = Annotated[bool, typer.Option(
+    "--onnx", help="Run the model with onnxruntime: -m is a folder 'zhtext export onnx' wrote "
+    "(such a folder runs so without --onnx too; --onnx insists on one). CPU only.")]
 RayOpt = Annotated[str | None, typer.Option(
     "--ray", metavar="[ADDRESS]", show_default=False,
     help=f"Run on Ray. Alone: a local Ray on this machine's cores; or join a cluster: {ADDRESS_HELP} "

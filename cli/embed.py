@@ -24,6 +24,7 @@ from .base import (
     ModelDirOpt,
     ModelOpt,
     NeighboursOpt,
+    OnnxOpt,
     OutputOpt,
     OverwriteOpt,
     QuantizeOpt,
@@ -100,13 +101,14 @@ def _load_embedder(
     device: str | None,
     quiet: bool,
     quantize: str | None = None,
+    onnx: bool = False,
 ) -> Embedder:
     from zhtext.tasks.embed import Embedder
 
     with console.status(f"loading {escape(model)}") if not quiet else contextlib.nullcontext():
         return Embedder.load(model, device=device, batch_size=batch_size, max_len=max_len,
                              pooling=pooling.value if isinstance(pooling, Pooling) else pooling,
-                             whitening=whitening, quantize=quantize)  # fmt: skip
+                             whitening=whitening, quantize=quantize, onnx=onnx or None)  # fmt: skip
 
 
 def _check_dim(embedder: Embedder, dim: int | None) -> None:
@@ -184,6 +186,7 @@ def embed(
     ] = None,
     device: DeviceOpt = None,
     quantize: QuantizeOpt = None,
+    onnx: OnnxOpt = False,
     encoding: EncodingOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -221,7 +224,7 @@ def embed(
         raise ZhtextError(f"no sentences to embed in {'<stdin>' if input_file == '-' else input_file}")
     # A fresh fit replaces any whitening saved with the model.
     embedder = _load_embedder(model, pooling, False if fit else whitening, max_len, batch_size, device, quiet,
-                              quantize and quantize.value)
+                              quantize and quantize.value, onnx)
     progress = not quiet
     if fit:
         if fit_on is not None:

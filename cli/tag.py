@@ -33,6 +33,7 @@ from .base import (
     ModelDirOpt,
     ModelOpt,
     NBestOpt,
+    OnnxOpt,
     OutputOpt,
     OverwriteOpt,
     QuantizeOpt,
@@ -173,6 +174,7 @@ def tag(
     encoding: EncodingOpt = None,
     device: DeviceOpt = None,
     quantize: QuantizeOpt = None,
+    onnx: OnnxOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Tag each line of a text file with a trained tagger.
@@ -195,7 +197,7 @@ def tag(
     lines = iter_lines(source, encoding)  # a missing or unreadable input fails before the model loads
     check_output(output)  # and so does an output that cannot be written
     tagger = Tagger.load(model, device=device, batch_size=batch_size,
-                         quantize=quantize and quantize.value)
+                         quantize=quantize and quantize.value, onnx=onnx or None)
     # A progress line only when the results go to a file: on a terminal they are the progress.
     with (
         atomic_output(output) as handle,

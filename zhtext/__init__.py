@@ -52,6 +52,7 @@ _EXPORTS = {
     "Embedder": "tasks.embed",
     "Whitening": "tasks.whitening",
     "CRF": "neural.crf",
+    "export_onnx": "tasks.export",  # the `onnx` extra: onnx, onnxscript, onnxruntime
     # what the models give back
     "Span": "tasks.tagger",
     "Candidate": "tasks.tagger",

@@ -101,6 +101,7 @@ class Model:
     history: list[dict[str, Any]]
     source: str | None = None  # the folder or hub id it was loaded from (named in errors)
     quantized: str | None = None  # "int8" once :meth:`quantize` ran
+    exported: str | None = None  # the ONNX file it runs, when loaded from an export
     network: ClassVar[str] = "model"  # the attribute holding the torch module that runs
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -127,10 +128,34 @@ class Model:
         :mod:`zhtext.neural.quantize`); returns the model. Every ``load`` takes ``quantize=``."""
         from zhtext.neural.quantize import quantize_module
 
+        if mode is not None and self.exported:
+            raise ZhtextError(f"{self.source} is an ONNX export: int8 quantization applies to "
+                              "torch models (drop --quantize, or quantize the torch model)")
         if mode is not None and self.quantized is None:
             setattr(self, self.network, quantize_module(getattr(self, self.network), mode, self.device))
             self.quantized = mode
         return self
+
+    def export_onnx(self, directory: str | os.PathLike) -> Path:
+        """Export the model's tensor program to ONNX in ``directory`` (see
+        :mod:`zhtext.neural.onnx`); ``load`` on that folder runs it with onnxruntime."""
+        raise ZhtextError(f"a {self.task} model cannot be exported to ONNX (taggers and "
+                          "embedders can)")
+
+    def _check_exportable(self, directory: str | os.PathLike) -> None:
+        """Before an export: a torch model in fp32, and a folder it may write."""
+        from zhtext.neural.onnx import check_export_folder
+
+        if self.exported:
+            raise ZhtextError(f"{self.source} is an ONNX export already")
+        if self.quantized:
+            raise ZhtextError("export the fp32 model: int8 layers do not export to ONNX")
+        check_export_folder(directory, self.source)
+
+    def _check_savable(self) -> None:
+        if self.exported:
+            raise ZhtextError(f"{self.source} is an ONNX export: save the torch model it came "
+                              "from instead")
 
     def predict(self, texts: list[str], **options: Any) -> list[Any]:
         """One result per text, in order."""

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     import torch
     from rich.progress import TaskID
 
+    from zhtext.neural.onnx import OnnxGraph
+
 __all__ = ["POOLINGS", "EmbedTrainConfig", "Embedder"]
 
 POOLINGS = ("cls", "last-avg", "first-last-avg", "pooler")
@@ -136,8 +138,9 @@ class Embedder(Model):
         batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | torch.device | None = None,
         meta: dict[str, Any] | None = None,
+        graph: OnnxGraph | None = None,
     ) -> None:
-        from zhtext.neural.hub import load_model, load_tokenizer, pick_device
+        from zhtext.neural.hub import load_config, load_model, load_tokenizer, pick_device
 
         problems = _setting_problems(pooling, max_len)
         if problems:
@@ -149,15 +152,26 @@ class Embedder(Model):
         self.batch_size = batch_size
         self.meta = dict(meta or {})
         self.history = list(self.meta.get("history", []))
-        # An embedder zhtext saved must hold every weight (transformers would draw a missing one).
-        self.model = load_model(name_or_dir, strict=bool(meta))
-        self.tokenizer = load_tokenizer(name_or_dir)
         self.device = pick_device(device) if device is None or isinstance(device, str) else device
-        self.model.to(self.device).eval()
-        if pooling == "pooler" and getattr(self.model, "pooler", None) is None:
-            raise ZhtextError(f"model {self.name!r} has no pooler layer; use another pooling")
+        self.model: torch.nn.Module | OnnxGraph
+        if graph is None:
+            # An embedder zhtext saved must hold every weight (transformers would draw a missing
+            # one).
+            self.model = load_model(name_or_dir, strict=bool(meta))
+            self.config = self.model.config
+            self.model.to(self.device).eval()
+            if pooling == "pooler" and getattr(self.model, "pooler", None) is None:
+                raise ZhtextError(f"model {self.name!r} has no pooler layer; use another pooling")
+        else:  # an ONNX export: the graph gives the pooled vectors
+            exported = self.meta.get("pooling")
+            if pooling != exported:
+                raise ZhtextError(f"{self.name} was exported with pooling {exported!r}, not "
+                                  f"{pooling!r}: export again with the pooling wanted")
+            self.model, self.config = graph, load_config(name_or_dir)
+            self.exported = str(graph.path)
+        self.tokenizer = load_tokenizer(name_or_dir)
         self.max_len = min(max_len, self._model_max_len())
-        self.hidden_size = int(self.model.config.hidden_size)
+        self.hidden_size = int(self.config.hidden_size)
         self._whitening: Whitening | None = None
         self.whitening = whitening  # type: ignore[assignment]  # the setter loads and checks
 
@@ -174,6 +188,7 @@ class Embedder(Model):
         max_len: int | None = None,
         whitening: Whitening | str | os.PathLike | bool | None = None,
         quantize: str | None = None,
+        onnx: bool | None = None,
     ) -> Embedder:
         """An embedder from a hub id, a plain Hugging Face folder, or a folder :meth:`save` wrote.
 
@@ -181,9 +196,13 @@ class Embedder(Model):
         its whitening), else the defaults: ``first-last-avg`` pooling, 256 tokens, no whitening;
         ``batch_size`` defaults to 64. ``whitening``: a :class:`Whitening` or the path of a saved
         one replaces the folder's; ``False`` uses none. ``quantize="int8"``: see
-        :meth:`~zhtext.tasks.base.Model.quantize`.
+        :meth:`~zhtext.tasks.base.Model.quantize`. A folder :meth:`export_onnx` wrote runs
+        through onnxruntime (``onnx=True`` insists on one, ``onnx=False`` refuses it).
         """
+        from zhtext.neural.onnx import open_export
+
         meta = _saved_meta(name_or_dir)
+        graph = open_export(name_or_dir, meta, onnx, device)
         if whitening is None and meta.get("whitening"):
             whitening = Path(name_or_dir).expanduser() / str(meta["whitening"])
         return cls(
@@ -194,13 +213,24 @@ class Embedder(Model):
             batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
             device=device,
             meta=meta,
+            graph=graph,
         ).quantize(quantize)
 
     def save(self, directory: str | os.PathLike, **meta: Any) -> Path:
         """Write the encoder and tokenizer (Hugging Face layout), the whitening (``whitening.npz``)
         if one is set, and ``zhtext.json`` with the pooling, max_len and ``meta``; all appear
         together or not at all. :meth:`load` on the folder gives the same vectors."""
+        self._check_savable()
         out = Path(directory)
+        with model_dir_writer(out) as tmp:
+            self.model.save_pretrained(tmp)
+            self._save_rest(tmp, meta)
+        self.meta = load_task_meta(out, self.task)
+        return out
+
+    def _save_rest(self, tmp: Path, meta: dict[str, Any]) -> None:
+        """What a saved embedder and an ONNX export share: the tokenizer, the whitening and
+        ``zhtext.json`` (the settings, and ``meta``)."""
         info = {
             **self.meta,
             "source": self.meta.get("source") or self.settings()["model"],
@@ -211,17 +241,38 @@ class Embedder(Model):
             "history": self.history,
             **meta,
         }
-        with model_dir_writer(out) as tmp:
-            self.model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            if self._whitening is not None:
-                self._whitening.save(tmp / WHITENING_FILE)
-            save_task_meta(tmp, self.task, info)
-        self.meta = load_task_meta(out, self.task)
-        return out
+        self.tokenizer.save_pretrained(tmp)
+        if self._whitening is not None:
+            self._whitening.save(tmp / WHITENING_FILE)
+        save_task_meta(tmp, self.task, info)
+
+    def export_onnx(self, directory: str | os.PathLike) -> Path:
+        """Export the encoder and this pooling (inputs as the tokenizer gives them, output
+        ``vectors``: the raw pooled vectors; any batch, any length) to ``directory``, with the
+        tokenizer, the encoder's ``config.json``, the whitening and ``zhtext.json``:
+        ``Embedder.load(directory)`` then gives the same vectors through onnxruntime (see
+        :mod:`zhtext.neural.onnx`); the whitening is applied in zhtext, as here."""
+        from zhtext.neural.onnx import ONNX_FILE, export_graph
+
+        self._check_exportable(directory)
+        enc = self.tokenizer(["一二三四五六", "一二三"], padding=True, return_tensors="pt",
+                             truncation=True, max_length=self.max_len)
+        inputs = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask",
+                                                      "token_type_ids") if k in enc}
+        model, pooling = self.model, self.pooling
+
+        def vectors(**batch: torch.Tensor) -> torch.Tensor:
+            return pool(model, pooling, batch)
+
+        with model_dir_writer(directory) as tmp:
+            info = export_graph(model, vectors, inputs, tmp / ONNX_FILE, "vectors", min_len=2,
+                                max_len=self.max_len)
+            self.config.save_pretrained(tmp)
+            self._save_rest(tmp, {"exported_from": self.source, "onnx": info})
+        return Path(directory)
 
     def _model_max_len(self) -> int:
-        limits = [int(getattr(self.model.config, "max_position_embeddings", 0) or 0)]
+        limits = [int(getattr(self.config, "max_position_embeddings", 0) or 0)]
         limits.append(int(getattr(self.tokenizer, "model_max_length", 0) or 0))
         limits = [n for n in limits if 0 < n < 1_000_000]  # tokenizers say 1e30 for "unknown"
         return min(limits) if limits else 512
@@ -279,18 +330,9 @@ class Embedder(Model):
             return self._encode_block(texts, bar, bar.add("encoding", total=len(texts)))
 
     def _pool(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = self.model(**batch, output_hidden_states=self.pooling == "first-last-avg")
-        if self.pooling == "cls":
-            return out.last_hidden_state[:, 0]
-        if self.pooling == "pooler":
-            return out.pooler_output
-        mask = batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
-        count = mask.sum(dim=1).clamp(min=1.0)
-        last = (out.last_hidden_state * mask).sum(dim=1) / count
-        if self.pooling == "last-avg":
-            return last
-        first = (out.hidden_states[1] * mask).sum(dim=1) / count
-        return (first + last) / 2
+        if self.exported:
+            return self.model(**batch)
+        return pool(self.model, self.pooling, batch)
 
     def _encode_block(self, texts: list[str], bar: Bar, task: TaskID | None) -> np.ndarray:
         import torch
@@ -423,6 +465,23 @@ class Embedder(Model):
             embedder.history = [embedder.evaluate(pairs, progress=config.progress)]
         embedder.save(config.output)
         return cls.load(config.output, device=config.device, batch_size=config.batch_size)
+
+
+def pool(model: torch.nn.Module, pooling: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The pooled vectors of a padded ``batch`` under ``model`` (see :class:`Embedder`'s
+    poolings); also the graph an ONNX export holds."""
+    out = model(**batch, output_hidden_states=pooling == "first-last-avg")
+    if pooling == "cls":
+        return out.last_hidden_state[:, 0]
+    if pooling == "pooler":
+        return out.pooler_output
+    mask = batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
+    count = mask.sum(dim=1).clamp(min=1.0)
+    last = (out.last_hidden_state * mask).sum(dim=1) / count
+    if pooling == "last-avg":
+        return last
+    first = (out.hidden_states[1] * mask).sum(dim=1) / count
+    return (first + last) / 2
 
 
 def _saved_meta(name_or_dir: str | os.PathLike) -> dict[str, Any]:

@@ -229,6 +229,20 @@ class TaggerModel(nn.Module):
         return self.crf(self.emissions(input_ids, attention_mask), tags, mask)
 
 
+class ExportedTagger(nn.Module):
+    """A tagger's network when its encoder and emission layer run as an ONNX graph
+    (:class:`~zhtext.neural.onnx.OnnxGraph`): the same ``emissions``, and the CRF in torch."""
+
+    def __init__(self, graph: Any, tags: Sequence[str], scheme: str):
+        super().__init__()
+        self.graph = graph
+        self.crf = CRF(len(tags), list(tags), scheme)
+
+    def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Emission scores ``[B, L-2, K]``, as :meth:`TaggerModel.emissions` gives them."""
+        return self.graph(input_ids=input_ids, attention_mask=attention_mask)
+
+
 def _encoder_limit(config: Any) -> int:
     limit = int(getattr(config, "max_position_embeddings", 512) or 512)
     if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
@@ -306,8 +320,8 @@ class Tagger(Model):
     config_class: ClassVar[type[TrainConfig]] = TaggerTrainConfig
     metric: ClassVar[str] = "f1"
 
-    def __init__(self, model: TaggerModel, tokenizer: Any, labels: Sequence[str], scheme: str,
-                 max_len: int, device: torch.device | None = None, batch_size: int = 32,
+    def __init__(self, model: TaggerModel | ExportedTagger, tokenizer: Any, labels: Sequence[str],
+                 scheme: str, max_len: int, device: torch.device | None = None, batch_size: int = 32,
                  meta: dict[str, Any] | None = None):
         self.model = model
         self.tokenizer = tokenizer
@@ -494,27 +508,56 @@ class Tagger(Model):
         head (``tagger_head.safetensors``) and ``zhtext.json``, to which ``meta`` is added. Files
         are written to a temporary folder first and moved into place, so an interrupted save never
         leaves a torn model."""
-        from safetensors.torch import save_file
-
+        self._check_savable()
         with model_dir_writer(directory) as tmp:
             self.model.encoder.save_pretrained(str(tmp))
-            self.tokenizer.save_pretrained(str(tmp))
-            head = {f"emit.{k}": v for k, v in self.model.emit.state_dict().items()}
-            head.update({f"crf.{k}": v for k, v in self.model.crf.state_dict().items()})
-            save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))
             self.meta.update(meta)
-            save_task_meta(tmp, self.task, self.meta, labels=self.labels, scheme=self.scheme,
-                           tags=self.tags, max_len=self.max_len)
+            self._save_rest(tmp, self.meta)
+        return Path(directory)
+
+    def _save_rest(self, tmp: Path, meta: dict[str, Any]) -> None:
+        """What a saved tagger and an ONNX export share: the tokenizer, the head (emission layer
+        and CRF) and ``zhtext.json``."""
+        from safetensors.torch import save_file
+
+        self.tokenizer.save_pretrained(str(tmp))
+        head = {f"emit.{k}": v for k, v in self.model.emit.state_dict().items()}
+        head.update({f"crf.{k}": v for k, v in self.model.crf.state_dict().items()})
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))
+        save_task_meta(tmp, self.task, meta, labels=self.labels, scheme=self.scheme,
+                       tags=self.tags, max_len=self.max_len)
+
+    def export_onnx(self, directory: str | os.PathLike) -> Path:
+        """Export the encoder and emission layer (inputs ``input_ids`` and ``attention_mask``,
+        output ``emissions``; any batch, any window length) to ``directory``, with the tokenizer,
+        the CRF and ``zhtext.json``: ``Tagger.load(directory)`` then tags the same spans through
+        onnxruntime (see :mod:`zhtext.neural.onnx`)."""
+        from zhtext.neural.onnx import ONNX_FILE, export_graph
+
+        self._check_exportable(directory)
+        sample = [self.char_ids("一二三四五六七八")[: max(1, self.width)]] * 2
+        input_ids, attention_mask = self._encoder_inputs(sample)
+        model = self.model
+        with model_dir_writer(directory) as tmp:
+            info = export_graph(model, model.emissions, {"input_ids": input_ids,
+                                                         "attention_mask": attention_mask},
+                                tmp / ONNX_FILE, "emissions", min_len=3, max_len=self.max_len)
+            self._save_rest(tmp, {**self.meta, "exported_from": self.source, "onnx": info})
         return Path(directory)
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike, *, device: str | None = None,
-             batch_size: int | None = None, quantize: str | None = None) -> Tagger:
+             batch_size: int | None = None, quantize: str | None = None,
+             onnx: bool | None = None) -> Tagger:
         """A tagger saved by :meth:`save` (or :meth:`train`): a local folder, or the hub id of one
         (fetched into the Hugging Face cache). ``batch_size`` (default 32): encoder windows run
-        together; ``quantize="int8"``: see :meth:`~zhtext.tasks.base.Model.quantize`."""
+        together; ``quantize="int8"``: see :meth:`~zhtext.tasks.base.Model.quantize`. A folder
+        :meth:`export_onnx` wrote runs its encoder through onnxruntime (``onnx=True`` insists on
+        one, ``onnx=False`` refuses it)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
+
+        from zhtext.neural.onnx import open_export
 
         batch_size = 32 if batch_size is None else batch_size
         if batch_size < 1:
@@ -530,18 +573,26 @@ class Tagger(Model):
         head_path = Path(directory) / HEAD_FILE
         if not head_path.is_file():
             raise ZhtextError(f"{directory} has no {HEAD_FILE}: not a complete tagger")
+        graph = open_export(directory, meta, onnx, device)
         tokenizer = load_tokenizer(directory)
-        encoder = load_model(directory, strict=True)
-        model = TaggerModel(encoder, tag_names(labels, scheme), scheme, dropout)
+        model: nn.Module
+        if graph is None:
+            model = TaggerModel(load_model(directory, strict=True), tag_names(labels, scheme),
+                                scheme, dropout)
+        else:  # the emission layer is in the graph
+            model = ExportedTagger(graph, tag_names(labels, scheme), scheme)
         try:
             head = load_file(str(head_path))
-            model.emit.load_state_dict({k[5:]: v for k, v in head.items() if k.startswith("emit.")})
+            if graph is None:
+                model.emit.load_state_dict({k[5:]: v for k, v in head.items()
+                                            if k.startswith("emit.")})
             model.crf.load_state_dict({k[4:]: v for k, v in head.items() if k.startswith("crf.")})
         except (SafetensorError, RuntimeError, OSError) as exc:  # damaged, missing or misshapen
             raise ZhtextError(f"cannot load {head_path}: {first_line(exc)}") from None
         check_weights(head.items(), f"cannot load {head_path}")
         tagger = cls(model, tokenizer, labels, scheme, max_len, pick_device(device), batch_size, meta)
         tagger.source = str(directory)
+        tagger.exported = graph and str(graph.path)
         return tagger.quantize(quantize)
 
     # ---------------------------------------------------------------- evaluation
