@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/serve_load.py [--quick] [--requests N]
 
-A small tagger (BERT+CRF, 2 layers, 128 wide, random weights: the speed is the same as trained)
+A small tagger (BERT+CRF, 2 layers, 128 wide by default: --layers, --hidden; random weights: the speed is the same as trained)
 and an encoder of the same size are built here and served by ``zhtext serve`` on a free local
 port, once with dynamic batching (``--max-batch 64 --max-wait-ms 5``) and once without
 (``--max-batch 1``: each request is its own model call). Clients in this process (httpx, asyncio)
@@ -50,7 +50,8 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     return ["".join(rng.choice(CHARS) for _ in range(rng.randint(12, 48))) for _ in range(n)]
 
 
-def build_models(root: Path, texts: list[str]) -> dict[str, Path]:
+def build_models(root: Path, texts: list[str], layers: int = 2, hidden: int = 128
+                 ) -> dict[str, Path]:
     import torch
     from transformers import AutoModel, BertModel
 
@@ -59,7 +60,8 @@ def build_models(root: Path, texts: list[str]) -> dict[str, Path]:
 
     vocab = build_char_vocab(texts)
     torch.manual_seed(0)
-    config = small_bert_config(len(vocab), layers=2, hidden=128, heads=2, max_position=64)
+    config = small_bert_config(len(vocab), layers=layers, hidden=hidden, heads=max(2, hidden // 64),
+                               max_position=64)
     labels = ["PER", "LOC", "ORG"]
     net = TaggerModel(AutoModel.from_config(config), tag_names(labels, "BIOES"), "BIOES", dropout=0.0)
     with torch.no_grad():
@@ -157,6 +159,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="192 requests per measurement")
     parser.add_argument("--requests", type=int, default=None, help="requests per measurement (default 960)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--layers", type=int, default=2, help="encoder layers (default 2)")
+    parser.add_argument("--hidden", type=int, default=128, help="encoder width (default 128)")
     args = parser.parse_args()
     import torch
 
@@ -171,7 +175,7 @@ def main() -> None:
     p50: dict = {m: {"on": {}, "off": {}} for m in MODELS}
     p99: dict = {m: {"on": {}, "off": {}} for m in MODELS}
     with tempfile.TemporaryDirectory(prefix="zhtext-serve-bench-") as tmp:
-        models = build_models(Path(tmp), texts)
+        models = build_models(Path(tmp), texts, args.layers, args.hidden)
         api = {"tag": Tagger.load(models["tag"]), "embed": Embedder.load(models["embed"])}
         reference = {"tag": [[(s.start, s.end, s.label) for s in spans] for spans in api["tag"](texts)],
                      "embed": api["embed"](texts)}
