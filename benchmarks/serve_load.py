@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/serve_load.py [--quick] [--requests N]
 
-A small tagger (BERT+CRF, 2 layers, 128 wide by default: --layers, --hidden; random weights: the speed is the same as trained)
-and an encoder of the same size are built here and served by ``zhtext serve`` on a free local
+A small tagger (BERT+CRF, 2 layers, 128 wide by default: --layers, --hidden; random weights: the
+speed is the same as trained) and an encoder of the same size are built here and served by ``zhtext serve`` on a free local
 port, once with dynamic batching (``--max-batch 64 --max-wait-ms 5``) and once without
 (``--max-batch 1``: each request is its own model call). Clients in this process (httpx, asyncio)
 send one sentence per request, each client waiting for its answer before the next, at 1, 8 and
