@@ -68,7 +68,7 @@ def test_a_zero_prior_changes_nothing():
 
 
 def test_loss_adds_the_prior_of_each_pairs_own_content():
-    """Brute force: each title position's logits + scale * (0/1 over the content's tokens) + shift."""
+    """Brute force: each title position's logits + scale * (the content's 0/1 bag) + shift."""
     gen = tiny(2, strong=True)
     prior = gen.model.prior
     batch = gen.collate(gen.training_rows(PAIRS))
