@@ -477,7 +477,8 @@ class TitleGenerator(Generator):
                  config: DecodeConfig | None = None, **overrides: Any) -> dict[str, float]:
         """Title the contents of ``data`` (a pair file, or pairs) as :meth:`predict` does and
         score them: character ROUGE-1/2/L F1 and BLEU averaged over the pairs, ``count``,
-        ``seconds`` spent generating and ``articles_per_s``."""
+        ``empty`` (titles with nothing but spaces), ``seconds`` spent generating and
+        ``articles_per_s``."""
         pairs = self._data(data, TitleTrainConfig())
         if not pairs:
             raise ZhtextError("no (title, content) pairs to evaluate on")
@@ -485,7 +486,8 @@ class TitleGenerator(Generator):
         titles = self.predict([p.content for p in pairs], config, **overrides)
         seconds = time.perf_counter() - begin
         scores = average_rouge((p.title, t) for p, t in zip(pairs, titles))
-        return {**scores, "seconds": seconds, "articles_per_s": len(pairs) / max(seconds, 1e-9)}
+        return {**scores, "empty": sum(not t.strip() for t in titles), "seconds": seconds,
+                "articles_per_s": len(pairs) / max(seconds, 1e-9)}
 
     # ---------------------------------------------------------------- save
 
