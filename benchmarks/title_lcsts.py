@@ -1,20 +1,28 @@
-"""LCSTS titles with a from-scratch UniLM trained on this CPU within a fixed time budget.
+"""LCSTS titles with a from-scratch UniLM trained on this CPU within a fixed time budget, with
+and without the title prior.
 
 Trains a small BERT (character vocabulary from the training data, UniLM mask) on
 ``../shared/data/title/lcsts/train.tsv`` for ``--budget`` seconds (the learning rate decays over
-the budget), then reports character ROUGE-1/2/L F1 and BLEU (greedy and beam 3) on
-``lcsts/val.tsv`` and ``csl/val.tsv`` (a different domain: computer-science abstracts; CLGE's CSL
-train split is not available here), and decoding throughput.
+the budget) twice, the same way except for the title prior (Su Jianlin's: the article's
+characters made likelier in its title by a learned scale and shift per character), then reports
+for each character ROUGE-1/2/L F1 and BLEU (greedy and beam 3) on ``lcsts/val.tsv`` and
+``csl/val.tsv`` (a different domain: computer-science abstracts; CLGE's CSL train split is not
+available here), how many titles came out empty, and decoding throughput.
 
 Anchor (published): a pretrained BERT-base UniLM fine-tuned on CSL reaches ROUGE-L 63.8 greedy and
 64.8 with beam 3 (bert4keras's example). A model trained from scratch in minutes on two CPU cores is
 not expected to come near; the figure to watch is how ROUGE grows with the budget.
 
-    python benchmarks/title_lcsts.py --quick          # 60 s budget, 200 articles per val set
+    python benchmarks/title_lcsts.py --quick          # 60 s budget each, 200 articles per val set
     python benchmarks/title_lcsts.py --budget 600
+    python benchmarks/title_lcsts.py --quick --prior on   # one model only
 
-The last line is one JSON object: {"bench": "title_lcsts", "lcsts_rouge_l", "csl_rouge_l",
-"train_s", ...}; ROUGE figures are percentages.
+The last line is one JSON object: {"bench": "title_lcsts", "lcsts_rouge_l",
+"lcsts_rouge_l_no_prior", "csl_rouge_l", "csl_rouge_l_no_prior", "lcsts_rouge_l_greedy",
+"lcsts_empty", "train_s", ...}:
+keys without a suffix are the model with the prior and beam 3, ``_greedy`` greedy decoding,
+``_no_prior`` the model without the prior; ROUGE figures are percentages, ``*_empty`` counts of
+empty titles.
 """
 
 from __future__ import annotations
@@ -36,18 +44,36 @@ from zhtext.tasks.titledata import read_pairs
 PUBLISHED_CSL = {"greedy": 63.8, "beam3": 64.8}
 
 
+def train_one(train: list, out: Path, args: argparse.Namespace, budget: float, prior: bool
+              ) -> tuple[TitleGenerator, float]:
+    log(f"training {args.layers}x{args.hidden} from scratch {'with' if prior else 'without'} the "
+        f"prior on {len(train)} pairs for {budget:.0f} s")
+    begin = time.perf_counter()
+    gen = TitleGenerator.train(TitleTrainConfig(
+        train=train, output=out, layers=args.layers, hidden=args.hidden,
+        max_source_len=args.max_source_len, max_target_len=32, epochs=1000,
+        batch_size=args.batch_size, lr=args.lr, max_seconds=budget, prior=prior,
+        progress=sys.stderr.isatty()))
+    return gen, time.perf_counter() - begin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="60 s budget, a 2x128 model, 200 val articles each.")
-    parser.add_argument("--budget", type=float, default=None, help="Training seconds (default 600).")
-    parser.add_argument("--limit", type=int, default=None, help="Val articles per set (default all).")
+    parser.add_argument("--quick", action="store_true",
+                        help="60 s budget, a 2x128 model, 200 val articles each.")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="Training seconds per model (default 600).")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="Val articles per set (default all).")
     parser.add_argument("--layers", type=int, default=None, help="Transformer layers (4; quick 2).")
     parser.add_argument("--hidden", type=int, default=None, help="Hidden size (256; quick 128).")
     parser.add_argument("--batch-size", type=int, default=32, help="Pairs per batch.")
     parser.add_argument("--lr", type=float, default=1e-3, help="Peak learning rate.")
     parser.add_argument("--max-source-len", type=int, default=160, help="Content tokens kept.")
+    parser.add_argument("--prior", choices=("both", "on", "off"), default="both",
+                        help="Train with the title prior, without it, or both (default).")
     parser.add_argument("-o", "--output", "--out", dest="output", default=None,
-                        help="Model folder (default: a temporary one).")
+                        help="Folder of the models (default: a temporary one).")
     args = parser.parse_args()
     budget = args.budget or (60.0 if args.quick else 600.0)
     limit = args.limit or (200 if args.quick else None)
@@ -56,32 +82,33 @@ def main() -> None:
     train_file, lcsts_val, csl_val = data_files("title/lcsts/train.tsv", "title/lcsts/val.tsv",
                                                 "title/csl/val.tsv")
     train = read_pairs(train_file)
+    val = {name: read_pairs(path)[:limit]
+           for name, path in (("lcsts", lcsts_val), ("csl", csl_val))}
     out = Path(args.output or tempfile.mkdtemp(prefix="title-lcsts-"))
-    log(f"training {args.layers}x{args.hidden} from scratch on {len(train)} pairs for {budget:.0f} s")
-    begin = time.perf_counter()
-    gen = TitleGenerator.train(TitleTrainConfig(
-        train=train, output=out, layers=args.layers, hidden=args.hidden,
-        max_source_len=args.max_source_len, max_target_len=32, epochs=1000,
-        batch_size=args.batch_size, lr=args.lr, max_seconds=budget, progress=sys.stderr.isatty()))
-    train_s = time.perf_counter() - begin
-    steps = gen.history[-1]["step"] if gen.history else 0
-    figures: dict = {"bench": "title_lcsts", "budget_s": budget, "train_s": round(train_s, 1),
-                     "steps": steps, "epochs": gen.history[-1]["epoch"] if gen.history else 0,
-                     "layers": args.layers, "hidden": args.hidden,
-                     "threads": torch.get_num_threads(), "quick": args.quick}
-    for name, path in (("lcsts", lcsts_val), ("csl", csl_val)):
-        pairs = read_pairs(path)[:limit]
-        for label, beam in (("greedy", 1), ("beam3", 3)):
-            scores = gen.evaluate(pairs, beam=beam, max_new_tokens=32)
-            log(f"{name} {label}: ROUGE-1 {100 * scores['rouge-1']:.2f}  ROUGE-2 "
-                f"{100 * scores['rouge-2']:.2f}  ROUGE-L {100 * scores['rouge-l']:.2f}  BLEU "
-                f"{100 * scores['bleu']:.2f}  ({scores['count']} articles, "
-                f"{scores['articles_per_s']:.1f}/s)")
-            suffix = "" if beam == 3 else "_greedy"
-            for key in ("rouge-1", "rouge-2", "rouge-l", "bleu"):
-                figures[f"{name}_{key.replace('-', '_')}{suffix}"] = round(100 * scores[key], 2)
-            figures[f"{name}_articles_per_s{suffix}"] = round(scores["articles_per_s"], 2)
-        figures[f"{name}_count"] = len(pairs)
+    figures: dict = {"bench": "title_lcsts", "budget_s": budget, "layers": args.layers,
+                     "hidden": args.hidden, "threads": torch.get_num_threads(), "quick": args.quick}
+    variants = {"both": (True, False), "on": (True,), "off": (False,)}[args.prior]
+    for prior in variants:
+        tail = "" if prior else "_no_prior"
+        folder = out / ("prior" if prior else "no_prior")
+        gen, train_s = train_one(train, folder, args, budget, prior)
+        figures[f"train_s{tail}"] = round(train_s, 1)
+        figures[f"steps{tail}"] = gen.history[-1]["step"] if gen.history else 0
+        figures[f"epochs{tail}"] = gen.history[-1]["epoch"] if gen.history else 0
+        for name, pairs in val.items():
+            for label, beam in (("greedy", 1), ("beam3", 3)):
+                scores = gen.evaluate(pairs, beam=beam, max_new_tokens=32)
+                log(f"{'prior' if prior else 'no prior'} {name} {label}: ROUGE-1 "
+                    f"{100 * scores['rouge-1']:.2f}  ROUGE-2 {100 * scores['rouge-2']:.2f}  "
+                    f"ROUGE-L {100 * scores['rouge-l']:.2f}  BLEU {100 * scores['bleu']:.2f}  "
+                    f"empty {scores['empty']}  ({scores['count']} articles, "
+                    f"{scores['articles_per_s']:.1f}/s)")
+                suffix = ("" if beam == 3 else "_greedy") + tail
+                for key in ("rouge-1", "rouge-2", "rouge-l", "bleu"):
+                    figures[f"{name}_{key.replace('-', '_')}{suffix}"] = round(100 * scores[key], 2)
+                figures[f"{name}_empty{suffix}"] = scores["empty"]
+                figures[f"{name}_articles_per_s{suffix}"] = round(scores["articles_per_s"], 2)
+            figures[f"{name}_count"] = len(pairs)
     log(f"published anchor (pretrained BERT-base, CSL): ROUGE-L {PUBLISHED_CSL['greedy']} greedy, "
         f"{PUBLISHED_CSL['beam3']} beam 3")
     figures["anchor_csl_rouge_l"] = PUBLISHED_CSL["beam3"]

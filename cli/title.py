@@ -88,6 +88,11 @@ def train_title(
         "--max-source-len", min=1, help="Content tokens kept (the head of the article).")] = 256,
     max_target_len: Annotated[int, typer.Option(
         "--max-target-len", min=1, help="Title tokens kept in training (and generated at dev time).")] = 32,
+    prior: Annotated[bool | None, typer.Option(
+        "--prior/--no-prior", show_default=False,
+        help="Add the title prior (the article's characters made likelier in its title, a learned "
+        "weight each). Default: on from scratch; from -m, as that model has it (a plain "
+        "checkpoint has none).")] = None,
     epochs: EpochsOpt = 3,
     batch_size: BatchSizeOpt = 16,
     lr: LrOpt = None,

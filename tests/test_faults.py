@@ -1002,7 +1002,7 @@ def _damage(weights: Path, value: float | None = None) -> None:
 
 @pytest.mark.parametrize(("command", "kind", "weights"), [
     ("tag", "tagger", "model.safetensors"), ("tag", "tagger", "tagger_head.safetensors"),
-    ("title", "title", "model.safetensors"),
+    ("title", "title", "model.safetensors"), ("title", "title", "title_prior.safetensors"),
 ])
 def test_damaged_weights_are_one_line_naming_the_folder(tmp_path, corpus, tiny_models, command,
                                                         kind, weights):

@@ -71,7 +71,7 @@ def test_mask_pattern_matches_the_definition():
 
 
 def test_loss_covers_title_tokens_only():
-    gen = tiny()
+    gen = tiny(prior=False)  # the loss with the title prior: tests/test_title_prior.py
     rows = gen.training_rows(PAIRS[:2])
     batch = gen.collate(rows)
     gen.model.eval()
@@ -208,6 +208,8 @@ def test_tiny_model_overfits_and_round_trips(model_dir, tmp_path):
     assert gen(TEXTS, beam=3) == [p.title for p in PAIRS]
     assert gen(TEXTS, beam=1) == [p.title for p in PAIRS]
     assert gen.evaluate(PAIRS, beam=3)["rouge-l"] == pytest.approx(1.0)
+    assert gen.evaluate(PAIRS, beam=3)["empty"] == 0
+    assert gen.evaluate(PAIRS, beam=1, max_new_tokens=0)["empty"] == len(PAIRS)
     # The figure tells models apart: the same architecture untrained is far from it.
     assert tiny(3).evaluate(PAIRS, beam=3)["rouge-l"] < 0.5
     # An in-memory model saved and loaded back: same loss, same titles.

@@ -183,20 +183,24 @@ def prefill(stack: nn.Module, config: Any, **inputs: Any) -> tuple[torch.Tensor,
 
 @dataclass
 class StepState:
-    """What decoding carries between steps: the cache and each sequence's next position id.
+    """What decoding carries between steps: the cache, each sequence's next position id and
+    optionally ``bias``, logits (M, V) a step function adds to each of its sequence's outputs
+    (a title's prior over its article's tokens), computed once and reordered with the sequences.
     Single use: the cache changes in place, so only the state returned last is valid."""
 
     cache: SplitCache
     next_pos: torch.Tensor  # (M,) long
+    bias: torch.Tensor | None = None  # (M, V) float
 
     def advanced(self) -> StepState:
         """The state after a step (the cache already holds the step's token)."""
-        return StepState(self.cache, self.next_pos + 1)
+        return StepState(self.cache, self.next_pos + 1, self.bias)
 
     def reordered(self, index: torch.Tensor) -> StepState:
         """The sequences ``index`` (M',), in that order."""
         self.cache.reorder(index)
-        return StepState(self.cache, self.next_pos[index])
+        bias = None if self.bias is None else self.bias.index_select(0, index)
+        return StepState(self.cache, self.next_pos[index], bias)
 
 
 @torch.no_grad()

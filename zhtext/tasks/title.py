@@ -15,6 +15,12 @@ greedy decoding and sampling are :mod:`zhtext.neural.decoding`'s.
 
 Right padding of the contents in a batch changes nothing: padded keys are masked out, and every
 row carries its own position ids, so a title never depends on the other articles of its batch.
+
+The title prior (Su Jianlin's seq2seq title post; :class:`TitlePrior`): most characters of a
+title occur in its article, so the logits of every title position gain ``scale * x + shift``,
+``x`` the article's 0/1 bag of tokens and ``scale``, ``shift`` learned per vocabulary entry with
+the rest of the model. The bag is made once per article and is the same at every step, so the
+cache stays exact; training, greedy, beam and sampling all see the same sum.
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ from zhtext.errors import ZhtextError
 from zhtext.eval.metrics import average_rouge
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.decoding import DecodeConfig, generate
-from zhtext.neural.hub import load_config, load_model, load_tokenizer, pick_device
+from zhtext.neural.hub import (
+    check_weights,
+    first_line,
+    load_config,
+    load_model,
+    load_tokenizer,
+    pick_device,
+)
 from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert, prefill
 from zhtext.neural.modeldir import (
     META_FILE,
@@ -51,13 +64,20 @@ __all__ = [
     "CachedStep",
     "RecomputeStep",
     "TitleGenerator",
+    "TitlePrior",
     "TitleTrainConfig",
     "UniLM",
+    "source_bag",
     "unilm_allowed",
     "unilm_mask",
 ]
 
 TASK = "title"
+# The prior's weights, beside the BERT's in a saved model (``zhtext.json`` says ``"prior": true``).
+PRIOR_FILE = "title_prior.safetensors"
+# The prior's learning rate at least: a pretrained model's small rate would leave it where it
+# started.
+PRIOR_LR = 1e-3
 
 
 # --------------------------------------------------------------------------- the mask
@@ -95,12 +115,52 @@ def _as_decoder(model: nn.Module) -> nn.Module:
     return model
 
 
-class UniLM(nn.Module):
-    """A ``BertLMHeadModel`` trained with the UniLM mask; ``forward`` returns the title loss."""
+def source_bag(input_ids: torch.Tensor, lengths: torch.Tensor, vocab: int) -> torch.Tensor:
+    """The 0/1 bag of tokens (B, vocab) of right-padded ``[CLS] content [SEP] ...`` rows whose
+    first ``lengths`` ids are the source: the content's tokens, the special tokens around it and
+    the padding left out."""
+    pos = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+    inside = (pos >= 1) & (pos < lengths[:, None] - 1)
+    bag = torch.zeros(input_ids.shape[0], vocab, device=input_ids.device)
+    # amax: positions outside the content add 0 wherever they point, repeated tokens stay 1.
+    return bag.scatter_reduce_(1, input_ids, inside.float(), reduce="amax")
 
-    def __init__(self, lm: nn.Module):
+
+class TitlePrior(nn.Module):
+    """Prior logits ``scale * x + shift`` of a source's bag of tokens ``x`` (B, V), with a learned
+    ``scale`` (starting at 1) and ``shift`` (starting at 0) per vocabulary entry.
+
+    They are *added* to the decoder's logits, a product of the two distributions, rather than
+    mixed with them as probabilities (the average of two softmaxes): a mixture would keep the
+    same share of every step's probability on the same article characters whatever the title
+    so far (repeating them), while the sum only reweights what the decoder proposes. Adding
+    stays in log space (the decoding's log-softmax normalises it) and a prior of zeros
+    (``scale`` = ``shift`` = 0) leaves every logit exactly as it was."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(vocab))
+        self.shift = nn.Parameter(torch.zeros(vocab))
+
+    def forward(self, bag: torch.Tensor) -> torch.Tensor:
+        return bag * self.scale + self.shift
+
+
+class UniLM(nn.Module):
+    """A ``BertLMHeadModel`` trained with the UniLM mask; ``forward`` returns the title loss.
+    With ``prior`` the title logits gain a :class:`TitlePrior` over the source's tokens."""
+
+    def __init__(self, lm: nn.Module, prior: bool = False):
         super().__init__()
         self.lm = _as_decoder(lm)
+        self.prior: TitlePrior | None = TitlePrior(self.lm.config.vocab_size) if prior else None
+
+    def prior_logits(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
+        """The prior's logits (B, V) of rows whose first ``lengths`` ids are ``[CLS] content
+        [SEP]``, in float32; None without a prior."""
+        if self.prior is None:
+            return None
+        return self.prior(source_bag(input_ids, lengths, self.prior.scale.shape[0])).float()
 
     def hidden(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
                attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
@@ -116,11 +176,19 @@ class UniLM(nn.Module):
         hidden = self.hidden(input_ids, token_type_ids, attention_mask)
         # Position i predicts token i + 1 when that token is a (non-padding) title token.
         target = (token_type_ids[:, 1:] == 1) & attention_mask[:, 1:].bool()
-        logits = self.lm.cls(hidden[:, :-1][target])  # the vocabulary projection only where needed
-        return nn.functional.cross_entropy(logits.float(), input_ids[:, 1:][target])
+        logits = self.lm.cls(hidden[:, :-1][target]).float()  # the projection only where needed
+        sources = ((token_type_ids == 0) & attention_mask.bool()).sum(1)
+        prior = self.prior_logits(input_ids, sources)
+        if prior is not None:
+            logits = logits + prior[target.nonzero()[:, 0]]
+        return nn.functional.cross_entropy(logits, input_ids[:, 1:][target])
 
 
 # --------------------------------------------------------------------------- step functions
+
+
+def _with(logits: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+    return logits if prior is None else logits + prior
 
 
 class CachedStep:
@@ -143,13 +211,16 @@ class CachedStep:
         hidden, cache = prefill(lm.bert, lm.config, input_ids=input_ids, token_type_ids=types,
                                 attention_mask=unilm_mask(types, valid, lm.dtype))
         last = hidden[torch.arange(len(lengths), device=hidden.device), lengths - 1]
-        return lm.cls(last).float(), StepState(SplitCache.from_hf(cache, valid), lengths.clone())
+        # The prior's logits are made once per content and ride along with its sequences.
+        prior = self.model.prior_logits(input_ids, lengths)
+        state = StepState(SplitCache.from_hf(cache, valid), lengths.clone(), prior)
+        return _with(lm.cls(last).float(), prior), state
 
     def step(self, tokens: torch.Tensor, state: StepState) -> tuple[torch.Tensor, StepState]:
         # The new title token sees every real content token and the whole title so far.
         logits = bert_step(self.model.lm, tokens, state.next_pos, torch.ones_like(tokens),
                            state.cache)
-        return logits.float(), state.advanced()
+        return _with(logits.float(), state.bias), state.advanced()
 
     def reorder(self, state: StepState, index: torch.Tensor) -> StepState:
         return state.reordered(index)
@@ -185,7 +256,8 @@ class RecomputeStep:
                                lengths[:, None] + torch.arange(target.shape[1], device=device)], dim=1)
         hidden = self.model.hidden(ids, types, valid, positions)
         last = hidden[:, -1] if target.shape[1] else hidden[torch.arange(rows, device=device), lengths - 1]
-        return self.model.lm.cls(last).float()
+        # The prior from each row's own content, every step: the reference for the carried one.
+        return _with(self.model.lm.cls(last).float(), self.model.prior_logits(source, lengths))
 
     def prefill(self, input_ids: torch.Tensor, lengths: torch.Tensor
                 ) -> tuple[torch.Tensor, RecomputeState]:
@@ -212,11 +284,14 @@ class TitleTrainConfig(TrainConfig):
 
     ``max_source_len`` content tokens (the head of the article) and ``max_target_len`` title
     tokens; the dev set is titled greedily with up to ``max_target_len`` tokens. ``lr`` defaults
-    to 5e-4 from scratch and 2e-5 from a pretrained ``model``.
+    to 5e-4 from scratch and 2e-5 from a pretrained ``model``. ``prior``: add the title prior
+    (:class:`TitlePrior`); by default on from scratch, and as ``model`` has it otherwise (a plain
+    checkpoint has none).
     """
 
     max_source_len: int = 256
     max_target_len: int = 32
+    prior: bool | None = None
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -270,12 +345,15 @@ class TitleGenerator(Generator):
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike, *, device: str | None = None,
              batch_size: int | None = None, max_source_len: int | None = None,
-             max_target_len: int | None = None, quantize: str | None = None) -> TitleGenerator:
+             max_target_len: int | None = None, quantize: str | None = None,
+             prior: bool | None = None) -> TitleGenerator:
         """A title model saved by :meth:`save` or :meth:`train` (its settings from
         ``zhtext.json``), or any BERT checkpoint with a masked-LM head (a hub id such as
         ``bert-base-chinese``, or a ``save_pretrained`` folder), whose MLM head becomes the
         title head. ``max_source_len`` and ``max_target_len`` override the saved settings
-        (defaults for a plain checkpoint: 256 and 32). ``quantize="int8"``: see
+        (defaults for a plain checkpoint: 256 and 32). The title prior comes as saved (a
+        plain checkpoint has none); ``prior=True`` adds a fresh one where there is none (to
+        train), ``prior=False`` drops it. ``quantize="int8"``: see
         :meth:`~zhtext.tasks.base.Model.quantize`."""
         from transformers import BertLMHeadModel
 
@@ -297,7 +375,11 @@ class TitleGenerator(Generator):
         # A title model zhtext saved must hold every weight; a plain BERT may lack a head's.
         lm = load_model(name_or_dir, BertLMHeadModel, config=lm_config, strict=bool(meta))
         tokenizer = load_tokenizer(name_or_dir)
-        gen = cls(UniLM(lm), tokenizer,
+        saved_prior = bool(meta.get("prior", False))  # models saved before the prior have none
+        model = UniLM(lm, prior=saved_prior if prior is None else prior)
+        if saved_prior and model.prior is not None:
+            _load_prior(model.prior, Path(name_or_dir).expanduser() / PRIOR_FILE)
+        gen = cls(model, tokenizer,
                   saved[0] if max_source_len is None else max_source_len,
                   saved[1] if max_target_len is None else max_target_len,
                   device=pick_device(device), batch_size=batch_size or DEFAULT_BATCH_SIZE, meta=meta)
@@ -313,7 +395,8 @@ class TitleGenerator(Generator):
         config = replace(config, **settings) if config is not None else TitleTrainConfig(**settings)
         lm, tokenizer, meta = scratch_model("bert-lm", texts, config,
                                             config.max_source_len + config.max_target_len + 3)
-        return cls(UniLM(lm), tokenizer, config.max_source_len, config.max_target_len,
+        return cls(UniLM(lm, prior=config.prior is not False), tokenizer, config.max_source_len,
+                   config.max_target_len,
                    device=pick_device(config.device), batch_size=config.batch_size, meta=meta)
 
     # ---------------------------------------------------------------- encoding
@@ -394,7 +477,8 @@ class TitleGenerator(Generator):
                  config: DecodeConfig | None = None, **overrides: Any) -> dict[str, float]:
         """Title the contents of ``data`` (a pair file, or pairs) as :meth:`predict` does and
         score them: character ROUGE-1/2/L F1 and BLEU averaged over the pairs, ``count``,
-        ``seconds`` spent generating and ``articles_per_s``."""
+        ``empty`` (titles with nothing but spaces), ``seconds`` spent generating and
+        ``articles_per_s``."""
         pairs = self._data(data, TitleTrainConfig())
         if not pairs:
             raise ZhtextError("no (title, content) pairs to evaluate on")
@@ -402,20 +486,28 @@ class TitleGenerator(Generator):
         titles = self.predict([p.content for p in pairs], config, **overrides)
         seconds = time.perf_counter() - begin
         scores = average_rouge((p.title, t) for p, t in zip(pairs, titles))
-        return {**scores, "seconds": seconds, "articles_per_s": len(pairs) / max(seconds, 1e-9)}
+        return {**scores, "empty": sum(not t.strip() for t in titles), "seconds": seconds,
+                "articles_per_s": len(pairs) / max(seconds, 1e-9)}
 
     # ---------------------------------------------------------------- save
 
     def save(self, directory: str | os.PathLike, **meta: Any) -> Path:
         """Save in the Hugging Face layout (``BertLMHeadModel`` + tokenizer) plus ``zhtext.json``
-        (``meta`` joins it); written to a temporary folder first and moved into place, so a save
-        is never torn."""
+        (``meta`` joins it) and the title prior's weights (``title_prior.safetensors``) if the
+        model has one; written to a temporary folder first and moved into place, so a save is
+        never torn."""
+        from safetensors.torch import save_file
+
+        prior = self.model.prior
         with model_dir_writer(directory) as tmp:
             self.model.lm.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
+            if prior is not None:
+                save_file({k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()},
+                          str(tmp / PRIOR_FILE))
             self.meta.update(meta)
             save_task_meta(tmp, TASK, self.meta, max_source_len=self.max_source_len,
-                           max_target_len=self.max_target_len)
+                           max_target_len=self.max_target_len, prior=prior is not None)
         return Path(directory)
 
     # ---------------------------------------------------------------- training
@@ -442,10 +534,11 @@ class TitleGenerator(Generator):
         else:
             gen = cls.load(config.model, device=config.device, batch_size=config.batch_size,
                            max_source_len=config.max_source_len,
-                           max_target_len=config.max_target_len)
+                           max_target_len=config.max_target_len, prior=config.prior)
             gen.meta = {"base_model": str(config.model)}
             lr = config.lr or 2e-5
         rows = gen.training_rows(train)
+        with_prior = gen.model.prior is not None
 
         def evaluate() -> dict[str, float]:
             scores = gen.evaluate(dev, beam=1, max_new_tokens=config.max_target_len)
@@ -453,7 +546,24 @@ class TitleGenerator(Generator):
 
         extra = {"vocab": len(gen.tokenizer), "max_source_len": config.max_source_len,
                  "max_target_len": config.max_target_len, "batch_size": config.batch_size,
-                 "train_size": len(rows)}
+                 "train_size": len(rows), "prior": with_prior}
+        groups = param_groups(gen.model, lr, config.weight_decay, head=("prior",),
+                              head_lr=max(lr, PRIOR_LR) if with_prior else None)
         return cls._fit(gen, gen.model, config, rows, [len(r[0]) for r in rows], gen.collate,
-                        evaluate if dev else None,
-                        groups=param_groups(gen.model, lr, config.weight_decay), extra_state=extra)
+                        evaluate if dev else None, groups=groups, extra_state=extra)
+
+
+def _load_prior(prior: TitlePrior, path: Path) -> None:
+    """The prior's weights from ``path``, checked: one line on a missing or damaged file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ZhtextError(f"{path.parent} has no {PRIOR_FILE} though its {META_FILE} says it has "
+                          "a title prior: not a complete title model")
+    try:
+        weights = load_file(str(path))
+        prior.load_state_dict(weights)
+    except (SafetensorError, RuntimeError, OSError) as exc:  # damaged, missing or misshapen
+        raise ZhtextError(f"cannot load {path}: {first_line(exc)}") from None
+    check_weights(weights.items(), f"cannot load {path}")
