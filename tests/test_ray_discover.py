@@ -3,8 +3,12 @@ character), for any number of workers; its inputs and failures are those of the 
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +136,47 @@ def test_unreachable_cluster_and_missing_ray(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)
     code, _, err = run_cli(monkeypatch, capsys, "discover", str(corpus), "--ray")
     assert (code, err) == (1, "zhtext: error: Ray is not installed: pip install 'zhtext[ray]'\n")
+
+
+def _task_pids(names: tuple[str, ...]) -> set[int]:
+    pids = set()
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ray::") and any(n.encode() in cmdline for n in names):
+            pids.add(int(pid))
+    return pids
+
+
+def test_a_worker_killed_mid_pass_is_retried_and_the_lexicon_is_the_same(
+        ray_session, corpus_files, tmp_path, monkeypatch):
+    # A corpus big enough that the counting tasks of one worker run for a while.
+    big = tmp_path / "big.txt"
+    text = "".join(p.read_bytes().decode("gb18030" if p.name == "b.txt" else "utf-8-sig")
+                   for p in corpus_files).replace("\r\n", "\n")
+    big.write_text(text * 60, encoding="utf-8")
+    monkeypatch.setattr("zhtext.io.splits.SPLIT_BYTES", 200_000)
+    local = Discoverer(min_count=3).run(big)
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_one() -> None:
+        while not done.is_set() and not killed:
+            running = _task_pids(("count_task", "span_task", "route_task"))
+            if running:
+                pid = min(running)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=kill_one)
+    watcher.start()
+    try:
+        got = Discoverer(min_count=3).run(big, engine=RayEngine(workers=1))
+    finally:
+        done.set()
+        watcher.join()
+    assert killed, "no task was killed: the passes ended first"
+    _same(local, got)
