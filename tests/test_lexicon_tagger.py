@@ -201,6 +201,10 @@ def test_cli_train_with_lexicon_then_tag(tmp_path, monkeypatch, capsys):
     tagger = Tagger.load(model)
     expected = [[s.as_dict() for s in spans] for spans in tagger(["张三在北京", "广州市的李四"])]
     assert [json.loads(line)["spans"] for line in out.splitlines()] == expected
+    code, out, err = run_cli(monkeypatch, capsys, "pipe", str(texts), "--steps", "tag", "--set",
+                             f"tag.model={model}", "-q")
+    assert code == 0, err
+    assert [json.loads(line)["spans"] for line in out.splitlines()] == expected
 
     lexicon.write_text("北京\t3\n上海\t3.5\n", encoding="utf-8")
     code, out, err = run_cli(monkeypatch, capsys, *args[:-1], str(tmp_path / "m2"), "--lexicon",
