@@ -3,7 +3,9 @@
 For each budget, trains a small BERT (character vocabulary from the training data) on
 ``../shared/data/ner/cluener/train.json`` with ``max_seconds`` = budget (the learning rate decays
 over the budget), picks the best epoch by dev F1 (``dev.json``, the split papers report), and
-reports dev F1 against the budget. Then it tags the dev set with the last model and measures
+reports dev F1 against the budget, three times over: without a lexicon, with a lexicon discovered
+from the training text (``zhtext.discover``), and with jieba's dictionary (lexicon-aware tagging:
+per-character B/M/E/S features of the lexicon's words, see ``zhtext.lexical.softlex``). Then it tags the dev set with the last model and measures
 throughput (sentences/s) and the share of tagging time spent in the CRF decode (Numba Viterbi) and
 in the exact span/path probabilities. Finally the same decode share with a BERT-base-sized encoder
 (random weights: 12 layers, 768 hidden), where the anchor is pytorch-crf's ``decode`` timed on the
@@ -38,7 +40,11 @@ DATA = DATA_DIR / "ner" / "cluener"
 PUBLISHED_BERT_CRF = (79.5, 80.8)
 
 
-def train_with_budget(train, dev, budget: float, args) -> dict:
+# the lexicons compared: none, discovered from the training text, jieba's dictionary
+LEXICONS = {"none": "dev_f1", "discovered": "dev_f1_lexicon", "jieba": "dev_f1_jieba_lexicon"}
+
+
+def train_with_budget(train, dev, budget: float, args, lexicon=None, name: str = "none") -> dict:
     from zhtext.tasks.tagger import Tagger, TaggerTrainConfig
 
     out = tempfile.mkdtemp(prefix="tagger-cluener-")
@@ -47,15 +53,29 @@ def train_with_budget(train, dev, budget: float, args) -> dict:
         train=train, dev=dev, output=out, layers=args.layers, hidden=args.hidden, epochs=1000,
         max_seconds=budget, batch_size=args.batch_size, lr=args.lr, max_len=args.max_len,
         seed=args.seed, dropout=args.dropout, min_char_count=2, progress=not args.no_progress,
+        lexicon=lexicon, overwrite=True,
     ))
     train_s = time.perf_counter() - begin
     best = tagger.meta["best"]
     curve = [(round(h["seconds"], 1), round(h["f1"], 4)) for h in tagger.history]
-    log(f"budget {budget:.0f} s: best dev F1 {best['f1']:.4f} at epoch {best['epoch']}, "
-        f"{tagger.history[-1]['step']} steps in {train_s:.1f} s; F1 by time {curve}")
-    return {"budget_s": budget, "dev_f1": round(best["f1"], 4), "best_epoch": best["epoch"],
+    log(f"budget {budget:.0f} s, lexicon {name}: best dev F1 {best['f1']:.4f} at epoch "
+        f"{best['epoch']}, {tagger.history[-1]['step']} steps in {train_s:.1f} s; F1 by time {curve}")
+    return {"budget_s": budget, "lexicon": name, "dev_f1": round(best["f1"], 4),
+            "best_epoch": best["epoch"],
             "steps": tagger.history[-1]["step"], "train_s": round(train_s, 1), "curve": curve,
             "tagger": tagger}
+
+
+def discovered_lexicon(texts: list[str]):
+    """Words discovered in the raw training text (single characters included, as in jieba's
+    dictionary: their counts say how often a character stands alone)."""
+    from zhtext import discover
+
+    begin = time.perf_counter()
+    lexicon = discover(texts)
+    log(f"discovered {len(lexicon)} words in {len(texts)} training texts in "
+        f"{time.perf_counter() - begin:.1f} s")
+    return lexicon
 
 
 def tagging_speed(tagger, texts: list[str], repeats: int = 1) -> dict:
@@ -161,6 +181,9 @@ def main() -> None:
         warnings.simplefilter("ignore")
         train = read_examples(DATA / "train.json")
         dev = read_examples(DATA / "dev.json")
+    from zhtext.lexical.lexicon import Lexicon
+
+    train_texts = [ex.text for ex in train]  # all of it, raw, for discovery (also when --quick)
     budgets = args.budget or ([20.0] if args.quick else [150.0, 450.0])
     if args.quick:
         train, dev = train[:2000], dev[:300]
@@ -168,13 +191,20 @@ def main() -> None:
     log(f"train {len(train)} sentences, dev {len(dev)}; budgets {budgets} s; "
         f"{args.layers} layers x {args.hidden} hidden, torch threads {torch.get_num_threads()}")
 
-    runs = [train_with_budget(train, dev, budget, args) for budget in budgets]
-    last = runs[-1]
+    lexicons = {"none": None, "discovered": discovered_lexicon(train_texts),
+                "jieba": Lexicon.jieba_default()}
+    runs = [train_with_budget(train, dev, budget, args, lexicons[name], name)
+            for budget in budgets for name in LEXICONS]
+    last = runs[-len(LEXICONS)]  # the last budget without a lexicon: the speed figures' model
+    by_lexicon = {LEXICONS[run["lexicon"]]: run["dev_f1"] for run in runs[-len(LEXICONS):]}
     texts = [ex.text for ex in dev]
     speed = tagging_speed(last["tagger"], texts)
     log(f"tagging dev with the {last['budget_s']:.0f} s model: {speed['sent_per_s']} sentences/s; "
         f"decode {100 * speed['decode_share']:.3f} %, span/path probabilities "
         f"{100 * speed['score_share']:.3f} %, encoder {100 * speed['encode_share']:.1f} %")
+    lexical = runs[-1]["tagger"]  # jieba's lexicon: the features' cost at its largest
+    speed_lexicon = tagging_speed(lexical, texts)
+    log(f"tagging dev with the jieba-lexicon model: {speed_lexicon['sent_per_s']} sentences/s")
     labels = last["tagger"].labels
     bert = bert_base_decode_share(train, texts[: args.bert_texts], labels)
     log(f"anchor: pretrained BERT-base + CRF, published {PUBLISHED_BERT_CRF[0]}-{PUBLISHED_BERT_CRF[1]} "
@@ -183,9 +213,11 @@ def main() -> None:
     figures = {
         "bench": "tagger_cluener",
         "quick": args.quick,
-        "dev_f1": last["dev_f1"],
+        **by_lexicon,
+        "lexicon_words": {name: len(lex or ()) for name, lex in lexicons.items()},
         "train_s": last["train_s"],
         "sent_per_s": speed["sent_per_s"],
+        "sent_per_s_jieba_lexicon": speed_lexicon["sent_per_s"],
         "decode_share": round(speed["decode_share"], 5),
         "score_share": round(speed["score_share"], 5),
         **bert,

@@ -233,6 +233,10 @@ HmmOpt = Annotated[bool, typer.Option(
 DictOpt = Annotated[Path | None, typer.Option(
     "--dict", show_default=False,
     help="Dictionary: a discovered TSV lexicon or a jieba-format dict (default: jieba's own dict.txt).")]
+LexiconOpt = Annotated[str | None, typer.Option(
+    "--lexicon", show_default=False,
+    help="Lexicon: a discovered TSV (zhtext discover), a jieba-format dict, or 'jieba' for "
+    "jieba's own dict.txt.")]
 UserDictOpt = Annotated[
     Path | None,
     typer.Option(

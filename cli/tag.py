@@ -27,6 +27,7 @@ from .base import (
     JsonOpt,
     KeepCheckpointOpt,
     LayersOpt,
+    LexiconOpt,
     LrOpt,
     MaxSecondsOpt,
     MaxStepsOpt,
@@ -126,6 +127,7 @@ def train_tagger(
             case_sensitive=False,
         ),
     ] = None,
+    lexicon: LexiconOpt = None,
     max_seconds: MaxSecondsOpt = None,
     max_steps: MaxStepsOpt = None,
     eval_every: EvalEveryOpt = None,
@@ -147,6 +149,11 @@ def train_tagger(
         zhtext train tagger --train cluener/train.json --dev cluener/dev.json -m bert-base-chinese -o ner-model
 
         zhtext train tagger --train train.json --dev dev.json --from-scratch --layers 2 --hidden 128 -o small-ner --max-seconds 600
+
+    With --lexicon, each character also gets features of the lexicon words that begin, continue,
+    end or equal it; the lexicon is saved with the model, so tag needs nothing more:
+
+        zhtext train tagger --train train.json --dev dev.json --from-scratch --lexicon jieba -o lex-ner
 
     Interrupted with Ctrl-C? Run the same command with --resume to continue where it stopped.
     """

@@ -45,6 +45,7 @@ _EXPORTS = {
     "KeywordExtractor": "lexical.keywords",
     "IDFTable": "lexical.keywords",
     "build_idf": "lexical.keywords",
+    "LexiconFeatures": "lexical.softlex",
     # models (one API: load / save / __call__ / evaluate / train)
     "Tagger": "tasks.tagger",
     "TitleGenerator": "tasks.title",

@@ -55,6 +55,7 @@ from zhtext.labels.formats import (
 from zhtext.labels.marginals import PathScorer, forward_backward
 from zhtext.labels.schemes import SCHEMES
 from zhtext.labels.stream import LongChain
+from zhtext.lexical.softlex import FEATURE_DIM, LEXICON_FILE, LexiconFeatures, read_lexicon
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.crf import CRF
 from zhtext.neural.hub import (
@@ -210,23 +211,41 @@ def _cut_points(text: str, spans: Sequence[tuple[int, int, str]], width: int) ->
 
 
 class TaggerModel(nn.Module):
-    """Encoder + dropout + linear emissions + CRF; ``forward`` returns the training loss."""
+    """Encoder + dropout + linear emissions + CRF; ``forward`` returns the training loss.
 
-    def __init__(self, encoder: nn.Module, tags: Sequence[str], scheme: str, dropout: float = 0.1):
+    With ``lexicon_dim`` > 0 (a lexicon-aware tagger), each position's lexicon features
+    (:mod:`zhtext.lexical.softlex`, zeros at ``[CLS]``, ``[SEP]`` and padding) are projected by
+    ``lexicon`` (a linear layer) and added to its token embedding before the encoder.
+    """
+
+    def __init__(self, encoder: nn.Module, tags: Sequence[str], scheme: str, dropout: float = 0.1,
+                 lexicon_dim: int = 0):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.emit = nn.Linear(encoder.config.hidden_size, len(tags))
         self.crf = CRF(len(tags), list(tags), scheme)
+        self.lexicon: nn.Linear | None = None
+        if lexicon_dim:
+            self.lexicon = nn.Linear(lexicon_dim, encoder.config.hidden_size, bias=False)
+            # On the scale of the encoder's own embeddings, so the features do not drown them.
+            std = float(getattr(encoder.config, "initializer_range", 0.02))
+            nn.init.normal_(self.lexicon.weight, std=std)
 
-    def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Emission scores ``[B, L-2, K]`` of the characters between ``[CLS]`` and ``[SEP]``."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.emit(self.dropout(hidden[:, 1:-1]))
+    def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  features: torch.Tensor | None = None) -> torch.Tensor:
+        """Emission scores ``[B, L-2, K]`` of the characters between ``[CLS]`` and ``[SEP]``;
+        ``features`` ``[B, L, F]``: the lexicon features of a lexicon-aware model."""
+        if self.lexicon is None:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        else:
+            embeds = self.encoder.get_input_embeddings()(input_ids) + self.lexicon(features)
+            hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask)
+        return self.emit(self.dropout(hidden.last_hidden_state[:, 1:-1]))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tags: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        return self.crf(self.emissions(input_ids, attention_mask), tags, mask)
+                mask: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.crf(self.emissions(input_ids, attention_mask, features), tags, mask)
 
 
 class ExportedTagger(nn.Module):
@@ -275,11 +294,16 @@ class TaggerTrainConfig(TrainConfig):
     texts are cut (training) or windowed (inference). ``lr`` defaults to 3e-5 for a pretrained
     encoder and 1e-3 from scratch; the emission layer and the CRF train at ``head_lr`` (default
     100 × lr, at most 1e-2), since under a BERT-sized rate the transitions would barely move.
+    ``lexicon`` (a lexicon file, TSV or jieba format, ``"jieba"`` for jieba's dictionary, or a
+    :class:`~zhtext.lexical.lexicon.Lexicon`) makes a lexicon-aware tagger: see
+    :mod:`zhtext.lexical.softlex`; the lexicon is saved with the model.
     """
 
     scheme: str | None = None
     max_len: int = 256
     head_lr: float | None = None
+    # a lexicon-aware tagger: a lexicon file (TSV or jieba format), "jieba", or a Lexicon
+    lexicon: Any = None
     # defaults that differ from the shared ones: a small model, bigger batches
     layers: int = 2
     hidden: int = 128
@@ -322,8 +346,11 @@ class Tagger(Model):
 
     def __init__(self, model: TaggerModel | ExportedTagger, tokenizer: Any, labels: Sequence[str],
                  scheme: str, max_len: int, device: torch.device | None = None, batch_size: int = 32,
-                 meta: dict[str, Any] | None = None):
+                 meta: dict[str, Any] | None = None, lexicon: LexiconFeatures | None = None):
+        if (lexicon is None) != (getattr(model, "lexicon", None) is None):
+            raise ZhtextError("a lexicon-aware tagger needs both its lexicon and its projection")
         self.model = model
+        self.lexicon = lexicon
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.scheme = scheme
@@ -346,10 +373,29 @@ class Tagger(Model):
 
     # ---------------------------------------------------------------- inference
 
-    def _encoder_inputs(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[CLS] chars [SEP]`` ids of each row, padded, and the attention mask, on the device."""
+    def _encoder_inputs(self, rows: Sequence[list[int]],
+                        features: Sequence[np.ndarray] | None = None) -> tuple[torch.Tensor, ...]:
+        """``[CLS] chars [SEP]`` ids of each row, padded, and the attention mask, on the device;
+        for a lexicon-aware tagger also each row's lexicon ``features`` (``[n_i, F]``), padded with
+        zero rows (``[CLS]``, ``[SEP]`` and padding have none)."""
         ids = self.char_ids
-        return pad([[ids.cls, *row, ids.sep] for row in rows], ids.pad, device=self.device)
+        input_ids, mask = pad([[ids.cls, *row, ids.sep] for row in rows], ids.pad,
+                              device=self.device)
+        if self.lexicon is None:
+            return input_ids, mask
+        # Characters, not word pieces (see CharIds): row position p + 1 is character p, so the
+        # features line up with the tokens without offsets, whatever the tokenizer.
+        feats = np.zeros((len(rows), input_ids.shape[1], FEATURE_DIM), dtype=np.float32)
+        for i, f in enumerate(features or ()):
+            feats[i, 1 : 1 + len(f)] = f
+        return input_ids, mask, torch.from_numpy(feats).to(self.device)
+
+    def _window_inputs(self, text: str, starts: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """The encoder inputs of the windows of ``text`` at ``starts``."""
+        ends = [min(len(text), s + self.width) for s in starts]
+        feats = None if self.lexicon is None else [self.lexicon.window(text, s, e)
+                                                   for s, e in zip(starts, ends)]
+        return self._encoder_inputs([self.char_ids(text[s:e]) for s, e in zip(starts, ends)], feats)
 
     @torch.no_grad()
     def emissions(self, texts: Sequence[str]) -> list[torch.Tensor]:
@@ -357,17 +403,23 @@ class Tagger(Model):
         self.model.eval()
         ids = [self.char_ids(text) for text in texts]
         pieces: list[list[int]] = []  # the windows of all texts, in text order
+        feats: list[np.ndarray] = []  # and their lexicon features, for a lexicon-aware model
         starts: list[list[int]] = []
-        for row in ids:
+        for text, row in zip(texts, ids):
             st = window_starts(len(row), self.width, self.stride) if row else []
             starts.append(st)
             pieces.extend(row[s : s + self.width] for s in st)
+            if self.lexicon is not None and st:
+                whole = self.lexicon(text)
+                feats.extend(whole[s : s + self.width] for s in st)
         out: list[torch.Tensor | None] = [None] * len(pieces)
         order = length_order([len(p) for p in pieces])
         begin = time.perf_counter()
         for b in range(0, len(order), self.batch_size):
             chunk = order[b : b + self.batch_size]
-            em = self.model.emissions(*self._encoder_inputs([pieces[j] for j in chunk])).float().cpu()
+            inputs = self._encoder_inputs([pieces[j] for j in chunk],
+                                          feats and [feats[j] for j in chunk])
+            em = self.model.emissions(*inputs).float().cpu()
             for row, j in enumerate(chunk):
                 out[j] = em[row, : len(pieces[j])]
         self.timings["encode"] += time.perf_counter() - begin
@@ -482,8 +534,7 @@ class Tagger(Model):
         for b in range(0, len(starts), self.batch_size):
             begin = time.perf_counter()
             chunk = starts[b : b + self.batch_size]
-            pieces = [self.char_ids(text[s : s + self.width]) for s in chunk]
-            em = self.model.emissions(*self._encoder_inputs(pieces)).float().cpu().numpy()
+            em = self.model.emissions(*self._window_inputs(text, chunk)).float().cpu().numpy()
             self.timings["encode"] += time.perf_counter() - begin
             for row, (s, cut) in enumerate(zip(chunk, seams[b : b + self.batch_size])):
                 yield em[row, pos - s : cut - s]
@@ -523,6 +574,11 @@ class Tagger(Model):
         self.tokenizer.save_pretrained(str(tmp))
         head = {f"emit.{k}": v for k, v in self.model.emit.state_dict().items()}
         head.update({f"crf.{k}": v for k, v in self.model.crf.state_dict().items()})
+        if self.lexicon is not None:
+            head.update({f"lexicon.{k}": v for k, v in self.model.lexicon.state_dict().items()})
+            self.lexicon.save(tmp)
+            meta = {**meta, "lexicon": {"file": LEXICON_FILE, "words": len(self.lexicon),
+                                        "features": FEATURE_DIM}}
         save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))
         save_task_meta(tmp, self.task, meta, labels=self.labels, scheme=self.scheme,
                        tags=self.tags, max_len=self.max_len)
@@ -535,6 +591,9 @@ class Tagger(Model):
         from zhtext.neural.onnx import ONNX_FILE, export_graph
 
         self._check_exportable(directory)
+        if self.lexicon is not None:  # the features would be a third graph input: not yet
+            raise ZhtextError("a tagger with a lexicon cannot be exported to ONNX; run the torch "
+                              "model (with --quantize int8 for speed)")
         sample = [self.char_ids("一二三四五六七八")[: max(1, self.width)]] * 2
         input_ids, attention_mask = self._encoder_inputs(sample)
         model = self.model
@@ -567,18 +626,23 @@ class Tagger(Model):
         try:
             labels, scheme, max_len = list(meta["labels"]), str(meta["scheme"]), int(meta["max_len"])
             dropout = float(meta.get("dropout", 0.1))
+            lexicon_dim = int(meta["lexicon"]["features"]) if meta.get("lexicon") else 0
         except (KeyError, TypeError, ValueError):
             raise ZhtextError(
                 f"{directory}/{META_FILE} lacks the tagger's labels, scheme or max_len") from None
         head_path = Path(directory) / HEAD_FILE
         if not head_path.is_file():
             raise ZhtextError(f"{directory} has no {HEAD_FILE}: not a complete tagger")
+        if lexicon_dim not in (0, FEATURE_DIM):
+            raise ZhtextError(f"{directory}: its lexicon has {lexicon_dim} features per character, "
+                              f"this zhtext makes {FEATURE_DIM}")
         graph = open_export(directory, meta, onnx, device)
         tokenizer = load_tokenizer(directory)
+        lexicon = LexiconFeatures.load(directory) if lexicon_dim else None
         model: nn.Module
         if graph is None:
             model = TaggerModel(load_model(directory, strict=True), tag_names(labels, scheme),
-                                scheme, dropout)
+                                scheme, dropout, lexicon_dim)
         else:  # the emission layer is in the graph
             model = ExportedTagger(graph, tag_names(labels, scheme), scheme)
         try:
@@ -587,10 +651,14 @@ class Tagger(Model):
                 model.emit.load_state_dict({k[5:]: v for k, v in head.items()
                                             if k.startswith("emit.")})
             model.crf.load_state_dict({k[4:]: v for k, v in head.items() if k.startswith("crf.")})
+            if lexicon is not None:
+                model.lexicon.load_state_dict({k[8:]: v for k, v in head.items()
+                                               if k.startswith("lexicon.")})
         except (SafetensorError, RuntimeError, OSError) as exc:  # damaged, missing or misshapen
             raise ZhtextError(f"cannot load {head_path}: {first_line(exc)}") from None
         check_weights(head.items(), f"cannot load {head_path}")
-        tagger = cls(model, tokenizer, labels, scheme, max_len, pick_device(device), batch_size, meta)
+        tagger = cls(model, tokenizer, labels, scheme, max_len, pick_device(device), batch_size,
+                     meta, lexicon)
         tagger.source = str(directory)
         tagger.exported = graph and str(graph.path)
         return tagger.quantize(quantize)
@@ -642,6 +710,7 @@ class Tagger(Model):
         ``output/checkpoint``. Without dev data the last model is kept.
         """
         config = cls._check_config(config)
+        lexicon = None if config.lexicon is None else read_lexicon(config.lexicon)
         train = cls._data(config.train, config)
         if not train:
             raise ZhtextError("no training examples")
@@ -666,11 +735,12 @@ class Tagger(Model):
             lr = config.lr or 3e-5
         max_len = min(config.max_len, _encoder_limit(encoder.config))
         head_lr = config.head_lr or min(100 * lr, 1e-2)
-        net = TaggerModel(encoder, tags, scheme, config.dropout)
+        net = TaggerModel(encoder, tags, scheme, config.dropout,
+                          FEATURE_DIM if lexicon is not None else 0)
         meta = {"dropout": config.dropout, **source, "train_examples": len(train),
                 "dev_examples": len(dev)}
         tagger = cls(net, tokenizer, labels, scheme, max_len, pick_device(config.device),
-                     config.batch_size, meta)
+                     config.batch_size, meta, lexicon)
 
         rows = tagger._training_rows(train)
         evaluate = None
@@ -682,30 +752,39 @@ class Tagger(Model):
         groups = param_groups(net, lr, config.weight_decay, head=("emit", "crf"), head_lr=head_lr)
         extra = {"tags": tags, "vocab": len(tagger.char_ids.vocab), "max_len": max_len,
                  "batch_size": config.batch_size, "train_size": len(rows)}
+        if lexicon is not None:  # a resumed run must use the same lexicon (as far as told here)
+            extra["lexicon_words"] = len(lexicon)
         return cls._fit(tagger, net, config, rows, [len(r[0]) for r in rows], tagger._collate,
                         evaluate, groups=groups, extra_state=extra)
 
-    def _training_rows(self, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:
-        """(character ids, tag ids) per training piece; long texts are cut between entities."""
+    def _training_rows(self, examples: Sequence[Example]) -> list[tuple[Any, ...]]:
+        """(character ids, tag ids) per training piece, and for a lexicon-aware tagger its
+        lexicon features (matched over the whole text); long texts are cut between entities."""
         tag_index = {tag: i for i, tag in enumerate(self.tags)}
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for ex in examples:
             if not ex.text:
                 continue
             ids = self.char_ids(ex.text)
+            feats = None if self.lexicon is None else self.lexicon(ex.text)
             cuts = _cut_points(ex.text, ex.spans, self.width)
             for a, b in zip(cuts, cuts[1:]):
                 spans = [(max(s, a) - a, min(e, b) - a, label) for s, e, label in ex.spans
                          if s < b and e > a]
                 tags = to_tags(b - a, spans, self.scheme)
-                rows.append((ids[a:b], [tag_index[t] for t in tags]))
+                row = (ids[a:b], [tag_index[t] for t in tags])
+                rows.append(row if feats is None else (*row, feats[a:b]))
         return rows
 
-    def _collate(self, rows: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        input_ids, attention_mask = self._encoder_inputs([r[0] for r in rows])
+    def _collate(self, rows: Sequence[tuple[Any, ...]]) -> dict[str, torch.Tensor]:
+        inputs = self._encoder_inputs([r[0] for r in rows],
+                                      None if self.lexicon is None else [r[2] for r in rows])
         tags, mask = pad([r[1] for r in rows], device=self.device)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "tags": tags,
-                "mask": mask.bool()}
+        batch = {"input_ids": inputs[0], "attention_mask": inputs[1], "tags": tags,
+                 "mask": mask.bool()}
+        if self.lexicon is not None:
+            batch["features"] = inputs[2]
+        return batch
 
 
 def _figures(prf: PRF) -> dict[str, float | int]:
