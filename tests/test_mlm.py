@@ -176,6 +176,17 @@ def test_save_load_round_trip(trained, tmp_path):
     assert config["model_type"] == "bert" and config["architectures"] == ["BertForMaskedLM"]
 
 
+def test_the_head_runs_on_the_masked_positions_alone(trained):
+    from zhtext.tasks.mlm import masked_logits
+
+    batch = trained.masked_batch(corpus_lines(520)[500:], 1)
+    chosen = batch["labels"] != IGNORE
+    with torch.no_grad():
+        full = trained.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        fast = masked_logits(trained.lm, batch["input_ids"], batch["attention_mask"], chosen)
+    assert int(chosen.sum()) > 20 and torch.allclose(fast, full.logits[chosen], atol=1e-5)
+
+
 def test_resume_reaches_the_uninterrupted_weights(tmp_path):
     data = corpus_lines(120)
     settings = {"train": data, "epochs": 2, "heldout_every": 6, **TINY}

@@ -114,6 +114,31 @@ class _LazyBatch(Mapping[str, torch.Tensor]):
         return len(self._batch())
 
 
+def masked_logits(lm: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  chosen: torch.Tensor) -> torch.Tensor:
+    """The vocabulary logits at the ``chosen`` positions only, (N, V): a BERT's head runs on those
+    rows alone (the vocabulary projection of every position costs as much as the encoder on a
+    small model); another masked LM computes all and keeps those."""
+    if hasattr(lm, "bert") and hasattr(lm, "cls"):
+        hidden = lm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return lm.cls(hidden[chosen])
+    return lm(input_ids=input_ids, attention_mask=attention_mask).logits[chosen]
+
+
+class _MaskedLoss(torch.nn.Module):
+    """A masked LM's training forward: the mean cross-entropy of the predicted tokens."""
+
+    def __init__(self, lm: torch.nn.Module):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        chosen = labels != IGNORE
+        logits = masked_logits(self.lm, input_ids, attention_mask, chosen)
+        return torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
+
+
 class MaskedLM(Model):
     """A BERT with its masked-LM head: ``MaskedLM.load(dir)("北京是中国的[MASK]都")`` fills the
     masks; :meth:`evaluate` gives masked-token accuracy and perplexity; :meth:`train` pretrains.
@@ -293,9 +318,10 @@ class MaskedLM(Model):
             batch = self.masked_batch([pieces[i] for i in rows], seed, masking, always_mask=True,
                                       rows=rows)
             gold = batch.pop("labels")
-            logits = self.lm(**batch).logits
             chosen = gold != IGNORE
-            scores, targets = logits[chosen].float(), gold[chosen]
+            scores = masked_logits(self.lm, batch["input_ids"], batch["attention_mask"],
+                                   chosen).float()
+            targets = gold[chosen]
             nll += float(torch.nn.functional.cross_entropy(scores, targets, reduction="sum"))
             correct += int((scores.argmax(-1) == targets).sum())
             count += int(targets.numel())
@@ -372,7 +398,8 @@ class MaskedLM(Model):
         extra = {"vocab": int(lm.config.vocab_size), "max_len": model.max_len,
                  "batch_size": size, "pieces": pieces, "masking": config.masking,
                  "mask_rate": config.mask_rate, "lexicon": _digest(lexicon)}
-        return cls._fit_batches(model, model.lm, config, batches, math.ceil(pieces / size),
+        return cls._fit_batches(model, _MaskedLoss(model.lm), config, batches,
+                                math.ceil(pieces / size),
                                 evaluate if dev else None,
                                 groups=param_groups(model.lm, lr, config.weight_decay),
                                 extra_state=extra)
