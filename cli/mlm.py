@@ -46,8 +46,8 @@ class Masking(str, Enum):
 @train_app.command("mlm")
 def train_mlm(
     corpus: Annotated[list[Path], typer.Argument(
-        help="Raw text files, one document per line (UTF-8 or GB18030); read as a stream, so "
-        "they may be larger than memory.", show_default=False)],
+        metavar="CORPUS", help="Raw text files, one document per line (UTF-8 or GB18030); "
+        "read as a stream, so they may be larger than memory.", show_default=False)],
     output: ModelDirOpt,
     model: StartModelOpt = None,
     from_scratch: FromScratchOpt = False,
