@@ -359,8 +359,9 @@ class MaskedLM(Model):
         lexicon = None
         if config.masking == "word":
             lexicon = _lexicon(config, train_lines)
-            meta["lexicon_source"] = str(config.lexicon) if config.lexicon is not None else \
-                "discovered"
+            given = config.lexicon
+            meta["lexicon_source"] = "discovered" if given is None else \
+                "given" if isinstance(given, Lexicon) else str(given)
         model = cls(lm, tokenizer, max_len=max_len, masking=config.masking,
                     lexicon=lexicon, mask_rate=config.mask_rate,
                     device=pick_device(config.device), batch_size=config.batch_size, meta=meta)
