@@ -29,6 +29,7 @@ from . import (  # noqa: F401
     export,
     generate,
     keywords,
+    mlm,
     pipe,
     segment,
     serve,

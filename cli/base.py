@@ -21,6 +21,7 @@ from zhtext.distributed.cluster import ADDRESS_HELP, is_address
 from zhtext.io.progress import stderr_console
 from zhtext.io.writing import STDOUT, atomic_output, write_error
 from zhtext.labels.formats import FORMATS as DATA_FORMATS
+from zhtext.neural.scratch import SPECIAL_TOKENS
 
 
 class Interrupted(Exception):
@@ -117,7 +118,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-train_app = typer.Typer(help="Train a model (tagger, title, gpt, embed).", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model (tagger, title, gpt, mlm, embed).", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Score output or a model against gold data.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
@@ -308,6 +309,13 @@ FromScratchOpt = Annotated[bool, typer.Option(
 LayersOpt = Annotated[int, typer.Option("--layers", min=1, help="From scratch: transformer layers.")]
 HiddenOpt = Annotated[int, typer.Option(
     "--hidden", min=1, help="From scratch: hidden size (heads = hidden / 64, at least 1).")]
+MaxVocabOpt = Annotated[int | None, typer.Option(
+    "--max-vocab", min=len(SPECIAL_TOKENS),
+    help=f"From scratch: keep only the most frequent characters ({len(SPECIAL_TOKENS)} special "
+    "tokens included).")]
+HeldoutEveryOpt = Annotated[int | None, typer.Option(
+    "--heldout-every", min=2, help="Hold out every N-th line of the text as dev data: training "
+    "uses the rest, 'evaluate gpt' scores only those lines.")]
 EpochsOpt = Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training data.")]
 LrOpt = Annotated[float | None, typer.Option(
     "--lr", callback=above(0),

@@ -12,7 +12,6 @@ import typer
 from rich.table import Table
 
 from zhtext.errors import ZhtextError
-from zhtext.neural.scratch import SPECIAL_TOKENS
 
 from .base import (
     BatchSizeOpt,
@@ -26,6 +25,7 @@ from .base import (
     EvalEveryOpt,
     FromScratchOpt,
     GradAccumOpt,
+    HeldoutEveryOpt,
     HiddenOpt,
     JsonOpt,
     KeepCheckpointOpt,
@@ -36,6 +36,7 @@ from .base import (
     MaxNewTokensOpt,
     MaxSecondsOpt,
     MaxStepsOpt,
+    MaxVocabOpt,
     MinNewTokensOpt,
     ModelDirOpt,
     ModelOpt,
@@ -69,11 +70,6 @@ alias("train gpt", "--out", "--output")
 class OutFormat(str, Enum):
     text = "text"
     jsonl = "jsonl"
-
-
-HeldoutEveryOpt = Annotated[int | None, typer.Option(
-    "--heldout-every", min=2, help="Hold out every N-th line of the text as dev data: "
-    "'train gpt' trains on the rest, 'evaluate gpt' scores only those lines.")]
 
 
 @app.command("generate")
@@ -197,10 +193,7 @@ def train_gpt(
     heldout_every: HeldoutEveryOpt = None,
     layers: LayersOpt = 4,
     hidden: HiddenOpt = 256,
-    max_vocab: Annotated[int | None, typer.Option(
-        "--max-vocab", min=len(SPECIAL_TOKENS),
-        help=f"From scratch: keep only the most frequent characters ({len(SPECIAL_TOKENS)} special "
-        "tokens included).")] = None,
+    max_vocab: MaxVocabOpt = None,
     block_size: Annotated[int, typer.Option(
         "--block-size", min=2, help="Tokens per training block (from scratch: also the model's positions).")] = 128,
     epochs: EpochsOpt = 1,

@@ -51,6 +51,7 @@ _EXPORTS = {
     "TitleGenerator": "tasks.title",
     "TextGenerator": "tasks.generate",
     "Embedder": "tasks.embed",
+    "MaskedLM": "tasks.mlm",
     "Whitening": "tasks.whitening",
     "CRF": "neural.crf",
     "export_onnx": "tasks.export",  # the `onnx` extra: onnx, onnxscript, onnxruntime
@@ -64,6 +65,7 @@ _EXPORTS = {
     "TitleTrainConfig": "tasks.title",
     "GPTTrainConfig": "tasks.generate",
     "EmbedTrainConfig": "tasks.embed",
+    "MLMTrainConfig": "tasks.mlm",
     "DecodeConfig": "neural.decoding",
     # pipelines
     "Pipeline": "pipeline",

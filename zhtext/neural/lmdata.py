@@ -9,14 +9,14 @@ inside a document, which teaches the model to continue from anywhere.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from zhtext.errors import ZhtextError
 from zhtext.io.reading import iter_many_lines
 
-__all__ = ["MAX_LINE_CHARS", "pack_blocks", "read_texts", "split_heldout"]
+__all__ = ["MAX_LINE_CHARS", "heldout_flags", "heldout_problems", "pack_blocks", "read_texts", "split_heldout"]
 
 # Lines tokenised per call: large enough for the fast tokenizer's batching, small for memory.
 _ENCODE_CHUNK = 2048
@@ -64,12 +64,30 @@ def pack_blocks(lines: Iterable[str], encode: Callable[[Sequence[str]], list[lis
 def split_heldout(lines: Iterable[str], every: int) -> tuple[list[str], list[str]]:
     """Non-empty lines split into (train, held-out): every ``every``-th line is held out, so both
     parts cover the whole corpus (all four novels, beginning to end)."""
-    if every < 2:
-        raise ZhtextError("every must be at least 2")
     train: list[str] = []
     held: list[str] = []
-    for i, line in enumerate(line for line in lines if line.strip()):
-        (held if i % every == every - 1 else train).append(line)
+    for is_held, line in heldout_flags(lines, every):
+        (held if is_held else train).append(line)
     return train, held
 
 
+def heldout_problems(heldout_every: int | None, dev: object) -> list[str]:
+    """What is wrong with holding out every ``heldout_every``-th line as the dev text (a
+    :class:`~zhtext.neural.trainer.TrainConfig`'s ``problems``)."""
+    if heldout_every is None:
+        return []
+    problems = []
+    if heldout_every < 2:
+        problems.append("heldout_every must be at least 2")
+    if dev is not None:
+        problems.append("give dev or heldout_every, not both")
+    return problems
+
+
+def heldout_flags(lines: Iterable[str], every: int) -> Iterator[tuple[bool, str]]:
+    """``(held_out, line)`` for each non-empty line, streamed: every ``every``-th is held out
+    (:func:`split_heldout` without holding the corpus in memory)."""
+    if every < 2:
+        raise ZhtextError("every must be at least 2")
+    for i, line in enumerate(line for line in lines if line.strip()):
+        yield i % every == every - 1, line

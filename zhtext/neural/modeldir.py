@@ -77,6 +77,24 @@ def load_task_meta(model_dir: str | os.PathLike, task: str | None = None) -> dic
     return meta
 
 
+# Tasks whose folders are plain pretrained checkpoints: any task loads or starts from them as it
+# would from a hub checkpoint (``zhtext train mlm``'s BERT).
+PRETRAINED_TASKS = frozenset({"mlm"})
+
+
+def own_task_meta(model_dir: str | os.PathLike, task: str) -> dict[str, Any]:
+    """The ``zhtext.json`` of a folder holding a zhtext ``task`` model; ``{}`` for a plain
+    checkpoint (no ``zhtext.json``, or one of :data:`PRETRAINED_TASKS`). Another task's model
+    raises as :func:`load_task_meta` does."""
+    path = Path(model_dir).expanduser()
+    if not (path.is_dir() and (path / META_FILE).is_file()):
+        return {}
+    meta = load_task_meta(path)
+    if meta["task"] in PRETRAINED_TASKS and task not in PRETRAINED_TASKS:
+        return {}
+    return load_task_meta(path, task)
+
+
 def _contents(folder: Path) -> list[str]:
     """The names in ``folder``, leaving out temporary folders of saves."""
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith(_SAVING))

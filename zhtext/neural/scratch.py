@@ -142,7 +142,7 @@ def small_bert_config(
 
 
 # The architectures a trainer can build from scratch.
-ARCHITECTURES = ("bert", "bert-lm", "gpt2")
+ARCHITECTURES = ("bert", "bert-lm", "bert-mlm", "gpt2")
 
 
 def scratch_model(arch: str, texts: Iterable[str], config: Any, max_position: int,
@@ -151,7 +151,8 @@ def scratch_model(arch: str, texts: Iterable[str], config: Any, max_position: in
     behind every trainer's from-scratch start.
 
     ``arch``: ``bert`` (a bare encoder, for the tagger), ``bert-lm`` (a ``BertLMHeadModel`` set
-    as a decoder, for UniLM titles) or ``gpt2`` (``GPT2LMHeadModel``). Sizes come from ``config``
+    as a decoder, for UniLM titles), ``bert-mlm`` (``BertForMaskedLM``, for pretraining) or
+    ``gpt2`` (``GPT2LMHeadModel``). Sizes come from ``config``
     (a :class:`~zhtext.neural.trainer.TrainConfig`: ``layers``, ``hidden``, ``n_heads``,
     ``dropout``, ``min_char_count``, ``max_vocab``); ``max_position`` is the longest input.
     Returns the model, its character tokenizer and the ``from_scratch`` metadata to save with it.
@@ -181,6 +182,10 @@ def scratch_model(arch: str, texts: Iterable[str], config: Any, max_position: in
             from transformers import BertLMHeadModel
 
             model = BertLMHeadModel(bert)
+        elif arch == "bert-mlm":
+            from transformers import BertForMaskedLM
+
+            model = BertForMaskedLM(bert)
         else:
             from transformers import AutoModel
 

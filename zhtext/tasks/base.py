@@ -23,7 +23,7 @@ import functools
 import inspect
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -224,17 +224,37 @@ class Model:
         ``collate``, the :class:`Trainer`, the best model saved to ``config.output`` whenever the
         dev ``metric`` improves, its history added to ``zhtext.json``, and that best model loaded
         back and returned."""
-        out = Path(config.output)
         size = config.batch_size
 
         def batches(epoch: int):
             for group in bucketed_batches(lengths, size, config.seed, epoch):
                 yield collate([rows[i] for i in group])
 
+        return cls._fit_batches(model, net, config, batches, math.ceil(len(rows) / size),
+                                evaluate, groups=groups, extra_state=extra_state)
+
+    @classmethod
+    def _fit_batches(
+        cls: type[M],
+        model: M,
+        net: torch.nn.Module,
+        config: TrainConfig,
+        batches: Callable[[int], Iterable[Any]],
+        batches_per_epoch: int,
+        evaluate: Callable[[], Mapping[str, float]] | None,
+        *,
+        groups: Sequence[dict[str, Any]] | None = None,
+        extra_state: Mapping[str, Any] | None = None,
+    ) -> M:
+        """:meth:`_fit` over a batch factory of the caller's (``batches(epoch)``, deterministic in
+        the epoch: see :class:`Trainer`), for data streamed rather than held as rows."""
+        out = Path(config.output)
+        size = config.batch_size
+
         def on_best(record: Mapping[str, Any]) -> None:
             model.save(out, best=dict(record))
 
-        trainer = Trainer(net, config, batches, math.ceil(len(rows) / size), groups=groups,
+        trainer = Trainer(net, config, batches, batches_per_epoch, groups=groups,
                           evaluate=evaluate, on_best=on_best, metric=cls.metric,
                           lower_is_better=cls.lower_is_better,
                           extra_state={"task": cls.task, **(extra_state or {})})

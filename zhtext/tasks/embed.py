@@ -23,9 +23,9 @@ from zhtext.eval.metrics import spearman
 from zhtext.io.progress import Bar
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.modeldir import (
-    META_FILE,
     load_task_meta,
     model_dir_writer,
+    own_task_meta,
     save_task_meta,
 )
 from zhtext.neural.tokens import clip_for_tokens
@@ -485,11 +485,9 @@ def pool(model: torch.nn.Module, pooling: str, batch: dict[str, torch.Tensor]) -
 
 
 def _saved_meta(name_or_dir: str | os.PathLike) -> dict[str, Any]:
-    """The ``zhtext.json`` of a folder an embedder was saved to; {} for anything else."""
-    path = Path(name_or_dir).expanduser()
-    if path.is_dir() and (path / META_FILE).is_file():
-        return load_task_meta(path, Embedder.task)
-    return {}
+    """The ``zhtext.json`` of a folder an embedder was saved to; {} for anything else (a plain
+    checkpoint, ``zhtext train mlm``'s included)."""
+    return own_task_meta(name_or_dir, Embedder.task)
 
 
 def _no_correlation(cosine: np.ndarray, scores: np.ndarray) -> str:

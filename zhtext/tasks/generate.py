@@ -34,7 +34,7 @@ from zhtext.neural.batching import length_order, pad
 from zhtext.neural.decoding import DecodeConfig, generate, iter_generate
 from zhtext.neural.hub import load_model, load_tokenizer, pick_device
 from zhtext.neural.incremental import SplitCache, StepState, gpt2_step, prefill, prepare_gpt2
-from zhtext.neural.lmdata import pack_blocks, read_texts, split_heldout
+from zhtext.neural.lmdata import heldout_problems, pack_blocks, read_texts, split_heldout
 from zhtext.neural.modeldir import (
     META_FILE,
     load_task_meta,
@@ -185,11 +185,7 @@ class GPTTrainConfig(TrainConfig):
         problems = super().problems()
         if self.block_size < 2:
             problems.append("block_size must be at least 2 (a token and the one after it)")
-        if self.heldout_every is not None:
-            if self.heldout_every < 2:
-                problems.append("heldout_every must be at least 2")
-            if self.dev is not None:
-                problems.append("give dev or heldout_every, not both")
+        problems += heldout_problems(self.heldout_every, self.dev)
         return problems
 
 

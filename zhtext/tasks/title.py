@@ -50,8 +50,8 @@ from zhtext.neural.hub import (
 from zhtext.neural.incremental import SplitCache, StepState, bert_step, check_bert, prefill
 from zhtext.neural.modeldir import (
     META_FILE,
-    load_task_meta,
     model_dir_writer,
+    own_task_meta,
     save_task_meta,
 )
 from zhtext.neural.scratch import scratch_model
@@ -357,10 +357,9 @@ class TitleGenerator(Generator):
         :meth:`~zhtext.tasks.base.Model.quantize`."""
         from transformers import BertLMHeadModel
 
-        meta: dict[str, Any] = {}
         saved = TitleTrainConfig.max_source_len, TitleTrainConfig.max_target_len
-        if (Path(name_or_dir).expanduser() / META_FILE).is_file():
-            meta = load_task_meta(Path(name_or_dir).expanduser(), TASK)
+        meta = own_task_meta(name_or_dir, TASK)  # {} for a plain (or pretrained MLM) BERT
+        if meta:
             try:
                 saved = int(meta["max_source_len"]), int(meta["max_target_len"])
             except (KeyError, TypeError, ValueError):
