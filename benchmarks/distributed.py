@@ -124,24 +124,14 @@ def child_discover(corpus: str, mode: str) -> dict:
 def child_pipe(corpus: str, mb: str) -> dict:
     """Local pipe vs pipe on Ray (2 workers) over the first ``mb`` MB of the corpus: segment and a
     small random-weight tagger (2 layers, 64 wide) built here."""
-    import torch
-    from pipe_ray import pipe_local_vs_ray
-    from transformers import AutoModel
-
-    from zhtext.neural.scratch import build_char_vocab, char_tokenizer, small_bert_config
-    from zhtext.tasks.tagger import Tagger, TaggerModel, tag_names
+    from pipe_ray import pipe_local_vs_ray, random_tagger
 
     work = Path(corpus).parent / "pipe"
     work.mkdir()
     head = Path(corpus).read_bytes()[: int(float(mb) * MB)]
     text = head[: head.rfind(b"\n") + 1].decode("utf-8")
     (work / "corpus.txt").write_text(text, encoding="utf-8")
-    vocab = build_char_vocab(text.splitlines()[:20000])
-    torch.manual_seed(0)
-    encoder = AutoModel.from_config(small_bert_config(len(vocab), layers=2, hidden=64, heads=2,
-                                                      max_position=128))
-    model = TaggerModel(encoder, tag_names(["PER", "LOC"], "BIOES"), "BIOES", dropout=0.0)
-    Tagger(model, char_tokenizer(vocab), ["PER", "LOC"], "BIOES", 128).save(work / "tagger")
+    random_tagger(work / "tagger", text.splitlines()[:20000])
     settings = {"segment": {}, "tag": {"model": str(work / "tagger")}}
     out = pipe_local_vs_ray(work / "corpus.txt", settings, work, workers=2)
     out["pipe_mb"] = len(head) / MB
