@@ -29,6 +29,7 @@ from zhtext.io.reading import (
     ENCODING_HINT,
     _codec,
     _decode_line,
+    _open_binary,
     _pick_codec,
     _raw_lines,
     _split_lines,
@@ -140,16 +141,7 @@ def _open(path: str) -> tuple[BinaryIO, int]:
         except Exception as exc:  # noqa: BLE001
             raise ZhtextError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
         return stream, stream.size()
-    if os.path.isdir(path):
-        raise ZhtextError(f"{path} is a directory, not a text file")
-    try:
-        stream = open(path, "rb")
-    except FileNotFoundError:
-        raise ZhtextError(f"no such file: {path}") from None
-    except PermissionError:
-        raise ZhtextError(f"permission denied: {path}") from None
-    except OSError as exc:
-        raise ZhtextError(f"cannot open {path}: {exc.strerror or exc}") from None
+    stream, _ = _open_binary(path)  # the readers' own errors: missing, a directory, permission
     return stream, os.fstat(stream.fileno()).st_size
 
 
