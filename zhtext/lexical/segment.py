@@ -15,8 +15,9 @@ adds the dictionary words of 2 and 3 characters inside longer tokens; full mode 
 dictionary word. Default-mode tokens always concatenate back to the input.
 
 All of it runs in Numba over ``int32`` codepoints of many lines at once; Python strings are made
-only at the edge (one slice per token for :meth:`Segmenter.cut`, one decode per batch for
-:meth:`Segmenter.segment_lines`).
+only at the edge: the list API takes each word's string from a table filled as words are first met
+(:mod:`zhtext.lexical.wordlist`), the joined-string path decodes once per batch
+(:meth:`Segmenter.segment_lines`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from numba.cpython.unicode import _get_code_point  # a str's codepoints, read in place
 
 from zhtext.errors import ZhtextError
 from zhtext.io.reading import batched_lines, iter_numbered_lines, iter_text_chunks
@@ -68,6 +70,7 @@ from zhtext.lexical.trie import (
     trie_insert,
     trie_walk,
 )
+from zhtext.lexical.wordlist import SCRATCH, WordTable, fill_slots, make_state, scratch
 
 _CR, _LF = 13, 10
 _CACHE_VERSION = 4  # 4: the dictionary's POS tags
@@ -75,6 +78,7 @@ CACHE_MIN_BYTES = 1 << 20  # smaller dictionaries are parsed every time
 BATCH_CHARS = 1 << 20  # characters per kernel call when streaming: bounded memory, cheap calls
 BLOCK_CHARS = 1 << 18  # characters per block of segment_chunks: 10-20 MB of arrays while worked on
 MODES = ("default", "search", "all")  # jieba's cut, cut_for_search and cut(cut_all=True)
+_MODE_CODE = {mode: code for code, mode in enumerate(MODES)}  # as the kernels take them
 
 # jieba's user dictionary line: word, then optionally " count" and " tag" (lowercase letters).
 _USER_LINE = re.compile(r"^(.+?)(?: ([0-9]+))?(?: ([a-z]+))?$")
@@ -426,27 +430,79 @@ def _join_kernel(codes, starts, ends, glue, line_tok, sep, eol, out, out_offsets
 
 
 @njit(cache=True, nogil=True)
-def _cut_kernel(
-    codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, sep, out, tok_ends, line_tok
-):
-    """:func:`_segment_kernel`, then every token into ``out`` with ``sep`` between consecutive ones
-    (across lines too); returns the length. One kernel call, one decode and one ``str.split`` give
-    all the words of default mode: what ``cut`` costs is then mostly the strings it must return.
-    ``tok_ends`` (room: one per character) gets the token ends, as from :func:`_segment_kernel`."""
-    n = _segment_kernel(
-        codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, tok_ends, line_tok
-    )
-    p = 0
-    prev = 0
-    for t in range(n):
-        if t > 0:
-            out[p] = sep
-            p += 1
-        for q in range(prev, tok_ends[t]):
-            out[p] = codes[q]
-            p += 1
-        prev = tok_ends[t]
-    return p
+def _lines_core(codes, offsets, st, mode, with_offsets):
+    """The tokens of ``mode`` (0 default, 1 search, 2 full) of the lines ``codes``/``offsets`` as
+    slots (:func:`~zhtext.lexical.wordlist.fill_slots`): returns ``(res, n, n_fix, line_tok)``,
+    ``res`` holding the ``n`` slots, the ``n_fix`` tokens to slice and, ``with_offsets``, the
+    tokens' starts and ends (``n`` each). ``n_fix`` is -1 where full mode glued pieces of a token
+    (then nothing else is valid: the caller takes the general path)."""
+    trie = (st.root, st.table, st.bloom, st.word, st.weight)
+    size = codes.shape[0]
+    line_tok = np.empty(offsets.shape[0], dtype=np.int64)
+    if mode == 2:
+        room = 3 * size + offsets.shape[0]
+        while True:
+            starts = np.empty(room, dtype=np.int64)
+            ends = np.empty(room, dtype=np.int64)
+            glue = np.empty(room, dtype=np.uint8)
+            n = _full_kernel(codes, offsets, st.classes, trie, starts, ends, glue, line_tok)
+            if n <= room:
+                break
+            room = n
+        for t in range(n):
+            if glue[t]:
+                return np.empty(0, dtype=np.int64), n, -1, line_tok
+    else:
+        tok_ends = np.empty(size, dtype=np.int64)
+        hmm = (st.start_p, st.trans_p, st.emit_p)
+        n = _segment_kernel(codes, offsets, st.classes, trie, st.shift, st.floor, st.use_hmm, hmm,
+                            st.force, tok_ends, line_tok)  # fmt: skip
+        if mode == 1:
+            starts = np.empty(2 * size, dtype=np.int64)
+            ends = np.empty(2 * size, dtype=np.int64)
+            out_line = np.empty_like(line_tok)
+            n = _search_kernel(codes, tok_ends, line_tok, trie, starts, ends, out_line)
+            line_tok = out_line
+        else:
+            ends = tok_ends
+            starts = np.empty(n, dtype=np.int64)
+            prev = 0
+            for t in range(n):
+                starts[t] = prev
+                prev = tok_ends[t]
+    res = np.empty((7 if with_offsets else 5) * n, dtype=np.int64)
+    n_fix = fill_slots(codes, starts, ends, n, st.root, st.table, st.bloom, st.word, st.known, res)
+    p = n + 4 * n_fix
+    if with_offsets:
+        res[p : p + n] = starts[:n]
+        res[p + n : p + 2 * n] = ends[:n]
+        p += 2 * n
+    return res[:p], n, n_fix, line_tok
+
+
+@njit(cache=True, nogil=True)
+def _lines_kernel(codes, offsets, st, mode, with_offsets):
+    """:func:`_lines_core` of many lines."""
+    return _lines_core(codes, offsets, st, mode, with_offsets)
+
+
+@njit(cache=True, nogil=True)
+def _line_kernel(text, st, mode, with_offsets, out):
+    """:func:`_lines_core` of one line, read straight from the ``str`` (no encoding to an array
+    on the Python side), its ``res`` copied into ``out`` (a new array to box costs more than the
+    rest of a short line's call): returns ``(n, n_fix, size of res)``, nothing copied where
+    ``out`` is shorter than that."""
+    size = len(text)
+    codes = np.empty(size, dtype=np.int32)
+    for i in range(size):
+        codes[i] = _get_code_point(text, i)
+    offsets = np.empty(2, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1] = size
+    res, n, n_fix, _ = _lines_core(codes, offsets, st, mode, with_offsets)
+    if res.shape[0] <= out.shape[0]:
+        out[: res.shape[0]] = res
+    return n, n_fix, res.shape[0]
 
 
 @njit(cache=True, nogil=True)
@@ -642,6 +698,14 @@ def _check_mode(mode: str) -> None:
         raise ZhtextError(f"unknown segmentation mode {mode!r}: use one of {', '.join(MODES)}")
 
 
+def _check_tokenize_mode(mode: str) -> None:
+    if mode not in ("default", "search"):
+        raise ZhtextError(
+            f"tokenize mode must be default or search, not {mode!r} (full mode's words overlap "
+            "and jieba gives them no offsets)"
+        )
+
+
 def _per_line(items: list, line_tok: np.ndarray) -> list[list]:
     """``items`` cut into one list per line, line ``k`` holding ``line_tok[k]:line_tok[k + 1]``."""
     bounds = line_tok.tolist()
@@ -689,7 +753,9 @@ class Segmenter:
             None  # uint8 by word id, built when first needed
         )
         self._route_args: dict[bool, tuple] = {}  # kernel arguments by HMM setting
-        self._cut_entry: dict[bool, Callable[..., int]] = {}  # _cut_kernel, by HMM setting
+        # The list API's kernels (their direct entry points) and their SegState, by HMM setting
+        self._list_state: dict[bool, tuple[Callable[..., tuple], Callable[..., tuple], object]] = {}
+        self._strings = WordTable()  # one Python string per distinct word, made once
         if user_dict is not None:
             self.load_user_dict(user_dict)
 
@@ -721,12 +787,24 @@ class Segmenter:
             floor = math.log(1) - log_total
             args = (CHAR_CLASS, self._trie[:5], log_total, floor, use_hmm, tables, self._force_array())
             self._route_args[use_hmm] = args
-            # The types every call passes: readonly int32 codes (to_codes), int64 offsets, ...
-            codes, offsets = join_lines(["x"])
-            out = np.empty(2, np.int32)
-            ints = np.empty(2, np.int64)
-            self._cut_entry[use_hmm] = direct(_cut_kernel, codes, offsets, *args, 0, out, ints, ints)
         return args
+
+    def _list_kernels(self, hmm: bool | None) -> tuple[Callable[..., tuple], Callable[..., tuple], object]:
+        """The entry points of :func:`_line_kernel` and :func:`_lines_kernel` and the
+        :class:`~zhtext.lexical.wordlist.SegState` they take, made once per dictionary state."""
+        use_hmm = self.hmm if hmm is None else bool(hmm)
+        got = self._list_state.get(use_hmm)
+        if got is None:
+            classes, trie, shift, floor, _, tables, force = self._kernel_args(use_hmm)
+            self._strings.fit(len(self._counts))
+            state = make_state(classes, trie, shift, floor, use_hmm, tables, force,
+                               self._strings.known)  # fmt: skip
+            # The types every call passes: a str or readonly int32 codes (to_codes), int64 offsets
+            codes, offsets = join_lines(["x"])
+            got = (direct(_line_kernel, "x", state, 0, False, scratch(1)),
+                   direct(_lines_kernel, codes, offsets, state, 0, False), state)  # fmt: skip
+            self._list_state[use_hmm] = got
+        return got
 
     def _token_ends(
         self, codes: np.ndarray, offsets: np.ndarray, hmm: bool | None
@@ -784,48 +862,62 @@ class Segmenter:
         )
         return starts[:n], ends[:n], no_glue, out_line
 
-    def _default_words(
-        self, codes: np.ndarray, offsets: np.ndarray, sep: str, hmm: bool | None
-    ) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Default mode's words (all lines, flat), their ends and each line's first word, from one
-        kernel call; ``sep`` is a character the text lacks."""
-        line_tok = np.empty(offsets.shape[0], dtype=np.int64)
-        tok_ends = np.empty(codes.shape[0], dtype=np.int64)
-        out = np.empty(2 * codes.shape[0], dtype=np.int32)
-        args = self._kernel_args(hmm)
-        n = self._cut_entry[args[4]](codes, offsets, *args, ord(sep), out, tok_ends, line_tok)
-        words = from_codes(out[:n]).split(sep) if n else []
-        return words, tok_ends[: len(words)], line_tok
+    def _line_words(self, text: str, mode: str, hmm: bool | None) -> list[str] | None:
+        """:meth:`cut` of one line through :func:`_line_kernel`; None where it cannot serve (a str
+        subclass, full mode's glued pieces): the general path then does."""
+        code = _MODE_CODE.get(mode)
+        if code is None:
+            _check_mode(mode)
+        if type(text) is not str or self.total <= 0:  # the entry point takes exactly a str
+            return None
+        line, _, state = self._list_kernels(hmm)
+        out = SCRATCH.buf
+        n, n_fix, size = line(text, state, code, False, out)
+        if size > out.shape[0]:  # a long line: a larger buffer for this thread from now on
+            out = scratch(size)
+            n, n_fix, size = line(text, state, code, False, out)
+        return None if n_fix < 0 else self._strings.words(text, out, n, n_fix)
 
     def _words(self, lines: list[str], mode: str, hmm: bool | None) -> list[list[str]]:
         """The words of each line."""
+        _check_mode(mode)
+        if self.total <= 0:
+            raise ZhtextError("the dictionary is empty (its counts sum to 0)")
         codes, offsets = join_lines(lines)
         text = lines[0] if len(lines) == 1 else "".join(lines)
-        sep = free_char(text)
-        if mode == "default" and sep is not None:
-            words, _, line_tok = self._default_words(codes, offsets, sep, hmm)
+        _, many, state = self._list_kernels(hmm)
+        res, n, n_fix, line_tok = many(codes, offsets, state, _MODE_CODE[mode], False)
+        if n_fix >= 0:
+            words = self._strings.words(text, res, n, n_fix)
             return [words] if len(lines) == 1 else _per_line(words, line_tok)
+        # Full mode glued pieces of a token (jieba's ASCII run may skip characters).
         starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
         words = _split_words(text, codes, starts, ends, glue)
-        if len(lines) == 1:
-            return [words]
-        # Glued pieces come only from full mode, where jieba's ASCII run may skip characters.
-        if glue.size and glue.any():
-            glued_before = np.concatenate([np.zeros(1, np.int64), np.cumsum(glue, dtype=np.int64)])
-            line_tok = line_tok - glued_before[line_tok]
-        return _per_line(words, line_tok)
+        glued_before = np.concatenate([np.zeros(1, np.int64), np.cumsum(glue, dtype=np.int64)])
+        return _per_line(words, line_tok - glued_before[line_tok])
 
     def cut(
         self, text: str, *, hmm: bool | None = None, mode: str = "default"
     ) -> list[str]:
         """The words of ``text``: ``jieba.lcut(text, HMM=hmm)``; ``mode="search"`` gives
         :meth:`cut_for_search`'s words, ``"all"`` :meth:`cut_all`'s."""
-        return self.cut_lines([text], hmm=hmm, mode=mode)[0]
+        if mode == "default" and type(text) is str:  # the common call, kept short: see wordlist.py
+            line, _, state = self._list_kernels(hmm)
+            out = SCRATCH.buf
+            n, n_fix, size = line(text, state, 0, False, out)
+            if size > out.shape[0]:  # a long line: a larger buffer for this thread from now on
+                out = scratch(size)
+                n, n_fix, size = line(text, state, 0, False, out)
+            if not n_fix:
+                return self._strings.strings.take(out[:n]).tolist()
+            return self._strings.words(text, out, n, n_fix)
+        words = self._line_words(text, mode, hmm)
+        return words if words is not None else self._words([text], mode, hmm)[0]
 
     def cut_lines(
         self, lines: Sequence[str], *, hmm: bool | None = None, mode: str = "default"
     ) -> list[list[str]]:
-        """:meth:`cut` for many lines in one kernel call (one Python string per word)."""
+        """:meth:`cut` for many lines in one kernel call."""
         return self._words(list(lines), mode, hmm)
 
     def cut_all(self, text: str) -> list[str]:
@@ -833,47 +925,49 @@ class Segmenter:
         overlapping, and each character no longer word covers (the HMM plays no part). As in jieba,
         text outside Han/ASCII runs comes out split at whitespace only, and with empty strings
         around each whitespace token."""
-        return self.cut_lines([text], mode="all")[0]
+        return self.cut(text, mode="all")
 
     def cut_for_search(self, text: str, *, hmm: bool | None = None) -> list[str]:
         """jieba's search mode, ``jieba.lcut_for_search(text, HMM=hmm)``: each word of :meth:`cut`,
         preceded by its 2- and 3-character substrings that are dictionary words (for words longer
         than 2 and 3 characters)."""
-        return self.cut_lines([text], hmm=hmm, mode="search")[0]
+        return self.cut(text, hmm=hmm, mode="search")
 
     def tokenize(
         self, text: str, mode: str = "default", *, hmm: bool | None = None
     ) -> list[tuple[str, int, int]]:
         """``list(jieba.tokenize(text, mode, HMM=hmm))``: ``(word, start, end)`` with ``text[start:end]
         == word``; ``mode`` is ``"default"`` (:meth:`cut`) or ``"search"`` (:meth:`cut_for_search`)."""
+        _check_tokenize_mode(mode)
+        if type(text) is str and self.total > 0:
+            line, _, state = self._list_kernels(hmm)
+            res = scratch(14 * len(text) + 8)  # room for search mode's every token
+            n, n_fix, _ = line(text, state, _MODE_CODE[mode], True, res)
+            words = self._strings.words(text, res, n, n_fix)
+            p = n + 4 * n_fix
+            return list(zip(words, res[p : p + n].tolist(), res[p + n : p + 2 * n].tolist()))
         return self.tokenize_lines([text], mode, hmm=hmm)[0]
 
     def tokenize_lines(
         self, lines: Sequence[str], mode: str = "default", *, hmm: bool | None = None
     ) -> list[list[tuple[str, int, int]]]:
         """:meth:`tokenize` for many lines in one kernel call; offsets count from each line's start."""
-        if mode not in ("default", "search"):
-            raise ZhtextError(
-                f"tokenize mode must be default or search, not {mode!r} (full mode's words overlap "
-                "and jieba gives them no offsets)"
-            )
+        _check_tokenize_mode(mode)
+        if self.total <= 0:
+            raise ZhtextError("the dictionary is empty (its counts sum to 0)")
         lines = list(lines)
         codes, offsets = join_lines(lines)
         text = lines[0] if len(lines) == 1 else "".join(lines)
-        sep = free_char(text)
-        if mode == "default" and sep is not None and len(lines) == 1:
-            words, ends, _ = self._default_words(codes, offsets, sep, hmm)
-            end_list = ends.tolist()
-            return [list(zip(words, [0, *end_list[:-1]], end_list))]
-        starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
-        words = _split_words(text, codes, starts, ends, glue)  # no glue outside full mode
+        _, many, state = self._list_kernels(hmm)
+        res, n, n_fix, line_tok = many(codes, offsets, state, _MODE_CODE[mode], True)
+        words = self._strings.words(text, res, n, n_fix)
+        p = n + 4 * n_fix
         line_start = np.repeat(offsets[:-1], np.diff(line_tok))
-        starts -= line_start
-        ends = ends - line_start
-        bounds = line_tok.tolist()
-        a_list, b_list = starts.tolist(), ends.tolist()
+        a_list = (res[p : p + n] - line_start).tolist()
+        b_list = (res[p + n :] - line_start).tolist()
         return [
-            list(zip(words[a:b], a_list[a:b], b_list[a:b])) for a, b in itertools.pairwise(bounds)
+            list(zip(words[a:b], a_list[a:b], b_list[a:b]))
+            for a, b in itertools.pairwise(line_tok.tolist())
         ]
 
     def segment_lines(
@@ -1052,7 +1146,7 @@ class Segmenter:
             self._counts.append(count)
         self.total += count
         self._route_args.clear()  # the trie, the total or the forced splits changed
-        self._cut_entry.clear()
+        self._list_state.clear()
         if tag:
             self.tags[word] = tag
         if count == 0 and word not in self.force_split:

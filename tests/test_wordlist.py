@@ -1,0 +1,133 @@
+"""The list API's word strings (``zhtext.lexical.wordlist``): interned once, never wrong.
+
+``Segmenter.cut`` builds its lists from a table of strings filled as words are met, and its one-line
+kernel writes into a per-thread buffer. These tests pin the ways that could go wrong: a word's first
+and later calls, words added after the table was sized, lines longer than the buffer, characters
+outside the BMP and lone surrogates, str subclasses, and threads sharing one segmenter.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from zhtext.lexical.lexicon import Lexicon
+from zhtext.lexical.segment import Segmenter
+from zhtext.lexical.wordlist import BASE, CHARS, EMPTY, SCRATCH, WordTable
+
+LINES = [
+    "我来到北京清华大学",
+    "黛玉笑道：“你又来了。”",
+    "他来到了网易杭研大厦，iPhone6s 和 C++ 的价格是 3.5 元",
+    "",
+    " ",
+    "𠀀𠀁北京😀大学\U0010ffff",
+    "北京\ud800大学",  # a lone surrogate (what surrogateescape leaves in text)
+    "\r\n北京\r\n",
+]
+
+
+def jieba_words(line: str, hmm: bool) -> list[str]:
+    import jieba
+
+    jieba.setLogLevel(60)
+    return jieba.lcut(line, HMM=hmm)
+
+
+@pytest.fixture(scope="module")
+def seg() -> Segmenter:
+    return Segmenter()
+
+
+@pytest.mark.parametrize("hmm", [True, False])
+def test_first_and_later_calls_agree_with_jieba(hmm):
+    seg = Segmenter()
+    for line in LINES:
+        first = seg.cut(line, hmm=hmm)  # dictionary words are made here, then come from the table
+        assert first == jieba_words(line, hmm)
+        assert seg.cut(line, hmm=hmm) == first
+        assert seg.cut_lines([line, line], hmm=hmm) == [first, first]
+        assert [w for w, _, _ in seg.tokenize(line, hmm=hmm)] == first
+
+
+def test_table_strings_are_the_words_they_stand_for(seg):
+    for line in LINES:
+        seg.cut(line)
+    table = seg._strings
+    assert table.strings[EMPTY] == ""
+    assert all(table.strings[c] == chr(c) for c in (0, 0x4E00, 0xD800, CHARS - 1))
+    learned = np.flatnonzero(table.known)
+    assert learned.size > 0
+    for w in learned.tolist():
+        word = table.strings[BASE + w]
+        node = seg._trie.word.tolist().index(w)  # the trie node whose word id is w
+        assert seg._count(word, -1) == seg._counts[w] and int(seg._trie.word[node]) == w
+
+
+def test_words_added_after_the_table_was_sized():
+    seg = Segmenter(Lexicon({"北京": 50, "大学": 40, "我": 30, "来到": 20}))
+    seg.cut("我来到北京")
+    room = seg._strings.known.shape[0]
+    words = [f"新{chr(0x4E00 + k)}{chr(0x5E00 + k)}" for k in range(2 * room + 10)]
+    seg.add_word(words[0], 1000)  # its id is past the table, which grows on the next call
+    assert seg.cut(words[0] + "北京") == [words[0], "北京"]
+    for word in words[1:]:  # enough to regrow it by more than a quarter
+        seg.add_word(word, 1000)
+    assert seg.cut(words[-1] + words[0]) == [words[-1], words[0]]
+    assert seg.cut(words[-1] + words[0]) == [words[-1], words[0]]  # now from the table
+    assert seg._strings.known.shape[0] >= len(seg._counts)
+    seg.del_word(words[0])
+    assert words[0] not in seg.cut(words[0] + "北京", hmm=False)
+
+
+def test_a_line_longer_than_the_buffer(seg):
+    base = "".join(LINES[:3])
+    line = base * (SCRATCH.buf.shape[0] // len(base) + 1)  # the kernel asks for more room, once
+    for hmm in (True, False):
+        assert seg.cut(line, hmm=hmm) == jieba_words(line, hmm)
+    tokens = seg.tokenize(line, mode="search")
+    assert all(line[a:b] == w for w, a, b in tokens)
+
+
+def test_str_subclass_and_modes(seg):
+    class Text(str):
+        pass
+
+    line = Text("我来到北京清华大学")
+    assert seg.cut(line) == seg.cut(str(line))
+    assert seg.cut_for_search(line) == seg.cut_for_search(str(line))
+    assert seg.cut_all("C++ 和 c# 北京") == seg.cut_lines(["C++ 和 c# 北京"], mode="all")[0]
+
+
+def test_threads_sharing_one_segmenter_get_their_own_answers():
+    seg = Segmenter()
+    lines = [line * k for line in LINES for k in (1, 3, 60)]
+    expected = [seg.cut(line) for line in lines]
+    seg = Segmenter()  # a fresh table: the threads fill it while they race
+    failures = []
+
+    def work(offset: int) -> None:
+        for r in range(20):
+            for i in range(len(lines)):
+                j = (i + offset + r) % len(lines)
+                if seg.cut(lines[j]) != expected[j]:
+                    failures.append(j)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def test_word_table_keeps_what_it_made_when_it_grows():
+    table = WordTable()
+    table.fit(10)
+    table.strings[BASE + 3] = "北京"
+    table.known[3] = 1
+    table.fit(1000)
+    assert table.known.shape[0] >= 1000 and table.known[3] == 1
+    assert table.strings[BASE + 3] == "北京" and table.strings[0x4E00] == "一"
