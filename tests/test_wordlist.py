@@ -131,3 +131,19 @@ def test_word_table_keeps_what_it_made_when_it_grows():
     table.fit(1000)
     assert table.known.shape[0] >= 1000 and table.known[3] == 1
     assert table.strings[BASE + 3] == "北京" and table.strings[0x4E00] == "一"
+
+
+def test_tags_and_cuts_share_the_table_through_growth():
+    small = {"北京": 50, "大学": 40, "我": 30, "来到": 20}
+    seg = Segmenter(Lexicon(small))
+    words = [f"新{chr(0x4E00 + k)}{chr(0x5E00 + k)}" for k in range(12)]
+    for k, word in enumerate(words):
+        line = "我来到北京" + word + "大学"
+        # the tag path grows the table first
+        assert [w for w, _ in seg.tag(line, hmm=False)] == seg.cut(line, hmm=False)
+        seg.add_word(word, 1000, "nz")
+        fresh = Segmenter(Lexicon(small))
+        for w in words[: k + 1]:
+            fresh.add_word(w, 1000, "nz")
+        assert seg.tag(line) == fresh.tag(line) and seg.cut(line) == fresh.cut(line)
+        assert (word, "nz") in seg.tag(line)

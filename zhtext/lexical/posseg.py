@@ -45,7 +45,6 @@ from zhtext.lexical.chars import (
     HAN_FIRST,
     HAN_LAST,
     JOINER,
-    from_codes,
     join_lines,
 )
 from zhtext.lexical.route import route_scratch, route_span
@@ -528,9 +527,8 @@ def tag_lines(
         codes, offsets, CHAR_CLASS, seg._trie[:5], log_total, math.log(1) - log_total,
         tags.word_tag, tags.codes, bool(hmm), h, out, line_tok,
     )  # fmt: skip
-    text = from_codes(codes)
-    names = tags.names
-    starts, ends, kinds = out[:n].T.tolist()
-    pairs = [(text[a:b], names[t]) for a, b, t in zip(starts, ends, kinds)]
+    text = lines[0] if len(lines) == 1 else "".join(lines)
+    words = seg._span_words(text, codes, out, n)
+    pairs = list(zip(words, map(tags.names.__getitem__, out[:n, 2].tolist())))
     bounds = line_tok.tolist()
     return [pairs[a:b] for a, b in itertools.pairwise(bounds)]

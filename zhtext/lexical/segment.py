@@ -70,7 +70,14 @@ from zhtext.lexical.trie import (
     trie_insert,
     trie_walk,
 )
-from zhtext.lexical.wordlist import SCRATCH, WordTable, fill_slots, make_state, scratch
+from zhtext.lexical.wordlist import (
+    SCRATCH,
+    WordTable,
+    fill_slots,
+    make_state,
+    scratch,
+    span_slots,
+)
 
 _CR, _LF = 13, 10
 _CACHE_VERSION = 4  # 4: the dictionary's POS tags
@@ -861,6 +868,15 @@ class Segmenter:
             codes, tok_ends, line_tok, self._trie[:5], starts, ends, out_line
         )
         return starts[:n], ends[:n], no_glue, out_line
+
+    def _span_words(self, text: str, codes: np.ndarray, spans: np.ndarray, n: int) -> list[str]:
+        """The strings of the ``n`` tokens ``text[start:end]``, rows ``(start, end, ...)`` of
+        ``spans`` (``codes``: the codepoints of ``text``), from the word table."""
+        if self._strings.fit(len(self._counts)):
+            self._list_state.clear()  # their SegStates hold the old known flags
+        res = np.empty(5 * n, dtype=np.int64)
+        n_fix = span_slots(codes, spans, n, *self._trie[:4], self._strings.known, res)
+        return self._strings.words(text, res, n, n_fix)
 
     def _line_words(self, text: str, mode: str, hmm: bool | None) -> list[str] | None:
         """:meth:`cut` of one line through :func:`_line_kernel`; None where it cannot serve (a str

@@ -92,6 +92,12 @@ def fill_slots(codes, starts, ends, n, root, table, bloom, word, known, res):
     return n_fix
 
 
+@njit(cache=True, nogil=True)
+def span_slots(codes, spans, n, root, table, bloom, word, known, res):
+    """:func:`fill_slots` of tokens given as rows ``(start, end, ...)`` of ``spans``."""
+    return fill_slots(codes, spans[:, 0], spans[:, 1], n, root, table, bloom, word, known, res)
+
+
 class _Scratch(threading.local):
     """A buffer per thread (the list API's kernels run without the GIL; a segmenter may be shared
     by threads), for kernels to write into: a new array boxed per call costs more than a short
@@ -123,12 +129,13 @@ class WordTable:
         self.strings = np.empty(0, dtype=object)
         self.known = np.zeros(0, dtype=np.uint8)
 
-    def fit(self, n_words: int) -> None:
+    def fit(self, n_words: int) -> bool:
         """Room for word ids below ``n_words`` (a quarter more, so that added words rarely regrow
-        it); the strings made so far are kept."""
+        it); the strings made so far are kept. True if it grew: ``known`` is then a new array, and
+        kernel arguments holding the old one must be made again."""
         have = self.known.shape[0]
         if n_words <= have and self.strings.shape[0]:
-            return
+            return False
         room = max(n_words, have + have // 4)
         strings = np.empty(BASE + room, dtype=object)
         if self.strings.shape[0]:
@@ -139,6 +146,7 @@ class WordTable:
         known = np.zeros(room, dtype=np.uint8)
         known[:have] = self.known
         self.strings, self.known = strings, known
+        return True
 
     def words(self, text: str, res: np.ndarray, n: int, n_fix: int) -> list[str]:
         """The ``n`` words of ``text`` whose slots :func:`fill_slots` put in ``res``."""
