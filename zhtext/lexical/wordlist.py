@@ -153,12 +153,10 @@ class WordTable:
         if not n_fix:
             return self.strings.take(res[:n]).tolist()
         words = self.strings.take(res[:n]).tolist()
-        fixes = res[n : n + 4 * n_fix].tolist()
-        strings, known = self.strings, self.known
-        for q in range(0, len(fixes), 4):
-            t, a, b, w = fixes[q : q + 4]
+        fixes = iter(res[n : n + 4 * n_fix].tolist())
+        for t, a, b, w in zip(fixes, fixes, fixes, fixes):
             words[t] = word = text[a:b]
             if w >= 0:  # a dictionary word met for the first time: its string from now on
-                strings[BASE + w] = word
-                known[w] = 1
+                self.strings[BASE + w] = word
+                self.known[w] = 1
         return words
