@@ -128,11 +128,16 @@ class WordTable:
     def __init__(self) -> None:
         self.strings = np.empty(0, dtype=object)
         self.known = np.zeros(0, dtype=np.uint8)
+        self._lock = threading.Lock()  # threads sharing a segmenter may size it at once
 
     def fit(self, n_words: int) -> bool:
         """Room for word ids below ``n_words`` (a quarter more, so that added words rarely regrow
         it); the strings made so far are kept. True if it grew: ``known`` is then a new array, and
         kernel arguments holding the old one must be made again."""
+        with self._lock:
+            return self._fit(n_words)
+
+    def _fit(self, n_words: int) -> bool:
         have = self.known.shape[0]
         if n_words <= have and self.strings.shape[0]:
             return False
