@@ -113,9 +113,12 @@ def segment(
     with Bar(enabled=show, unit="bytes") as bar:
         task = bar.add("segmenting", total=size)
 
-        def advance(text: str) -> None:
-            if size is not None:  # UTF-8 bytes approximate the file's bytes well enough
-                bar.advance(task, len(text.encode("utf-8", "surrogatepass")))
+        def advance(block: str | bytes) -> None:
+            if size is None:
+                return
+            if isinstance(block, str):  # UTF-8 bytes approximate the file's bytes well enough
+                block = block.encode("utf-8", "surrogatepass")
+            bar.advance(task, len(block))
 
         if not (offsets or pos or out_format is TextFormat.jsonl):
             segmenter.segment_file(

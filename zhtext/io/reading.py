@@ -21,9 +21,12 @@ import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from zhtext.errors import ZhtextError
+
+if TYPE_CHECKING:  # Python 3.10 has no typing.Self
+    from typing_extensions import Self
 
 CHUNK_BYTES = 1 << 20
 
@@ -246,37 +249,119 @@ def iter_text_chunks(
 
 
 def _text_chunks(source: PathLike, encoding: str | None, chunk_bytes: int) -> Iterator[str]:
-    stream, name = _open_binary(source)
-    try:
-        first = stream.read(chunk_bytes)
-        codec = _pick_codec(first, name, encoding)
-        hint = "" if encoding else f" ({ENCODING_HINT})"
-        decoder = codecs.getincrementaldecoder(codec)(errors="strict")
-        consumed = 0  # bytes handed to the decoder before the current chunk
-        data = first
+    with open_raw(source, encoding, chunk_bytes) as raw:
+        yield from raw.text_chunks()
+
+
+class RawText:
+    """An input opened for reading as bytes, its codec picked from its first chunk (the one
+    policy of every reader: a missing, binary or unnamed-UTF-16 input fails at the opening).
+
+    :meth:`text_chunks` decodes it (what :func:`iter_text_chunks` yields); a UTF-8 input
+    (:attr:`utf8`) may instead be taken as its raw :meth:`byte_chunks`, whose reader reports a
+    bad byte with :meth:`decode_error`, in the words the decoder would use. Use it as a context
+    manager, or :meth:`close` it.
+    """
+
+    def __init__(self, source: PathLike, encoding: str | None, chunk_bytes: int):
+        self.stream, self.name = _open_binary(source)
+        self.chunk_bytes = chunk_bytes
+        self._encoding = encoding
+        self._hint = "" if encoding else f" ({ENCODING_HINT})"
+        self._first: bytes | None = None
+        if not _is_stream(source):  # a stream's first read waits for its writer: done on demand
+            self._begin()
+
+    def _begin(self) -> bytes:
+        """Read the first chunk and pick the codec, once; the first chunk."""
+        if self._first is None:
+            try:
+                first = self.stream.read(self.chunk_bytes)
+                self._codec = _pick_codec(first, self.name, self._encoding)
+            except BaseException:
+                self.close()
+                raise
+            self._first = first
+        return self._first
+
+    @property
+    def codec(self) -> str:
+        """The codec the input is decoded with (given, or picked from its first chunk)."""
+        self._begin()
+        return self._codec
+
+    @property
+    def utf8(self) -> bool:
+        """Whether the input is UTF-8 (with or without a BOM)."""
+        return codecs.lookup(self.codec).name in ("utf-8", "utf-8-sig")
+
+    @property
+    def start(self) -> int:
+        """Where the text starts: after a BOM that the codec drops."""
+        first = self._begin()
+        drops_bom = codecs.lookup(self.codec).name == "utf-8-sig"
+        return len(codecs.BOM_UTF8) if drops_bom and first.startswith(codecs.BOM_UTF8) else 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.stream is not sys.stdin.buffer:
+            self.stream.close()
+
+    def byte_chunks(self) -> Iterator[bytes]:
+        """The raw bytes from :attr:`start` on, chunk by chunk (not checked: see the class)."""
+        data = self._begin()[self.start :]
+        while data:
+            yield data
+            data = self.stream.read(self.chunk_bytes)
+
+    def chunks(self) -> Iterator[bytes] | Iterator[str]:
+        """A UTF-8 input's :meth:`byte_chunks`, any other's :meth:`text_chunks`; a stream is
+        first read when the first chunk is asked for."""
+        yield from self.byte_chunks() if self.utf8 else self.text_chunks()
+
+    def decode_error(self, offset: int, truncated: bool = False) -> ZhtextError:
+        """The error for a bad byte at ``offset`` in the file (a character cut short by the
+        end of the input: ``truncated``)."""
+        if truncated:
+            return ZhtextError(f"{self.name}: truncated character at byte offset {offset} "
+                               f"({self.codec}){self._hint}")
+        return ZhtextError(f"{self.name}: cannot decode byte at offset {offset} as "
+                           f"{self.codec}{self._hint}")
+
+    def text_chunks(self) -> Iterator[str]:
+        """The input decoded, chunk by chunk, newlines untouched."""
+        # After a BOM, plain UTF-8 from the BOM's end: utf-8-sig's errors would count from there
+        decoder = codecs.getincrementaldecoder("utf-8" if self.start else self.codec)(errors="strict")
+        consumed = self.start  # bytes handed to the decoder (or skipped) before the current chunk
+        data = self._begin()[self.start :]
         while data:
             pending = len(decoder.getstate()[0])
             try:
                 text = decoder.decode(data, final=False)
             except UnicodeDecodeError as exc:
-                offset = consumed - pending + exc.start
-                raise ZhtextError(f"{name}: cannot decode byte at offset {offset} as {codec}{hint}") from None
+                raise self.decode_error(consumed - pending + exc.start) from None
             consumed += len(data)
             if text:
                 yield text
-            data = stream.read(chunk_bytes)
+            data = self.stream.read(self.chunk_bytes)
         try:
             tail = decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            pending = len(decoder.getstate()[0])
-            raise ZhtextError(
-                f"{name}: truncated character at byte offset {consumed - pending} ({codec}){hint}"
-            ) from None
+            raise self.decode_error(consumed - len(decoder.getstate()[0]), True) from None
         if tail:
             yield tail
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+
+
+def open_raw(source: PathLike, encoding: str | None = None,
+             chunk_bytes: int | None = None) -> RawText:
+    """Open a path or ``-`` as a :class:`RawText` (a file's first chunk is read now, stdin's when
+    it is first asked for)."""
+    return RawText(source, encoding, chunk_bytes or CHUNK_BYTES)
 
 
 def iter_lines(

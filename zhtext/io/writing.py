@@ -20,6 +20,7 @@ removed the next time the same output is written.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import os
@@ -160,6 +161,17 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         if isinstance(exc, OSError):
             raise write_error(path, exc) from None
         raise
+
+
+def write_utf8(handle: IO[str], data: bytes) -> None:
+    """Write the UTF-8 ``data`` to the text ``handle``: straight to its byte buffer when it writes
+    UTF-8 (no decoding and encoding again), else as text in its own encoding."""
+    buffer = getattr(handle, "buffer", None)
+    if buffer is not None and codecs.lookup(getattr(handle, "encoding", None) or "ascii").name == "utf-8":
+        handle.flush()  # what was written as text goes first
+        buffer.write(data)
+    else:
+        handle.write(data.decode("utf-8"))
 
 
 @contextlib.contextmanager

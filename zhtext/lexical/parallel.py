@@ -17,7 +17,7 @@ import collections
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import AnyStr, TypeVar
 
 import numpy as np
 from numba import njit
@@ -49,34 +49,35 @@ def check_jobs(jobs: int | None) -> int:
     return jobs
 
 
-def line_blocks(chunks: Iterable[str], block_chars: int) -> Iterator[str]:
+def line_blocks(chunks: Iterable[AnyStr], block_chars: int) -> Iterator[AnyStr]:
     """Regroup text cut anywhere into blocks of whole lines, of about ``block_chars`` characters
-    or more; only the last may lack its final ``\\n``.
+    (or bytes: chunks may be either) or more; only the last may lack its final ``\\n``.
 
     A block ends at the last ``\\n`` of the piece that brings it to ``block_chars`` (so about a
     piece more or less than that), so a ``\\r\\n`` is never split, and a line longer than a block
     makes a longer block: lines are never cut. Pieces are joined once per block.
     """
-    held: list[str] = []  # the next block so far
+    held: list[AnyStr] = []  # the next block so far
     size = 0
     for chunk in chunks:
         if not chunk:
             continue
         size += len(chunk)
-        cut = chunk.rfind("\n") + 1 if size >= block_chars else 0
+        end = b"\n" if isinstance(chunk, bytes) else "\n"
+        cut = chunk.rfind(end) + 1 if size >= block_chars else 0
         if cut == 0:  # not enough yet, or no line end in this piece: keep reading
             held.append(chunk)
             continue
         held.append(chunk[:cut])
-        yield "".join(held)
+        yield chunk[:0].join(held)
         rest = chunk[cut:]
         held, size = ([rest], len(rest)) if rest else ([], 0)
     if held:
-        yield "".join(held)
+        yield held[0][:0].join(held)
 
 
 @njit(cache=True, nogil=True)
-def _strip_line_ends(codes):
+def strip_line_ends(codes):
     """``codes`` without their line ends, and the offsets of the lines in what is left.
 
     Lines end at ``\\n``, one ``\\r`` before it going too; text after the last ``\\n`` is one more
@@ -115,7 +116,7 @@ def text_lines(text: str) -> tuple[np.ndarray, np.ndarray]:
     their joined codepoints and ``int64`` offsets; the lines are those that
     :func:`~zhtext.io.reading.iter_lines` yields for the same text (``\\n`` or ``\\r\\n`` ends a
     line; a last line without an end counts)."""
-    return _strip_line_ends(to_codes(text))
+    return strip_line_ends(to_codes(text))
 
 
 def ordered_map(

@@ -38,8 +38,8 @@ from numba import njit
 from numba.cpython.unicode import _get_code_point  # a str's codepoints, read in place
 
 from zhtext.errors import ZhtextError
-from zhtext.io.reading import batched_lines, iter_numbered_lines, iter_text_chunks
-from zhtext.io.writing import atomic_output, atomic_path
+from zhtext.io.reading import batched_lines, iter_numbered_lines, open_raw
+from zhtext.io.writing import atomic_output, atomic_path, write_utf8
 from zhtext.lexical.chars import (
     ALNUM,
     CHAR_CLASS,
@@ -60,7 +60,13 @@ from zhtext.lexical.hmm import (
 )
 from zhtext.lexical.jit import direct
 from zhtext.lexical.lexicon import Lexicon, jieba_dict_path
-from zhtext.lexical.parallel import check_jobs, line_blocks, ordered_map, text_lines
+from zhtext.lexical.parallel import (
+    check_jobs,
+    line_blocks,
+    ordered_map,
+    strip_line_ends,
+    text_lines,
+)
 from zhtext.lexical.route import max_span, route_span
 from zhtext.lexical.trie import (
     Trie,
@@ -70,6 +76,7 @@ from zhtext.lexical.trie import (
     trie_insert,
     trie_walk,
 )
+from zhtext.lexical.utf8 import Utf8Error, decode_utf8, encode_utf8
 from zhtext.lexical.wordlist import (
     SCRATCH,
     WordTable,
@@ -1000,7 +1007,8 @@ class Segmenter:
         batch is decoded once, so no per-word Python string is ever made.
         """
         codes, offsets = join_lines(list(lines))
-        text, out_offsets = self._joined(codes, offsets, sep, "", mode, hmm)
+        out, out_offsets = self._joined(codes, offsets, sep, "", mode, hmm)
+        text = from_codes(out)
         return [text[a:b] for a, b in itertools.pairwise(out_offsets.tolist())]
 
     def _joined(
@@ -1011,9 +1019,9 @@ class Segmenter:
         eol: str,
         mode: str,
         hmm: bool | None,
-    ) -> tuple[str, np.ndarray]:
-        """Every line's words joined by ``sep``, each line followed by ``eol``, as one string, and
-        where each line's words end in it. All of it but the final decode releases the GIL."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every line's words joined by ``sep``, each line followed by ``eol``, as one codepoint
+        array, and where each line's words end in it; all of it without the GIL."""
         starts, ends, glue, line_tok = self._spans(codes, offsets, mode, hmm)
         sep_codes, eol_codes = to_codes(sep), to_codes(eol)
         n_lines = offsets.shape[0] - 1
@@ -1022,7 +1030,7 @@ class Segmenter:
         out = np.empty(size + eol_codes.shape[0] * n_lines, dtype=np.int32)
         out_offsets = np.empty(n_lines + 1, dtype=np.int64)
         _join_kernel(codes, starts, ends, glue, line_tok, sep_codes, eol_codes, out, out_offsets)
-        return from_codes(out), out_offsets
+        return out, out_offsets
 
     def segment_text(
         self, text: str, sep: str = " ", *, mode: str = "default", hmm: bool | None = None
@@ -1039,33 +1047,61 @@ class Segmenter:
         '我 / 来到 / 北京\n黛玉笑 / 道\n'
         """
         codes, offsets = text_lines(text)
-        return self._joined(codes, offsets, sep, "\n", mode, hmm)[0]
+        return from_codes(self._joined(codes, offsets, sep, "\n", mode, hmm)[0])
+
+    def segment_bytes(
+        self, data: bytes, sep: str = " ", *, mode: str = "default", hmm: bool | None = None
+    ) -> bytes:
+        """:meth:`segment_text` of UTF-8 bytes, as UTF-8 bytes: decoding, segmenting and encoding
+        all release the GIL. Bytes that are not UTF-8 (as Python's strict codec says) raise
+        :class:`~zhtext.lexical.utf8.Utf8Error` with the offset of the first."""
+        codes, bad, truncated = decode_utf8(np.frombuffer(data, np.uint8))
+        if bad >= 0:
+            raise Utf8Error(bad, truncated)
+        out, _ = self._joined(*strip_line_ends(codes), sep, "\n", mode, hmm)
+        return encode_utf8(out).tobytes()
 
     def segment_chunks(
         self,
-        chunks: Iterable[str],
+        chunks: Iterable[str] | Iterable[bytes],
         sep: str = " ",
         *,
         mode: str = "default",
         hmm: bool | None = None,
         jobs: int | None = None,
         block_chars: int | None = None,
-    ) -> Iterator[tuple[str, str]]:
+    ) -> Iterator[tuple[str, str]] | Iterator[tuple[bytes, bytes]]:
         """:meth:`segment_text` over a stream of text cut anywhere (a reader's chunks), on ``jobs``
         threads (``None``: every core), as (input block, output) pairs in input order.
 
-        Blocks hold whole lines, about ``block_chars`` characters each (default
-        :data:`BLOCK_CHARS`); a few blocks per thread are in flight at a time, so memory stays
-        bounded whatever the input. The output is the same for every ``jobs``, block size and cut
-        of the input.
+        Chunks of UTF-8 bytes (such as :meth:`~zhtext.io.reading.RawText.byte_chunks`) give
+        blocks and outputs as UTF-8 bytes (:meth:`segment_bytes`: no Python codec holds the
+        GIL), and a byte that is not UTF-8 raises :class:`~zhtext.lexical.utf8.Utf8Error` with
+        its offset in the chunks, at its block's turn. Blocks hold whole lines, about
+        ``block_chars`` characters (or bytes) each (default :data:`BLOCK_CHARS`); a few blocks per
+        thread are in flight at a time, so memory stays bounded whatever the input. The output is
+        the same for every ``jobs``, block size and cut of the input.
         """
         jobs = check_jobs(jobs)
         _check_mode(mode)  # before the first block, not at its turn
 
-        def work(block: str) -> tuple[str, str]:
-            return block, self.segment_text(block, sep, mode=mode, hmm=hmm)
+        def work(item: tuple[int, str | bytes]) -> tuple[str | bytes, str | bytes]:
+            offset, block = item
+            if isinstance(block, str):
+                return block, self.segment_text(block, sep, mode=mode, hmm=hmm)
+            try:
+                return block, self.segment_bytes(block, sep, mode=mode, hmm=hmm)
+            except Utf8Error as exc:  # where in the whole stream
+                raise Utf8Error(offset + exc.offset, exc.truncated) from None
 
-        return ordered_map(work, line_blocks(chunks, block_chars or BLOCK_CHARS), jobs)
+        def numbered(blocks: Iterator[str | bytes]) -> Iterator[tuple[int, str | bytes]]:
+            offset = 0
+            for block in blocks:
+                yield offset, block
+                offset += len(block)
+
+        blocks = line_blocks(chunks, block_chars or BLOCK_CHARS)
+        return ordered_map(work, numbered(blocks), jobs)
 
     def segment_file(
         self,
@@ -1077,23 +1113,31 @@ class Segmenter:
         hmm: bool | None = None,
         jobs: int | None = None,
         encoding: str | None = None,
-        progress: Callable[[str], None] | None = None,
+        progress: Callable[[str | bytes], None] | None = None,
     ) -> None:
         """Segment the file ``source`` (``-``: stdin) into ``output`` (``None`` or ``-``: stdout),
         one line of words joined by ``sep`` per input line, on ``jobs`` threads (``None``: every
         core): what ``zhtext segment`` does. The input is read as
         :func:`~zhtext.io.reading.iter_lines` reads it (UTF-8 or GB18030 detected, ``encoding``
         forces one) and streamed; the output appears whole or not at all. ``progress`` is called
-        with each input block once its output is written."""
+        with each input block (UTF-8 input: its bytes) once its output is written.
+
+        UTF-8 input is worked on as bytes (:meth:`segment_bytes`), other encodings as text."""
         # Read in pieces of a block's size (a block is then ready about every piece); a missing or
-        # binary input fails here.
-        chunks = iter_text_chunks(source, encoding, BLOCK_CHARS)
-        blocks = self.segment_chunks(chunks, sep, mode=mode, hmm=hmm, jobs=jobs)
-        with atomic_output(output) as handle, contextlib.closing(blocks):
-            for block, segmented in blocks:
-                handle.write(segmented)
-                if progress is not None:
-                    progress(block)
+        # binary file fails here, before the output is made.
+        with open_raw(source, encoding, BLOCK_CHARS) as raw:
+            blocks = self.segment_chunks(raw.chunks(), sep, mode=mode, hmm=hmm, jobs=jobs)
+            with atomic_output(output) as handle, contextlib.closing(blocks):
+                try:
+                    for block, segmented in blocks:
+                        if isinstance(segmented, bytes):
+                            write_utf8(handle, segmented)
+                        else:
+                            handle.write(segmented)
+                        if progress is not None:
+                            progress(block)
+                except Utf8Error as exc:  # said as the reader of the file says it
+                    raise raw.decode_error(raw.start + exc.offset, exc.truncated) from None
 
     def segment_batches(
         self,
