@@ -53,7 +53,7 @@ def train_with_budget(train, dev, budget: float, args, lexicon=None, name: str =
         train=train, dev=dev, output=out, layers=args.layers, hidden=args.hidden, epochs=1000,
         max_seconds=budget, batch_size=args.batch_size, lr=args.lr, max_len=args.max_len,
         seed=args.seed, dropout=args.dropout, min_char_count=2, progress=not args.no_progress,
-        lexicon=lexicon, overwrite=True,
+        lexicon=lexicon, word_dim=args.word_dim, overwrite=True,
     ))
     train_s = time.perf_counter() - begin
     best = tagger.meta["best"]
@@ -166,6 +166,10 @@ def main() -> None:
                         help="torch threads (1 is fastest for small models on a busy 2-core machine)")
     parser.add_argument("--bert-texts", type=int, default=256,
                         help="dev sentences tagged with the BERT-base-sized encoder")
+    parser.add_argument("--word-dim", type=int, default=50,
+                        help="embeddings of the lexicon's words (0: lengths and frequencies only)")
+    parser.add_argument("--lexicons", default=",".join(LEXICONS),
+                        help=f"which of {', '.join(LEXICONS)} to train with (comma-separated)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
 
@@ -191,20 +195,25 @@ def main() -> None:
     log(f"train {len(train)} sentences, dev {len(dev)}; budgets {budgets} s; "
         f"{args.layers} layers x {args.hidden} hidden, torch threads {torch.get_num_threads()}")
 
-    lexicons = {"none": None, "discovered": discovered_lexicon(train_texts),
-                "jieba": Lexicon.jieba_default()}
+    chosen = [name for name in LEXICONS if name in args.lexicons.split(",")]
+    if not chosen:
+        parser.error(f"--lexicons: choose from {', '.join(LEXICONS)}")
+    lexicons = {"none": lambda: None, "discovered": lambda: discovered_lexicon(train_texts),
+                "jieba": Lexicon.jieba_default}
+    lexicons = {name: lexicons[name]() for name in chosen}
     runs = [train_with_budget(train, dev, budget, args, lexicons[name], name)
-            for budget in budgets for name in LEXICONS]
-    last = runs[-len(LEXICONS)]  # the last budget without a lexicon: the speed figures' model
-    by_lexicon = {LEXICONS[run["lexicon"]]: run["dev_f1"] for run in runs[-len(LEXICONS):]}
+            for budget in budgets for name in chosen]
+    last = runs[-len(chosen)]  # the last budget's first model: the speed figures' model
+    by_lexicon = {LEXICONS[run["lexicon"]]: run["dev_f1"] for run in runs[-len(chosen):]}
     texts = [ex.text for ex in dev]
     speed = tagging_speed(last["tagger"], texts)
     log(f"tagging dev with the {last['budget_s']:.0f} s model: {speed['sent_per_s']} sentences/s; "
         f"decode {100 * speed['decode_share']:.3f} %, span/path probabilities "
         f"{100 * speed['score_share']:.3f} %, encoder {100 * speed['encode_share']:.1f} %")
-    lexical = runs[-1]["tagger"]  # jieba's lexicon: the features' cost at its largest
+    lexical = runs[-1]["tagger"]  # the last lexicon (jieba's: the features' cost at its largest)
     speed_lexicon = tagging_speed(lexical, texts)
-    log(f"tagging dev with the jieba-lexicon model: {speed_lexicon['sent_per_s']} sentences/s")
+    log(f"tagging dev with the {runs[-1]['lexicon']}-lexicon model: {speed_lexicon['sent_per_s']} "
+        "sentences/s")
     labels = last["tagger"].labels
     bert = bert_base_decode_share(train, texts[: args.bert_texts], labels)
     log(f"anchor: pretrained BERT-base + CRF, published {PUBLISHED_BERT_CRF[0]}-{PUBLISHED_BERT_CRF[1]} "
@@ -224,7 +233,8 @@ def main() -> None:
         "budgets": [{k: v for k, v in run.items() if k != "tagger"} for run in runs],
         "model": {"layers": args.layers, "hidden": args.hidden, "dropout": args.dropout,
                   "max_len": args.max_len,
-                  "batch_size": args.batch_size, "lr": args.lr, "threads": torch.get_num_threads()},
+                  "batch_size": args.batch_size, "lr": args.lr, "threads": torch.get_num_threads(),
+                  "word_dim": args.word_dim},
         "train_sentences": len(train),
         "dev_sentences": len(dev),
         "published_bert_crf_dev_f1": list(PUBLISHED_BERT_CRF),

@@ -128,6 +128,15 @@ def train_tagger(
         ),
     ] = None,
     lexicon: LexiconOpt = None,
+    word_dim: Annotated[
+        int,
+        typer.Option(
+            "--word-dim",
+            min=0,
+            help="With --lexicon: size of the embeddings of the lexicon's words that the training "
+            "texts hold (0: only the word-length and frequency features).",
+        ),
+    ] = 50,
     max_seconds: MaxSecondsOpt = None,
     max_steps: MaxStepsOpt = None,
     eval_every: EvalEveryOpt = None,
@@ -151,7 +160,8 @@ def train_tagger(
         zhtext train tagger --train train.json --dev dev.json --from-scratch --layers 2 --hidden 128 -o small-ner --max-seconds 600
 
     With --lexicon, each character also gets features of the lexicon words that begin, continue,
-    end or equal it; the lexicon is saved with the model, so tag needs nothing more:
+    end or equal it (their lengths and frequencies, and embeddings of the words themselves: see
+    --word-dim); the lexicon is saved with the model, so tag needs nothing more:
 
         zhtext train tagger --train train.json --dev dev.json --from-scratch --lexicon jieba -o lex-ner
 

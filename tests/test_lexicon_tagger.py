@@ -57,6 +57,30 @@ def brute_force(lexicon: Lexicon, text: str) -> np.ndarray:
     return out
 
 
+def brute_force_slots(lexicon: Lexicon, text: str, slots: int) -> np.ndarray:
+    """The word slots by definition: every occurrence of a word, in the set it gives each
+    character it covers; per set the smallest ids (ids by falling count, then word) first."""
+    ranked = [w for w, c in lexicon.most_common() if c > 0]
+    ids = {w: i + 1 for i, w in enumerate(ranked)}
+    weight = {w: np.log1p(lexicon.counts[w]) for w in ranked}
+    sets = [[[] for _ in range(4)] for _ in text]
+    for i in range(len(text)):
+        for j in range(i + 1, len(text) + 1):
+            word = text[i:j]
+            if word in ids:
+                for k in range(i, j):
+                    which = 3 if j - i == 1 else 0 if k == i else 2 if k == j - 1 else 1
+                    sets[k][which].append(word)
+    out = np.zeros((len(text), 2, 4, slots), dtype=np.float64)
+    for k, per_set in enumerate(sets):
+        total = sum(weight[w] for words in per_set for w in words)
+        for which, words in enumerate(per_set):
+            for m, w in enumerate(sorted(words, key=ids.get)[:slots]):
+                out[k, :, which, m] = ids[w], 4 * weight[w] / total
+    return np.concatenate([brute_force(lexicon, text), out[:, 0].reshape(len(text), -1),
+                           out[:, 1].reshape(len(text), -1)], axis=1)
+
+
 def random_lexicon(rng, alphabet: str) -> Lexicon:
     words = {"".join(rng.choice(list(alphabet), rng.integers(1, 8)))
              for _ in range(rng.integers(1, 40))}
@@ -76,6 +100,28 @@ def test_features_equal_brute_force(seed):
         a = int(rng.integers(0, len(text) + 1))
         b = int(rng.integers(a, len(text) + 1))
         assert np.array_equal(features.window(text, a, b), expected[a:b])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_word_slots_equal_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    alphabet = "北京大学生的人😀a"[: 3 + seed]
+    lexicon = random_lexicon(rng, alphabet)
+    slots = 1 + seed % 3
+    features = LexiconFeatures(lexicon, slots)
+    assert features.dim == FEATURE_DIM + 8 * slots
+    for _ in range(20):
+        text = "".join(rng.choice(list(alphabet + " ，"), rng.integers(0, 60)))
+        expected = brute_force_slots(lexicon, text, slots)
+        got = features(text)
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert np.allclose(got, expected, rtol=1e-6, atol=0), (text, dict(lexicon))
+        a = int(rng.integers(0, len(text) + 1))
+        b = int(rng.integers(a, len(text) + 1))
+        assert np.array_equal(features.window(text, a, b), got[a:b])
+    seen = features.seen(["", alphabet * 3])
+    ids = features(alphabet * 3)[:, FEATURE_DIM : FEATURE_DIM + 4 * slots]
+    assert seen.tolist() == sorted({int(v) - 1 for v in ids.ravel() if v > 0})
 
 
 def test_lexicon_files_and_errors(tmp_path):
@@ -177,6 +223,37 @@ def test_training_with_a_lexicon_learns(tmp_path):
         assert tagger.model.lexicon.weight.abs().sum() > 0
     test = toy_examples(10, 5)
     assert tagger.evaluate(test)["f1"] > 0.8
+
+
+def test_word_embeddings_rows_save_load_and_marks_only(tmp_path):
+    """Words the training texts show get their own rows (the rest share row 1), trained; the
+    model saves and loads to the same output; word_dim=0 trains the marks-only tagger."""
+    train = toy_examples(40, 1)
+    config = TaggerTrainConfig(train=train, output=tmp_path / "m", lexicon=TOY_LEXICON,
+                               word_dim=8, **{**TRAIN_SETTINGS, "epochs": 2})
+    tagger = Tagger.train(config)
+    net = tagger.model
+    seen = tagger.lexicon.seen(ex.text for ex in train)
+    assert 0 < len(seen) < len(TOY_LEXICON) + 1 and net.lexicon_words.num_embeddings == len(seen) + 2
+    rows = net.word_row.tolist()
+    assert rows[0] == 0 and sorted(rows[i + 1] for i in seen) == list(range(2, len(seen) + 2))
+    assert all(rows[i + 1] == 1 for i in range(len(TOY_LEXICON)) if i not in set(seen.tolist()))
+    assert net.lexicon_words.weight[2:].abs().sum() > 0 and not net.lexicon_words.weight[0].any()
+    assert tagger.meta["lexicon"]["word_dim"] == 8
+    texts = ["张三在北京的王小明", "上海了广州市" * 9, ""]
+    loaded = Tagger.load(tmp_path / "m")
+    assert loaded.lexicon.slots == tagger.lexicon.slots > 0
+    assert loaded.nbest(texts, 2) == tagger.nbest(texts, 2)
+    for a, b in zip(loaded.emissions(texts), tagger.emissions(texts)):
+        assert torch.equal(a, b)
+
+    plain = Tagger.train(TaggerTrainConfig(train=train, output=tmp_path / "p", lexicon=TOY_LEXICON,
+                                           word_dim=0, **{**TRAIN_SETTINGS, "epochs": 1}))
+    assert plain.model.lexicon_words is None and plain.lexicon.slots == 0
+    assert "word_dim" not in json.loads((tmp_path / "p" / "zhtext.json").read_text())["lexicon"]
+    assert Tagger.load(tmp_path / "p").nbest(texts, 2) == plain.nbest(texts, 2)
+    with pytest.raises(ZhtextError, match="word_dim must be >= 0"):
+        Tagger.train(TaggerTrainConfig(train=train, output=tmp_path / "q", word_dim=-1))
 
 
 def test_cli_train_with_lexicon_then_tag(tmp_path, monkeypatch, capsys):

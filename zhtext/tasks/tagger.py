@@ -55,7 +55,13 @@ from zhtext.labels.formats import (
 from zhtext.labels.marginals import PathScorer, forward_backward
 from zhtext.labels.schemes import SCHEMES
 from zhtext.labels.stream import LongChain
-from zhtext.lexical.softlex import FEATURE_DIM, LEXICON_FILE, LexiconFeatures, read_lexicon
+from zhtext.lexical.softlex import (
+    FEATURE_DIM,
+    LEXICON_FILE,
+    WORD_SLOTS,
+    LexiconFeatures,
+    read_lexicon,
+)
 from zhtext.neural.batching import length_order, pad
 from zhtext.neural.crf import CRF
 from zhtext.neural.hub import (
@@ -215,22 +221,53 @@ class TaggerModel(nn.Module):
 
     With ``lexicon_dim`` > 0 (a lexicon-aware tagger), each position's lexicon features
     (:mod:`zhtext.lexical.softlex`, zeros at ``[CLS]``, ``[SEP]`` and padding) are projected by
-    ``lexicon`` (a linear layer) and added to its token embedding before the encoder.
+    ``lexicon`` (a linear layer) and added to its token embedding before the encoder. With
+    ``word_slots`` > 0 the features also carry words (ids into a lexicon of ``lexicon_size``
+    words): ``word_row`` maps each to a row of ``lexicon_words`` (``word_rows`` rows of
+    ``word_dim``; row 0: no word, row 1: every word the training texts never showed), and the
+    weighted sum of each B/M/E/S set's rows joins the marks before the projection.
     """
 
     def __init__(self, encoder: nn.Module, tags: Sequence[str], scheme: str, dropout: float = 0.1,
-                 lexicon_dim: int = 0):
+                 lexicon_dim: int = 0, word_slots: int = 0, word_rows: int = 2, word_dim: int = 0,
+                 lexicon_size: int = 0):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.emit = nn.Linear(encoder.config.hidden_size, len(tags))
         self.crf = CRF(len(tags), list(tags), scheme)
         self.lexicon: nn.Linear | None = None
+        self.lexicon_words: nn.Embedding | None = None
+        self.word_slots = word_slots if lexicon_dim and word_dim else 0
+        if self.word_slots:
+            self.lexicon_words = nn.Embedding(word_rows, word_dim, padding_idx=0)
+            self.register_buffer("word_row", torch.ones(lexicon_size + 1, dtype=torch.long))
+            self.word_row[0] = 0
+            lexicon_dim += len("BMES") * word_dim
         if lexicon_dim:
             self.lexicon = nn.Linear(lexicon_dim, encoder.config.hidden_size, bias=False)
             # On the scale of the encoder's own embeddings, so the features do not drown them.
             std = float(getattr(encoder.config, "initializer_range", 0.02))
             nn.init.normal_(self.lexicon.weight, std=std)
+
+    def give_rows(self, word_ids: np.ndarray) -> None:
+        """Rows 2, 3, ... of ``lexicon_words`` to the words ``word_ids`` (the rest share row 1)."""
+        assert self.lexicon_words is not None and len(word_ids) + 2 <= self.lexicon_words.num_embeddings
+        self.word_row[1:] = 1
+        self.word_row[torch.as_tensor(word_ids, dtype=torch.long) + 1] = torch.arange(
+            2, len(word_ids) + 2)
+
+    def lexicon_input(self, features: torch.Tensor) -> torch.Tensor:
+        """What the projection takes: the marks, and with words each set's pooled embeddings."""
+        marks = features[..., :FEATURE_DIM]
+        if self.lexicon_words is None:
+            return marks
+        n = len("BMES") * self.word_slots
+        ids = features[..., FEATURE_DIM : FEATURE_DIM + n].long()
+        weights = features[..., FEATURE_DIM + n :].unsqueeze(-1)
+        vectors = self.lexicon_words(self.word_row[ids]) * weights  # [B, L, 4 x slots, D]
+        pooled = vectors.unflatten(-2, (len("BMES"), self.word_slots)).sum(-2).flatten(-2)
+        return torch.cat([marks, pooled], dim=-1)
 
     def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   features: torch.Tensor | None = None) -> torch.Tensor:
@@ -239,7 +276,8 @@ class TaggerModel(nn.Module):
         if self.lexicon is None:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         else:
-            embeds = self.encoder.get_input_embeddings()(input_ids) + self.lexicon(features)
+            embeds = (self.encoder.get_input_embeddings()(input_ids)
+                      + self.lexicon(self.lexicon_input(features)))
             hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask)
         return self.emit(self.dropout(hidden.last_hidden_state[:, 1:-1]))
 
@@ -296,7 +334,8 @@ class TaggerTrainConfig(TrainConfig):
     100 × lr, at most 1e-2), since under a BERT-sized rate the transitions would barely move.
     ``lexicon`` (a lexicon file, TSV or jieba format, ``"jieba"`` for jieba's dictionary, or a
     :class:`~zhtext.lexical.lexicon.Lexicon`) makes a lexicon-aware tagger: see
-    :mod:`zhtext.lexical.softlex`; the lexicon is saved with the model.
+    :mod:`zhtext.lexical.softlex`; the lexicon is saved with the model. ``word_dim`` > 0 adds
+    embeddings of the lexicon's words (of that size; 0: the features of lengths and counts only).
     """
 
     scheme: str | None = None
@@ -304,6 +343,7 @@ class TaggerTrainConfig(TrainConfig):
     head_lr: float | None = None
     # a lexicon-aware tagger: a lexicon file (TSV or jieba format), "jieba", or a Lexicon
     lexicon: Any = None
+    word_dim: int = 50  # embeddings of the lexicon's words, 0: none
     # defaults that differ from the shared ones: a small model, bigger batches
     layers: int = 2
     hidden: int = 128
@@ -320,6 +360,8 @@ class TaggerTrainConfig(TrainConfig):
             problems.append(f"unknown tag scheme {self.scheme!r}; choose {', '.join(SCHEMES)}")
         if self.max_len < 3:
             problems.append("max_len must be at least 3 ([CLS], one character, [SEP])")
+        if self.word_dim < 0:
+            problems.append(f"word_dim must be >= 0, not {self.word_dim}")
         if self.head_lr is not None and not self.head_lr > 0:
             problems.append(f"the head learning rate must be > 0, not {self.head_lr}")
         try:
@@ -349,6 +391,9 @@ class Tagger(Model):
                  meta: dict[str, Any] | None = None, lexicon: LexiconFeatures | None = None):
         if (lexicon is None) != (getattr(model, "lexicon", None) is None):
             raise ZhtextError("a lexicon-aware tagger needs both its lexicon and its projection")
+        if lexicon is not None and lexicon.slots != getattr(model, "word_slots", lexicon.slots):
+            raise ZhtextError(f"the lexicon gives {lexicon.slots} words per set, the model takes "
+                              f"{model.word_slots}")
         self.model = model
         self.lexicon = lexicon
         self.tokenizer = tokenizer
@@ -385,7 +430,7 @@ class Tagger(Model):
             return input_ids, mask
         # Characters, not word pieces (see CharIds): row position p + 1 is character p, so the
         # features line up with the tokens without offsets, whatever the tokenizer.
-        feats = np.zeros((len(rows), input_ids.shape[1], FEATURE_DIM), dtype=np.float32)
+        feats = np.zeros((len(rows), input_ids.shape[1], self.lexicon.dim), dtype=np.float32)
         for i, f in enumerate(features or ()):
             feats[i, 1 : 1 + len(f)] = f
         return input_ids, mask, torch.from_numpy(feats).to(self.device)
@@ -577,8 +622,13 @@ class Tagger(Model):
         if self.lexicon is not None:
             head.update({f"lexicon.{k}": v for k, v in self.model.lexicon.state_dict().items()})
             self.lexicon.save(tmp)
-            meta = {**meta, "lexicon": {"file": LEXICON_FILE, "words": len(self.lexicon),
-                                        "features": FEATURE_DIM}}
+            about = {"file": LEXICON_FILE, "words": len(self.lexicon), "features": FEATURE_DIM}
+            words = self.model.lexicon_words
+            if words is not None:
+                head.update({"lexicon_words.weight": words.weight, "word_row": self.model.word_row})
+                about.update(word_slots=self.lexicon.slots, word_rows=words.num_embeddings,
+                             word_dim=words.embedding_dim)
+            meta = {**meta, "lexicon": about}
         save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(tmp / HEAD_FILE))
         save_task_meta(tmp, self.task, meta, labels=self.labels, scheme=self.scheme,
                        tags=self.tags, max_len=self.max_len)
@@ -626,7 +676,10 @@ class Tagger(Model):
         try:
             labels, scheme, max_len = list(meta["labels"]), str(meta["scheme"]), int(meta["max_len"])
             dropout = float(meta.get("dropout", 0.1))
-            lexicon_dim = int(meta["lexicon"]["features"]) if meta.get("lexicon") else 0
+            about = meta.get("lexicon") or {}
+            lexicon_dim = int(about["features"]) if about else 0
+            words = {k: int(about.get(k, v)) for k, v in
+                     (("word_slots", 0), ("word_rows", 2), ("word_dim", 0))}
         except (KeyError, TypeError, ValueError):
             raise ZhtextError(
                 f"{directory}/{META_FILE} lacks the tagger's labels, scheme or max_len") from None
@@ -638,11 +691,12 @@ class Tagger(Model):
                               f"this zhtext makes {FEATURE_DIM}")
         graph = open_export(directory, meta, onnx, device)
         tokenizer = load_tokenizer(directory)
-        lexicon = LexiconFeatures.load(directory) if lexicon_dim else None
+        lexicon = LexiconFeatures.load(directory, words["word_slots"]) if lexicon_dim else None
         model: nn.Module
         if graph is None:
             model = TaggerModel(load_model(directory, strict=True), tag_names(labels, scheme),
-                                scheme, dropout, lexicon_dim)
+                                scheme, dropout, lexicon_dim, **words,
+                                lexicon_size=len(lexicon) if lexicon else 0)
         else:  # the emission layer is in the graph
             model = ExportedTagger(graph, tag_names(labels, scheme), scheme)
         try:
@@ -654,7 +708,10 @@ class Tagger(Model):
             if lexicon is not None:
                 model.lexicon.load_state_dict({k[8:]: v for k, v in head.items()
                                                if k.startswith("lexicon.")})
-        except (SafetensorError, RuntimeError, OSError) as exc:  # damaged, missing or misshapen
+                if model.lexicon_words is not None:
+                    model.lexicon_words.weight.data.copy_(head["lexicon_words.weight"])
+                    model.word_row.copy_(head["word_row"])
+        except (SafetensorError, RuntimeError, OSError, KeyError) as exc:  # damaged, missing or misshapen
             raise ZhtextError(f"cannot load {head_path}: {first_line(exc)}") from None
         check_weights(head.items(), f"cannot load {head_path}")
         tagger = cls(model, tokenizer, labels, scheme, max_len, pick_device(device), batch_size,
@@ -710,7 +767,8 @@ class Tagger(Model):
         ``output/checkpoint``. Without dev data the last model is kept.
         """
         config = cls._check_config(config)
-        lexicon = None if config.lexicon is None else read_lexicon(config.lexicon)
+        slots = WORD_SLOTS if config.word_dim else 0
+        lexicon = None if config.lexicon is None else read_lexicon(config.lexicon, slots)
         train = cls._data(config.train, config)
         if not train:
             raise ZhtextError("no training examples")
@@ -735,8 +793,12 @@ class Tagger(Model):
             lr = config.lr or 3e-5
         max_len = min(config.max_len, _encoder_limit(encoder.config))
         head_lr = config.head_lr or min(100 * lr, 1e-2)
+        seen = lexicon.seen(ex.text for ex in train) if lexicon is not None and slots else []
         net = TaggerModel(encoder, tags, scheme, config.dropout,
-                          FEATURE_DIM if lexicon is not None else 0)
+                          FEATURE_DIM if lexicon is not None else 0, slots, len(seen) + 2,
+                          config.word_dim, len(lexicon) if lexicon is not None else 0)
+        if net.lexicon_words is not None:
+            net.give_rows(seen)
         meta = {"dropout": config.dropout, **source, "train_examples": len(train),
                 "dev_examples": len(dev)}
         tagger = cls(net, tokenizer, labels, scheme, max_len, pick_device(config.device),
@@ -753,7 +815,8 @@ class Tagger(Model):
         extra = {"tags": tags, "vocab": len(tagger.char_ids.vocab), "max_len": max_len,
                  "batch_size": config.batch_size, "train_size": len(rows)}
         if lexicon is not None:  # a resumed run must use the same lexicon (as far as told here)
-            extra["lexicon_words"] = len(lexicon)
+            extra.update(lexicon_words=len(lexicon), word_rows=len(seen) + 2,
+                         word_dim=config.word_dim if slots else 0)
         return cls._fit(tagger, net, config, rows, [len(r[0]) for r in rows], tagger._collate,
                         evaluate, groups=groups, extra_state=extra)
 
