@@ -166,7 +166,7 @@ def main() -> None:
                         help="torch threads (1 is fastest for small models on a busy 2-core machine)")
     parser.add_argument("--bert-texts", type=int, default=256,
                         help="dev sentences tagged with the BERT-base-sized encoder")
-    parser.add_argument("--word-dim", type=int, default=50,
+    parser.add_argument("--word-dim", type=int, default=0,
                         help="embeddings of the lexicon's words (0: lengths and frequencies only)")
     parser.add_argument("--lexicons", default=",".join(LEXICONS),
                         help=f"which of {', '.join(LEXICONS)} to train with (comma-separated)")

@@ -343,7 +343,7 @@ class TaggerTrainConfig(TrainConfig):
     head_lr: float | None = None
     # a lexicon-aware tagger: a lexicon file (TSV or jieba format), "jieba", or a Lexicon
     lexicon: Any = None
-    word_dim: int = 50  # embeddings of the lexicon's words, 0: none
+    word_dim: int = 0  # embeddings of the lexicon's words (e.g. 50), 0: none
     # defaults that differ from the shared ones: a small model, bigger batches
     layers: int = 2
     hidden: int = 128
