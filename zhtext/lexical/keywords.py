@@ -27,7 +27,7 @@ import functools
 import math
 import os
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -241,7 +241,8 @@ def load_stop_words(
 
 
 def _candidate(word: str, stop_words: Collection[str]) -> bool:
-    return len(word.strip()) >= 2 and word.lower() not in stop_words
+    # len(word) first: most tokens are single characters, and strip() or lower() cost more
+    return len(word) >= 2 and len(word.strip()) >= 2 and word.lower() not in stop_words
 
 
 def _ranked(scores: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -261,17 +262,17 @@ def tfidf_scores(
 
     ``tokens``: words, or (word, tag) pairs when ``allow_pos`` is not empty.
     """
-    counts: dict[str, int] = {}
     words = tokens
     if allow_pos:
         allowed = frozenset(allow_pos)
         words = (word for word, tag in tokens if tag in allowed)
-    for word in words:
-        if _candidate(word, stop_words):
-            counts[word] = counts.get(word, 0) + 1
+    # Counted in C first, then each distinct word judged once (a text repeats its words): the
+    # counts, and their order of first appearance, of jieba's loop over every token.
+    counts = {w: n for w, n in Counter(words).items() if _candidate(w, stop_words)}
     total = sum(counts.values())
+    lookup, median = idf.idf.get, idf.median  # IDFTable.get without a method call per word
     # jieba's float operations, in its order: count * (idf / total)
-    return _ranked((w, count * (idf.get(w) / total)) for w, count in counts.items())
+    return _ranked((w, count * (lookup(w, median) / total)) for w, count in counts.items())
 
 
 def textrank_scores(

@@ -87,7 +87,7 @@ from zhtext.lexical.wordlist import (
 )
 
 _CR, _LF = 13, 10
-_CACHE_VERSION = 4  # 4: the dictionary's POS tags
+_CACHE_VERSION = 5  # 4: the dictionary's POS tags; 5: nodes numbered by depth
 CACHE_MIN_BYTES = 1 << 20  # smaller dictionaries are parsed every time
 BATCH_CHARS = 1 << 20  # characters per kernel call when streaming: bounded memory, cheap calls
 BLOCK_CHARS = 1 << 18  # characters per block of segment_chunks: 10-20 MB of arrays while worked on
@@ -162,7 +162,7 @@ def _in_block(cls):
     return cls == HAN or cls == ALNUM or cls == JOINER
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _is_word(codes, start, end, root, table, bloom, weight):
     """jieba's ``FREQ.get(codes[start:end])`` is a non-zero count."""
     node = trie_walk(root, table, bloom, codes, start, end)

@@ -16,6 +16,7 @@ Layout (node 0 is the root):
   be matched (a count of zero, as in jieba: the word still exists, its prefixes are still paths).
 
 Words can be added later (:func:`trie_insert`); the arrays keep spare room and grow by doubling.
+A built trie (:func:`build_trie`) numbers its nodes by depth; nodes added later come after them.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def _rehash_kernel(old, new, bloom):
         _set_bloom(bloom, key, mask)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def trie_walk(root, table, bloom, codes, start: int, end: int) -> int:
     """The node that spells ``codes[start:end]`` (``end > start``), or -1. Callable from kernels."""
     node = root[codes[start]]
@@ -183,15 +184,61 @@ def _rehash(table: np.ndarray, entries: int) -> tuple[np.ndarray, np.ndarray]:
     return new, bloom
 
 
+@njit(cache=True)
+def _depths(table, n_nodes):
+    """Each node's depth (the root's is 0). A child is always numbered after its parent, so one
+    pass in node order sees every parent's depth first."""
+    parent = np.zeros(n_nodes, dtype=np.int64)  # level-1 nodes (not in the table): the root
+    for h in range(table.shape[0] >> 1):
+        key = table[2 * h]
+        if key != _EMPTY:
+            parent[table[2 * h + 1]] = key >> _CP_BITS
+    depth = np.zeros(n_nodes, dtype=np.int64)
+    for node in range(1, n_nodes):
+        depth[node] = depth[parent[node]] + 1
+    return depth
+
+
+@njit(cache=True)
+def _renumbered_keys(table, new_id):
+    """The table with every parent and child replaced by its ``new_id``."""
+    out = table.copy()
+    for h in range(table.shape[0] >> 1):
+        key = table[2 * h]
+        if key != _EMPTY:
+            cp = key & ((1 << _CP_BITS) - 1)
+            out[2 * h] = (new_id[key >> _CP_BITS] << _CP_BITS) | cp
+            out[2 * h + 1] = new_id[table[2 * h + 1]]
+    return out
+
+
+def _breadth_first(trie: Trie) -> Trie:
+    """The same trie with its nodes numbered by depth (the root, then every first character, ...).
+
+    Nodes are numbered as words are inserted, so the nodes a walk visits most (the first and
+    second characters of words) lie scattered over the whole ``weight`` array; numbered by depth,
+    the first characters' weights fit in a few hundred KiB that stay in cache (the route over the
+    novels with jieba's dictionary: 3-15 % faster across runs on a noisy machine, never slower).
+    """
+    n_nodes = int(trie.size[0])
+    depth = _depths(trie.table, n_nodes)
+    order = np.argsort(depth, kind="stable")  # old id of each new id; the root stays 0
+    new_id = np.empty(n_nodes, dtype=np.int64)
+    new_id[order] = np.arange(n_nodes)
+    root = trie.root.copy()
+    used = root >= 0
+    root[used] = new_id[root[used]]
+    table, bloom = _rehash(_renumbered_keys(trie.table, new_id), int(trie.size[1]))
+    return Trie(root, table, bloom, trie.word[order], trie.weight[order], trie.size)
+
+
 def _fit(trie: Trie) -> Trie:
-    """Drop the spare room :func:`_grow` reserved: a smaller table and filter stay in cache."""
-    n_nodes, n_entries = int(trie.size[0]), int(trie.size[1])
-    table, bloom = trie.table, trie.bloom
-    if 4 * n_entries < table.shape[0] // 2:  # reserved far more than was used
-        table, bloom = _rehash(table, n_entries)
-    return Trie(
-        trie.root, table, bloom, trie.word[:n_nodes].copy(), trie.weight[:n_nodes].copy(), trie.size
-    )
+    """Drop the spare room :func:`_grow` reserved (a smaller table and filter stay in cache) and
+    number the nodes breadth first."""
+    n_nodes = int(trie.size[0])
+    trie = Trie(trie.root, trie.table, trie.bloom, trie.word[:n_nodes], trie.weight[:n_nodes],
+                trie.size)  # fmt: skip
+    return _breadth_first(trie)
 
 
 def _empty_bloom(slots: int) -> np.ndarray:
