@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import huggingface_hub.constants
 import pytest
@@ -109,6 +110,28 @@ def test_load_model_with_head_class(tiny_dir):
     assert torch.equal(
         mlm.bert.embeddings.word_embeddings.weight, model.embeddings.word_embeddings.weight
     )
+
+
+def test_missing_weights_are_one_warning_not_transformers_report(tiny_dir, tmp_path, capfd):
+    from transformers import BertForMaskedLM
+
+    path, model, _ = tiny_dir
+    mlm = BertForMaskedLM(model.config)  # a masked-LM folder, as `zhtext train mlm` saves: no pooler
+    mlm.save_pretrained(tmp_path)
+    capfd.readouterr()
+    with pytest.warns(UserWarning) as caught:
+        encoder = load_model(tmp_path)  # the bare encoder: its pooler starts from random values
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path}: 2 weight(s) of BertModel are not in the checkpoint and start from random "
+        "values (pooler.dense.bias, pooler.dense.weight)"
+    ]
+    assert torch.equal(encoder.embeddings.word_embeddings.weight,
+                       mlm.bert.embeddings.word_embeddings.weight)
+    # transformers' own multi-line report (unused heads, missing keys) is not printed
+    assert "REPORT" not in capfd.readouterr().err
+    with warnings.catch_warnings():  # nothing to say when the caller never runs what is missing
+        warnings.simplefilter("error")
+        load_model(tmp_path, unused=("pooler.",))
 
 
 @pytest.mark.parametrize("name", ["./no-such-model", "/no/such/dir", "a/b/c"])

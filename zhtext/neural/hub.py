@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,7 +146,8 @@ def load_config(name_or_dir: str | os.PathLike) -> Any:
 
 
 def load_model(
-    name_or_dir: str | os.PathLike, model_cls: Any = None, *, strict: bool = False, **kwargs: Any
+    name_or_dir: str | os.PathLike, model_cls: Any = None, *, strict: bool = False,
+    unused: tuple[str, ...] = (), **kwargs: Any
 ) -> PreTrainedModel:
     """Load a model by hub id or from a local directory with ``model_cls.from_pretrained``.
 
@@ -157,16 +159,19 @@ def load_model(
     The weights are checked: every tensor the file holds must have the shape ``config.json``
     implies, and every weight must be finite and plausible (:func:`check_weights`). With
     ``strict`` (a model zhtext saved itself) every weight the model has must be in the file, where
-    transformers would silently start a missing one from random values.
+    transformers would silently start a missing one from random values; otherwise such weights
+    are one warning, except those under the prefixes ``unused`` (parts the caller never runs,
+    e.g. ``("pooler.",)``).
     Raises ZhtextError with one line on any failure to load.
     """
     if model_cls is None:
         from transformers import AutoModel
 
         model_cls = AutoModel
-    # Mismatched shapes are reported here, in one line, instead of transformers' multi-line report.
+    # Mismatched shapes and missing weights are reported here, in one line each, instead of
+    # transformers' multi-line report (which also lists the heads a bare encoder leaves unused).
     kwargs = {"ignore_mismatched_sizes": True, **kwargs, "output_loading_info": True}
-    with quiet_hf_bars():
+    with quiet_hf_bars(), quiet_hf_report():
         model, info = _load(model_cls.from_pretrained, name_or_dir, "model", ("config.json",),
                             **kwargs)
     where = f"cannot load model from {name_or_dir}"
@@ -182,6 +187,12 @@ def load_model(
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ZhtextError(f"{where}: the weight file lacks {missing[0]}{more} (the folder is "
                           "incomplete or damaged: save or download the model again)")
+    missing = [key for key in missing if not key.startswith(unused)]
+    if missing:
+        more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+        warnings.warn(f"{name_or_dir}: {len(missing)} weight(s) of {type(model).__name__} are not "
+                      f"in the checkpoint and start from random values ({', '.join(missing[:2])}"
+                      f"{more})", stacklevel=2)
     check_weights(model.named_parameters(), where)
     return model
 
@@ -241,6 +252,18 @@ def quiet_hf_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@contextmanager
+def quiet_hf_report() -> Iterator[None]:
+    """Silence transformers' warnings while loading (its multi-line load report among them):
+    :func:`load_model` says what matters in one line."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def model_folder(name_or_dir: str | os.PathLike, what: str = "model",

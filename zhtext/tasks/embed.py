@@ -157,7 +157,8 @@ class Embedder(Model):
         if graph is None:
             # An embedder zhtext saved must hold every weight (transformers would draw a missing
             # one).
-            self.model = load_model(name_or_dir, strict=bool(meta))
+            self.model = load_model(name_or_dir, strict=bool(meta),
+                                    unused=() if pooling == "pooler" else ("pooler.",))
             self.config = self.model.config
             self.model.to(self.device).eval()
             if pooling == "pooler" and getattr(self.model, "pooler", None) is None:

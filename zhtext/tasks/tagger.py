@@ -788,7 +788,7 @@ class Tagger(Model):
             lr = config.lr or 1e-3
         else:
             tokenizer = load_tokenizer(config.model)
-            encoder = load_model(config.model)
+            encoder = load_model(config.model, unused=("pooler.",))  # emissions: hidden states
             source = {"base_model": str(config.model)}
             lr = config.lr or 3e-5
         max_len = min(config.max_len, _encoder_limit(encoder.config))
