@@ -132,6 +132,18 @@ def test_trie_finds_exactly_the_words_and_their_prefixes(words, probe):
             assert trie.word[node] == last  # a repeated word keeps its last id
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(alphabet="甲乙丙丁ab", min_size=1, max_size=6), min_size=1, max_size=40))
+def test_a_built_trie_numbers_its_nodes_by_depth(words):
+    trie = build_trie(words, np.zeros(len(words)))
+    # every prefix's node: the shorter the prefix, the smaller its number (the first characters'
+    # weights together at the front, where the route reads them most)
+    depth_of = {trie_find(trie, w[:k]): k for w in words for k in range(1, len(w) + 1)}
+    assert sorted(depth_of) == list(range(1, trie.n_nodes))
+    depths = [depth_of[node] for node in sorted(depth_of)]
+    assert depths == sorted(depths)
+
+
 def test_trie_grows_past_its_first_table():
     words = [chr(0x4E00 + k) + chr(0x4E00 + k * 7 % 5000) + "x" for k in range(5000)]
     trie = build_trie(words, np.arange(len(words), dtype=np.float64))

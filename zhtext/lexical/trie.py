@@ -212,7 +212,7 @@ def _renumbered_keys(table, new_id):
     return out
 
 
-def _breadth_first(trie: Trie) -> Trie:
+def _numbered_by_depth(trie: Trie) -> Trie:
     """The same trie with its nodes numbered by depth (the root, then every first character, ...).
 
     Nodes are numbered as words are inserted, so the nodes a walk visits most (the first and
@@ -234,11 +234,11 @@ def _breadth_first(trie: Trie) -> Trie:
 
 def _fit(trie: Trie) -> Trie:
     """Drop the spare room :func:`_grow` reserved (a smaller table and filter stay in cache) and
-    number the nodes breadth first."""
+    number the nodes by depth."""
     n_nodes = int(trie.size[0])
     trie = Trie(trie.root, trie.table, trie.bloom, trie.word[:n_nodes], trie.weight[:n_nodes],
                 trie.size)  # fmt: skip
-    return _breadth_first(trie)
+    return _numbered_by_depth(trie)
 
 
 def _empty_bloom(slots: int) -> np.ndarray:
