@@ -112,6 +112,9 @@ class LexiconFeatures:
                                if c > 0 and _round_trips(w)}).most_common())
         if not counts:
             raise ZhtextError("the lexicon holds no words with a count above zero")
+        if slots and len(counts) >= 1 << 24:  # ids travel in float32 feature rows: exact below 2^24
+            raise ZhtextError(f"a lexicon of {len(counts)} words is too large for word slots "
+                              "(at most 16,777,215)")
         self.lexicon = Lexicon(counts)
         self.slots = slots
         self.dim = FEATURE_DIM + 2 * len(SETS) * slots  # marks, then ids, then weights
