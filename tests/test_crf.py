@@ -18,7 +18,7 @@ from zhtext.labels.schemes import (
     spans_to_tags,
     tags_to_spans,
 )
-from zhtext.neural.crf import CRF
+from zhtext.neural.crf import CRF, _log_partition_cpu
 
 LABELS = {
     "BIO": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
@@ -145,6 +145,49 @@ def test_gradient_flows_and_forbidden_moves_stay_forbidden():
     for path, n in zip(paths, mask.sum(1).tolist()):
         if n:
             assert is_allowed(path[:n], allowed, start_ok, end_ok)
+
+
+def _log_space_log_likelihood(crf: CRF, emissions, tags, mask):
+    """The log-likelihood by autograd through the log-space forward recursion (the GPU's path)."""
+    return crf._path_score(emissions, tags, mask) - crf._forward_scores(emissions, mask)[1]
+
+
+@pytest.mark.parametrize("scheme", [None, *SCHEMES])
+def test_cpu_log_partition_and_gradients_equal_the_log_space_recursion(scheme):
+    crf = make_crf(scheme, n_tags=4)
+    emissions, mask, _ = random_batch(crf.num_tags, seed=5, n_batch=9, max_len=7)
+    emissions = (3 * emissions).requires_grad_()
+    paths, _ = crf.decode(emissions.detach(), mask)  # legal gold paths
+    tags = torch.from_numpy(np.where(paths < 0, 0, paths)).long()
+    weights = torch.linspace(-1.0, 2.0, emissions.shape[0], dtype=torch.float64)
+
+    def grads(log_lik):
+        crf.zero_grad()
+        emissions.grad = None
+        (log_lik * weights).sum().backward()  # a different upstream gradient per sequence
+        return [log_lik.detach(), emissions.grad, crf.transitions.grad, crf.start.grad, crf.end.grad]
+
+    fast = grads(crf.log_likelihood(emissions, tags, mask))
+    reference = grads(_log_space_log_likelihood(crf, emissions, tags, mask))
+    for got, want in zip(fast, reference):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    trans, start, end = crf.constrained()
+    torch.autograd.gradcheck(
+        lambda e, tr, st, en: _log_partition_cpu(e, mask.sum(1), tr, st, en),
+        (emissions.detach().requires_grad_(), trans.detach().requires_grad_(),
+         start.detach().requires_grad_(), end.detach().requires_grad_()),
+    )
+
+
+def test_emissions_beyond_float64s_range_take_the_log_space_recursion():
+    crf = make_crf("BIOES")
+    emissions, mask, _ = random_batch(crf.num_tags, seed=2, n_batch=4, max_len=30)
+    emissions = 2000 * emissions  # a scaled step underflows to all zeros
+    tags = torch.zeros(mask.shape, dtype=torch.long)
+    assert _log_partition_cpu(emissions, mask.sum(1), *crf.constrained()) is None
+    got = crf.log_likelihood(emissions, tags, mask)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, _log_space_log_likelihood(crf, emissions, tags, mask))
 
 
 # Emission rows of four kinds of token over O, B-PER, I-PER, B-LOC, I-LOC. "x" slightly prefers O

@@ -363,6 +363,25 @@ def test_fifty_concurrent_requests_are_batched_and_each_answered(server, api):
     assert server.stats("embed")["largest"] > 1
 
 
+def test_a_lone_request_does_not_wait_for_company():
+    # A minute of max_wait would time this out if a request alone at an idle worker waited for
+    # others; it waits only once batches are being shared.
+    batcher = Batcher("test", max_batch=8, max_wait_ms=60_000)
+
+    async def go():
+        for text in ("a", "b", "c"):  # one after another, as a single client sends them
+            answer = await asyncio.wait_for(
+                batcher.submit(("k",), [text], None, lambda t, o: t, lambda t, r, o: r), 20
+            )
+            assert answer == [text]
+
+    try:
+        asyncio.run(go())
+        assert batcher.stats.batches == 3 and batcher.stats.largest == 1
+    finally:
+        batcher.close(5)
+
+
 def test_a_batcher_keeps_options_apart_and_survives_a_failing_batch():
     calls = []
 
@@ -375,14 +394,29 @@ def test_a_batcher_keeps_options_apart_and_survives_a_failing_batch():
     def render(texts, results, options):
         return results
 
+    held = threading.Event()
+
+    def hold(texts, options):  # keeps the worker busy while the others queue
+        held.wait(10)
+        return texts
+
     batcher = Batcher("test", max_batch=8, max_wait_ms=200)
 
     async def go():
+        held.clear()
+        first = asyncio.ensure_future(batcher.submit(("h",), ["h"], 0, hold, render))
+        while batcher.running == 0:  # the worker has taken it
+            await asyncio.sleep(0.001)
         jobs = [
             batcher.submit(("e", o), [t], o, run, render)
             for t, o in [("a", 1), ("b", 2), ("c", 1), ("d", 1), ("boom", 3), ("e", 3)]
         ]
-        return await asyncio.gather(*jobs, return_exceptions=True)
+        futures = [asyncio.ensure_future(job) for job in jobs]
+        while batcher.queued < len(jobs):
+            await asyncio.sleep(0.001)
+        held.set()
+        assert await first == ["h"]
+        return await asyncio.gather(*futures, return_exceptions=True)
 
     try:
         answers = asyncio.run(go())
@@ -395,8 +429,9 @@ def test_a_batcher_keeps_options_apart_and_survives_a_failing_batch():
             (2, ["b"]),
             (3, ["boom", "e"]),
         ]  # one batch per options
+        calls.clear()
         assert asyncio.run(go())[0] == ["a:1"]  # the worker lives on
-        assert batcher.stats.requests == 12 and batcher.stats.errors == 4
+        assert batcher.stats.requests == 14 and batcher.stats.errors == 4
     finally:
         batcher.close(5)
 

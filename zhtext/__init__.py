@@ -24,13 +24,6 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-# Numba's OpenMP threading layer leaves its threads spinning after a parallel kernel (Viterbi,
-# forward-backward), and torch then runs up to 30x slower in the same process (measured: a tiny
-# training step went from 7 ms to 260 ms after one decode). The workqueue layer does not interfere.
-# It must be chosen before any parallel kernel runs, so it is set here, for every module; an
-# explicit NUMBA_THREADING_LAYER is respected.
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
-
 __version__ = "0.1.0"
 
 # public name -> module that defines it

@@ -265,7 +265,7 @@ def backward_block(em: np.ndarray, after: np.ndarray | None, chain: ChainScores,
 
 class PathScorer:
     """Exact probabilities of a whole tag path, and of the part of it that labels one span, from
-    the forward-backward variables of one text (O(span length) each)."""
+    the forward-backward variables of one text."""
 
     def __init__(self, em, alpha, beta, log_z, trans, start, end):
         self.em, self.alpha, self.beta, self.log_z = em, alpha, beta, log_z
@@ -276,13 +276,25 @@ class PathScorer:
         score += self.trans[path[:-1], path[1:]].sum()
         return float(np.exp(min(0.0, score - self.log_z)))
 
-    def span_prob(self, path: np.ndarray, start: int, end: int, continuation: int = -1) -> float:
-        """P(tags start..end-1 equal the path's), minus P(that and tag ``continuation`` at end)."""
-        tags = path[start:end]
-        inner = self.em[np.arange(start + 1, end), tags[1:]].sum() + self.trans[tags[:-1], tags[1:]].sum()
-        head = self.alpha[start, tags[0]] + inner
-        prob = np.exp(head + self.beta[end - 1, tags[-1]] - self.log_z)
-        if continuation >= 0:
-            prob -= np.exp(head + self.trans[tags[-1], continuation] + self.em[end, continuation]
-                           + self.beta[end, continuation] - self.log_z)
-        return float(min(1.0, max(0.0, prob)))
+    def span_probs(self, path: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                   continuations: np.ndarray) -> np.ndarray:
+        """For each span ``starts[i]:ends[i]`` of ``path``: P(those tags equal the path's), minus
+        P(that and tag ``continuations[i]`` at its end) where that is >= 0. All spans at once:
+        the path's scores inside a span are differences of one running sum."""
+        path = np.asarray(path)
+        starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        cont = np.asarray(continuations, dtype=np.int64)
+        steps = np.zeros(len(path))
+        if len(path) > 1:
+            steps[1:] = self.em[np.arange(1, len(path)), path[1:]] + self.trans[path[:-1], path[1:]]
+        running = np.cumsum(steps)
+        last = path[ends - 1]
+        head = self.alpha[starts, path[starts]] + (running[ends - 1] - running[starts])
+        prob = np.exp(head + self.beta[ends - 1, last] - self.log_z)
+        more = cont >= 0
+        if more.any():
+            c, at, h = cont[more], ends[more], head[more]
+            prob[more] -= np.exp(h + self.trans[last[more], c] + self.em[at, c] + self.beta[at, c]
+                                 - self.log_z)
+        return np.clip(prob, 0.0, 1.0)
+

@@ -6,8 +6,8 @@ and decodes W sequences at once in SIMD lanes: every array of the inner loop is 
 vector instructions, and the K*K pairs of a step do not wait on each other. For the best path, each
 pass over the lanes weighs four from-tags, keeping the running maximum and back-pointer in registers.
 Groups of W sequences (dealt round-robin from the batch sorted by length, so every group gets an equal
-share of the work) run in parallel threads (``prange``) when the batch is big enough to pay for the
-launch. All scratch space is allocated once per call, by the wrappers.
+share of the work) run side by side on threads (the kernel releases the GIL) when the batch is big
+enough to pay for them. All scratch space is allocated once per call, by the wrappers.
 
 Arithmetic is float32 and in the order ``(score[i] + transitions[i, j]) + emissions[t, j]``, and on
 equal scores the lower from-tag wins, as with torch's and numpy's max: the same values, and so the
@@ -21,8 +21,11 @@ however large the emissions. A sequence with no allowed path gets path ``-1`` an
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import get_num_threads, njit, prange, set_num_threads
+from numba import config, njit
 
 __all__ = ["FORBIDDEN", "ViterbiBlocks", "viterbi_decode", "viterbi_topk"]
 
@@ -61,9 +64,11 @@ def _ranking(final, end, best, codes):
             codes[pos] = j * k + r
 
 
-@njit(cache=True, parallel=True)
-def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores, backptr, work, emit):
-    """The k best paths of every sequence; ``k = scores.shape[1]``.
+@njit(cache=True, nogil=True)
+def _viterbi_kernel(first, step, emissions, lengths, order, trans, start, end, paths, scores, backptr,
+                    work, emit):
+    """The k best paths of the sequences of groups ``first, first + step, ...``;
+    ``k = scores.shape[1]``.
 
     With G groups, lane l of group g decodes the sequence ``order[l*G + g]``; ``order`` must sort
     the batch by length, longest first, so a group's lanes finish together and the running ones stay
@@ -79,13 +84,13 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
     lanes = work.shape[4]  # a run-time value: with a constant W LLVM unrolls into scalar code instead
     last = n_tags - 1
     neg_inf = np.float32(-np.inf)
-    for g in prange(groups):
+    for g in range(first, groups, step):
         width = (n_batch - g + groups - 1) // groups  # the lanes l with l*G + g < B
         prev, cur, final = work[g, 0], work[g, 1], work[g, 2]
         bp, em = backptr[g], emit[g]
         # Lanes past the batch's end, or past their own length, compute finite values nobody reads.
-        # (Plain loops throughout: a slice assignment or fill() becomes a parfor of its own, and
-        # those doubled the compile time.)
+        # (Plain loops throughout: in a parallel kernel, as this was, a slice assignment or fill()
+        # became a parfor of its own.)
         for lane in range(lanes):
             seq = order[lane * groups + g] if lane < width else -1
             for j in range(n_tags):
@@ -205,6 +210,18 @@ def _viterbi_kernel(emissions, lengths, order, trans, start, end, paths, scores,
                         paths[seq, 0, t] = -1
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # by size, made on first use
+os.register_at_fork(after_in_child=_POOLS.clear)  # a forked child has none of the threads
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The threads that decode the groups of a big batch (kept: starting them costs ~0.2 ms)."""
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="zhtext-viterbi")
+    return pool
+
+
 def _lanes(n_batch: int, n_tags: int, k: int, threads: int) -> int:
     """Sequences per SIMD group, a multiple of 16: one group per thread, at most 128 lanes (longer
     runs over the lanes amortise each loop's set-up), and one group's three score arrays
@@ -251,11 +268,12 @@ def _run(
     if n_batch == 0 or n_tags == 0 or max_len == 0:
         scores[lens == 0, 0] = 0.0
         return paths, scores
-    # Small batches run on the calling thread alone: a parallel launch costs more than it saves
-    # there, and on a busy machine its barrier can wait a whole scheduler slice (~10 ms, measured).
+    # Small batches run on the calling thread: threads cost more than they save there, and on a
+    # busy machine waking one can wait a whole scheduler slice (~10 ms, measured; ~2 ms a request
+    # in a server, when this was a Numba parallel kernel, whose pool runs even one thread's work).
     # Groups narrower than 64 lanes spend much of their time setting up short loops, so a batch
     # too small to give each thread 64 sequences also stays on one thread (measured: B=32, K=41).
-    threads = get_num_threads()
+    threads = config.NUMBA_NUM_THREADS  # (NUMBA_NUM_THREADS, or every core)
     small = int(lens.sum()) * n_tags * n_tags * k < _PARALLEL_WORK or n_batch < 64 * threads
     lanes = _lanes(n_batch, n_tags, k, 1 if small else threads)
     groups = -(-n_batch // lanes)
@@ -265,11 +283,15 @@ def _run(
     backptr = np.empty((groups, max_len, n_tags, k, lanes), dtype=code_type)
     work = np.empty((groups, 3, n_tags, k, lanes), dtype=np.float32)
     emit = np.empty((groups, n_tags, lanes), dtype=np.float32)
-    set_num_threads(1 if small else threads)
-    try:
-        _viterbi_kernel(em, lens, order, trans, st, en, paths, scores, backptr, work, emit)
-    finally:
-        set_num_threads(threads)
+    def run(first: int, step: int) -> None:
+        _viterbi_kernel(first, step, em, lens, order, trans, st, en, paths, scores, backptr, work,
+                        emit)
+
+    if small:
+        run(0, 1)
+    else:  # the kernel releases the GIL: each thread takes every n-th group
+        n = min(threads, groups)
+        list(_pool(threads).map(run, range(n), [n] * n))
     return paths, scores
 
 

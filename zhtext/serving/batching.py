@@ -3,7 +3,9 @@
 Requests wait in the model's queue; the worker takes the oldest, then every waiting request that
 asks for the same thing (same endpoint, same options), until ``max_batch`` texts are gathered or
 ``max_wait_ms`` has passed since the oldest arrived. It runs the model once on all their texts
-and hands each request its own slice of the results. The model runs on the worker thread, never
+and hands each request its own slice of the results. The worker waits for company only while
+requests are coming together (its last batch was shared): a lone client is never kept waiting,
+and under load the requests that arrive during a batch form the next one. The model runs on the worker thread, never
 on the event loop, so ``/health`` answers while a long batch runs.
 
 Every request is settled exactly once: with its records, or with the error of its batch. A
@@ -67,15 +69,16 @@ class Stats:
     streams: int = 0
     dropped: int = 0  # requests and streams whose client went away
     errors: int = 0  # requests answered with an error
+    busy_s: float = 0.0  # seconds spent running batches and streams
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
+    def as_dict(self) -> dict[str, int | float]:
+        return {**vars(self), "busy_s": round(self.busy_s, 3)}
 
 
 class Batcher:
     """The queue and worker thread of one model. ``max_batch``: most texts in one gathered
     batch (a single larger request still runs, alone); ``max_wait_ms``: how long the oldest
-    request may wait for company; ``max_queue``: requests waiting before new ones get
+    request may wait for company (only while the last batch was shared); ``max_queue``: requests waiting before new ones get
     :class:`Busy`. ``max_batch=1`` turns batching off (each request runs alone)."""
 
     def __init__(
@@ -87,6 +90,7 @@ class Batcher:
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
         self.stats = Stats()
         self.running = 0  # requests in the batch being run
+        self._company = False  # whether the last batch was shared: then the next waits for more
         self._pending: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -182,7 +186,7 @@ class Batcher:
             self.running = 1
             if first.stream is not None:
                 return batch
-            deadline = first.arrived + self.max_wait
+            deadline = first.arrived + (self.max_wait if self._company else 0.0)
             while size < self.max_batch:
                 for job in list(self._pending):
                     if (
@@ -198,6 +202,7 @@ class Batcher:
                 if size >= self.max_batch or left <= 0 or self._closing:
                     break
                 self._cond.wait(left)
+            self._company = len(batch) > 1
             return batch
 
     def _drop(self, job: _Job) -> None:
@@ -206,6 +211,7 @@ class Batcher:
 
     def _work(self) -> None:
         while (batch := self._gather()) is not None:
+            begin = time.perf_counter()
             try:
                 if batch[0].stream is not None:
                     self._run_stream(batch[0])
@@ -213,6 +219,7 @@ class Batcher:
                     self._run_batch(batch)
             finally:
                 self.running = 0
+                self.stats.busy_s += time.perf_counter() - begin
 
     def _run_batch(self, batch: list[_Job]) -> None:
         texts = [t for job in batch for t in job.texts]

@@ -443,7 +443,8 @@ class TitleGenerator(Generator):
         results: list[list[list[int]]] = [[] for _ in texts]
         order = length_order([len(t) for t in texts])
         stepper = CachedStep(self.model) if cached else RecomputeStep(self.model)
-        self.model.eval()
+        if self.model.training:  # (left so by training)
+            self.model.eval()
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             ids, lengths = self.source_batch([texts[i] for i in chunk])
