@@ -148,7 +148,10 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        # zhtext's Viterbi runs big batches on NUMBA_NUM_THREADS threads of its own (it has no
+        # Numba parallel kernel, so numba.set_num_threads does not reach it).
+        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
+        numba.config.reload_config()
 
     compile_s = cold_compile_seconds()
     print(f"first call with an empty Numba cache (compile): {compile_s:.2f} s")

@@ -211,9 +211,8 @@ class CRF(nn.Module):
     def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
         if emissions.shape[1] == 0:
             return emissions.new_zeros(emissions.shape[0])
-        trans, start, end = self.constrained()
         if emissions.device.type == "cpu":
-            log_z = _log_partition_cpu(emissions, mask.sum(1), trans, start, end)
+            log_z = _log_partition_cpu(emissions, mask.sum(1), *self.constrained())
             if log_z is not None:
                 return log_z
         return self._forward_scores(emissions, mask)[1]
