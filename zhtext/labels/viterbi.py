@@ -283,6 +283,7 @@ def _run(
     backptr = np.empty((groups, max_len, n_tags, k, lanes), dtype=code_type)
     work = np.empty((groups, 3, n_tags, k, lanes), dtype=np.float32)
     emit = np.empty((groups, n_tags, lanes), dtype=np.float32)
+
     def run(first: int, step: int) -> None:
         _viterbi_kernel(first, step, em, lens, order, trans, st, en, paths, scores, backptr, work,
                         emit)

@@ -5,8 +5,8 @@ asks for the same thing (same endpoint, same options), until ``max_batch`` texts
 ``max_wait_ms`` has passed since the oldest arrived. It runs the model once on all their texts
 and hands each request its own slice of the results. The worker waits for company only while
 requests are coming together (its last batch was shared): a lone client is never kept waiting,
-and under load the requests that arrive during a batch form the next one. The model runs on the worker thread, never
-on the event loop, so ``/health`` answers while a long batch runs.
+and under load the requests that arrive during a batch form the next one. The model runs on the
+worker thread, never on the event loop, so ``/health`` answers while a long batch runs.
 
 Every request is settled exactly once: with its records, or with the error of its batch. A
 request whose client went away before its batch started is dropped unrun; a stream whose client
@@ -78,8 +78,9 @@ class Stats:
 class Batcher:
     """The queue and worker thread of one model. ``max_batch``: most texts in one gathered
     batch (a single larger request still runs, alone); ``max_wait_ms``: how long the oldest
-    request may wait for company (only while the last batch was shared); ``max_queue``: requests waiting before new ones get
-    :class:`Busy`. ``max_batch=1`` turns batching off (each request runs alone)."""
+    request may wait for company (only while the last batch was shared); ``max_queue``: requests
+    waiting before new ones get :class:`Busy`. ``max_batch=1`` turns batching off (each request
+    runs alone)."""
 
     def __init__(
         self, name: str, max_batch: int = 64, max_wait_ms: float = 5.0, max_queue: int = 1024
