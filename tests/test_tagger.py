@@ -32,9 +32,11 @@ from zhtext.tasks.tagger import (
     CharIds,
     Tagger,
     TaggerModel,
+    Span,
     TaggerTrainConfig,
     _cut_points,
     pad_emissions,
+    spans_json,
     stitch,
     tag_names,
     window_starts,
@@ -412,6 +414,13 @@ def test_a_padded_batch_scores_as_its_rows_alone(trained):
         together = tagger.model(**batch)
         alone = torch.stack([tagger.model(**tagger._collate([row])) for row in rows]).mean()
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_spans_json_is_json_dumps_of_the_dicts_across_its_pieces():
+    # 9,000 spans: three pieces of at most 4,096, joined; quotes, backslashes and astral text
+    spans = [Span(i, i + 2, "L\"b\\", f"字😀{i}", i / 9001) for i in range(9000)]
+    for some in (spans, spans[:1], []):
+        assert spans_json(some) == json.dumps([s.as_dict() for s in some], ensure_ascii=False)
 
 
 def test_pad_emissions_and_empty_texts():

@@ -271,9 +271,15 @@ class PathScorer:
         self.em, self.alpha, self.beta, self.log_z = em, alpha, beta, log_z
         self.trans, self.start, self.end = trans, start, end
 
+    def _steps(self, path: np.ndarray) -> np.ndarray:
+        """The path's score gained at each token after the first: its move and its emission."""
+        steps = np.zeros(len(path))
+        if len(path) > 1:
+            steps[1:] = self.em[np.arange(1, len(path)), path[1:]] + self.trans[path[:-1], path[1:]]
+        return steps
+
     def path_prob(self, path: np.ndarray) -> float:
-        score = self.start[path[0]] + self.end[path[-1]] + self.em[np.arange(len(path)), path].sum()
-        score += self.trans[path[:-1], path[1:]].sum()
+        score = self.start[path[0]] + self.em[0, path[0]] + self._steps(path).sum() + self.end[path[-1]]
         return float(np.exp(min(0.0, score - self.log_z)))
 
     def span_probs(self, path: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -284,10 +290,7 @@ class PathScorer:
         path = np.asarray(path)
         starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
         cont = np.asarray(continuations, dtype=np.int64)
-        steps = np.zeros(len(path))
-        if len(path) > 1:
-            steps[1:] = self.em[np.arange(1, len(path)), path[1:]] + self.trans[path[:-1], path[1:]]
-        running = np.cumsum(steps)
+        running = np.cumsum(self._steps(path))
         last = path[ends - 1]
         head = self.alpha[starts, path[starts]] + (running[ends - 1] - running[starts])
         prob = np.exp(head + self.beta[ends - 1, last] - self.log_z)
