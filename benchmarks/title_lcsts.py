@@ -52,7 +52,7 @@ def train_one(train: list, out: Path, args: argparse.Namespace, budget: float, p
     gen = TitleGenerator.train(TitleTrainConfig(
         train=train, output=out, layers=args.layers, hidden=args.hidden,
         max_source_len=args.max_source_len, max_target_len=32, epochs=1000,
-        batch_size=args.batch_size, lr=args.lr, max_seconds=budget, prior=prior,
+        batch_size=args.batch_size, lr=args.lr, max_seconds=budget, prior=prior, ema=args.ema,
         progress=sys.stderr.isatty()))
     return gen, time.perf_counter() - begin
 
@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="Pairs per batch.")
     parser.add_argument("--lr", type=float, default=1e-3, help="Peak learning rate.")
     parser.add_argument("--max-source-len", type=int, default=160, help="Content tokens kept.")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="Decay of the weights' moving average that is kept (0: off).")
     parser.add_argument("--prior", choices=("both", "on", "off"), default="both",
                         help="Train with the title prior, without it, or both (default).")
     parser.add_argument("-o", "--output", "--out", dest="output", default=None,
@@ -86,7 +88,8 @@ def main() -> None:
            for name, path in (("lcsts", lcsts_val), ("csl", csl_val))}
     out = Path(args.output or tempfile.mkdtemp(prefix="title-lcsts-"))
     figures: dict = {"bench": "title_lcsts", "budget_s": budget, "layers": args.layers,
-                     "hidden": args.hidden, "threads": torch.get_num_threads(), "quick": args.quick}
+                     "hidden": args.hidden, "threads": torch.get_num_threads(), "quick": args.quick,
+                     "ema": args.ema}
     variants = {"both": (True, False), "on": (True,), "off": (False,)}[args.prior]
     for prior in variants:
         tail = "" if prior else "_no_prior"

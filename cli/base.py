@@ -327,6 +327,9 @@ MaxSecondsOpt = Annotated[float | None, typer.Option(
     "counting the time already spent (the learning rate decays over the budget).")]
 MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many optimizer steps.")]
 GradAccumOpt = Annotated[int, typer.Option("--grad-accum", min=1, help="Batches per optimizer step.")]
+EmaOpt = Annotated[float, typer.Option(
+    "--ema", min=0, callback=below(1), help="Score and keep a moving average of the weights with "
+    "this decay (e.g. 0.999; 0: off): it smooths the last steps' noise.")]
 EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", min=1, help="Also score the dev data every N steps.")]
 DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", min=1, help="Score only the first N dev examples.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT/checkpoint.")]

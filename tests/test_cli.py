@@ -171,7 +171,7 @@ def test_old_tagger_spellings_still_work_and_warn_once(tmp_path, monkeypatch, ca
     model = tmp_path / "m"
     code, _, err = run_cli(monkeypatch, capsys, "train", "tagger", "--train", str(train), "--from-scratch",
                            "--layers", "1", "--hidden", "16", "--max-len", "8", "--max-steps", "1",
-                           "--format", "conll", "--out", str(model))
+                           "--format", "conll", "--ema", "0.9", "--out", str(model))
     assert code == 0, err
     assert (model / "zhtext.json").is_file()
     assert err.count("zhtext: warning: --format is deprecated, use --input-format") == 1

@@ -486,6 +486,8 @@ BAD_OPTION_VALUES = [
     (["train", "tagger", *TRAIN, "--dropout", "-0.1"], "--dropout must be at least 0, got -0.1"),
     (["train", "tagger", *TRAIN, "--head-lr", "0"], "--head-lr must be more than 0, got 0"),
     (["train", "tagger", *TRAIN, "--max-len", "2"], "--max-len must be at least 3, got 2"),
+    (["train", "tagger", *TRAIN, "--ema", "1"], "--ema must be less than 1, got 1"),
+    (["train", "title", *TRAIN, "--ema", "-0.5"], "--ema must be at least 0, got -0.5"),
     (["train", "gpt", *TRAIN, "--block-size", "0"], "--block-size must be at least 2, got 0"),
     (["train", "gpt", *TRAIN, "--epochs", "0"], "--epochs must be at least 1, got 0"),
     (["train", "gpt", *TRAIN, "--batch-size", "-1"], "--batch-size must be at least 1, got -1"),

@@ -120,6 +120,74 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, accum):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+def test_ema_scores_and_saves_the_moving_average_of_the_weights(tmp_path):
+    """The evaluation (and on_best, which saves) sees the average, recomputed here by hand from
+    the raw weights after every step; training itself goes on from the raw weights."""
+    decay = 0.9
+    seen: list[dict[str, torch.Tensor]] = []  # the weights each evaluation sees
+    raw: list[dict[str, torch.Tensor]] = []  # the raw weights after every optimizer step
+    model_box: list[torch.nn.Module] = []
+
+    def evaluate():
+        seen.append(weights(model_box[0]))
+        return {"f1": 0.0}
+
+    seed_everything(3)
+    model = Regressor()
+    model_box.append(model)
+    average = {k: v.clone() for k, v in model.named_parameters()}
+    cfg = TrainConfig(epochs=2, seed=3, progress=False, output=tmp_path, ema=decay)
+    trainer = Trainer(model, cfg, batches_factory(), N_BATCHES, groups=param_groups(model, 0.01),
+                      evaluate=evaluate)
+    step = trainer.optimizer.step
+
+    def step_and_record(*args, **kwargs):
+        out = step(*args, **kwargs)
+        raw.append({k: v.detach().clone() for k, v in model.named_parameters()})
+        return out
+
+    trainer.optimizer.step = step_and_record
+    history = trainer.fit()
+    expected = []
+    for t, now in enumerate(raw):
+        d = min(decay, (1 + t) / (10 + t))
+        average = {k: d * average[k] + (1 - d) * now[k] for k in average}
+        if t + 1 in (h["step"] for h in history):
+            expected.append(average)
+    assert len(seen) == len(expected) == 2
+    for got, want in zip(seen, expected):
+        for k, v in want.items():
+            torch.testing.assert_close(got[k], v, rtol=1e-6, atol=1e-7)
+    for k, v in model.named_parameters():  # after the evaluation the raw weights are back
+        assert torch.equal(v.detach(), raw[-1][k]), k
+        assert not torch.allclose(v.detach(), expected[-1][k]), k
+
+
+def test_resume_with_ema_matches_uninterrupted_run(tmp_path):
+    """The average travels in the checkpoint: a resumed run scores the same averages."""
+    probe = X[:8], Y[:8]
+
+    def scores(out, interrupt_at=None, **config):
+        seed_everything(3)
+        model = Regressor()
+        cfg = TrainConfig(epochs=3, seed=3, progress=False, output=out, **config)
+        trainer = Trainer(model, cfg, batches_factory(interrupt_at), N_BATCHES,
+                          groups=param_groups(model, 0.01),
+                          evaluate=lambda: {"f1": -float(model(*probe))})
+        return [h["f1"] for h in trainer.fit()]
+
+    straight = scores(tmp_path / "a", ema=0.8)
+    assert len(straight) == 3
+    with pytest.raises(KeyboardInterrupt):
+        scores(tmp_path / "b", interrupt_at=(1, 5), ema=0.8)
+    assert scores(tmp_path / "b", resume=True, ema=0.8) == straight
+    assert scores(tmp_path / "c") != straight  # the average is what was scored
+    with pytest.raises(KeyboardInterrupt):
+        scores(tmp_path / "d", interrupt_at=(1, 5))  # a checkpoint without an average
+    with pytest.raises(ZhtextError, match="no moving average"):
+        scores(tmp_path / "d", resume=True, ema=0.5)
+
+
 def test_max_steps_and_time_budget_stop_early_and_keep_a_checkpoint(tmp_path):
     _, history = run(tmp_path / "steps", max_steps=4)
     assert history[-1]["step"] == 4
@@ -152,7 +220,7 @@ def test_best_model_of_a_metric_to_minimise(tmp_path):
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"grad_accum": 0}, "grad_accum must be >= 1"), ({"max_seconds": -1.0}, "max_seconds must be >= 0"),
-    ({"warmup": 1.5}, "warmup must lie in"), ({"epochs": -1, "eval_every": 0}, "epochs must be >= 0; eval"),
+    ({"warmup": 1.5}, "warmup must lie in"), ({"ema": 1.0}, "ema must lie in"), ({"epochs": -1, "eval_every": 0}, "epochs must be >= 0; eval"),
 ])
 def test_bad_settings_are_one_clear_error(settings, message):
     with pytest.raises(ZhtextError, match=message):

@@ -74,6 +74,11 @@ class TrainConfig:
     on from the seconds already spent (``TrainState.elapsed``), in its schedule as in its stop.
     The dev set is scored after each epoch and every ``eval_every`` optimizer steps, on its first
     ``dev_limit`` examples when given.
+
+    ``ema`` > 0 keeps an exponential moving average of the weights (decay ``ema``, e.g. 0.999;
+    lower early in the run: ``min(ema, (1 + step) / (10 + step))``); the dev set scores the
+    average and the average is what is saved. It smooths the last epochs' noise of a small model
+    trained from scratch.
     """
 
     train: DataSource | None = None
@@ -97,6 +102,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_accum: int = 1
     max_grad_norm: float | None = 1.0
+    ema: float = 0.0  # decay of the weights' moving average that is evaluated and saved; 0: off
     max_steps: int | None = None
     max_seconds: float | None = None
     eval_every: int | None = None  # optimizer steps between dev evaluations (besides epoch ends)
@@ -140,6 +146,8 @@ class TrainConfig:
             problems.append(f"hidden size {self.hidden} is not a multiple of the {self.n_heads} heads")
         if not 0 <= self.dropout < 1:
             problems.append("dropout must lie in [0, 1)")
+        if not 0 <= self.ema < 1:
+            problems.append("ema must lie in [0, 1)")
         return problems
 
     @property
@@ -311,6 +319,8 @@ class Trainer:
         self._run_start = 0.0
         self._run_elapsed = 0.0  # this invocation's training seconds (its speed)
         self._rng = _rng_state()  # RNG states as of the last completed step
+        self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self._average = [p.detach().clone() for p in self._params] if config.ema else None
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -322,6 +332,12 @@ class Trainer:
                               "or drop --resume")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self._average is not None:
+            if saved.get("ema") is None:
+                raise ZhtextError(f"{self.checkpoint} holds no moving average of the weights; "
+                                  "resume without --ema or start again")
+            torch._foreach_copy_(self._average, [t.to(p.device) for t, p in
+                                                 zip(saved["ema"], self._params)])
         _set_rng_state(saved["rng"])
         self.state = TrainState(**saved["loop"])
 
@@ -330,6 +346,7 @@ class Trainer:
         payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "ema": self._average,
             "rng": self._rng,
             "loop": asdict(self.state),
             "extra": self.extra,
@@ -351,12 +368,38 @@ class Trainer:
             group["lr"] = base * factor
         return self.base_lrs[0] * factor
 
+    def _update_average(self) -> None:
+        """One step of the weights' moving average (after an optimizer step)."""
+        decay = min(self.config.ema, (1 + self.state.step) / (10 + self.state.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._average, [p.detach() for p in self._params], 1.0 - decay)
+
+    def _swap_average(self) -> None:
+        """Exchange the model's weights and their moving average (twice: back as they were)."""
+        if self._average is None:
+            return
+        with torch.no_grad():
+            for param, average in zip(self._params, self._average):
+                param.data, average.data = average.data, param.data
+
     def _evaluate(self) -> None:
         state = self.state
         self.model.eval()
-        with torch.no_grad():
-            metrics = dict(self.evaluate()) if self.evaluate is not None else {}
-        self.model.train()
+        self._swap_average()  # the average is scored, and saved by on_best
+        try:
+            with torch.no_grad():
+                metrics = dict(self.evaluate()) if self.evaluate is not None else {}
+            self._evaluate_rest(metrics)
+        finally:
+            self._swap_average()
+            self.model.train()
+        self._rng = _rng_state()
+        if state.step < self.total_steps or self.config.keep_checkpoint:
+            self._save_checkpoint()
+
+    def _evaluate_rest(self, metrics: dict[str, Any]) -> None:
+        """Record one evaluation and save the model if it is the best yet."""
+        state = self.state
         record: dict[str, Any] = {
             "epoch": round(state.epoch + state.batch / self.batches_per_epoch, 4),
             "step": state.step,
@@ -380,9 +423,6 @@ class Trainer:
             state.best = score
             if self.on_best is not None:
                 self.on_best(record)
-        self._rng = _rng_state()
-        if state.step < self.total_steps or self.config.keep_checkpoint:
-            self._save_checkpoint()
 
     def _train_epoch(self, steps_at_start: int, elapsed_before: float) -> bool:
         """Run the rest of the current epoch; True when the run must stop (steps or time)."""
@@ -412,6 +452,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if self._average is not None:
+                self._update_average()
             state.loss_sum += pending_loss
             state.loss_batches += accumulated
             accumulated, pending_loss = 0, 0.0
