@@ -336,8 +336,8 @@ class Trainer:
             if saved.get("ema") is None:
                 raise ZhtextError(f"{self.checkpoint} holds no moving average of the weights; "
                                   "resume without --ema or start again")
-            torch._foreach_copy_(self._average, [t.to(p.device) for t, p in
-                                                 zip(saved["ema"], self._params)])
+            for average, kept in zip(self._average, saved["ema"]):
+                average.copy_(kept)
         _set_rng_state(saved["rng"])
         self.state = TrainState(**saved["loop"])
 
@@ -372,7 +372,8 @@ class Trainer:
         """One step of the weights' moving average (after an optimizer step)."""
         decay = min(self.config.ema, (1 + self.state.step) / (10 + self.state.step))
         with torch.no_grad():
-            torch._foreach_lerp_(self._average, [p.detach() for p in self._params], 1.0 - decay)
+            for average, param in zip(self._average, self._params):
+                average.lerp_(param, 1.0 - decay)
 
     def _swap_average(self) -> None:
         """Exchange the model's weights and their moving average (twice: back as they were)."""
