@@ -126,15 +126,13 @@ def test_ema_scores_and_saves_the_moving_average_of_the_weights(tmp_path):
     decay = 0.9
     seen: list[dict[str, torch.Tensor]] = []  # the weights each evaluation sees
     raw: list[dict[str, torch.Tensor]] = []  # the raw weights after every optimizer step
-    model_box: list[torch.nn.Module] = []
-
-    def evaluate():
-        seen.append(weights(model_box[0]))
-        return {"f1": 0.0}
-
     seed_everything(3)
     model = Regressor()
-    model_box.append(model)
+
+    def evaluate():
+        seen.append(weights(model))
+        return {"f1": 0.0}
+
     average = {k: v.clone() for k, v in model.named_parameters()}
     cfg = TrainConfig(epochs=2, seed=3, progress=False, output=tmp_path, ema=decay)
     trainer = Trainer(model, cfg, batches_factory(), N_BATCHES, groups=param_groups(model, 0.01),
