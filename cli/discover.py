@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from zhtext.distributed.discover import run_on_ray
 from zhtext.io.writing import atomic_output
-from zhtext.lexical.discover import Discoverer, DiscoverStats
+from zhtext.lexical.choices import MAX_N
 from zhtext.lexical.lexicon import FORMATS
-from zhtext.lexical.ngrams import MAX_N
 
 from .base import (
     CpusPerWorkerOpt,
@@ -25,6 +24,9 @@ from .base import (
     app,
     console,
 )
+
+if TYPE_CHECKING:
+    from zhtext.lexical.discover import DiscoverStats
 
 alias("discover", "--out", "--output")
 
@@ -69,6 +71,9 @@ def discover(
 
     Example: zhtext discover data/corpus.txt -o lexicon.tsv
     """
+    from zhtext.distributed.discover import run_on_ray  # the kernels load here, not for --help
+    from zhtext.lexical.discover import Discoverer
+
     finder = Discoverer(
         max_n=max_n, min_count=min_count, iterations=iterations, progress=not quiet
     )

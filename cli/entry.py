@@ -1,5 +1,6 @@
-"""The ``zhtext`` console script. The CLI takes about half a second to import (torch, numba);
-Ctrl-C, SIGTERM or SIGHUP in that time exit as they do in a command, without a traceback."""
+"""The ``zhtext`` console script. The CLI takes a few tenths of a second to import (typer, rich;
+each command loads its own library, Numba or torch, when it runs); Ctrl-C, SIGTERM or SIGHUP in
+that time exit as they do in a command, without a traceback."""
 
 from __future__ import annotations
 

@@ -16,8 +16,7 @@ from rich.progress import TaskID
 from zhtext.io.progress import Bar
 from zhtext.io.reading import iter_lines
 from zhtext.io.writing import atomic_output
-from zhtext.lexical.keywords import MAX_TERMS, IDFTable, KeywordExtractor, build_idf
-from zhtext.lexical.segment import Segmenter
+from zhtext.lexical.choices import MAX_TERMS
 
 from .base import (
     DictOpt,
@@ -157,6 +156,10 @@ def keywords(
         raise typer.BadParameter("--save-idf needs --idf-from")
     # A missing or unreadable input fails here, before any table is loaded.
     texts = iter_lines(file, encoding)
+    # the kernels load here, not for --help
+    from zhtext.lexical.keywords import IDFTable, KeywordExtractor, build_idf
+    from zhtext.lexical.segment import Segmenter
+
     segmenter = Segmenter(dictionary, user_dict=user_dict, hmm=hmm)
     table = IDFTable.load(idf) if method is Method.tfidf and not idf_from else None
     if idf_from:

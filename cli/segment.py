@@ -7,15 +7,14 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from zhtext.io.progress import Bar
 from zhtext.io.reading import batched_lines, iter_lines
 from zhtext.io.writing import atomic_output
-from zhtext.lexical.parallel import check_jobs, ordered_map
-from zhtext.lexical.segment import BATCH_CHARS, MODES, Segmenter
+from zhtext.lexical.choices import MODES
 
 from .base import (
     DictOpt,
@@ -30,6 +29,9 @@ from .base import (
     app,
     console,
 )
+
+if TYPE_CHECKING:
+    from zhtext.lexical.segment import Segmenter
 
 alias("segment", "--out", "--output")
 
@@ -105,6 +107,9 @@ def segment(
             "part-of-speech tags come with the default mode's words only (as jieba.posseg)",
             param_hint="--pos",
         )
+    from zhtext.lexical.parallel import check_jobs, ordered_map  # the kernels load here
+    from zhtext.lexical.segment import BATCH_CHARS, Segmenter
+
     segmenter = Segmenter(dictionary, user_dict=user_dict, hmm=hmm)
     jobs = check_jobs(jobs)
     to_terminal = output in (None, "-") and sys.stdout.isatty()

@@ -249,11 +249,9 @@ CLI_CASES = [
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks, reader chunks and batches of a few lines, so short inputs make many of each."""
-    import zhtext_cli.segment
-
     monkeypatch.setattr(segment_module, "BLOCK_CHARS", 40)
     monkeypatch.setattr(reading, "CHUNK_BYTES", 64)
-    monkeypatch.setattr(zhtext_cli.segment, "BATCH_CHARS", 50)
+    monkeypatch.setattr(segment_module, "BATCH_CHARS", 50)  # the command reads it when it runs
 
 
 @pytest.mark.parametrize("args", CLI_CASES, ids=" ".join)

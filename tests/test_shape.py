@@ -81,6 +81,16 @@ def test_import_zhtext_is_light():
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
 
 
+def test_the_command_line_builds_without_its_libraries():
+    """``zhtext --help`` (every command's options declared) loads no kernels and no models: each
+    command imports its library when it runs."""
+    code = ("import sys\nfrom zhtext_cli import app\nassert app.app.registered_commands\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'numba', 'torch', 'transformers', 'ray', 'fastapi', 'onnxruntime'}))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
 def test_every_public_name_resolves_and_is_documented():
     import zhtext
 

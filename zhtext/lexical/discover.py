@@ -37,9 +37,10 @@ from numba import njit
 
 from zhtext.errors import ZhtextError
 from zhtext.lexical.chars import from_codes, join_lines
+from zhtext.lexical.choices import MAX_N
 from zhtext.lexical.corpus import FIRST_RUN_ID, N_IDS, IdCorpus, Source, each_item
 from zhtext.lexical.lexicon import Lexicon
-from zhtext.lexical.ngrams import MAX_N, CountTable, KeySet, set_has, slot, table_find
+from zhtext.lexical.ngrams import CountTable, KeySet, set_has, slot, table_find
 from zhtext.lexical.route import route_counts, unigram_route
 from zhtext.lexical.trie import build_trie
 

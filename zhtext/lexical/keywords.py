@@ -39,6 +39,7 @@ from numba import njit
 from zhtext.errors import ZhtextError
 from zhtext.io.reading import batched_lines, iter_lines, iter_numbered_lines
 from zhtext.io.writing import atomic_output
+from zhtext.lexical.choices import MAX_TERMS
 from zhtext.lexical.segment import default_segmenter
 
 PathLike = str | os.PathLike
@@ -53,8 +54,6 @@ TEXTRANK_POS = ("ns", "n", "vn", "v")  # place names, nouns, verbal nouns, verbs
 WINDOW = 5  # TextRank: a word and the 4 tokens after it
 DAMPING = 0.85
 SWEEPS = 10
-# build_idf: distinct words held at most (~200 MB of Python strings)
-MAX_TERMS = 2_000_000
 # A line break is a token of its own in jieba's cut (a blank one: never a keyword).
 _BREAK = "\n"
 _BATCH_CHARS = 1 << 16  # a long document is cut this many characters at a time

@@ -19,7 +19,6 @@ import numpy as np
 from numba import njit
 
 ID_OFFSET = 0x4DFF  # id = codepoint - ID_OFFSET for the Han range; 0 separates fragments
-MAX_N = 4  # 16 bits an id, 64 bits a key
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT16 = np.uint64(16)
 _BLOOM = np.uint64(0xC2B2AE3D27D4EB4F)  # a second multiplier: filter bits independent of slots

@@ -51,6 +51,7 @@ from zhtext.lexical.chars import (
     join_lines,
     to_codes,
 )
+from zhtext.lexical.choices import MODES
 from zhtext.lexical.hmm import (
     HmmTables,
     finalseg_files,
@@ -91,7 +92,6 @@ _CACHE_VERSION = 5  # 4: the dictionary's POS tags; 5: nodes numbered by depth
 CACHE_MIN_BYTES = 1 << 20  # smaller dictionaries are parsed every time
 BATCH_CHARS = 1 << 20  # characters per kernel call when streaming: bounded memory, cheap calls
 BLOCK_CHARS = 1 << 18  # characters per block of segment_chunks: 10-20 MB of arrays while worked on
-MODES = ("default", "search", "all")  # jieba's cut, cut_for_search and cut(cut_all=True)
 _MODE_CODE = {mode: code for code, mode in enumerate(MODES)}  # as the kernels take them
 
 # jieba's user dictionary line: word, then optionally " count" and " tag" (lowercase letters).
