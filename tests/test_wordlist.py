@@ -13,9 +13,10 @@ import threading
 import numpy as np
 import pytest
 
+from zhtext.lexical import wordlist
 from zhtext.lexical.lexicon import Lexicon
 from zhtext.lexical.segment import Segmenter
-from zhtext.lexical.wordlist import BASE, CHARS, EMPTY, SCRATCH, WordTable
+from zhtext.lexical.wordlist import BASE, CHARS, EMPTY, EXTRA, SCRATCH, WordTable
 
 LINES = [
     "我来到北京清华大学",
@@ -80,6 +81,45 @@ def test_words_added_after_the_table_was_sized():
     assert seg._strings.known.shape[0] >= len(seg._counts)
     seg.del_word(words[0])
     assert words[0] not in seg.cut(words[0] + "北京", hmm=False)
+
+
+def novel_like_lines(n: int) -> list[str]:
+    """Lines full of words jieba's dictionary lacks (names the HMM finds), each twice."""
+    rng = np.random.default_rng(0)
+    names = ["黛玉", "宝玉", "袭人", "晴雯", "贾琏", "凤姐", "鸳鸯", "麝月", "紫鹃", "茗烟"]
+    verbs = ["笑道", "听了", "忙问", "便说", "叹道"]
+    lines = ["".join(f"{names[i]}{verbs[j]}：“{names[k]}来了。”" for i, j, k in
+                     rng.integers(0, [len(names), len(verbs), len(names)], size=(4, 3)))
+             for _ in range(n)]
+    return lines + lines
+
+
+def test_words_outside_the_dictionary_get_slots_once(monkeypatch):
+    """The HMM's words are remembered in the table's own trie: later calls take them from the
+    table (the very same str objects), the same lines never add them twice, even when that trie
+    grew meanwhile (its SegStates are made again), and past the cap words are sliced as before."""
+    codes = [f"编号A{k}z和b{k}的" for k in range(400)]  # ASCII runs: enough to grow the trie
+    lines = novel_like_lines(40) + LINES + codes + codes
+    seg = Segmenter()
+    first = [seg.cut(line) for line in lines]
+    assert first == [jieba_words(line, True) for line in lines]
+    remembered = seg._strings._extras
+    assert remembered > 10
+    assert seg._strings.extra.size[0] > 1024  # it grew from its first arrays: states were remade
+    again = [seg.cut(line) for line in lines]
+    assert again == first and seg._strings._extras == remembered
+    assert seg.cut_lines(lines) == first and seg._strings._extras == remembered
+    made = {w for words in first for w in words}
+    slots = {seg._strings.strings[EXTRA + k] for k in range(remembered)}
+    assert slots <= made and len(slots) == remembered  # each a word met, each once
+    table = {id(seg._strings.strings[EXTRA + k]) for k in range(remembered)}
+    assert all(id(w) in table for words in again for w in words if w in slots)
+
+    monkeypatch.setattr(wordlist, "EXTRA_WORDS", 3)
+    capped = Segmenter()
+    assert [capped.cut(line) for line in lines] == first
+    assert capped._strings._extras == 3
+    assert [capped.cut(line) for line in lines] == first
 
 
 def test_a_line_longer_than_the_buffer(seg):

@@ -485,7 +485,8 @@ def _lines_core(codes, offsets, st, mode, with_offsets):
                 starts[t] = prev
                 prev = tok_ends[t]
     res = np.empty((7 if with_offsets else 5) * n, dtype=np.int64)
-    n_fix = fill_slots(codes, starts, ends, n, st.root, st.table, st.bloom, st.word, st.known, res)
+    n_fix = fill_slots(codes, starts, ends, n, st.root, st.table, st.bloom, st.word, st.known,
+                       st.xroot, st.xtable, st.xbloom, st.xword, res)  # fmt: skip
     p = n + 4 * n_fix
     if with_offsets:
         res[p : p + n] = starts[:n]
@@ -769,7 +770,9 @@ class Segmenter:
         self._route_args: dict[bool, tuple] = {}  # kernel arguments by HMM setting
         # The list API's kernels (their direct entry points) and their SegState, by HMM setting
         self._list_state: dict[bool, tuple[Callable[..., tuple], Callable[..., tuple], object]] = {}
-        self._strings = WordTable()  # one Python string per distinct word, made once
+        # one Python string per distinct word, made once; a larger trie of the words outside the
+        # dictionary means new SegStates
+        self._strings = WordTable(on_change=self._list_state.clear)
         if user_dict is not None:
             self.load_user_dict(user_dict)
 
@@ -811,8 +814,7 @@ class Segmenter:
         if got is None:
             classes, trie, shift, floor, _, tables, force = self._kernel_args(use_hmm)
             self._strings.fit(len(self._counts))
-            state = make_state(classes, trie, shift, floor, use_hmm, tables, force,
-                               self._strings.known)  # fmt: skip
+            state = make_state(classes, trie, shift, floor, use_hmm, tables, force, self._strings)
             # The types every call passes: a str or readonly int32 codes (to_codes), int64 offsets
             codes, offsets = join_lines(["x"])
             got = (direct(_line_kernel, "x", state, 0, False, scratch(1)),
@@ -882,7 +884,8 @@ class Segmenter:
         if self._strings.fit(len(self._counts)):
             self._list_state.clear()  # their SegStates hold the old known flags
         res = np.empty(5 * n, dtype=np.int64)
-        n_fix = span_slots(codes, spans, n, *self._trie[:4], self._strings.known, res)
+        n_fix = span_slots(codes, spans, n, *self._trie[:4], self._strings.known,
+                           *self._strings.extra[:4], res)  # fmt: skip
         return self._strings.words(text, res, n, n_fix)
 
     def _line_words(self, text: str, mode: str, hmm: bool | None) -> list[str] | None:
@@ -924,6 +927,8 @@ class Segmenter:
     ) -> list[str]:
         """The words of ``text``: ``jieba.lcut(text, HMM=hmm)``; ``mode="search"`` gives
         :meth:`cut_for_search`'s words, ``"all"`` :meth:`cut_all`'s."""
+        if not text and type(text) is str and mode in _MODE_CODE and self.total > 0:
+            return []  # a blank line (half the lines of a novel): no kernel call, as jieba's []
         if mode == "default" and type(text) is str:  # the common call, kept short: see wordlist.py
             line, _, state = self._list_kernels(hmm)
             out = SCRATCH.buf
@@ -963,6 +968,8 @@ class Segmenter:
         == word``; ``mode`` is ``"default"`` (:meth:`cut`) or ``"search"`` (:meth:`cut_for_search`)."""
         _check_tokenize_mode(mode)
         if type(text) is str and self.total > 0:
+            if not text:
+                return []  # a blank line: no kernel call
             line, _, state = self._list_kernels(hmm)
             res = scratch(14 * len(text) + 8)  # room for search mode's every token
             n, n_fix, _ = line(text, state, _MODE_CODE[mode], True, res)

@@ -160,6 +160,13 @@ def trie_walk(root, table, bloom, codes, start: int, end: int) -> int:
     return node
 
 
+def grows(trie: Trie, more_chars: int) -> bool:
+    """Whether inserting words of ``more_chars`` characters in all makes :func:`trie_insert` move
+    the arrays (all but ``root``, which it changes in place) to larger ones."""
+    return (int(trie.size[0]) + more_chars > trie.word.shape[0]
+            or 2 * (int(trie.size[1]) + more_chars) > trie.table.shape[0] // 2)
+
+
 def _grow(trie: Trie, more_chars: int) -> Trie:
     """A trie with room for ``more_chars`` new nodes and hash entries (the same one if it has)."""
     root, table, bloom, word, weight, size = trie

@@ -5,10 +5,12 @@ as a list of new strings (a slice each, or ``str.split``) costs ~40 ns a word, a
 cost (passing a dozen arrays into Numba, boxing the results) more than the rest. So:
 
 - Every distinct word gets one ``str``, kept in a table by *slot*: slots ``0..0xFFFF`` hold the
-  single characters of the BMP, then the empty string, then the dictionary's words by word id,
-  each filled the first time the word is met. A kernel gives each token's slot and one numpy
-  ``take`` builds the list (an INCREF per word instead of an allocation). Tokens without a slot
-  (HMM words outside the dictionary, ASCII runs, astral characters) are sliced from the text.
+  single characters of the BMP, then the empty string, then up to :data:`EXTRA_WORDS` words
+  outside the dictionary (the HMM's words, ASCII runs: 41 % of the tokens of the novels with the
+  HMM on, 133k distinct), then the dictionary's words by word id, each filled the first time the
+  word is met. A kernel gives each token's slot and one numpy ``take`` builds the list (an INCREF
+  per word instead of an allocation). The words outside the dictionary are found in a trie of
+  their own that grows as they are met; a token still without a slot is sliced from the text.
 - A segmenter's kernel arguments travel as one :class:`SegState` (a Numba structref): one pointer
   to unbox per call instead of a dozen arrays.
 """
@@ -17,16 +19,19 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
-from zhtext.lexical.trie import trie_walk
+from zhtext.lexical.trie import Trie, empty_trie, grows, trie_insert, trie_walk
 
 CHARS = 0x10000  # slots of the BMP's single characters
 EMPTY = CHARS  # the slot of "" (full mode's empty pieces; placeholder for tokens to be sliced)
-BASE = CHARS + 1  # the slot of word id 0
+EXTRA = CHARS + 1  # the slot of the first word outside the dictionary
+EXTRA_WORDS = 1 << 18  # words outside the dictionary given a slot (2 MiB of the table), at most
+BASE = EXTRA + EXTRA_WORDS  # the slot of word id 0
 
 
 @structref.register
@@ -40,31 +45,35 @@ class SegState(structref.StructRefProxy):
 
 
 _FIELDS = ("classes", "root", "table", "bloom", "word", "weight", "shift", "floor", "use_hmm",
-           "start_p", "trans_p", "emit_p", "force", "known")  # fmt: skip
+           "start_p", "trans_p", "emit_p", "force", "known", "xroot", "xtable", "xbloom",
+           "xword")  # fmt: skip
 structref.define_proxy(SegState, SegStateType, list(_FIELDS))
 
 
 @njit(cache=True)
 def _make_state(classes, root, table, bloom, word, weight, shift, floor, use_hmm, start_p, trans_p,
-                emit_p, force, known):  # fmt: skip
+                emit_p, force, known, xroot, xtable, xbloom, xword):  # fmt: skip
     # Built by a cached kernel: the proxy's own constructor compiles anew in every process (~0.6 s).
     return SegState(classes, root, table, bloom, word, weight, shift, floor, use_hmm, start_p,
-                    trans_p, emit_p, force, known)  # fmt: skip
+                    trans_p, emit_p, force, known, xroot, xtable, xbloom, xword)  # fmt: skip
 
 
-def make_state(classes, trie, shift: float, floor: float, use_hmm: bool, hmm, force, known) -> SegState:
+def make_state(classes, trie, shift: float, floor: float, use_hmm: bool, hmm, force,
+               table: WordTable) -> SegState:
     """The :class:`SegState` of a trie's first five arrays, the route's ``shift``/``floor``, the
-    HMM tables ``(start, trans, emit)``, the forced splits and the table's ``known`` flags."""
+    HMM tables ``(start, trans, emit)``, the forced splits and the word table's ``known`` flags
+    and trie of words outside the dictionary."""
     return _make_state(classes, *trie[:5], float(shift), float(floor), bool(use_hmm), *hmm, force,
-                       known)  # fmt: skip
+                       table.known, *table.extra[:4])  # type: ignore[index]  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
-def fill_slots(codes, starts, ends, n, root, table, bloom, word, known, res):
+def fill_slots(codes, starts, ends, n, root, table, bloom, word, known, xroot, xtable, xbloom,
+               xword, res):  # fmt: skip
     """The slot of each token ``codes[starts[t]:ends[t]]`` (``t < n``) into ``res[:n]``; a token
     without one gets :data:`EMPTY` there, and ``(t, start, end, word id or -1)`` after ``res[n:]``,
-    4 entries each (the word id: a dictionary word whose string is not made yet). Returns the
-    number of such tokens."""
+    4 entries each (the word id: a dictionary word whose string is not made yet; -1: a word
+    outside the dictionary not in the ``x`` trie yet). Returns the number of such tokens."""
     n_fix = 0
     for t in range(n):
         a = starts[t]
@@ -82,6 +91,11 @@ def fill_slots(codes, starts, ends, n, root, table, bloom, word, known, res):
         if w >= 0 and known[w]:
             res[t] = BASE + w
             continue
+        if w < 0:
+            node = trie_walk(xroot, xtable, xbloom, codes, a, b)
+            if node >= 0 and xword[node] >= 0:
+                res[t] = EXTRA + xword[node]
+                continue
         res[t] = EMPTY
         q = n + 4 * n_fix
         res[q] = t
@@ -93,9 +107,11 @@ def fill_slots(codes, starts, ends, n, root, table, bloom, word, known, res):
 
 
 @njit(cache=True, nogil=True)
-def span_slots(codes, spans, n, root, table, bloom, word, known, res):
+def span_slots(codes, spans, n, root, table, bloom, word, known, xroot, xtable, xbloom, xword,
+               res):  # fmt: skip
     """:func:`fill_slots` of tokens given as rows ``(start, end, ...)`` of ``spans``."""
-    return fill_slots(codes, spans[:, 0], spans[:, 1], n, root, table, bloom, word, known, res)
+    return fill_slots(codes, spans[:, 0], spans[:, 1], n, root, table, bloom, word, known, xroot,
+                      xtable, xbloom, xword, res)  # fmt: skip
 
 
 class _Scratch(threading.local):
@@ -123,11 +139,19 @@ def _bmp() -> list[str]:
 
 
 class WordTable:
-    """The strings by slot, and ``known``: which word ids' strings are made (read by the kernels)."""
+    """The strings by slot, ``known``: which word ids' strings are made, and ``extra``: the trie
+    of the words outside the dictionary that have a slot (both read by the kernels).
 
-    def __init__(self) -> None:
+    ``on_change`` is called when ``extra`` is replaced by a larger trie: kernel arguments holding
+    the old one must then be made again (they stay safe to use, only blind to the newer words).
+    """
+
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self.strings = np.empty(0, dtype=object)
         self.known = np.zeros(0, dtype=np.uint8)
+        self.extra: Trie | None = None  # made with the strings, by the first fit
+        self._extras = 0  # words in extra
+        self._on_change = on_change
         self._lock = threading.Lock()  # threads sharing a segmenter may size it at once
 
     def fit(self, n_words: int) -> bool:
@@ -148,6 +172,7 @@ class WordTable:
         else:
             strings[:CHARS] = _bmp()
             strings[EMPTY] = ""
+            self.extra = empty_trie()
         known = np.zeros(room, dtype=np.uint8)
         known[:have] = self.known
         self.strings, self.known = strings, known
@@ -159,9 +184,39 @@ class WordTable:
             return self.strings.take(res[:n]).tolist()
         words = self.strings.take(res[:n]).tolist()
         fixes = iter(res[n : n + 4 * n_fix].tolist())
+        fresh: dict[str, None] = {}
         for t, a, b, w in zip(fixes, fixes, fixes, fixes):
             words[t] = word = text[a:b]
             if w >= 0:  # a dictionary word met for the first time: its string from now on
                 self.strings[BASE + w] = word
                 self.known[w] = 1
+            else:
+                fresh[word] = None
+        if fresh and self._extras < EXTRA_WORDS:
+            self._remember(list(fresh))
         return words
+
+    def _remember(self, words: list[str]) -> None:
+        """Give ``words`` (outside the dictionary, not in ``extra``) slots, while there is room.
+
+        Kernels in other threads may be reading ``extra`` meanwhile: each string is in place
+        before its word id is, a word is added in place only where no array moves (a reader then
+        finds the word or misses it), and ``root``, which the insertion writes in place, is copied
+        before the other arrays move (a reader's old arrays then stay consistent).
+        """
+        with self._lock:
+            words = words[: EXTRA_WORDS - self._extras]
+            if not words:
+                return
+            first = self._extras
+            for k, word in enumerate(words):
+                self.strings[EXTRA + first + k] = word
+            trie = self.extra
+            if grows(trie, sum(map(len, words))):
+                trie = trie._replace(root=trie.root.copy())
+            trie, _ = trie_insert(trie, words, np.zeros(len(words)), first)
+            self._extras = first + len(words)
+            if trie is not self.extra:
+                self.extra = trie
+                if self._on_change is not None:
+                    self._on_change()
