@@ -70,12 +70,21 @@ def test_tagger_export_gives_torch_emissions_and_spans(tagger_dirs):
         for a, b in zip(torch_tagger.emissions(batch), onnx_tagger.emissions(batch)):
             assert a.shape == b.shape
             assert torch.allclose(a, b, atol=1e-4)
-    # the same spans and n-best paths; probabilities equal to float rounding
-    for x, y in zip(onnx_tagger.nbest(texts, 3), torch_tagger.nbest(texts, 3)):
-        assert [_spans(c.spans) for c in x] == [_spans(c.spans) for c in y]
-        assert np.allclose([c.prob for c in x], [c.prob for c in y], atol=1e-5)
-        assert np.allclose([s.score for c in x for s in c.spans],
-                           [s.score for c in y for s in c.spans], atol=1e-5)
+    # the same spans and n-best paths; probabilities equal to float rounding. Paths of equal
+    # probability (a repeated text has many: 北京 x 40 drops a span anywhere) may come in either
+    # order, so a path's spans are compared where no neighbour ties with it (a fourth path shows
+    # whether the third is tied)
+    compared = 0
+    for x, y in zip(onnx_tagger.nbest(texts, 4), torch_tagger.nbest(texts, 4)):
+        probs = [c.prob for c in x]
+        assert np.allclose(probs, [c.prob for c in y], atol=1e-5)
+        for k, (a, b) in enumerate(zip(x[:3], y[:3])):
+            if any(abs(probs[k] - probs[j]) < 1e-6 for j in (k - 1, k + 1) if 0 <= j < len(x)):
+                continue
+            assert _spans(a.spans) == _spans(b.spans)
+            assert np.allclose([s.score for s in a.spans], [s.score for s in b.spans], atol=1e-5)
+            compared += 1
+    assert compared > 2 * len(texts)  # ties are the exception
     assert sum(len(spans) for spans in torch_tagger(texts)) > 20
     # an export loads without onnx= too, and the export's metadata says where it came from
     assert Tagger.load(onnx).exported

@@ -8,9 +8,10 @@ cost (passing a dozen arrays into Numba, boxing the results) more than the rest.
   single characters of the BMP, then the empty string, then up to :data:`EXTRA_WORDS` words
   outside the dictionary (the HMM's words, ASCII runs: with the HMM on, one token in ten of the
   novels, 85,552 distinct words), then the dictionary's words by word id, each filled the first
-  time the word is met. A kernel gives each token's slot and one numpy ``take`` builds the list (an INCREF
-  per word instead of an allocation). The words outside the dictionary are found in a trie of
-  their own that grows as they are met; a token still without a slot is sliced from the text.
+  time the word is met. A kernel gives each token's slot and one numpy ``take`` builds the list
+  (an INCREF per word instead of an allocation). The words outside the dictionary are found in a
+  trie of their own that grows as they are met; a token still without a slot is sliced from the
+  text.
 - A segmenter's kernel arguments travel as one :class:`SegState` (a Numba structref): one pointer
   to unbox per call instead of a dozen arrays.
 """
