@@ -160,24 +160,29 @@ def trie_walk(root, table, bloom, codes, start: int, end: int) -> int:
     return node
 
 
+def _short(trie: Trie, more_chars: int) -> tuple[bool, bool]:
+    """Whether ``more_chars`` new nodes overflow the node arrays, and the hash table (kept at a
+    load factor of at most one half)."""
+    return (int(trie.size[0]) + more_chars > trie.word.shape[0],
+            2 * (int(trie.size[1]) + more_chars) > trie.table.shape[0] // 2)
+
+
 def grows(trie: Trie, more_chars: int) -> bool:
     """Whether inserting words of ``more_chars`` characters in all makes :func:`trie_insert` move
     the arrays (all but ``root``, which it changes in place) to larger ones."""
-    return (int(trie.size[0]) + more_chars > trie.word.shape[0]
-            or 2 * (int(trie.size[1]) + more_chars) > trie.table.shape[0] // 2)
+    return any(_short(trie, more_chars))
 
 
 def _grow(trie: Trie, more_chars: int) -> Trie:
     """A trie with room for ``more_chars`` new nodes and hash entries (the same one if it has)."""
     root, table, bloom, word, weight, size = trie
-    need_nodes = int(size[0]) + more_chars
-    if need_nodes > word.shape[0]:
-        cap = max(need_nodes, 2 * word.shape[0])
+    nodes_short, table_short = _short(trie, more_chars)
+    if nodes_short:
+        cap = max(int(size[0]) + more_chars, 2 * word.shape[0])
         word = np.concatenate([word, np.full(cap - word.shape[0], -1, np.int32)])
         weight = np.concatenate([weight, np.full(cap - weight.shape[0], -np.inf)])
-    need_entries = int(size[1]) + more_chars
-    if 2 * need_entries > table.shape[0] // 2:  # keep the load factor at or below one half
-        table, bloom = _rehash(table, need_entries)
+    if table_short:
+        table, bloom = _rehash(table, int(size[1]) + more_chars)
     return Trie(root, table, bloom, word, weight, size)
 
 
