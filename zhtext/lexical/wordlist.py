@@ -185,15 +185,16 @@ class WordTable:
             return self.strings.take(res[:n]).tolist()
         words = self.strings.take(res[:n]).tolist()
         fixes = iter(res[n : n + 4 * n_fix].tolist())
+        room = self._extras < EXTRA_WORDS  # past the cap, such words are only sliced
         fresh: dict[str, None] = {}
         for t, a, b, w in zip(fixes, fixes, fixes, fixes):
             words[t] = word = text[a:b]
             if w >= 0:  # a dictionary word met for the first time: its string from now on
                 self.strings[BASE + w] = word
                 self.known[w] = 1
-            else:
+            elif room:
                 fresh[word] = None
-        if fresh and self._extras < EXTRA_WORDS:
+        if fresh:
             self._remember(list(fresh))
         return words
 
