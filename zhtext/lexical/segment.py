@@ -79,6 +79,8 @@ from zhtext.lexical.trie import (
 )
 from zhtext.lexical.utf8 import Utf8Error, decode_utf8, encode_utf8
 from zhtext.lexical.wordlist import (
+    LOOKUP,
+    NO_IDS,
     SCRATCH,
     WordTable,
     fill_slots,
@@ -170,9 +172,10 @@ def _is_word(codes, start, end, root, table, bloom, weight):
 
 
 @njit(cache=True, nogil=True)
-def _route_tokens_plain(codes, b, e, step, classes, tok_ends, n_tok):
+def _route_tokens_plain(codes, b, e, step, ids, classes, tok_ends, tok_ids, n_tok):
     """jieba's ``cut(HMM=False)`` of the block ``codes[b:e]`` given its route: consecutive
     one-character ASCII letter/digit tokens are glued back into one token."""
+    keep = tok_ids.shape[0] > 0
     x = b
     gluing = False  # inside a run of one-character ASCII letter/digit tokens
     while x < e:
@@ -181,13 +184,19 @@ def _route_tokens_plain(codes, b, e, step, classes, tok_ends, n_tok):
             gluing = True
         else:
             if gluing:
+                if keep:
+                    tok_ids[n_tok] = LOOKUP
                 tok_ends[n_tok] = x
                 n_tok += 1
                 gluing = False
+            if keep:
+                tok_ids[n_tok] = ids[x - b] if y > x + 1 else LOOKUP
             tok_ends[n_tok] = y
             n_tok += 1
         x = y
     if gluing:
+        if keep:
+            tok_ids[n_tok] = LOOKUP
         tok_ends[n_tok] = e
         n_tok += 1
     return n_tok
@@ -195,13 +204,17 @@ def _route_tokens_plain(codes, b, e, step, classes, tok_ends, n_tok):
 
 @njit(cache=True, nogil=True)
 def _segment_kernel(
-    codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, tok_ends, line_tok
+    codes, offsets, classes, trie, shift, floor, use_hmm, hmm, force, tok_ends, tok_ids, line_tok
 ):
     """jieba's default mode: token ends (they tile the text) into ``tok_ends``; returns their count.
 
     ``trie`` = (root, table, bloom, word, weight); ``hmm`` = (start, trans, emit) tables, read only
-    when ``use_hmm``; ``force[word id]`` marks the words the HMM must not produce whole.
+    when ``use_hmm``; ``force[word id]`` marks the words the HMM must not produce whole. Unless
+    ``tok_ids`` is empty, each token's word id goes there, as the route found it, for the words of
+    more than one character (:data:`~zhtext.lexical.wordlist.LOOKUP` for the others): the list API
+    then makes their strings without walking the trie again.
     """
+    keep = tok_ids.shape[0] > 0
     root, table, bloom, word, weight = trie
     longest = max_span(offsets)
     score = np.empty(longest + 1, dtype=np.float64)
@@ -246,6 +259,7 @@ def _segment_kernel(
                             x = y
                             continue
                         if run >= 0:  # one character or a dictionary word: as it is; else HMM
+                            first = n_tok
                             if x - run > 1 and not _is_word(codes, run, x, root, table, bloom, weight):
                                 n_tok = hmm_cut(
                                     codes, run, x, classes, start_p, trans_p, emit_p, root, table,
@@ -255,22 +269,30 @@ def _segment_kernel(
                                 for q in range(run + 1, x + 1):
                                     tok_ends[n_tok] = q
                                     n_tok += 1
+                            if keep:
+                                tok_ids[first:n_tok] = LOOKUP
                             run = -1
                         if x >= i:
                             break
+                        if keep:
+                            tok_ids[n_tok] = ids[x - b]  # y > x + 1: a dictionary word
                         tok_ends[n_tok] = y
                         n_tok += 1
                         x = y
                 else:
                     n_tok = _route_tokens_plain(
-                        codes, b, i, step, classes, tok_ends, n_tok
+                        codes, b, i, step, ids, classes, tok_ends, tok_ids, n_tok
                     )
             elif c == _CR and i + 1 < end and codes[i + 1] == _LF:
                 i += 2
+                if keep:
+                    tok_ids[n_tok] = LOOKUP
                 tok_ends[n_tok] = i
                 n_tok += 1
             else:
                 i += 1
+                if keep:
+                    tok_ids[n_tok] = LOOKUP
                 tok_ends[n_tok] = i
                 n_tok += 1
         line_tok[k + 1] = n_tok
@@ -278,10 +300,14 @@ def _segment_kernel(
 
 
 @njit(cache=True, nogil=True)
-def _search_kernel(codes, tok_ends, line_tok, trie, out_start, out_end, out_line):
+def _search_kernel(
+    codes, tok_ends, tok_ids, line_tok, trie, out_start, out_end, out_ids, out_line
+):
     """jieba's search mode from the default-mode tokens: before each token longer than 2 (3), its
-    2-grams (3-grams) that are dictionary words. Room: 2 entries per character."""
-    root, table, bloom, _, weight = trie
+    2-grams (3-grams) that are dictionary words. Room: 2 entries per character. Unless ``out_ids``
+    is empty, the tokens' word ids go there as :func:`_segment_kernel` gives them."""
+    root, table, bloom, word, weight = trie
+    keep = out_ids.shape[0] > 0
     n = 0
     out_line[0] = 0
     for k in range(line_tok.shape[0] - 1):
@@ -291,10 +317,15 @@ def _search_kernel(codes, tok_ends, line_tok, trie, out_start, out_end, out_line
             for width in (2, 3):
                 if b - a > width:
                     for i in range(a, b - width + 1):
-                        if _is_word(codes, i, i + width, root, table, bloom, weight):
+                        node = trie_walk(root, table, bloom, codes, i, i + width)
+                        if node >= 0 and weight[node] > -np.inf:  # jieba's FREQ.get(gram)
+                            if keep:
+                                out_ids[n] = word[node]
                             out_start[n] = i
                             out_end[n] = i + width
                             n += 1
+            if keep:
+                out_ids[n] = tok_ids[t]
             out_start[n] = a
             out_end[n] = b
             n += 1
@@ -463,20 +494,25 @@ def _lines_core(codes, offsets, st, mode, with_offsets):
             if n <= room:
                 break
             room = n
+        ids = np.empty(0, dtype=np.int32)  # none known: every token is looked up
         for t in range(n):
             if glue[t]:
                 return np.empty(0, dtype=np.int64), n, -1, line_tok
     else:
         tok_ends = np.empty(size, dtype=np.int64)
+        ids = np.empty(size, dtype=np.int32)
         hmm = (st.start_p, st.trans_p, st.emit_p)
         n = _segment_kernel(codes, offsets, st.classes, trie, st.shift, st.floor, st.use_hmm, hmm,
-                            st.force, tok_ends, line_tok)  # fmt: skip
+                            st.force, tok_ends, ids, line_tok)  # fmt: skip
         if mode == 1:
             starts = np.empty(2 * size, dtype=np.int64)
             ends = np.empty(2 * size, dtype=np.int64)
+            out_ids = np.empty(2 * size, dtype=np.int32)
             out_line = np.empty_like(line_tok)
-            n = _search_kernel(codes, tok_ends, line_tok, trie, starts, ends, out_line)
+            n = _search_kernel(codes, tok_ends, ids, line_tok, trie, starts, ends, out_ids,
+                               out_line)  # fmt: skip
             line_tok = out_line
+            ids = out_ids
         else:
             ends = tok_ends
             starts = np.empty(n, dtype=np.int64)
@@ -485,7 +521,7 @@ def _lines_core(codes, offsets, st, mode, with_offsets):
                 starts[t] = prev
                 prev = tok_ends[t]
     res = np.empty((7 if with_offsets else 5) * n, dtype=np.int64)
-    n_fix = fill_slots(codes, starts, ends, n, st.root, st.table, st.bloom, st.word, st.known,
+    n_fix = fill_slots(codes, starts, ends, ids, n, st.root, st.table, st.bloom, st.word, st.known,
                        st.xroot, st.xtable, st.xbloom, st.xword, res)  # fmt: skip
     p = n + 4 * n_fix
     if with_offsets:
@@ -830,7 +866,7 @@ class Segmenter:
         args = self._kernel_args(hmm)
         tok_ends = np.empty(codes.shape[0], dtype=np.int64)
         line_tok = np.empty(offsets.shape[0], dtype=np.int64)
-        n = _segment_kernel(codes, offsets, *args, tok_ends, line_tok)
+        n = _segment_kernel(codes, offsets, *args, tok_ends, NO_IDS, line_tok)
         return tok_ends[:n], line_tok
 
     def _full_spans(
@@ -874,7 +910,7 @@ class Segmenter:
         ends = np.empty(room, dtype=np.int64)
         out_line = np.empty_like(line_tok)
         n = _search_kernel(
-            codes, tok_ends, line_tok, self._trie[:5], starts, ends, out_line
+            codes, tok_ends, NO_IDS, line_tok, self._trie[:5], starts, ends, NO_IDS, out_line
         )
         return starts[:n], ends[:n], no_glue, out_line
 

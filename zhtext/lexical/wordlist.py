@@ -33,6 +33,8 @@ EMPTY = CHARS  # the slot of "" (full mode's empty pieces; placeholder for token
 EXTRA = CHARS + 1  # the slot of the first word outside the dictionary
 EXTRA_WORDS = 1 << 18  # words outside the dictionary given a slot (2 MiB of the table), at most
 BASE = EXTRA + EXTRA_WORDS  # the slot of word id 0
+LOOKUP = -2  # a token's word id not known yet: walk the trie for it
+NO_IDS = np.empty(0, dtype=np.int32)  # no word ids known: every token is looked up
 
 
 @structref.register
@@ -69,12 +71,15 @@ def make_state(classes, trie, shift: float, floor: float, use_hmm: bool, hmm, fo
 
 
 @njit(cache=True, nogil=True)
-def fill_slots(codes, starts, ends, n, root, table, bloom, word, known, xroot, xtable, xbloom,
-               xword, res):  # fmt: skip
+def fill_slots(codes, starts, ends, ids, n, root, table, bloom, word, known, xroot, xtable,
+               xbloom, xword, res):  # fmt: skip
     """The slot of each token ``codes[starts[t]:ends[t]]`` (``t < n``) into ``res[:n]``; a token
     without one gets :data:`EMPTY` there, and ``(t, start, end, word id or -1)`` after ``res[n:]``,
     4 entries each (the word id: a dictionary word whose string is not made yet; -1: a word
-    outside the dictionary not in the ``x`` trie yet). Returns the number of such tokens."""
+    outside the dictionary not in the ``x`` trie yet). Returns the number of such tokens.
+    ``ids[t]``, unless ``ids`` is empty or it is :data:`LOOKUP`, is the token's word id as the
+    route found it (the trie is walked only for the others)."""
+    has_ids = ids.shape[0] > 0
     n_fix = 0
     for t in range(n):
         a = starts[t]
@@ -85,8 +90,11 @@ def fill_slots(codes, starts, ends, n, root, table, bloom, word, known, xroot, x
         if b == a:
             res[t] = EMPTY
             continue
-        node = trie_walk(root, table, bloom, codes, a, b)
-        w = word[node] if node >= 0 else -1
+        if has_ids and ids[t] != LOOKUP:
+            w = ids[t]
+        else:
+            node = trie_walk(root, table, bloom, codes, a, b)
+            w = word[node] if node >= 0 else -1
         if w >= known.shape[0]:
             w = -1  # added after the table was sized: sliced every time
         if w >= 0 and known[w]:
@@ -111,8 +119,9 @@ def fill_slots(codes, starts, ends, n, root, table, bloom, word, known, xroot, x
 def span_slots(codes, spans, n, root, table, bloom, word, known, xroot, xtable, xbloom, xword,
                res):  # fmt: skip
     """:func:`fill_slots` of tokens given as rows ``(start, end, ...)`` of ``spans``."""
-    return fill_slots(codes, spans[:, 0], spans[:, 1], n, root, table, bloom, word, known, xroot,
-                      xtable, xbloom, xword, res)  # fmt: skip
+    none = np.empty(0, dtype=np.int32)  # not known: every token is looked up
+    return fill_slots(codes, spans[:, 0], spans[:, 1], none, n, root, table, bloom, word, known,
+                      xroot, xtable, xbloom, xword, res)  # fmt: skip
 
 
 class _Scratch(threading.local):
