@@ -94,6 +94,11 @@ def train_title(
         help="Add the title prior (the article's characters made likelier in its title, a learned "
         "weight each). Default: on from scratch; from -m, as that model has it (a plain "
         "checkpoint has none).")] = None,
+    copy: Annotated[bool | None, typer.Option(
+        "--copy/--no-copy", show_default=False,
+        help="Add copying from the article (a pointer-generator: each title token may be copied "
+        "from an article position it attends to, or generated). Default: on from scratch; from "
+        "-m, as that model has it (a plain checkpoint has none).")] = None,
     epochs: EpochsOpt = 3,
     batch_size: BatchSizeOpt = 16,
     lr: LrOpt = None,

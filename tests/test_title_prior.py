@@ -14,7 +14,8 @@ from zhtext.errors import ZhtextError
 from zhtext.neural.decoding import DecodeConfig
 from zhtext.tasks.title import CachedStep, RecomputeStep, TitleGenerator, TitleTrainConfig
 
-SMALL = {"layers": 2, "hidden": 32, "max_source_len": 48, "max_target_len": 8, "dropout": 0.0}
+SMALL = {"layers": 2, "hidden": 32, "max_source_len": 48, "max_target_len": 8, "dropout": 0.0,
+         "copy": False}  # the prior alone: copying has its own tests (test_title_copy.py)
 OPTIONS = [
     DecodeConfig(max_new_tokens=8),
     DecodeConfig(max_new_tokens=8, beam=3),

@@ -31,8 +31,8 @@ from torch import nn
 
 from zhtext.errors import ZhtextError
 
-__all__ = ["SplitCache", "StepState", "bert_step", "check_bert", "gpt2_step", "prepare_gpt2",
-           "project", "skinny_linear"]
+__all__ = ["SplitCache", "StepState", "bert_hidden_step", "bert_step", "check_bert", "gpt2_step",
+           "mlm_head", "prepare_gpt2", "project", "skinny_linear"]
 
 # Up to this many rows W @ x.T beats x @ W.T with MKL on AVX-512 (torch's x86 builds); beyond it
 # the two layouts meet. benchmarks/title_decode.py and generate_vs_hf.py show the effect.
@@ -185,22 +185,25 @@ def prefill(stack: nn.Module, config: Any, **inputs: Any) -> tuple[torch.Tensor,
 class StepState:
     """What decoding carries between steps: the cache, each sequence's next position id and
     optionally ``bias``, logits (M, V) a step function adds to each of its sequence's outputs
-    (a title's prior over its article's tokens), computed once and reordered with the sequences.
-    Single use: the cache changes in place, so only the state returned last is valid."""
+    (a title's prior over its article's tokens), and ``source``, more tensors with a row per
+    sequence (a title's copy keys over its article); all computed once and reordered with the
+    sequences. Single use: the cache changes in place, so only the state returned last is valid."""
 
     cache: SplitCache
     next_pos: torch.Tensor  # (M,) long
     bias: torch.Tensor | None = None  # (M, V) float
+    source: tuple[torch.Tensor, ...] = ()  # each (M, ...)
 
     def advanced(self) -> StepState:
         """The state after a step (the cache already holds the step's token)."""
-        return StepState(self.cache, self.next_pos + 1, self.bias)
+        return StepState(self.cache, self.next_pos + 1, self.bias, self.source)
 
     def reordered(self, index: torch.Tensor) -> StepState:
         """The sequences ``index`` (M',), in that order."""
         self.cache.reorder(index)
         bias = None if self.bias is None else self.bias.index_select(0, index)
-        return StepState(self.cache, self.next_pos[index], bias)
+        source = tuple(t.index_select(0, index) for t in self.source)
+        return StepState(self.cache, self.next_pos[index], bias, source)
 
 
 @torch.no_grad()
@@ -208,6 +211,22 @@ def bert_step(lm: nn.Module, tokens: torch.Tensor, positions: torch.Tensor, type
               cache: SplitCache) -> torch.Tensor:
     """Masked-LM logits (M, V) after feeding one token per sequence to a ``BertLMHeadModel`` /
     ``BertForMaskedLM``; the token sees its input's prefix and the tokens generated so far."""
+    return mlm_head(lm, bert_hidden_step(lm, tokens, positions, types, cache))
+
+
+@torch.no_grad()
+def mlm_head(lm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The masked-LM head's logits (M, V) of last hidden states (M, H), as ``lm.cls`` gives them."""
+    head = lm.cls.predictions
+    tr = head.transform
+    h = tr.LayerNorm(tr.transform_act_fn(project(tr.dense, hidden)))
+    return project(head.decoder, h)
+
+
+@torch.no_grad()
+def bert_hidden_step(lm: nn.Module, tokens: torch.Tensor, positions: torch.Tensor,
+                     types: torch.Tensor, cache: SplitCache) -> torch.Tensor:
+    """The last hidden states (M, H) of :func:`bert_step`'s token, before the head."""
     bert = lm.bert
     emb = bert.embeddings
     # transformers' order of additions, so the sums round the same way.
@@ -228,10 +247,7 @@ def bert_step(lm: nn.Module, tokens: torch.Tensor, positions: torch.Tensor, type
         out = layer.output
         x = out.LayerNorm(project(out.dense, h) + x)
     cache.advance()
-    head = lm.cls.predictions
-    tr = head.transform
-    h = tr.LayerNorm(tr.transform_act_fn(project(tr.dense, x)))
-    return project(head.decoder, h)
+    return x
 
 
 def check_bert(lm: nn.Module) -> None:

@@ -1,0 +1,193 @@
+"""Copying from the article (TitleCopy): the mixture against a brute-force sum, a closed gate
+changes nothing, cached = recomputed with copying on (with and without the prior), save/load,
+models saved before it, training, the CLI option."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import run_cli
+from test_title_prior import loss, titles
+from test_unilm import PAIRS, TEXTS
+
+from zhtext.errors import ZhtextError
+from zhtext.tasks.title import (
+    COPY_FILE,
+    CachedStep,
+    RecomputeStep,
+    TitleCopy,
+    TitleGenerator,
+    TitleTrainConfig,
+)
+
+SMALL = {"layers": 2, "hidden": 32, "max_source_len": 48, "max_target_len": 8, "dropout": 0.0}
+
+
+def tiny(seed: int = 0, strong: bool = True, **kw) -> TitleGenerator:
+    """An untrained model with copying; ``strong``: a gate and attention that decide most tokens."""
+    torch.manual_seed(seed)
+    gen = TitleGenerator.from_scratch([t for p in PAIRS for t in p], **{**SMALL, **kw})
+    if strong and gen.model.copy is not None:
+        with torch.no_grad():
+            gen.model.copy.query.weight.normal_(0.0, 2.0)
+            gen.model.copy.gate.bias.fill_(-1.0)
+    return gen
+
+
+def test_from_scratch_copies_by_default():
+    assert [tiny(**kw).model.copy is not None for kw in ({}, {"copy": True}, {"copy": False})] == [
+        True, True, False]
+
+
+def test_mixture_equals_a_brute_force_sum():
+    """Per position: g * softmax(logits)[v] + (1 - g) * (attention on the article positions
+    holding v), summed in plain Python."""
+    torch.manual_seed(0)
+    head = TitleCopy(8, dim=4)
+    hidden, logits = torch.randn(3, 8), torch.randn(3, 10)
+    keys = torch.randn(3, 5, 4)
+    ids = torch.tensor([[1, 2, 2, 7, 0], [3, 3, 3, 3, 3], [9, 8, 1, 1, 4]])
+    ok = torch.tensor([[False, True, True, True, False], [True] * 5, [False] * 5])
+    with torch.no_grad():
+        got = head(hidden, logits, keys, ids, ok)
+        query = head.query(hidden)
+        gate = torch.sigmoid(head.gate(hidden))[:, 0]
+    for n in range(3):
+        scores = [float(query[n] @ keys[n, s]) / math.sqrt(4) if ok[n, s] else None
+                  for s in range(5)]
+        live = [x for x in scores if x is not None]
+        total = sum(math.exp(x) for x in live)
+        probs = torch.softmax(logits[n], -1)
+        for v in range(10):
+            copied = sum(math.exp(x) / total for s, x in enumerate(scores)
+                         if x is not None and int(ids[n, s]) == v)
+            expected = float(gate[n]) * float(probs[v]) + (1 - float(gate[n])) * copied
+            assert math.isclose(float(got[n, v].exp()), expected, rel_tol=1e-5, abs_tol=1e-7), (n, v)
+        # A distribution: it sums to 1 where the article has content to copy.
+        if live:
+            assert math.isclose(float(got[n].exp().sum()), 1.0, rel_tol=1e-5)
+
+
+def test_a_closed_gate_changes_nothing():
+    """Gate fully open to generating (g = 1): every step's scores are the decoder's own
+    log-softmax, so every title equals the model's without the copy head."""
+    gen = tiny(1, strong=False)
+    with torch.no_grad():
+        gen.model.copy.gate.weight.zero_()
+        gen.model.copy.gate.bias.fill_(1e4)  # log sigmoid = 0 exactly, log(1 - g) = -1e4
+    with_head = titles(gen), titles(gen, False)
+    ids, lengths = gen.source_batch(TEXTS)
+    scores = CachedStep(gen.model).prefill(ids, lengths)[0]
+    gen.model.copy = None
+    plain = CachedStep(gen.model).prefill(ids, lengths)[0]
+    assert torch.allclose(scores, torch.log_softmax(plain, -1), atol=1e-6)
+    assert with_head == (titles(gen), titles(gen, False))
+
+
+def test_loss_is_the_mixtures_mean_negative_log_likelihood():
+    gen = tiny(2)
+    batch = gen.collate(gen.training_rows(PAIRS))
+    ids, types, valid = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        hidden = gen.model.hidden(**batch)
+        logits = gen.model.lm.cls(hidden) + gen.model.prior_logits(ids, ((types == 0) & valid.bool()).sum(1))[:, None]
+        losses = []
+        for b in range(ids.shape[0]):
+            n_source = int(((types[b] == 0) & valid[b].bool()).sum())
+            ok = torch.zeros(1, ids.shape[1], dtype=torch.bool)
+            ok[0, 1:n_source - 1] = True
+            keys = gen.model.copy.keys(hidden[b])[None]
+            for i in range(ids.shape[1] - 1):
+                if types[b, i + 1] == 1 and valid[b, i + 1]:
+                    scores = gen.model.copy(hidden[b, i][None], logits[b, i][None], keys,
+                                            ids[b][None], ok)
+                    losses.append(-scores[0, ids[b, i + 1]])
+    assert torch.allclose(loss(gen), torch.stack(losses).mean(), atol=1e-5)
+
+
+@pytest.mark.parametrize("prior", [True, False])
+def test_cached_equals_recomputed_with_copying(prior):
+    gen = tiny(3, prior=prior)
+    ids, lengths = gen.source_batch(TEXTS)
+    cached, state = CachedStep(gen.model).prefill(ids, lengths)
+    recomputed, _ = RecomputeStep(gen.model).prefill(ids, lengths)
+    assert torch.allclose(cached, recomputed, atol=1e-5)
+    assert len(state.source) == 3  # keys, ids and content mask ride along with the sequences
+    assert titles(gen) == titles(gen, False)
+    # Copying decides: the titles are not those of the same model without it.
+    first = titles(gen)
+    gen.model.copy = None
+    assert titles(gen) != first
+
+
+def test_an_article_without_content_still_gets_scores():
+    """Nothing to copy (only special tokens): the decoder's distribution alone, no NaN."""
+    gen = tiny(4)
+    ids = torch.tensor([[gen.cls_id, gen.sep_id]])
+    scores, _ = CachedStep(gen.model).prefill(ids, torch.tensor([2]))
+    assert torch.isfinite(scores).all()
+
+
+def test_save_load_round_trip_keeps_the_copy_head(tmp_path):
+    gen = tiny(5)
+    gen.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "zhtext.json").read_text())["copy"] is True
+    assert (tmp_path / "m" / COPY_FILE).is_file()
+    again = TitleGenerator.load(tmp_path / "m")
+    for a, b in zip(gen.model.copy.state_dict().values(), again.model.copy.state_dict().values()):
+        assert torch.equal(a, b)
+    assert titles(again) == titles(gen)
+    # Dropped on request, or added fresh to a model without one.
+    assert TitleGenerator.load(tmp_path / "m", copy=False).model.copy is None
+    tiny(5, copy=False).save(tmp_path / "plain")
+    assert "copy" in json.loads((tmp_path / "plain" / "zhtext.json").read_text())
+    assert TitleGenerator.load(tmp_path / "plain").model.copy is None
+    assert TitleGenerator.load(tmp_path / "plain", copy=True).model.copy is not None
+
+
+def test_models_saved_before_copying_load_without_it(tmp_path):
+    gen = tiny(6, copy=False)
+    gen.save(tmp_path / "old")
+    meta_file = tmp_path / "old" / "zhtext.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["copy"]
+    meta_file.write_text(json.dumps(meta))
+    old = TitleGenerator.load(tmp_path / "old")
+    assert old.model.copy is None
+    assert titles(old) == titles(gen)
+
+
+def test_a_missing_or_damaged_copy_file_is_one_line(tmp_path):
+    tiny(7).save(tmp_path / "m")
+    (tmp_path / "m" / COPY_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(ZhtextError, match=f"cannot load .*{COPY_FILE}"):
+        TitleGenerator.load(tmp_path / "m")
+    (tmp_path / "m" / COPY_FILE).unlink()
+    with pytest.raises(ZhtextError, match="has no title_copy.safetensors .* a copy head"):
+        TitleGenerator.load(tmp_path / "m")
+
+
+def test_training_with_copying_learns_the_pairs(tmp_path):
+    gen = TitleGenerator.train(TitleTrainConfig(
+        train=PAIRS * 30, output=tmp_path / "m", layers=2, hidden=32, epochs=4, batch_size=4,
+        lr=5e-3, warmup=0.05, dropout=0.0, progress=False, max_source_len=48, max_target_len=8))
+    assert gen.model.copy is not None
+    assert gen(TEXTS, beam=3) == [p.title for p in PAIRS]
+    assert gen.meta["copy"] is True
+
+
+def test_cli_trains_without_copying_on_request(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{p.title}\t{p.content}\n" for p in PAIRS * 5), encoding="utf-8")
+    for flag, has in (("--no-copy", False), ("--copy", True)):
+        out = tmp_path / flag.strip("-")
+        code, _, err = run_cli(monkeypatch, capsys, "train", "title", "--train", str(data),
+                               "--from-scratch", "-o", str(out), "--layers", "1", "--hidden", "16",
+                               "--max-source-len", "40", "--max-target-len", "6", "--epochs", "1",
+                               flag, "-q")
+        assert code == 0, err
+        assert json.loads((out / "zhtext.json").read_text())["copy"] is has
+        assert (out / COPY_FILE).exists() is has
