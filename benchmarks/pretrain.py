@@ -112,7 +112,8 @@ def title_rouge_l(train, val, start: str | None, seconds: float, lr: float, args
     gen = TitleGenerator.train(TitleTrainConfig(
         train=train, output=out, model=start, layers=args.layers, hidden=args.hidden,
         max_source_len=96, max_target_len=24, epochs=1000, batch_size=args.batch_size, lr=lr,
-        max_seconds=seconds, seed=args.seed, progress=args.progress))
+        max_seconds=seconds, seed=args.seed, progress=args.progress,
+        prior=True, copy=True))  # both sides alike (a pretrained start has neither of its own)
     scores = gen.evaluate(val, beam=1, max_new_tokens=24)
     rouge = round(100 * scores["rouge-l"], 2)
     log(f"titles from {start or 'scratch'} for {seconds:.0f} s: LCSTS val ROUGE-L {rouge} "

@@ -133,22 +133,21 @@ def _as_decoder(model: nn.Module) -> nn.Module:
     return model
 
 
+def content_mask(width: int, lengths: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, width): the content positions of rows whose first ``lengths`` ids are ``[CLS]
+    content [SEP]`` (the special tokens and the padding left out)."""
+    pos = torch.arange(width, device=lengths.device)[None]
+    return (pos >= 1) & (pos < lengths[:, None] - 1)
+
+
 def source_bag(input_ids: torch.Tensor, lengths: torch.Tensor, vocab: int) -> torch.Tensor:
     """The 0/1 bag of tokens (B, vocab) of right-padded ``[CLS] content [SEP] ...`` rows whose
     first ``lengths`` ids are the source: the content's tokens, the special tokens around it and
     the padding left out."""
-    pos = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
-    inside = (pos >= 1) & (pos < lengths[:, None] - 1)
+    inside = content_mask(input_ids.shape[1], lengths)
     bag = torch.zeros(input_ids.shape[0], vocab, device=input_ids.device)
     # amax: positions outside the content add 0 wherever they point, repeated tokens stay 1.
     return bag.scatter_reduce_(1, input_ids, inside.float(), reduce="amax")
-
-
-def content_mask(width: int, lengths: torch.Tensor) -> torch.Tensor:
-    """Boolean (B, width): the content positions of rows whose first ``lengths`` ids are ``[CLS]
-    content [SEP]`` (the special tokens and the padding left out, as in :func:`source_bag`)."""
-    pos = torch.arange(width, device=lengths.device)[None]
-    return (pos >= 1) & (pos < lengths[:, None] - 1)
 
 
 class TitlePrior(nn.Module):
