@@ -31,8 +31,8 @@ from torch import nn
 
 from zhtext.errors import ZhtextError
 
-__all__ = ["SplitCache", "StepState", "bert_hidden_step", "bert_step", "check_bert", "gpt2_step",
-           "mlm_head", "prepare_gpt2", "project", "skinny_linear"]
+__all__ = ["SplitCache", "StepState", "bert_hidden_step", "check_bert", "gpt2_step", "mlm_head",
+           "prepare_gpt2", "project", "skinny_linear"]
 
 # Up to this many rows W @ x.T beats x @ W.T with MKL on AVX-512 (torch's x86 builds); beyond it
 # the two layouts meet. benchmarks/title_decode.py and generate_vs_hf.py show the effect.
@@ -207,14 +207,6 @@ class StepState:
 
 
 @torch.no_grad()
-def bert_step(lm: nn.Module, tokens: torch.Tensor, positions: torch.Tensor, types: torch.Tensor,
-              cache: SplitCache) -> torch.Tensor:
-    """Masked-LM logits (M, V) after feeding one token per sequence to a ``BertLMHeadModel`` /
-    ``BertForMaskedLM``; the token sees its input's prefix and the tokens generated so far."""
-    return mlm_head(lm, bert_hidden_step(lm, tokens, positions, types, cache))
-
-
-@torch.no_grad()
 def mlm_head(lm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """The masked-LM head's logits (M, V) of last hidden states (M, H), as ``lm.cls`` gives them."""
     head = lm.cls.predictions
@@ -226,7 +218,9 @@ def mlm_head(lm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def bert_hidden_step(lm: nn.Module, tokens: torch.Tensor, positions: torch.Tensor,
                      types: torch.Tensor, cache: SplitCache) -> torch.Tensor:
-    """The last hidden states (M, H) of :func:`bert_step`'s token, before the head."""
+    """The last hidden states (M, H) after feeding one token per sequence to a
+    ``BertLMHeadModel`` / ``BertForMaskedLM`` (its logits: :func:`mlm_head`); the token sees its
+    input's prefix and the tokens generated so far."""
     bert = lm.bert
     emb = bert.embeddings
     # transformers' order of additions, so the sums round the same way.
@@ -251,7 +245,7 @@ def bert_hidden_step(lm: nn.Module, tokens: torch.Tensor, positions: torch.Tenso
 
 
 def check_bert(lm: nn.Module) -> None:
-    """Raise unless :func:`bert_step` reproduces this model's forward."""
+    """Raise unless :func:`bert_hidden_step` reproduces this model's forward."""
     kind = getattr(lm.config, "position_embedding_type", "absolute")
     if kind != "absolute":
         raise ZhtextError(f"cached decoding supports absolute position embeddings, not {kind!r}")

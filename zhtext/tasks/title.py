@@ -281,7 +281,7 @@ def _with(logits: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
 class CachedStep:
     """The UniLM step function over a key/value cache (a :class:`~zhtext.neural.decoding.StepModel`):
     the contents run through transformers' forward once, each title token through
-    :func:`~zhtext.neural.incremental.bert_step`."""
+    :func:`~zhtext.neural.incremental.bert_hidden_step`."""
 
     def __init__(self, model: UniLM):
         self.model = model
