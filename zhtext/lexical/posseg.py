@@ -49,7 +49,7 @@ from zhtext.lexical.chars import (
 )
 from zhtext.lexical.route import route_scratch, route_span
 from zhtext.lexical.segment import _digest, cache_dir
-from zhtext.lexical.trie import trie_child, trie_find
+from zhtext.lexical.trie import trie_find, trie_word
 
 if TYPE_CHECKING:
     from zhtext.lexical.segment import Segmenter
@@ -227,17 +227,6 @@ def _char_tag(root, word, word_tag, c, untagged):
     if node >= 0 and word[node] >= 0:
         return word_tag[word[node]]
     return untagged
-
-
-@njit(cache=True, nogil=True)
-def _is_word(codes, a, b, root, table, bloom, weight):
-    """True when ``codes[a:b]`` is a word with a count above 0 (jieba's ``FREQ.get(buf)``)."""
-    node = root[codes[a]]
-    for p in range(a + 1, b):
-        if node < 0:
-            return False
-        node = trie_child(table, bloom, node, codes[p])
-    return node >= 0 and weight[node] > -np.inf
 
 
 @njit(cache=True, nogil=True)
@@ -421,7 +410,7 @@ def _posseg_kernel(
                 if run >= 0 and not hmm:  # glued ASCII letters and digits
                     n = _put(out, n, run, x, eng_tag)
                 elif run >= 0 and (
-                    x - run == 1 or _is_word(codes, run, x, root, table, bloom, weight)
+                    x - run == 1 or trie_word(root, table, bloom, word, weight, codes, run, x) >= 0
                 ):
                     for p in range(run, x):
                         n = _put(out, n, p, p + 1, _char_tag(root, word, word_tag, codes[p], x_tag))

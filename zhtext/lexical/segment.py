@@ -75,7 +75,7 @@ from zhtext.lexical.trie import (
     trie_child,
     trie_find,
     trie_insert,
-    trie_walk,
+    trie_word,
 )
 from zhtext.lexical.utf8 import Utf8Error, decode_utf8, encode_utf8
 from zhtext.lexical.wordlist import (
@@ -162,13 +162,6 @@ def user_dict_entry(line: str) -> tuple[str, str | None, str | None]:
 def _in_block(cls):
     """A character of jieba's blocks: the only text that the dictionary route sees."""
     return cls == HAN or cls == ALNUM or cls == JOINER
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _is_word(codes, start, end, root, table, bloom, weight):
-    """jieba's ``FREQ.get(codes[start:end])`` is a non-zero count."""
-    node = trie_walk(root, table, bloom, codes, start, end)
-    return node >= 0 and weight[node] > -np.inf
 
 
 @njit(cache=True, nogil=True)
@@ -260,7 +253,8 @@ def _segment_kernel(
                             continue
                         if run >= 0:  # one character or a dictionary word: as it is; else HMM
                             first = n_tok
-                            if x - run > 1 and not _is_word(codes, run, x, root, table, bloom, weight):
+                            if x - run > 1 and trie_word(root, table, bloom, word, weight, codes,
+                                                         run, x) < 0:
                                 n_tok = hmm_cut(
                                     codes, run, x, classes, start_p, trans_p, emit_p, root, table,
                                     bloom, word, force, back, states, tok_ends, n_tok,
@@ -317,10 +311,10 @@ def _search_kernel(
             for width in (2, 3):
                 if b - a > width:
                     for i in range(a, b - width + 1):
-                        node = trie_walk(root, table, bloom, codes, i, i + width)
-                        if node >= 0 and weight[node] > -np.inf:  # jieba's FREQ.get(gram)
+                        w = trie_word(root, table, bloom, word, weight, codes, i, i + width)
+                        if w >= 0:
                             if keep:
-                                out_ids[n] = word[node]
+                                out_ids[n] = w
                             out_start[n] = i
                             out_end[n] = i + width
                             n += 1

@@ -160,6 +160,14 @@ def trie_walk(root, table, bloom, codes, start: int, end: int) -> int:
     return node
 
 
+@njit(cache=True, nogil=True, inline="always")
+def trie_word(root, table, bloom, word, weight, codes, start: int, end: int) -> int:
+    """The id of the word ``codes[start:end]`` if it may be matched (a weight above ``-inf``: in
+    jieba, ``FREQ.get`` of it is a count above 0), else -1. Callable from kernels."""
+    node = trie_walk(root, table, bloom, codes, start, end)
+    return word[node] if node >= 0 and weight[node] > -np.inf else -1
+
+
 def _short(trie: Trie, more_chars: int) -> tuple[bool, bool]:
     """Whether ``more_chars`` new nodes overflow the node arrays, and the hash table (kept at a
     load factor of at most one half)."""
