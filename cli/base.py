@@ -253,8 +253,9 @@ UserDictOpt = Annotated[
 BeamOpt = Annotated[int | None, typer.Option(
     "--beam", min=1, help="Beam search of this width (1: no beam search) [default: the model's].")]
 MaxNewTokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=0, help="Most tokens to generate.")]
-MinNewTokensOpt = Annotated[int, typer.Option(
-    "--min-new-tokens", min=0, help="Fewest tokens to generate (the end token is banned before).")]
+MinNewTokensOpt = Annotated[int | None, typer.Option(
+    "--min-new-tokens", min=0, help="Fewest tokens to generate (the end token is banned before) "
+    "[default: the model's: 1 for titles, 0 for generation].", show_default=False)]
 SampleOpt = Annotated[bool | None, typer.Option(
     "--sample/--greedy", help="Sample tokens, or take the likeliest [default: the model's].", show_default=False)]
 TopKOpt = Annotated[int, typer.Option("--top-k", min=0, help="Sampling: keep the K likeliest tokens (0: all).")]
@@ -266,8 +267,9 @@ TemperatureOpt = Annotated[float, typer.Option(
 RepetitionPenaltyOpt = Annotated[float, typer.Option(
     "--repetition-penalty", callback=above(0),
     help="Above 1 makes tokens already present less likely (1: off; must be above 0).")]
-NoRepeatNgramOpt = Annotated[int, typer.Option(
-    "--no-repeat-ngram", min=0, help="Never repeat N tokens in a row within one output (0: off).")]
+NoRepeatNgramOpt = Annotated[int | None, typer.Option(
+    "--no-repeat-ngram", min=0, help="Never repeat N tokens in a row within one output (0: off) "
+    "[default: the model's: 3 for titles, off for generation].", show_default=False)]
 LengthPenaltyOpt = Annotated[float, typer.Option(
     "--length-penalty", help="Beam search: scores are divided by length ** P.")]
 DecodeSeedOpt = Annotated[int | None, typer.Option(

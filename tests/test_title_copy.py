@@ -42,29 +42,47 @@ def test_from_scratch_copies_by_default():
         True, True, False]
 
 
-def test_mixture_equals_a_brute_force_sum():
+def before_ids(ids: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([[-1] + row[:-1] for row in ids.tolist()])
+
+
+@pytest.mark.parametrize(("follow", "cover"), [((0.0, 0.0), (0.0, 0.0)), ((1.5, 0.7), (-0.8, -1.3)),
+                                               ((30.0, -2.0), (3.0, 0.5))])
+def test_mixture_equals_a_brute_force_sum(follow, cover):
     """Per position: g * softmax(logits)[v] + (1 - g) * (attention on the article positions
-    holding v), summed in plain Python."""
+    holding v), summed in plain Python; positions after an occurrence of the token the title
+    position read get follow[0] on their scores, and the gate's logit loses follow[1] where
+    there is one; positions whose token the title holds get cover[0], and the decoder's logits
+    of those tokens cover[1]."""
     torch.manual_seed(0)
     head = TitleCopy(8, dim=4)
-    hidden, logits = torch.randn(3, 8), torch.randn(3, 10)
-    keys = torch.randn(3, 5, 4)
-    ids = torch.tensor([[1, 2, 2, 7, 0], [3, 3, 3, 3, 3], [9, 8, 1, 1, 4]])
-    ok = torch.tensor([[False, True, True, True, False], [True] * 5, [False] * 5])
+    hidden, logits = torch.randn(4, 8), torch.randn(4, 10)
+    keys = torch.randn(4, 5, 4)
+    ids = torch.tensor([[1, 2, 2, 7, 0], [3, 3, 3, 3, 3], [9, 8, 1, 1, 4], [5, 2, 6, 2, 6]])
+    ok = torch.tensor([[False, True, True, True, False], [True] * 5, [False] * 5, [True] * 5])
+    previous = torch.tensor([2, 3, 8, 6])
+    held = torch.zeros(4, 10, dtype=torch.bool)
+    for n, tokens in enumerate([[2, 5], [], [1, 9, 4], [6, 3]]):
+        held[n, tokens] = True
     with torch.no_grad():
-        got = head(hidden, logits, keys, ids, ok)
+        head.follow.copy_(torch.tensor(follow))
+        head.cover.copy_(torch.tensor(cover))
+        got = head(hidden, logits, keys, ids, ok, before_ids(ids), held, previous)
         query = head.query(hidden)
-        gate = torch.sigmoid(head.gate(hidden))[:, 0]
-    for n in range(3):
-        scores = [float(query[n] @ keys[n, s]) / math.sqrt(4) if ok[n, s] else None
-                  for s in range(5)]
+        gate_logit = head.gate(hidden)[:, 0]
+    for n in range(4):
+        follows = [s > 0 and int(ids[n, s - 1]) == int(previous[n]) and bool(ok[n, s])
+                   for s in range(5)]
+        scores = [float(query[n] @ keys[n, s]) / math.sqrt(4) + follow[0] * follows[s]
+                  + cover[0] * bool(held[n, ids[n, s]]) if ok[n, s] else None for s in range(5)]
+        gate = [1 / (1 + math.exp(-(float(gate_logit[n]) - follow[1] * any(follows))))]
         live = [x for x in scores if x is not None]
         total = sum(math.exp(x) for x in live)
-        probs = torch.softmax(logits[n], -1)
+        probs = torch.softmax(logits[n] + cover[1] * held[n], -1)
         for v in range(10):
             copied = sum(math.exp(x) / total for s, x in enumerate(scores)
                          if x is not None and int(ids[n, s]) == v)
-            expected = float(gate[n]) * float(probs[v]) + (1 - float(gate[n])) * copied
+            expected = gate[0] * float(probs[v]) + (1 - gate[0]) * copied
             assert math.isclose(float(got[n, v].exp()), expected, rel_tol=1e-5, abs_tol=1e-7), (n, v)
         # A distribution: it sums to 1 where the article has content to copy.
         if live:
@@ -72,12 +90,13 @@ def test_mixture_equals_a_brute_force_sum():
 
 
 def test_a_closed_gate_changes_nothing():
-    """Gate fully open to generating (g = 1): every step's scores are the decoder's own
-    log-softmax, so every title equals the model's without the copy head."""
+    """Gate fully open to generating (g = 1) and no penalty on repeats: every step's scores are
+    the decoder's own log-softmax, so every title equals the model's without the copy head."""
     gen = tiny(1, strong=False)
     with torch.no_grad():
         gen.model.copy.gate.weight.zero_()
         gen.model.copy.gate.bias.fill_(1e4)  # log sigmoid = 0 exactly, log(1 - g) = -1e4
+        gen.model.copy.cover[1] = 0.0  # the head's own penalty on the decoder's repeats
     with_head = titles(gen), titles(gen, False)
     ids, lengths = gen.source_batch(TEXTS)
     scores = CachedStep(gen.model).prefill(ids, lengths)[0]
@@ -102,8 +121,14 @@ def test_loss_is_the_mixtures_mean_negative_log_likelihood():
             keys = gen.model.copy.keys(hidden[b])[None]
             for i in range(ids.shape[1] - 1):
                 if types[b, i + 1] == 1 and valid[b, i + 1]:
+                    # The title so far: its tokens at positions 1..i of the title part.
+                    held = torch.zeros(1, logits.shape[-1], dtype=torch.bool)
+                    for j in range(i + 1):
+                        if types[b, j] == 1 and valid[b, j]:
+                            held[0, ids[b, j]] = True
                     scores = gen.model.copy(hidden[b, i][None], logits[b, i][None], keys,
-                                            ids[b][None], ok)
+                                            ids[b][None], ok, before_ids(ids[b][None]), held,
+                                            ids[b, i][None])
                     losses.append(-scores[0, ids[b, i + 1]])
     assert torch.allclose(loss(gen), torch.stack(losses).mean(), atol=1e-5)
 
@@ -115,7 +140,8 @@ def test_cached_equals_recomputed_with_copying(prior):
     cached, state = CachedStep(gen.model).prefill(ids, lengths)
     recomputed, _ = RecomputeStep(gen.model).prefill(ids, lengths)
     assert torch.allclose(cached, recomputed, atol=1e-5)
-    assert len(state.source) == 3  # keys, ids and content mask ride along with the sequences
+    # Keys, ids, content mask, the ids before them and what the title holds ride along.
+    assert len(state.source) == 5
     assert titles(gen) == titles(gen, False)
     # Copying decides: the titles are not those of the same model without it.
     first = titles(gen)
@@ -158,6 +184,34 @@ def test_models_saved_before_copying_load_without_it(tmp_path):
     old = TitleGenerator.load(tmp_path / "old")
     assert old.model.copy is None
     assert titles(old) == titles(gen)
+
+
+def test_copy_heads_saved_before_run_following_load_without_it(tmp_path):
+    """A head saved before ``follow`` existed loads with it at 0: the head it was. A file with a
+    weight this version does not know is one line."""
+    from safetensors.torch import load_file, save_file
+
+    gen = tiny(8)
+    with torch.no_grad():
+        gen.model.copy.follow.zero_()
+        gen.model.copy.cover.zero_()
+    gen.save(tmp_path / "m")
+    weights = load_file(str(tmp_path / "m" / COPY_FILE))
+    del weights["follow"], weights["cover"]
+    save_file(weights, str(tmp_path / "m" / COPY_FILE))
+    old = TitleGenerator.load(tmp_path / "m")
+    assert old.model.copy.follow.tolist() == old.model.copy.cover.tolist() == [0.0, 0.0]
+    assert titles(old) == titles(gen)
+    # Each feature decides: the same head with it on gives other titles.
+    for name in ("follow", "cover"):
+        with torch.no_grad():
+            getattr(old.model.copy, name).fill_(-20.0 if name == "cover" else 20.0)
+        assert titles(old) != titles(gen), name
+        with torch.no_grad():
+            getattr(old.model.copy, name).zero_()
+    save_file({**weights, "extra": torch.zeros(1)}, str(tmp_path / "m" / COPY_FILE))
+    with pytest.raises(ZhtextError, match="has unknown \\['extra'\\]"):
+        TitleGenerator.load(tmp_path / "m")
 
 
 def test_a_missing_or_damaged_copy_file_is_one_line(tmp_path):

@@ -156,8 +156,9 @@ def test_decoding_options_are_respected():
 
 
 def test_no_repeat_ngram_keeps_every_bigram_of_a_title_unique():
-    gen = tiny(5)
-    # Untrained, the model loops; with the ban no two tokens in a row appear twice.
+    # Untrained, the decoder alone loops (copying would follow the article's runs instead); with
+    # the ban no two tokens in a row appear twice.
+    gen = tiny(5, copy=False)
     loose = gen.generate_ids(TEXTS, DecodeConfig(max_new_tokens=24, min_new_tokens=24))
     assert any(_has_repeat(out[0], 2) for out in loose)
     for beam in (1, 3):
@@ -165,6 +166,13 @@ def test_no_repeat_ngram_keeps_every_bigram_of_a_title_unique():
         for title in titles:
             ids = gen.tokenizer(title, add_special_tokens=False)["input_ids"]
             assert not _has_repeat(ids, 2)
+    # Titles ban a repeated trigram by default; 0 switches the ban off.
+    assert any(_has_repeat(out[0], 3) for out in loose)
+    for title in gen(TEXTS, max_new_tokens=24, min_new_tokens=24):
+        assert not _has_repeat(gen.tokenizer(title, add_special_tokens=False)["input_ids"], 3)
+    off = gen.generate_ids(TEXTS, gen.decode_config(max_new_tokens=24, min_new_tokens=24,
+                                                    no_repeat_ngram=0))
+    assert any(_has_repeat(out[0], 3) for out in off)
 
 
 def _has_repeat(ids: list[int], n: int) -> bool:
@@ -174,7 +182,8 @@ def _has_repeat(ids: list[int], n: int) -> bool:
 
 def test_one_decoding_vocabulary():
     gen = tiny(6)
-    assert TitleGenerator.decoding == DecodeConfig(beam=3, max_new_tokens=32)
+    assert TitleGenerator.decoding == DecodeConfig(beam=3, max_new_tokens=32, min_new_tokens=1,
+                                                        no_repeat_ngram=3)
     # No argument means the class default; overrides change single fields of it.
     assert gen(TEXTS) == gen(TEXTS, config=TitleGenerator.decoding)
     config = DecodeConfig(beam=2, max_new_tokens=5, length_penalty=0.6)
@@ -514,3 +523,16 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, model_dir, args,
     usage = message.startswith("zhtext: error: --")  # a bad option value: a usage error, status 2
     assert code == (2 if usage else 1) and message in err and len(err.strip().splitlines()) == 1 and not out
     assert not (tmp_path / "o" / "zhtext.json").exists()
+
+
+def test_a_title_is_never_empty_by_default():
+    """A model that would end every title at once still writes one token: titles decode with
+    ``min_new_tokens=1`` unless told otherwise, and a cap of 0 tokens lowers that floor."""
+    gen = tiny(6, prior=False, copy=False)
+    with torch.no_grad():
+        gen.model.lm.cls.predictions.decoder.bias[gen.sep_id] = 1e4
+    assert gen(TEXTS, beam=1, min_new_tokens=0) == [""] * len(TEXTS)
+    for beam in (1, 3):
+        assert all(title for title in gen(TEXTS, beam=beam))
+    assert TitleGenerator.decode_config(max_new_tokens=0).min_new_tokens == 0
+    assert gen(TEXTS[0], max_new_tokens=0) == ""

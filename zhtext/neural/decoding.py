@@ -99,7 +99,11 @@ def resolve_decoding(defaults: DecodeConfig, config: DecodeConfig | None = None,
         given["beam"] = 1
     if given.get("beam", 1) > 1 and "sample" not in given:
         given["sample"] = False
-    return replace(config or defaults, **given)
+    base = config or defaults
+    # A shorter cap lowers a default floor with it (a title's 1 token under max_new_tokens=0).
+    if "max_new_tokens" in given and "min_new_tokens" not in given:
+        given["min_new_tokens"] = min(base.min_new_tokens, max(given["max_new_tokens"], 0))
+    return replace(base, **given)
 
 
 class StepModel(Protocol):
