@@ -210,7 +210,12 @@ def test_copy_heads_saved_before_run_following_load_without_it(tmp_path):
         with torch.no_grad():
             getattr(old.model.copy, name).zero_()
     save_file({**weights, "extra": torch.zeros(1)}, str(tmp_path / "m" / COPY_FILE))
-    with pytest.raises(ZhtextError, match="has unknown \\['extra'\\]"):
+    with pytest.raises(ZhtextError, match="cannot load .*: it has unknown \\['extra'\\]: not a"):
+        TitleGenerator.load(tmp_path / "m")
+    # A weight that was always there, missing, is no neutral value either.
+    del weights["gate.bias"]
+    save_file(weights, str(tmp_path / "m" / COPY_FILE))
+    with pytest.raises(ZhtextError, match="cannot load .*: it lacks \\['gate.bias'\\]: not a"):
         TitleGenerator.load(tmp_path / "m")
 
 

@@ -233,7 +233,7 @@ class TitleCopy(nn.Module):
         log_copied = torch.where(present, torch.log(torch.where(present, copied, 1.0)),
                                  float("-inf"))
         gate = self.gate(hidden).float() - self.follow[1] * follows.any(-1, keepdim=True)
-        generate = nn.functional.logsigmoid(gate) + torch.log_softmax(logits.float(), dim=-1)
+        generate = nn.functional.logsigmoid(gate) + torch.log_softmax(logits, dim=-1)
         return torch.logaddexp(generate, nn.functional.logsigmoid(-gate) + log_copied)
 
 
@@ -314,15 +314,18 @@ class UniLM(nn.Module):
         gold = input_ids[:, 1:][target]
         if self.copy is None:
             return nn.functional.cross_entropy(logits, gold)
-        source = tuple(t[rows] for t in self.copy_source(input_ids, hidden, sources))
+        # The article's part of what copying reads, a row per title position (the empty title
+        # copy_source starts decoding with is replaced by each position's own below).
+        source = tuple(t[rows] for t in self.copy_source(input_ids, hidden, sources)[:-1])
         # What each position's title holds so far: the title tokens up to and including it.
         at = target.nonzero()  # (N, 2): row and position of each title position
         title = ((token_type_ids == 1) & attention_mask.bool()).nonzero()  # (P, 2)
         pairs = ((title[None, :, 0] == at[:, None, 0])
                  & (title[None, :, 1] <= at[:, None, 1])).nonzero()
-        held = source[-1]  # (N, V), all False: made for these positions by the indexing above
+        held = torch.zeros(len(at), self.lm.config.vocab_size, dtype=torch.bool,
+                           device=input_ids.device)
         held[pairs[:, 0], input_ids[title[pairs[:, 1], 0], title[pairs[:, 1], 1]]] = True
-        source = (*source[:-1], held)
+        source = (*source, held)
         previous = input_ids[:, :-1][target]
         return nn.functional.nll_loss(self.title_scores(states, logits, source, previous), gold)
 
@@ -738,9 +741,11 @@ def _load_part(part: nn.Module, path: Path, what: str) -> None:
         raise ZhtextError(f"cannot load {path}: {first_line(exc)}") from None
     # Parameters a part gained after a model was saved take their neutral value.
     later = getattr(part, "ADDED_LATER", {})
-    if unexpected or set(missing) - set(later):
-        raise ZhtextError(f"cannot load {path}: it lacks {sorted(set(missing) - set(later))} and "
-                          f"has unknown {sorted(unexpected)}: not {what} of this version")
+    lacking = sorted(set(missing) - set(later))
+    if lacking or unexpected:
+        found = ([f"it lacks {lacking}"] if lacking else []) + (
+            [f"it has unknown {unexpected}"] if unexpected else [])
+        raise ZhtextError(f"cannot load {path}: {' and '.join(found)}: not {what} of this version")
     with torch.no_grad():
         for name in missing:
             getattr(part, name).fill_(later[name])
