@@ -744,7 +744,7 @@ def _load_part(part: nn.Module, path: Path, what: str) -> None:
     lacking = sorted(set(missing) - set(later))
     if lacking or unexpected:
         found = ([f"it lacks {lacking}"] if lacking else []) + (
-            [f"it has unknown {unexpected}"] if unexpected else [])
+            [f"it has unknown {sorted(unexpected)}"] if unexpected else [])
         raise ZhtextError(f"cannot load {path}: {' and '.join(found)}: not {what} of this version")
     with torch.no_grad():
         for name in missing:
