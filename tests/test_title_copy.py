@@ -133,6 +133,43 @@ def test_loss_is_the_mixtures_mean_negative_log_likelihood():
     assert torch.allclose(loss(gen), torch.stack(losses).mean(), atol=1e-5)
 
 
+def test_gold_scores_equal_the_mixtures_with_keys_per_article():
+    """Training's path (the gold token only; keys once per article, ``rows`` naming each
+    position's) gives the full mixture's values and gradients, an article without content too."""
+    torch.manual_seed(0)
+    head = TitleCopy(hidden=8, dim=4)
+    with torch.no_grad():
+        head.follow.copy_(torch.tensor([1.5, 0.5]))
+        head.cover.copy_(torch.tensor([-0.7, -0.3]))
+    vocab, width, rows = 11, 6, torch.tensor([0, 0, 0, 1, 2, 2])
+    n = len(rows)
+    ids = torch.randint(0, vocab, (3, width))
+    ok = torch.ones(3, width, dtype=torch.bool)
+    ok[1] = False  # nothing to copy
+    ok[2, 4:] = False
+    before = torch.cat([torch.full((3, 1), -1), ids[:, :-1]], 1)
+    held = torch.rand(n, vocab) < 0.3
+    previous, gold = torch.randint(0, vocab, (n,)), ids[rows, 1]
+    gold[2] = (ids[0].max() + 1) % vocab  # a token the article may lack
+    hidden = torch.randn(n, 8, requires_grad=True)
+    logits = torch.randn(n, vocab, requires_grad=True)
+    article = torch.randn(3, width, 8, requires_grad=True)
+
+    def grads(value):
+        return torch.autograd.grad(value.sum(), (hidden, logits, article))
+
+    per_row = [t[rows] for t in (ids, ok, before)]
+    full = head(hidden, logits, head.keys(article)[rows], *per_row, held, previous)
+    full = full.gather(1, gold[:, None])[:, 0]
+    fast = head.gold(hidden, logits, head.keys(article), *per_row, held, previous, gold, rows)
+    assert torch.isfinite(fast).all()
+    assert torch.allclose(fast, full, atol=1e-6)
+    for a, b in zip(grads(fast), grads(full)):
+        assert torch.allclose(a, b, atol=1e-6)
+    copied = head.gold(hidden, logits, head.keys(article)[rows], *per_row, held, previous, gold)
+    assert torch.allclose(copied, full, atol=1e-6)
+
+
 @pytest.mark.parametrize("prior", [True, False])
 def test_cached_equals_recomputed_with_copying(prior):
     gen = tiny(3, prior=prior)
