@@ -352,18 +352,19 @@ class UniLM(nn.Module):
         logits = self.lm.cls(states).float()  # the projection only where needed
         sources = ((token_type_ids == 0) & attention_mask.bool()).sum(1)
         prior = self.prior_logits(input_ids, sources)
-        rows = target.nonzero()[:, 0]
+        at = target.nonzero()  # (N, 2): row and position of each title position
+        rows = at[:, 0]
         if prior is not None:
             logits = logits + prior.index_select(0, rows)
         gold = input_ids[:, 1:][target]
         if self.copy is None:
             return nn.functional.cross_entropy(logits, gold)
-        # The article's part of what copying reads, a row per title position (the empty title
-        # copy_source starts decoding with is replaced by each position's own below).
+        # The article's part of what copying reads: its keys once per article (``rows`` names
+        # each position's), the rest a row per title position (the empty title copy_source
+        # starts decoding with is replaced by each position's own below).
         keys, *article = self.copy_source(input_ids, hidden, sources)[:-1]
         source = (keys, *(t.index_select(0, rows) for t in article))
         # What each position's title holds so far: the title tokens up to and including it.
-        at = target.nonzero()  # (N, 2): row and position of each title position
         title = ((token_type_ids == 1) & attention_mask.bool()).nonzero()  # (P, 2)
         pairs = ((title[None, :, 0] == at[:, None, 0])
                  & (title[None, :, 1] <= at[:, None, 1])).nonzero()
