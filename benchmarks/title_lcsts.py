@@ -98,7 +98,7 @@ def main() -> None:
     budget = args.budget or (60.0 if args.quick else 600.0)
     limit = args.limit or (200 if args.quick else None)
     # 3x128: the best size measured for 600 s on two cores (CSL 25.7, the mean of three seeds,
-    # against 24.7 for 2x128; 4x256, ``train title --from-scratch``'s size, makes too few steps).
+    # against 24.7 in a 2x128 run; 4x256, ``train title --from-scratch``'s, makes too few steps).
     args.layers = args.layers or (2 if args.quick else 3)
     args.hidden = args.hidden or 128
     train_file, lcsts_val, csl_val = data_files("title/lcsts/train.tsv", "title/lcsts/val.tsv",

@@ -150,7 +150,7 @@ def test_gold_scores_equal_the_mixtures_with_keys_per_article():
     before = torch.cat([torch.full((3, 1), -1), ids[:, :-1]], 1)
     held = torch.rand(n, vocab) < 0.3
     previous, gold = torch.randint(0, vocab, (n,)), ids[rows, 1]
-    gold[2] = (ids[0].max() + 1) % vocab  # a token the article may lack
+    gold[2] = min(set(range(vocab)) - set(ids[0].tolist()))  # a token the article lacks
     hidden = torch.randn(n, 8, requires_grad=True)
     logits = torch.randn(n, vocab, requires_grad=True)
     article = torch.randn(3, width, 8, requires_grad=True)
