@@ -52,6 +52,7 @@ from .base import (
     TrainDataOpt,
     alias,
     app,
+    below,
     console,
     decode_options,
     echo,
@@ -99,6 +100,10 @@ def train_title(
         help="Add copying from the article (a pointer-generator: each title token may be copied "
         "from an article position it attends to, or generated). Default: on from scratch; from "
         "-m, as that model has it (a plain checkpoint has none).")] = None,
+    label_smoothing: Annotated[float, typer.Option(
+        "--label-smoothing", min=0, callback=below(1),
+        help="Share of the loss spread evenly over the vocabulary instead of the gold token, "
+        "0 <= E < 1 (0.1 gave small models from scratch +0.7 to +1.2 ROUGE-L on LCSTS).")] = 0.1,
     epochs: EpochsOpt = 3,
     batch_size: BatchSizeOpt = 16,
     lr: LrOpt = None,

@@ -106,8 +106,12 @@ def test_a_closed_gate_changes_nothing():
     assert with_head == (titles(gen), titles(gen, False))
 
 
-def test_loss_is_the_mixtures_mean_negative_log_likelihood():
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_loss_is_the_mixtures_mean_negative_log_likelihood(smoothing):
+    """With label smoothing ε, each position's term is (1 - ε) times that plus ε times the mean
+    over the vocabulary of the generated distribution's negative log-probabilities."""
     gen = tiny(2)
+    gen.model.label_smoothing = smoothing
     batch = gen.collate(gen.training_rows(PAIRS))
     ids, types, valid = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
     with torch.no_grad():
@@ -129,8 +133,20 @@ def test_loss_is_the_mixtures_mean_negative_log_likelihood():
                     scores = gen.model.copy(hidden[b, i][None], logits[b, i][None], keys,
                                             ids[b][None], ok, before_ids(ids[b][None]), held,
                                             ids[b, i][None])
-                    losses.append(-scores[0, ids[b, i + 1]])
+                    generated = torch.log_softmax(
+                        logits[b, i] + gen.model.copy.cover[1] * held[0], -1)
+                    losses.append(-(1 - smoothing) * scores[0, ids[b, i + 1]]
+                                  - smoothing * generated.mean())
     assert torch.allclose(loss(gen), torch.stack(losses).mean(), atol=1e-5)
+    if smoothing:  # and without copying, torch's own smoothed cross-entropy, by definition
+        gen.model.copy = None
+        with torch.no_grad():
+            target = (types[:, 1:] == 1) & valid[:, 1:].bool()
+            scores = torch.log_softmax(logits[:, :-1][target], -1)
+            gold = ids[:, 1:][target]
+            expected = -((1 - smoothing) * scores.gather(1, gold[:, None])[:, 0]
+                         + smoothing * scores.mean(-1)).mean()
+        assert torch.allclose(loss(gen), expected, atol=1e-5)
 
 
 def test_gold_scores_equal_the_mixtures_with_keys_per_article():
@@ -287,3 +303,27 @@ def test_cli_trains_without_copying_on_request(tmp_path, monkeypatch, capsys):
         assert code == 0, err
         assert json.loads((out / "zhtext.json").read_text())["copy"] is has
         assert (out / COPY_FILE).exists() is has
+
+
+def test_cli_label_smoothing_reaches_the_loss_and_is_checked(tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file
+
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{p.title}\t{p.content}\n" for p in PAIRS * 5), encoding="utf-8")
+    common = ("train", "title", "--train", str(data), "--from-scratch", "--layers", "1",
+              "--hidden", "16", "--max-source-len", "40", "--max-target-len", "6", "--epochs", "1",
+              "-q")
+    weights = {}
+    for value in ("0", "0.3"):
+        out = tmp_path / f"m{value}"
+        code, _, err = run_cli(monkeypatch, capsys, *common, "--label-smoothing", value,
+                               "-o", str(out))
+        assert code == 0, err
+        weights[value] = load_file(str(out / COPY_FILE))
+    assert any(not torch.equal(weights["0"][k], weights["0.3"][k]) for k in weights["0"])
+    code, _, err = run_cli(monkeypatch, capsys, *common, "--label-smoothing", "1",
+                           "-o", str(tmp_path / "bad"))
+    assert code == 2 and "--label-smoothing" in err and not (tmp_path / "bad").exists()
+    with pytest.raises(ZhtextError, match=r"label_smoothing must lie in \[0, 1\)"):
+        TitleGenerator.train(TitleTrainConfig(train=PAIRS, output=tmp_path / "api",
+                                              label_smoothing=-0.1))
