@@ -354,7 +354,8 @@ class UniLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of every title token given the content and the title before it."""
+        """Mean cross-entropy of every title token given the content and the title before it,
+        label-smoothed by ``label_smoothing`` (see :meth:`TitleCopy.gold`)."""
         hidden = self.hidden(input_ids, token_type_ids, attention_mask)
         # Position i predicts token i + 1 when that token is a (non-padding) title token.
         target = (token_type_ids[:, 1:] == 1) & attention_mask[:, 1:].bool()
