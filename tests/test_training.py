@@ -236,9 +236,16 @@ def test_a_learning_rate_must_be_positive():
 def test_resume_refuses_a_checkpoint_for_other_settings(tmp_path):
     run(tmp_path, interrupt_at=(0, 3))
     model = Regressor()
-    with pytest.raises(ZhtextError, match="other data or settings"):
+    with pytest.raises(ZhtextError, match="other data or settings "
+                       r"\(batches_per_epoch: 10 in it, 11 now\)"):
         Trainer(model, TrainConfig(output=tmp_path, resume=True, progress=False), batches_factory(),
                 N_BATCHES + 1, groups=param_groups(model, 0.01)).fit()
+    # A setting the checkpoint predates, and one it holds otherwise: both named, in order.
+    with pytest.raises(ZhtextError, match=r"\(label_smoothing: none in it, 0.1 now; "
+                       r"vocab: none in it, 'x' now\)"):
+        Trainer(model, TrainConfig(output=tmp_path, resume=True, progress=False), batches_factory(),
+                N_BATCHES, groups=param_groups(model, 0.01),
+                extra_state={"vocab": "x", "label_smoothing": 0.1}).fit()
 
 
 def test_wrong_batch_count_is_an_error(tmp_path):

@@ -291,6 +291,21 @@ def test_interrupted_then_resumed_training_matches_an_uninterrupted_run(tmp_path
     assert torch.allclose(whole.model(**batch), resumed.model(**batch), atol=1e-6)
 
 
+def test_a_run_without_label_smoothing_resumes_only_without_it(tmp_path):
+    """A checkpoint of a run without smoothing (as every run before the setting) names the setting
+    when resumed with the default, and resumes with ``label_smoothing=0``."""
+    from zhtext.neural.trainer import checkpoint_path
+
+    kw = {"train": PAIRS, "layers": 1, "hidden": 16, "epochs": 2, "batch_size": 2,
+          "progress": False, "max_source_len": 48, "max_target_len": 8, "output": tmp_path}
+    TitleGenerator.train(TitleTrainConfig(max_seconds=0.0, label_smoothing=0.0, **kw))
+    assert checkpoint_path(tmp_path).is_file()
+    with pytest.raises(ZhtextError, match=r"label_smoothing: none in it, 0.1 now"):
+        TitleGenerator.train(TitleTrainConfig(resume=True, **kw))
+    resumed = TitleGenerator.train(TitleTrainConfig(resume=True, label_smoothing=0.0, **kw))
+    assert resumed.history[-1]["step"] == 4
+
+
 def test_training_reads_files_like_pairs_in_memory(tmp_path):
     """Paths in the config go through the pair reader: the same run, the same weights; the dev
     figures of the history are those of the model at that point."""

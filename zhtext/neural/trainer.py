@@ -236,6 +236,18 @@ def param_groups(
     return result
 
 
+def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """What a checkpoint's settings and this run's disagree on, one ``key: A in it, B now`` each
+    (a setting a checkpoint predates is ``none``), so that a refused resume says what to change."""
+
+    def shown(value: Any) -> str:
+        text = "none" if value is None else repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return "; ".join(f"{key}: {shown(saved.get(key))} in it, {shown(now.get(key))} now"
+                     for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key))
+
+
 def _loss_of(model: torch.nn.Module, batch: Any) -> torch.Tensor:
     if isinstance(batch, Mapping):
         out = model(**batch)
@@ -327,9 +339,12 @@ class Trainer:
     def _restore(self) -> None:
         # On the CPU: RNG states must stay CPU tensors; weights and moments are copied to the device.
         saved = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        if saved.get("extra") != self.extra or saved.get("batches_per_epoch") != self.batches_per_epoch:
-            raise ZhtextError(f"{self.checkpoint} was written for other data or settings; remove it "
-                              "or drop --resume")
+        differ = _differences({**(saved.get("extra") or {}),
+                               "batches_per_epoch": saved.get("batches_per_epoch")},
+                              {**self.extra, "batches_per_epoch": self.batches_per_epoch})
+        if differ:
+            raise ZhtextError(f"{self.checkpoint} was written for other data or settings "
+                              f"({differ}); remove it or drop --resume")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         if self._average is not None:
