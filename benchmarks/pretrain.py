@@ -98,6 +98,7 @@ def tagger_f1(train, dev, start: str | None, seconds: float, lr: float, args) ->
         train=train, dev=dev, output=out, model=start, layers=args.layers, hidden=args.hidden,
         epochs=1000, max_seconds=seconds, batch_size=args.batch_size, lr=lr, max_len=64,
         dropout=0.3 if start is None else 0.1, seed=args.seed, min_char_count=2,
+        lstm=False,  # both sides alike: only the starting weights differ
         progress=args.progress))
     f1 = round(tagger.meta["best"]["f1"], 4)
     log(f"tagger from {start or 'scratch'} for {seconds:.0f} s: best dev F1 {f1} "

@@ -2,7 +2,9 @@
 
 For each budget, trains a small BERT (character vocabulary from the training data) on
 ``../shared/data/ner/cluener/train.json`` with ``max_seconds`` = budget (the learning rate decays
-over the budget; a moving average of the weights, ``--ema`` 0.999, is what is scored and kept),
+over the budget; a moving average of the weights, ``--ema`` 0.999, is what is scored and kept;
+a BiLSTM reads the encoder's states before the tag scores, as ``train tagger`` has it from
+scratch, ``--no-lstm`` leaves it out),
 picks the best epoch by dev F1 (``dev.json``, the split papers report), and reports dev F1 against
 the budget, three times over: without a lexicon, with a lexicon discovered from the training text
 (``zhtext.discover``), and with jieba's dictionary (lexicon-aware tagging: per-character B/M/E/S
@@ -54,7 +56,7 @@ def train_with_budget(train, dev, budget: float, args, lexicon=None, name: str =
         train=train, dev=dev, output=out, layers=args.layers, hidden=args.hidden, epochs=1000,
         max_seconds=budget, batch_size=args.batch_size, lr=args.lr, max_len=args.max_len,
         seed=args.seed, dropout=args.dropout, min_char_count=2, progress=not args.no_progress,
-        lexicon=lexicon, word_dim=args.word_dim, ema=args.ema, overwrite=True,
+        lexicon=lexicon, word_dim=args.word_dim, ema=args.ema, lstm=args.lstm, overwrite=True,
     ))
     train_s = time.perf_counter() - begin
     best = tagger.meta["best"]
@@ -171,6 +173,8 @@ def main() -> None:
                         help="embeddings of the lexicon's words (0: lengths and frequencies only)")
     parser.add_argument("--ema", type=float, default=0.999,
                         help="decay of the weights' moving average that is scored and kept (0: off)")
+    parser.add_argument("--lstm", action=argparse.BooleanOptionalAction, default=True,
+                        help="a BiLSTM before the tag scores (train tagger's default from scratch)")
     parser.add_argument("--lexicons", default=",".join(LEXICONS),
                         help=f"which of {', '.join(LEXICONS)} to train with (comma-separated)")
     parser.add_argument("--no-progress", action="store_true")
@@ -237,7 +241,7 @@ def main() -> None:
         "model": {"layers": args.layers, "hidden": args.hidden, "dropout": args.dropout,
                   "max_len": args.max_len,
                   "batch_size": args.batch_size, "lr": args.lr, "threads": torch.get_num_threads(),
-                  "word_dim": args.word_dim, "ema": args.ema},
+                  "word_dim": args.word_dim, "ema": args.ema, "lstm": args.lstm},
         "train_sentences": len(train),
         "dev_sentences": len(dev),
         "published_bert_crf_dev_f1": list(PUBLISHED_BERT_CRF),

@@ -138,6 +138,14 @@ def train_tagger(
             "texts hold (0: only the word-length and frequency features).",
         ),
     ] = 0,
+    lstm: Annotated[
+        bool | None,
+        typer.Option(
+            "--lstm/--no-lstm",
+            help="A BiLSTM between the encoder and the tag scores (default: on from scratch, off "
+            "with a pretrained --model).",
+        ),
+    ] = None,
     max_seconds: MaxSecondsOpt = None,
     max_steps: MaxStepsOpt = None,
     eval_every: EvalEveryOpt = None,

@@ -85,8 +85,9 @@ def one_thread(request):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("ner")
+    # Without the BiLSTM (on by default from scratch), which this toy set needs more epochs for.
     config = TaggerTrainConfig(train=toy_examples(60, 1), dev=toy_examples(10, 2), output=out,
-                               **TRAIN_SETTINGS)
+                               lstm=False, **TRAIN_SETTINGS)
     return Tagger.train(config), out
 
 
@@ -414,6 +415,71 @@ def test_a_padded_batch_scores_as_its_rows_alone(trained):
         together = tagger.model(**batch)
         alone = torch.stack([tagger.model(**tagger._collate([row])) for row in rows]).mean()
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_bilstm_rows_equal_torchs_packed_bidirectional_lstm():
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from zhtext.neural.bilstm import BiLSTM
+
+    torch.manual_seed(3)
+    ours = BiLSTM(8, 5)
+    reference = torch.nn.LSTM(8, 5, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(reference, name).copy_(getattr(ours.forward_lstm, name))
+            getattr(reference, f"{name}_reverse").copy_(getattr(ours.backward_lstm, name))
+    lengths = torch.tensor([9, 1, 4, 9, 6])
+    x = torch.randn(len(lengths), 9, 8)
+    mask = (torch.arange(9)[None] < lengths[:, None]).long()
+    with torch.no_grad():
+        got = ours(x, mask)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        want, _ = pad_packed_sequence(reference(packed)[0], batch_first=True, total_length=9)
+        alone = [ours(x[i : i + 1, :n], mask[i : i + 1, :n])[0] for i, n in enumerate(lengths)]
+    for i, n in enumerate(lengths):
+        torch.testing.assert_close(got[i, :n], want[i, :n], rtol=0, atol=1e-6)
+        torch.testing.assert_close(got[i, :n], alone[i], rtol=0, atol=1e-6)  # padding unread
+
+
+def test_lstm_on_from_scratch_off_from_a_pretrained_encoder_saved_and_checked(
+        trained, tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file, save_file
+
+    _, model_dir = trained
+    settings = {**TRAIN_SETTINGS, "epochs": 1}
+    data = toy_examples(16, 4)
+    scratch = Tagger.train(TaggerTrainConfig(train=data, output=tmp_path / "s", **settings))
+    meta = json.loads((tmp_path / "s" / "zhtext.json").read_text(encoding="utf-8"))
+    assert scratch.model.lstm is not None and meta["lstm"] is True  # from scratch: on
+    head = load_file(str(tmp_path / "s" / "tagger_head.safetensors"))
+    assert any(k.startswith("lstm.") for k in head)
+    pretrained = Tagger.train(TaggerTrainConfig(train=data, output=tmp_path / "p",
+                                                model=str(model_dir), **settings))
+    assert pretrained.model.lstm is None  # a pretrained encoder: off unless asked for
+    asked = Tagger.train(TaggerTrainConfig(train=data, output=tmp_path / "q", model=str(model_dir),
+                                           lstm=True, **settings))
+    texts = [ex.text for ex in toy_examples(5, 6)]
+    for folder, tagger in ((tmp_path / "s", scratch), (tmp_path / "p", pretrained),
+                           (tmp_path / "q", asked)):
+        loaded = Tagger.load(folder)
+        assert (loaded.model.lstm is None) == (tagger.model.lstm is None)
+        assert_same_predictions(loaded.nbest(texts, 2), tagger.nbest(texts, 2))
+    conll = tmp_path / "train.conll"
+    conll.write_text("".join(format_conll(ex.text, example_tags(ex, "BIOES")) for ex in data),
+                     encoding="utf-8")
+    code, _, err = run_cli(monkeypatch, capsys, "train", "tagger", "--train", str(conll),
+                           "--from-scratch", "--layers", "1", "--hidden", "16", "--epochs", "1",
+                           "--no-lstm", "-q", "-o", str(tmp_path / "c"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "c" / "zhtext.json").read_text(encoding="utf-8"))["lstm"] is False
+    assert Tagger.load(tmp_path / "c").model.lstm is None
+    # A head without the BiLSTM its zhtext.json names: one line, no traceback.
+    head = load_file(str(tmp_path / "q" / "tagger_head.safetensors"))
+    save_file({k: v for k, v in head.items() if not k.startswith("lstm.")},
+              str(tmp_path / "q" / "tagger_head.safetensors"))
+    with pytest.raises(ZhtextError, match="cannot load .*tagger_head.safetensors"):
+        Tagger.load(tmp_path / "q")
 
 
 def test_spans_json_is_json_dumps_of_the_dicts_across_its_pieces():

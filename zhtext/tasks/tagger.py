@@ -63,6 +63,7 @@ from zhtext.lexical.softlex import (
     read_lexicon,
 )
 from zhtext.neural.batching import length_order, pad
+from zhtext.neural.bilstm import BiLSTM
 from zhtext.neural.crf import CRF
 from zhtext.neural.hub import (
     check_weights,
@@ -217,7 +218,12 @@ def _cut_points(text: str, spans: Sequence[tuple[int, int, str]], width: int) ->
 
 
 class TaggerModel(nn.Module):
-    """Encoder + dropout + linear emissions + CRF; ``forward`` returns the training loss.
+    """Encoder (+ BiLSTM) + dropout + linear emissions + CRF; ``forward`` returns the training loss.
+
+    With ``lstm`` a bidirectional LSTM (:class:`~zhtext.neural.bilstm.BiLSTM`, half the encoder's
+    width each way) reads the encoder's states before the emission layer: the order of the
+    characters, which a small encoder trained from scratch learns late from its position
+    embeddings alone.
 
     With ``lexicon_dim`` > 0 (a lexicon-aware tagger), each position's lexicon features
     (:mod:`zhtext.lexical.softlex`, zeros at ``[CLS]``, ``[SEP]`` and padding) are projected by
@@ -230,11 +236,13 @@ class TaggerModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, tags: Sequence[str], scheme: str, dropout: float = 0.1,
                  lexicon_dim: int = 0, word_slots: int = 0, word_rows: int = 2, word_dim: int = 0,
-                 lexicon_size: int = 0):
+                 lexicon_size: int = 0, lstm: bool = False):
         super().__init__()
         self.encoder = encoder
+        size = encoder.config.hidden_size
+        self.lstm = BiLSTM(size, size // 2) if lstm else None
         self.dropout = nn.Dropout(dropout)
-        self.emit = nn.Linear(encoder.config.hidden_size, len(tags))
+        self.emit = nn.Linear(2 * (size // 2) if lstm else size, len(tags))
         self.crf = CRF(len(tags), list(tags), scheme)
         self.lexicon: nn.Linear | None = None
         self.lexicon_words: nn.Embedding | None = None
@@ -279,7 +287,10 @@ class TaggerModel(nn.Module):
             embeds = (self.encoder.get_input_embeddings()(input_ids)
                       + self.lexicon(self.lexicon_input(features)))
             hidden = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask)
-        return self.emit(self.dropout(hidden.last_hidden_state[:, 1:-1]))
+        states = hidden.last_hidden_state
+        if self.lstm is not None:
+            states = self.lstm(states, attention_mask)
+        return self.emit(self.dropout(states[:, 1:-1]))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tags: torch.Tensor,
                 mask: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
@@ -336,6 +347,8 @@ class TaggerTrainConfig(TrainConfig):
     :class:`~zhtext.lexical.lexicon.Lexicon`) makes a lexicon-aware tagger: see
     :mod:`zhtext.lexical.softlex`; the lexicon is saved with the model. ``word_dim`` > 0 adds
     embeddings of the lexicon's words (of that size; 0: the features of lengths and counts only).
+    ``lstm`` puts a BiLSTM between the encoder and the emission layer (see :class:`TaggerModel`);
+    by default on from scratch and off for a pretrained encoder.
     """
 
     scheme: str | None = None
@@ -344,6 +357,7 @@ class TaggerTrainConfig(TrainConfig):
     # a lexicon-aware tagger: a lexicon file (TSV or jieba format), "jieba", or a Lexicon
     lexicon: Any = None
     word_dim: int = 0  # embeddings of the lexicon's words (e.g. 50), 0: none
+    lstm: bool | None = None  # a BiLSTM before the emissions; None: from scratch only
     # defaults that differ from the shared ones: a small model, bigger batches
     layers: int = 2
     hidden: int = 128
@@ -624,6 +638,10 @@ class Tagger(Model):
         self.tokenizer.save_pretrained(str(tmp))
         head = {f"emit.{k}": v for k, v in self.model.emit.state_dict().items()}
         head.update({f"crf.{k}": v for k, v in self.model.crf.state_dict().items()})
+        if isinstance(self.model, TaggerModel):  # (an export's graph holds its BiLSTM)
+            meta = {**meta, "lstm": self.model.lstm is not None}
+            if self.model.lstm is not None:
+                head.update({f"lstm.{k}": v for k, v in self.model.lstm.state_dict().items()})
         if self.lexicon is not None:
             head.update({f"lexicon.{k}": v for k, v in self.model.lexicon.state_dict().items()})
             self.lexicon.save(tmp)
@@ -681,6 +699,7 @@ class Tagger(Model):
         try:
             labels, scheme, max_len = list(meta["labels"]), str(meta["scheme"]), int(meta["max_len"])
             dropout = float(meta.get("dropout", 0.1))
+            lstm = bool(meta.get("lstm", False))
             about = meta.get("lexicon") or {}
             lexicon_dim = int(about["features"]) if about else 0
             words = {k: int(about.get(k, v)) for k, v in
@@ -701,7 +720,7 @@ class Tagger(Model):
         if graph is None:
             model = TaggerModel(load_model(directory, strict=True), tag_names(labels, scheme),
                                 scheme, dropout, lexicon_dim, **words,
-                                lexicon_size=len(lexicon) if lexicon else 0)
+                                lexicon_size=len(lexicon) if lexicon else 0, lstm=lstm)
         else:  # the emission layer is in the graph
             model = ExportedTagger(graph, tag_names(labels, scheme), scheme)
         try:
@@ -709,6 +728,9 @@ class Tagger(Model):
             if graph is None:
                 model.emit.load_state_dict({k[5:]: v for k, v in head.items()
                                             if k.startswith("emit.")})
+                if model.lstm is not None:
+                    model.lstm.load_state_dict({k[5:]: v for k, v in head.items()
+                                                if k.startswith("lstm.")})
             model.crf.load_state_dict({k[4:]: v for k, v in head.items() if k.startswith("crf.")})
             if lexicon is not None:
                 model.lexicon.load_state_dict({k[8:]: v for k, v in head.items()
@@ -799,9 +821,10 @@ class Tagger(Model):
         max_len = min(config.max_len, _encoder_limit(encoder.config))
         head_lr = config.head_lr or min(100 * lr, 1e-2)
         seen = lexicon.seen(ex.text for ex in train) if lexicon is not None and slots else []
+        lstm = config.model is None if config.lstm is None else config.lstm
         net = TaggerModel(encoder, tags, scheme, config.dropout,
                           FEATURE_DIM if lexicon is not None else 0, slots, len(seen) + 2,
-                          config.word_dim, len(lexicon) if lexicon is not None else 0)
+                          config.word_dim, len(lexicon) if lexicon is not None else 0, lstm)
         if net.lexicon_words is not None:
             net.give_rows(seen)
         meta = {"dropout": config.dropout, **source, "train_examples": len(train),
@@ -819,6 +842,8 @@ class Tagger(Model):
         groups = param_groups(net, lr, config.weight_decay, head=("emit", "crf"), head_lr=head_lr)
         extra = {"tags": tags, "vocab": len(tagger.char_ids.vocab), "max_len": max_len,
                  "batch_size": config.batch_size, "train_size": len(rows)}
+        if lstm:  # (a run resumed from before the setting existed: pass --no-lstm)
+            extra["lstm"] = True
         if lexicon is not None:  # a resumed run must use the same lexicon (as far as told here)
             extra.update(lexicon_words=len(lexicon), word_rows=len(seen) + 2,
                          word_dim=config.word_dim if slots else 0)
