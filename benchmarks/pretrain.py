@@ -6,7 +6,8 @@ training budget on this CPU:
    novels of ``raw/`` are classical Chinese and left out), with whole-word masking over a lexicon
    discovered from that same text, for ``P`` seconds;
 2. a CLUENER tagger fine-tuned from it for ``T`` seconds, against a tagger trained from scratch
-   (same size) for ``P + T`` seconds: best dev F1 of each;
+   (same size) for ``P + T`` seconds: best dev F1 of each (both with the BiLSTM and the moving
+   average of the weights that ``tagger_cluener.py`` uses; ``--no-lstm``, ``--ema 0``);
 3. the same with character masking instead of whole-word masking (``wwm_vs_char``);
 4. LCSTS titles fine-tuned from the whole-word model for ``T`` seconds against titles from scratch
    for ``P + T`` seconds: ROUGE-L (greedy) on LCSTS val articles (``--no-titles`` skips: null).
@@ -98,7 +99,7 @@ def tagger_f1(train, dev, start: str | None, seconds: float, lr: float, args) ->
         train=train, dev=dev, output=out, model=start, layers=args.layers, hidden=args.hidden,
         epochs=1000, max_seconds=seconds, batch_size=args.batch_size, lr=lr, max_len=64,
         dropout=0.3 if start is None else 0.1, seed=args.seed, min_char_count=2,
-        lstm=False,  # both sides alike: only the starting weights differ
+        lstm=args.lstm, ema=args.ema,  # both sides alike: only the starting weights differ
         progress=args.progress))
     f1 = round(tagger.meta["best"]["f1"], 4)
     log(f"tagger from {start or 'scratch'} for {seconds:.0f} s: best dev F1 {f1} "
@@ -136,6 +137,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="Tagger from scratch.")
     parser.add_argument("--finetune-lr", type=float, default=1e-3, help="Tagger from the MLM.")
     parser.add_argument("--title-lr", type=float, default=1e-3)
+    parser.add_argument("--lstm", action=argparse.BooleanOptionalAction, default=True,
+                        help="a BiLSTM before the tag scores, on both sides (train tagger's default "
+                             "from scratch)")
+    parser.add_argument("--ema", type=float, default=0.999,
+                        help="the taggers' moving average of the weights, both sides (0: off)")
     parser.add_argument("--no-titles", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -149,7 +155,8 @@ def main() -> None:
                      "tagger_f1_scratch": None, "title_rouge_l_pretrained": None,
                      "title_rouge_l_scratch": None, "wwm_vs_char": None,
                      "pretrain_s": args.pretrain, "finetune_s": args.finetune,
-                     "layers": args.layers, "hidden": args.hidden, "threads": args.threads}
+                     "layers": args.layers, "hidden": args.hidden, "threads": args.threads,
+                     "tagger_lstm": args.lstm, "tagger_ema": args.ema}
     work = Path(tempfile.mkdtemp(prefix="pretrain-bench-"))
     corpus = work / "corpus.txt"
     about = raw_corpus(corpus, args.seed)

@@ -403,6 +403,25 @@ def test_evaluate_figures_per_label_and_from_a_file(trained, tmp_path):
         tagger.evaluate(empty)
 
 
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES", "BMES"])
+def test_best_spans_without_probabilities_equal_predicts(scheme):
+    """evaluate and cut take the spans from the decode alone: the same as predict's, long texts
+    (streamed in windows) and empty ones included."""
+    from zhtext.tasks.tagger import LONG_TEXT
+
+    tagger = random_tagger(scheme)
+    rng = np.random.default_rng(5)
+    chars = FILLER + "".join(word for words in ENTITIES.values() for word in words)
+    pick = list(chars)
+    texts = ["".join(rng.choice(pick, int(rng.integers(1, 60)))) for _ in range(40)]
+    texts += ["", "".join(rng.choice(pick, LONG_TEXT + 50))]
+    expected = [[(s.start, s.end, s.label) for s in spans] for spans in tagger.predict(texts)]
+    assert sum(map(len, expected)) > 40  # random weights still give spans to compare
+    assert tagger._best_spans(texts) == expected
+    if scheme == "BMES":
+        assert tagger.cut(texts) == [words_of(t, spans) for t, spans in zip(texts, expected)]
+
+
 def test_a_padded_batch_scores_as_its_rows_alone(trained):
     tagger, _ = trained
     rows = tagger._training_rows(toy_examples(6, 8))
