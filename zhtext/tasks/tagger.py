@@ -520,10 +520,11 @@ class Tagger(Model):
                 results[i] = self._nbest_long(text, n)
         return results
 
-    def _nbest_together(self, texts: list[str], n: int) -> list[list[Candidate]]:
-        results: list[list[Candidate]] = [[] for _ in texts]
+    def _decoded(self, texts: list[str], n: int
+                 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, np.ndarray]]:
+        """The texts' emissions, padded a batch at a time in length order, with their ``n`` best
+        tag paths: ``(indices into texts, emissions, mask, paths)`` per batch."""
         all_ems = self.emissions(texts)
-        trans, start, end = (p.detach().cpu().double().numpy() for p in self.model.crf.constrained())
         order = length_order([len(t) for t in texts])
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
@@ -531,6 +532,12 @@ class Tagger(Model):
             begin = time.perf_counter()
             paths, _ = self.model.crf.decode(em, mask, top_k=n)
             self.timings["decode"] += time.perf_counter() - begin
+            yield idx, em, mask, paths
+
+    def _nbest_together(self, texts: list[str], n: int) -> list[list[Candidate]]:
+        results: list[list[Candidate]] = [[] for _ in texts]
+        trans, start, end = (p.detach().cpu().double().numpy() for p in self.model.crf.constrained())
+        for idx, em, mask, paths in self._decoded(texts, n):
             if n == 1:
                 paths = paths[:, None, :]
             begin = time.perf_counter()
@@ -547,18 +554,12 @@ class Tagger(Model):
 
     @torch.no_grad()
     def _best_spans(self, texts: list[str]) -> list[list[tuple[int, int, str]]]:
-        """The spans of each text's most probable tagging as ``(start, end, label)``, without their
-        probabilities: what scoring and segmenting need, for a fraction of :meth:`predict`'s work
-        (the forward-backward behind the probabilities costs more than the decode)."""
+        """The spans of each text's most probable tagging as ``(start, end, label)``: what scoring
+        and segmenting need, without the forward-backward behind :meth:`predict`'s probabilities."""
         results: list[list[tuple[int, int, str]]] = [[] for _ in texts]
-        short = [i for i, text in enumerate(texts) if 0 < len(text) <= LONG_TEXT]
-        all_ems = self.emissions([texts[i] for i in short])
-        order = length_order([len(texts[i]) for i in short])
-        for b in range(0, len(order), self.batch_size):
-            rows = order[b : b + self.batch_size]
-            em, mask = pad_emissions([all_ems[r] for r in rows])
-            paths, _ = self.model.crf.decode(em, mask, top_k=1)
-            for row, r in enumerate(rows):
+        short = [i for i, text in enumerate(texts) if len(text) <= LONG_TEXT]
+        for idx, _, _, paths in self._decoded([texts[i] for i in short], 1):
+            for row, r in enumerate(idx):
                 text = texts[short[r]]
                 results[short[r]] = self._spans_of(text, paths[row][: len(text)])
         for i, text in enumerate(texts):
