@@ -657,14 +657,11 @@ class Tagger(Model):
         from safetensors.torch import save_file
 
         self.tokenizer.save_pretrained(str(tmp))
-        head = {f"emit.{k}": v for k, v in self.model.emit.state_dict().items()}
-        head.update({f"crf.{k}": v for k, v in self.model.crf.state_dict().items()})
+        head = {f"{name}.{k}": v for name, part in _head_parts(self.model)
+                for k, v in part.state_dict().items()}
         if isinstance(self.model, TaggerModel):  # (an export's graph holds its BiLSTM)
             meta = {**meta, "lstm": self.model.lstm is not None}
-            if self.model.lstm is not None:
-                head.update({f"lstm.{k}": v for k, v in self.model.lstm.state_dict().items()})
         if self.lexicon is not None:
-            head.update({f"lexicon.{k}": v for k, v in self.model.lexicon.state_dict().items()})
             self.lexicon.save(tmp)
             about = {"file": LEXICON_FILE, "words": len(self.lexicon), "features": FEATURE_DIM}
             words = self.model.lexicon_words
@@ -746,19 +743,12 @@ class Tagger(Model):
             model = ExportedTagger(graph, tag_names(labels, scheme), scheme)
         try:
             head = load_file(str(head_path))
-            if graph is None:
-                model.emit.load_state_dict({k[5:]: v for k, v in head.items()
-                                            if k.startswith("emit.")})
-                if model.lstm is not None:
-                    model.lstm.load_state_dict({k[5:]: v for k, v in head.items()
-                                                if k.startswith("lstm.")})
-            model.crf.load_state_dict({k[4:]: v for k, v in head.items() if k.startswith("crf.")})
-            if lexicon is not None:
-                model.lexicon.load_state_dict({k[8:]: v for k, v in head.items()
-                                               if k.startswith("lexicon.")})
-                if model.lexicon_words is not None:
-                    model.lexicon_words.weight.data.copy_(head["lexicon_words.weight"])
-                    model.word_row.copy_(head["word_row"])
+            for name, part in _head_parts(model):
+                part.load_state_dict({k[len(name) + 1:]: v for k, v in head.items()
+                                      if k.startswith(name + ".")})
+            if lexicon is not None and model.lexicon_words is not None:
+                model.lexicon_words.weight.data.copy_(head["lexicon_words.weight"])
+                model.word_row.copy_(head["word_row"])
         except (SafetensorError, RuntimeError, OSError, KeyError) as exc:  # damaged, missing or misshapen
             raise ZhtextError(f"cannot load {head_path}: {first_line(exc)}") from None
         check_weights(head.items(), f"cannot load {head_path}")
@@ -898,6 +888,17 @@ class Tagger(Model):
         if self.lexicon is not None:
             batch["features"] = inputs[2]
         return batch
+
+
+# The sub-modules of a tagger's network that tagger_head.safetensors holds, each under its name
+# (the encoder is saved in the Hugging Face layout; an ONNX export's graph holds emit and lstm).
+HEAD_PARTS = ("emit", "crf", "lstm", "lexicon")
+
+
+def _head_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The :data:`HEAD_PARTS` that ``model`` has, by name."""
+    parts = ((name, getattr(model, name, None)) for name in HEAD_PARTS)
+    return [(name, part) for name, part in parts if part is not None]
 
 
 def _figures(prf: PRF) -> dict[str, float | int]:
