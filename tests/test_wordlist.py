@@ -173,6 +173,22 @@ def test_word_table_keeps_what_it_made_when_it_grows():
     assert table.strings[BASE + 3] == "北京" and table.strings[0x4E00] == "一"
 
 
+def test_remembered_words_remake_states_only_when_the_trie_moves():
+    """Kernel states are made again only when the words' trie moved to larger arrays: a word added
+    in place must not cost a new state (a cold pass over a novel added one almost every line)."""
+    changes: list[int] = []
+    table = WordTable(on_change=lambda: changes.append(len(changes)))
+    table.fit(10)
+    first = table.extra
+    table._remember(["黛玉"])  # the first arrays have room for it
+    assert table.extra is first and changes == []
+    table._remember([f"词{chr(0x4E00 + k)}" for k in range(3000)])  # more than they hold
+    assert table.extra is not first and len(changes) == 1
+    moved = table.extra
+    table._remember(["袭人"])
+    assert table.extra is moved and len(changes) == 1
+
+
 def test_tags_and_cuts_share_the_table_through_growth():
     small = {"北京": 50, "大学": 40, "我": 30, "来到": 20}
     seg = Segmenter(Lexicon(small))

@@ -183,8 +183,10 @@ def grows(trie: Trie, more_chars: int) -> bool:
 
 def _grow(trie: Trie, more_chars: int) -> Trie:
     """A trie with room for ``more_chars`` new nodes and hash entries (the same one if it has)."""
-    root, table, bloom, word, weight, size = trie
     nodes_short, table_short = _short(trie, more_chars)
+    if not (nodes_short or table_short):
+        return trie  # the same object: callers tell a move by identity (WordTable._remember)
+    root, table, bloom, word, weight, size = trie
     if nodes_short:
         cap = max(int(size[0]) + more_chars, 2 * word.shape[0])
         word = np.concatenate([word, np.full(cap - word.shape[0], -1, np.int32)])
