@@ -666,7 +666,7 @@ class Tagger(Model):
             about = {"file": LEXICON_FILE, "words": len(self.lexicon), "features": FEATURE_DIM}
             words = self.model.lexicon_words
             if words is not None:
-                head.update({"lexicon_words.weight": words.weight, "word_row": self.model.word_row})
+                head["word_row"] = self.model.word_row  # (a buffer: which row each word has)
                 about.update(word_slots=self.lexicon.slots, word_rows=words.num_embeddings,
                              word_dim=words.embedding_dim)
             meta = {**meta, "lexicon": about}
@@ -746,8 +746,7 @@ class Tagger(Model):
             for name, part in _head_parts(model):
                 part.load_state_dict({k[len(name) + 1:]: v for k, v in head.items()
                                       if k.startswith(name + ".")})
-            if lexicon is not None and model.lexicon_words is not None:
-                model.lexicon_words.weight.data.copy_(head["lexicon_words.weight"])
+            if getattr(model, "lexicon_words", None) is not None:
                 model.word_row.copy_(head["word_row"])
         except (SafetensorError, RuntimeError, OSError, KeyError) as exc:  # damaged, missing or misshapen
             raise ZhtextError(f"cannot load {head_path}: {first_line(exc)}") from None
@@ -892,7 +891,7 @@ class Tagger(Model):
 
 # The sub-modules of a tagger's network that tagger_head.safetensors holds, each under its name
 # (the encoder is saved in the Hugging Face layout; an ONNX export's graph holds emit and lstm).
-HEAD_PARTS = ("emit", "crf", "lstm", "lexicon")
+HEAD_PARTS = ("emit", "crf", "lstm", "lexicon", "lexicon_words")
 
 
 def _head_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
