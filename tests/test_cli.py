@@ -211,3 +211,52 @@ def test_embedding_commands_use_the_shared_vocabulary(monkeypatch, capsys, comma
     words = set(out.replace("│", " ").split())
     assert code == 0
     assert all(name in words for name in shown) and not any(name in words for name in hidden)
+
+
+def _console(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    """The console script as a user runs it, in its own process (it ends with os._exit)."""
+    command = [sys.executable, "-c", "from zhtext_cli.entry import main; main()", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, timeout=120, check=False)
+
+
+def test_the_console_script_skips_teardown_but_keeps_statuses_output_and_atexit(tmp_path, dictionary):
+    text = "".join(f"你好世界{i}\n" for i in range(20_000))
+    ok = _console("segment", "-", "--dict", str(dictionary), "-q", stdin=text.encode())
+    assert (ok.returncode, ok.stderr) == (0, b"")
+    # every line reached the pipe: nothing was left in a buffer by skipping the teardown
+    expected = Segmenter(dictionary, hmm=True).segment_text(text)
+    assert ok.stdout.decode() == expected
+    assert _console("segment", str(tmp_path / "absent.txt")).returncode == 1
+    assert _console("segment", "--no-such-option").returncode == 2
+    # atexit handlers still run (Ray, multiprocessing and temporary folders rely on them)
+    marker = tmp_path / "atexit.txt"
+    script = ("import atexit, sys\n"
+              f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+              "sys.argv = ['zhtext', '--help']\n"
+              "from zhtext_cli.entry import main\n"
+              "main()\n")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0 and b"segment" in proc.stdout
+    assert marker.read_text() == "ran"
+
+
+def test_skipping_numbas_blas_probe_keeps_its_linear_algebra():
+    # In the console script, numba.np.arraymath does not import SciPy to probe for BLAS; np.dot
+    # still compiles (it imports SciPy itself), and np.convolve takes its own inner products.
+    pytest.importorskip("scipy")
+    script = (
+        "import sys\n"
+        "from zhtext_cli.entry import _SkipBlasProbe\n"
+        "sys.meta_path.insert(0, _SkipBlasProbe())\n"
+        "import numpy as np, numba\n"
+        "@numba.njit\n"
+        "def f(a, b):\n"
+        "    return np.dot(a, b), np.convolve(a, b)\n"
+        "a, b = np.arange(4.0), np.arange(1.0, 5.0)\n"
+        "d, c = f(a, b)\n"
+        "import numba.np.arraymath as m\n"
+        "print(m._HAVE_BLAS, d == np.dot(a, b), np.allclose(c, np.convolve(a, b)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert proc.stdout.split() == ["False", "True", "True"], proc.stderr
