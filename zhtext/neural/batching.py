@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,44 @@ def pad(rows: Sequence[Sequence[int]], value: int = 0, *, left: bool = False,
     if device is not None:
         ids, mask = ids.to(device), mask.to(device)
     return ids, mask
+
+
+PER_BATCH_TOKENS = 64  # one more model call, in padded tokens: see length_batches
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, *, longest_first: bool = False,
+                   per_batch: int = PER_BATCH_TOKENS) -> list[list[int]]:
+    """Indices in inference batches: in length order, at most ``batch_size`` rows each, and a
+    run of ``batch_size`` rows split further where the padding that saves outweighs the cost of
+    one more model call, counted as ``per_batch`` tokens.
+
+    A large input sorted by length gives runs of nearly equal rows, which stay whole; a few
+    rows of mixed lengths (a server's gathered requests: 32 sentences of 12 to 48 characters pad
+    to 1.6x their tokens) are cut where it pays, by an exact search over the run's cut points.
+    """
+    order = length_order(lengths, longest_first)
+    batches: list[list[int]] = []
+    for b in range(0, len(order), batch_size):
+        run = order[b : b + batch_size]
+        widths = [lengths[i] for i in run]
+        if len(run) * max(widths) - sum(widths) <= per_batch:  # splitting cannot pay
+            batches.append(run)
+            continue
+        # best[j]: the least cost of the first j rows; cost = per_batch + rows x longest per batch
+        best = [0] + [0] * len(run)
+        cut = [0] * (len(run) + 1)
+        for j in range(1, len(run) + 1):
+            widest, best[j] = 0, -1
+            for i in range(j - 1, -1, -1):
+                widest = max(widest, widths[i])
+                cost = best[i] + per_batch + (j - i) * widest
+                if best[j] < 0 or cost < best[j]:
+                    best[j], cut[j] = cost, i
+        ends = [len(run)]
+        while ends[-1]:
+            ends.append(cut[ends[-1]])
+        batches.extend(run[a:z] for a, z in itertools.pairwise(ends[::-1]))
+    return batches
 
 
 def length_order(lengths: Sequence[int], longest_first: bool = False) -> list[int]:

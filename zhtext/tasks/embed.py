@@ -21,7 +21,7 @@ import numpy as np
 from zhtext.errors import ZhtextError
 from zhtext.eval.metrics import spearman
 from zhtext.io.progress import Bar
-from zhtext.neural.batching import length_order, pad
+from zhtext.neural.batching import length_batches, pad
 from zhtext.neural.modeldir import (
     load_task_meta,
     model_dir_writer,
@@ -347,11 +347,9 @@ class Embedder(Model):
         types = enc.get("token_type_ids")
         # Longest first: the biggest batch (memory peak) comes at once, and each batch pads only to
         # its own longest sentence, which sorting makes close to all of them.
-        order = length_order([len(row) for row in ids], longest_first=True)
         pad_id = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
+            for rows in length_batches([len(row) for row in ids], self.batch_size, longest_first=True):
                 input_ids, mask = pad([ids[r] for r in rows], pad_id, device=self.device)
                 batch = {"input_ids": input_ids, "attention_mask": mask}
                 if types is not None:

@@ -62,7 +62,7 @@ from zhtext.lexical.softlex import (
     LexiconFeatures,
     read_lexicon,
 )
-from zhtext.neural.batching import length_order, pad
+from zhtext.neural.batching import length_batches, length_order, pad
 from zhtext.neural.bilstm import BiLSTM
 from zhtext.neural.crf import CRF
 from zhtext.neural.hub import (
@@ -473,10 +473,8 @@ class Tagger(Model):
                 whole = self.lexicon(text)
                 feats.extend(whole[s : s + self.width] for s in st)
         out: list[torch.Tensor | None] = [None] * len(pieces)
-        order = length_order([len(p) for p in pieces])
         begin = time.perf_counter()
-        for b in range(0, len(order), self.batch_size):
-            chunk = order[b : b + self.batch_size]
+        for chunk in length_batches([len(p) for p in pieces], self.batch_size):
             inputs = self._encoder_inputs([pieces[j] for j in chunk],
                                           feats and [feats[j] for j in chunk])
             em = self.model.emissions(*inputs).float().cpu()
