@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,43 @@ def data_files(*relative: str) -> list[Path]:
         print(f"skipped: evaluation data not found ({', '.join(missing)})", file=sys.stderr)
         raise SystemExit(0)
     return paths
+
+
+def read_quiet(reader: Callable[[Path], Any], path: Path) -> Any:
+    """``reader(path)`` without its warnings (a nested mention dropped, as expected)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return reader(path)
+
+
+def raw_texts(exclude_cluener_train: bool = False) -> tuple[list[str], dict[str, int]]:
+    """The unlabelled Chinese text at hand under the shared data (whatever of it is present): the
+    CLUENER train and test texts (never dev), the LCSTS training articles and titles, the People's
+    Daily NER texts; one stripped, non-empty line each, and the count of each source."""
+    from zhtext.labels.formats import read_examples
+    from zhtext.tasks.titledata import read_pairs
+
+    cluener, lcsts, peoples = (DATA_DIR / "ner" / "cluener", DATA_DIR / "title" / "lcsts",
+                               DATA_DIR / "ner" / "peoples_daily")  # fmt: skip
+    lines: list[str] = []
+    sources: dict[str, int] = {}
+    names = ("test.json",) if exclude_cluener_train else ("train.json", "test.json")
+    for name in names:  # JSON lines with a "text" (test.json: no labels)
+        if (cluener / name).is_file():
+            with open(cluener / name, encoding="utf-8") as handle:
+                texts = [json.loads(line)["text"] for line in handle if line.strip()]
+            sources[f"cluener/{name}"] = len(texts)
+            lines += texts
+    if (lcsts / "train.tsv").is_file():
+        pairs = read_pairs(lcsts / "train.tsv")
+        sources["lcsts/train.tsv"] = len(pairs)
+        lines += [text for pair in pairs for text in (pair.content, pair.title)]
+    for name in ("example.dev", "example.test"):
+        if (peoples / name).is_file():
+            texts = [ex.text for ex in read_quiet(read_examples, peoples / name)]
+            sources[f"peoples_daily/{name}"] = len(texts)
+            lines += texts
+    return [line.strip() for line in lines if line.strip()], sources
 
 
 def log(message: str) -> None:

@@ -23,53 +23,24 @@ The last line is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA_DIR, emit_json, log  # noqa: E402
+from _common import DATA_DIR, emit_json, log, raw_texts, read_quiet  # noqa: E402
 
 CLUENER = DATA_DIR / "ner" / "cluener"
 LCSTS = DATA_DIR / "title" / "lcsts"
-PEOPLES_DAILY = DATA_DIR / "ner" / "peoples_daily"
-
-
-def read_quiet(reader, path: Path):
-    with warnings.catch_warnings():  # one nested CLUENER mention is dropped, as expected
-        warnings.simplefilter("ignore")
-        return reader(path)
 
 
 def raw_corpus(out: Path, seed: int) -> dict:
     """The pretraining text, lines interleaved (a short budget sees every source), in ``out``."""
-    from zhtext.labels.formats import read_examples
-    from zhtext.tasks.titledata import read_pairs
-
-    lines: list[str] = []
-    sources = {}
-    for name in ("train.json", "test.json"):  # JSON lines with a "text" (test.json: no labels)
-        if (CLUENER / name).is_file():
-            with open(CLUENER / name, encoding="utf-8") as handle:
-                texts = [json.loads(line)["text"] for line in handle if line.strip()]
-            sources[f"cluener/{name}"] = len(texts)
-            lines += texts
-    if (LCSTS / "train.tsv").is_file():
-        pairs = read_pairs(LCSTS / "train.tsv")
-        sources["lcsts/train.tsv"] = len(pairs)
-        lines += [text for pair in pairs for text in (pair.content, pair.title)]
-    for name in ("example.dev", "example.test"):
-        if (PEOPLES_DAILY / name).is_file():
-            texts = [ex.text for ex in read_quiet(read_examples, PEOPLES_DAILY / name)]
-            sources[f"peoples_daily/{name}"] = len(texts)
-            lines += texts
-    lines = [line.strip() for line in lines if line.strip()]
+    lines, sources = raw_texts()
     order = np.random.default_rng(seed).permutation(len(lines))
     out.write_text("".join(lines[i] + "\n" for i in order), encoding="utf-8")
     return {"sources": sources, "lines": len(lines), "chars": sum(len(x) for x in lines)}
