@@ -356,3 +356,35 @@ def test_bad_labels_schemes_and_masks_raise():
         crf.decode(torch.zeros(1, 3, 3), torch.tensor([[True, False, True]]))
     with pytest.raises(ValueError, match="emissions"):
         crf.log_likelihood(torch.zeros(1, 3, 4), torch.zeros(1, 3, dtype=torch.long))
+
+
+def lenient_spans(tags: list[str]) -> list[tuple[int, int, str]]:
+    """The lenient reading, written out plainly: the reference for the Numba reader."""
+    found, open_at, open_kind = [], -1, ""
+    for i, tag in enumerate(tags):
+        prefix, _, kind = tag.partition("-")
+        role = {"M": "I"}.get(prefix, prefix)
+        if not (open_at >= 0 and kind == open_kind and role in ("I", "E")):
+            if open_at >= 0:
+                found.append((open_at, i, open_kind))
+                open_at = -1
+            if role != "O":
+                open_at, open_kind = i, kind
+        if role in ("E", "S") and open_at >= 0:
+            found.append((open_at, i + 1, open_kind))
+            open_at = -1
+    if open_at >= 0:
+        found.append((open_at, len(tags), open_kind))
+    return found
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_any_tag_sequence_reads_as_the_plain_lenient_reading(scheme):
+    rng = random.Random(f"lenient {scheme}")
+    prefixes = {"BIO": "BI", "BIOES": "BIES", "BMES": "BMES"}[scheme]
+    kinds = [""] if scheme == "BMES" else ["PER", "LOC"]
+    tags = ["O"] if scheme != "BMES" else []
+    tags += [p + (f"-{k}" if k else "") for p in prefixes for k in kinds]
+    for _ in range(300):
+        seq = [rng.choice(tags) for _ in range(rng.randint(0, 15))]
+        assert tags_to_spans(seq, scheme) == lenient_spans(seq)

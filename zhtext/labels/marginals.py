@@ -1,14 +1,17 @@
 """Exact probabilities of tag paths and spans under a linear-chain CRF, by forward-backward in Numba.
 
 ``forward_backward`` gives the log forward and backward variables of a batch of emission matrices;
-:class:`PathScorer` reads from them the probability of a whole path and of each span on it (the
-confidence ``zhtext tag`` reports). No torch: emissions come in as numpy arrays.
+:func:`score_paths` reads from them the probability of each path a tagger decodes and of each span
+on it (the confidence ``zhtext tag`` reports), a batch at a time. No torch: emissions come in as
+numpy arrays.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from zhtext.labels.spans import read_spans_into
 
 
 @njit(cache=True)
@@ -264,40 +267,76 @@ def backward_block(em: np.ndarray, after: np.ndarray | None, chain: ChainScores,
 
 
 class PathScorer:
-    """Exact probabilities of a whole tag path, and of the part of it that labels one span, from
-    the forward-backward variables of one text."""
+    """The forward-backward variables of one text (or of a stretch of a long one: the rows from
+    where its paths start), which :func:`score_paths` reads path and span probabilities from."""
 
     def __init__(self, em, alpha, beta, log_z, trans, start, end):
         self.em, self.alpha, self.beta, self.log_z = em, alpha, beta, log_z
         self.trans, self.start, self.end = trans, start, end
 
-    def _steps(self, path: np.ndarray) -> np.ndarray:
-        """The path's score gained at each token after the first: its move and its emission."""
-        steps = np.zeros(len(path))
-        if len(path) > 1:
-            steps[1:] = self.em[np.arange(1, len(path)), path[1:]] + self.trans[path[:-1], path[1:]]
-        return steps
 
-    def path_prob(self, path: np.ndarray) -> float:
-        score = self.start[path[0]] + self.em[0, path[0]] + self._steps(path).sum() + self.end[path[-1]]
-        return float(np.exp(min(0.0, score - self.log_z)))
+@njit(cache=True, nogil=True)
+def _score_paths_kernel(paths, lengths, limits, roles, kinds, cont, em, alpha, beta, log_z, trans,
+                        start, end, starts, ends, span_kinds, probs, counts, path_probs):  # fmt: skip
+    n_batch, n_paths, width = paths.shape
+    running = np.empty(max(width, 1))
+    at = 0
+    for b in range(n_batch):
+        n = lengths[b]
+        for m in range(n_paths):
+            path = paths[b, m]
+            if n == 0 or path[0] < 0:  # an empty text, or fewer allowed paths than asked for
+                continue
+            # The path's score gained at each token after the first (its move and emission),
+            # summed as it goes: the score inside any span is a difference of two sums.
+            running[0] = 0.0
+            for t in range(1, n):
+                running[t] = running[t - 1] + (em[b, t, path[t]] + trans[path[t - 1], path[t]])
+            score = start[path[0]] + em[b, 0, path[0]] + running[n - 1] + end[path[n - 1]]
+            path_probs[b, m] = np.exp(min(0.0, score - log_z[b]))
+            first = at
+            at = read_spans_into(path, n, roles, kinds, starts, ends, span_kinds, at)
+            counts[b, m] = at - first
+            for i in range(first, at):
+                a, e = starts[i], ends[i]
+                last = path[e - 1]
+                head = alpha[b, a, path[a]] + (running[e - 1] - running[a])
+                p = np.exp(head + beta[b, e - 1, last] - log_z[b])
+                c = cont[span_kinds[i]]
+                if c >= 0 and e < limits[b]:  # BIO: not the span continued by its inside tag
+                    p -= np.exp(head + trans[last, c] + em[b, e, c] + beta[b, e, c] - log_z[b])
+                probs[i] = min(max(p, 0.0), 1.0)
 
-    def span_probs(self, path: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                   continuations: np.ndarray) -> np.ndarray:
-        """For each span ``starts[i]:ends[i]`` of ``path``: P(those tags equal the path's), minus
-        P(that and tag ``continuations[i]`` at its end) where that is >= 0. All spans at once:
-        the path's scores inside a span are differences of one running sum."""
-        path = np.asarray(path)
-        starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
-        cont = np.asarray(continuations, dtype=np.int64)
-        running = np.cumsum(self._steps(path))
-        last = path[ends - 1]
-        head = self.alpha[starts, path[starts]] + (running[ends - 1] - running[starts])
-        prob = np.exp(head + self.beta[ends - 1, last] - self.log_z)
-        more = cont >= 0
-        if more.any():
-            c, at, h = cont[more], ends[more], head[more]
-            prob[more] -= np.exp(h + self.trans[last[more], c] + self.em[at, c] + self.beta[at, c]
-                                 - self.log_z)
-        return np.clip(prob, 0.0, 1.0)
+
+def score_paths(paths: np.ndarray, lengths: np.ndarray, limits: np.ndarray, roles: np.ndarray,
+                kinds: np.ndarray, cont: np.ndarray, em: np.ndarray, alpha: np.ndarray,
+                beta: np.ndarray, log_z: np.ndarray, trans: np.ndarray, start: np.ndarray,
+                end: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The probability of each tag path and of each span on it (the confidence ``zhtext tag``
+    reports), for a batch of texts at once.
+
+    ``paths [B, N, L]``: each text's ``N`` paths (tag ids; a path starting with -1 is absent), of
+    which the first ``lengths[b]`` tags are read, as spans, by :mod:`zhtext.labels.spans` (tags as
+    ``roles`` and ``kinds``). A span's probability is P(its tags equal the path's), less, where
+    ``cont[kind]`` >= 0 (BIO's inside tag of the kind) and the span ends before ``limits[b]``,
+    P(that and the next tag continuing it). ``em``, ``alpha``, ``beta`` ``[B, >= L, K]`` and
+    ``log_z [B]`` are :func:`forward_backward`'s.
+
+    Returns ``(starts, ends, kinds, probs)`` of every span, path after path, ``counts [B, N]``
+    (spans per path) and ``path_probs [B, N]`` (-1 where a path is absent or the text empty).
+    """
+    paths = np.ascontiguousarray(paths, dtype=np.int64)
+    n_batch, n_paths, width = paths.shape
+    room = n_batch * n_paths * width
+    starts, ends, span_kinds = (np.empty(room, dtype=np.int64) for _ in range(3))
+    probs = np.empty(room)
+    counts = np.zeros((n_batch, n_paths), dtype=np.int64)
+    path_probs = np.full((n_batch, n_paths), -1.0)
+    f64 = [np.ascontiguousarray(x, dtype=np.float64) for x in (em, alpha, beta, log_z, trans, start, end)]
+    i64 = [np.ascontiguousarray(x, dtype=np.int64) for x in (lengths, limits, roles, kinds, cont)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        _score_paths_kernel(paths, *i64, *f64, starts, ends, span_kinds, probs, counts, path_probs)
+    used = int(counts.sum())
+    return starts[:used], ends[:used], span_kinds[:used], probs[:used], counts, path_probs
+
 

@@ -20,6 +20,9 @@ _OUT, _BEGIN, _INSIDE, _END, _SINGLE = "O", "B", "I", "E", "S"
 
 SCHEMES = ("BIO", "BIOES", "BMES")
 
+# The roles as zhtext.labels.spans numbers them (that module loads Numba; this one must not).
+_ROLE_CODES = {_OUT: 0, _BEGIN: 1, _INSIDE: 2, _END: 3, _SINGLE: 4}
+
 
 _PREFIXES = {
     "BIO": {"O": _OUT, "B": _BEGIN, "I": _INSIDE},
@@ -97,26 +100,24 @@ def tags_to_spans(tags: Sequence[str], scheme: str) -> list[tuple[int, int, str]
     closed there. BMES segmentation tags without a type give label ``""``.
     """
     scheme = check_scheme(scheme)
-    found: list[tuple[int, int, str]] = []
-    open_at, open_kind = -1, ""
+    distinct = list(dict.fromkeys(tags))
+    roles, kinds, names = tag_codes(distinct, scheme)
+    index = {tag: i for i, tag in enumerate(distinct)}
+    path = np.fromiter((index[tag] for tag in tags), dtype=np.int64, count=len(tags))
+    from zhtext.labels.spans import read_spans  # Numba: loaded when first needed, not with the CLI
 
-    def close(at: int) -> None:
-        nonlocal open_at
-        if open_at >= 0:
-            found.append((open_at, at, open_kind))
-            open_at = -1
+    starts, ends, found = read_spans(path, roles, kinds)
+    return [(a, b, names[k]) for a, b, k in zip(starts.tolist(), ends.tolist(), found.tolist())]
 
-    for index, tag in enumerate(tags):
-        role, kind = _parse(tag, scheme)
-        continuing = open_at >= 0 and kind == open_kind and role in (_INSIDE, _END)
-        if not continuing:
-            close(index)
-            if role != _OUT:
-                open_at, open_kind = index, kind
-        if role in (_END, _SINGLE):
-            close(index + 1)
-    close(len(tags))
-    return found
+
+def tag_codes(tags: Sequence[str], scheme: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Each tag's role (:mod:`zhtext.labels.spans`' codes) and kind id, and the kinds by id: the
+    tags as the Numba span reader takes them."""
+    parsed = [_parse(tag, scheme) for tag in tags]
+    ids: dict[str, int] = {}
+    roles = np.array([_ROLE_CODES[role] for role, _ in parsed], dtype=np.int64)
+    kinds = np.array([ids.setdefault(kind, len(ids)) for _, kind in parsed], dtype=np.int64)
+    return roles, kinds, list(ids)
 
 
 def spans_to_tags(length: int, spans: Iterable[tuple[int, int, str]], scheme: str) -> list[str]:

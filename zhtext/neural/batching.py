@@ -75,15 +75,16 @@ def length_batches(lengths: Sequence[int], batch_size: int, *, longest_first: bo
         if len(run) * max(widths) - sum(widths) <= per_batch:  # splitting cannot pay
             batches.append(run)
             continue
-        # best[j]: the least cost of the first j rows; cost = per_batch + rows x longest per batch
-        best = [0] + [0] * len(run)
+        # best[j]: the least cost of the first j rows; cost = per_batch + rows x longest per batch.
+        # On a tie the longer last batch wins (fewer calls for the same padded tokens).
+        best = [0] * (len(run) + 1)
         cut = [0] * (len(run) + 1)
         for j in range(1, len(run) + 1):
             widest, best[j] = 0, -1
             for i in range(j - 1, -1, -1):
                 widest = max(widest, widths[i])
                 cost = best[i] + per_batch + (j - i) * widest
-                if best[j] < 0 or cost < best[j]:
+                if best[j] < 0 or cost <= best[j]:
                     best[j], cut[j] = cost, i
         ends = [len(run)]
         while ends[-1]:

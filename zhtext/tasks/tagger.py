@@ -28,6 +28,7 @@ forward-backward variables (a Numba kernel, linear in the text length). An n-bes
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -52,8 +53,8 @@ from zhtext.labels.formats import (
     to_tags,
     words_of,
 )
-from zhtext.labels.marginals import PathScorer, forward_backward
-from zhtext.labels.schemes import SCHEMES
+from zhtext.labels.marginals import forward_backward, score_paths
+from zhtext.labels.schemes import SCHEMES, tag_codes
 from zhtext.labels.stream import LongChain
 from zhtext.lexical.softlex import (
     FEATURE_DIM,
@@ -423,6 +424,12 @@ class Tagger(Model):
         self.char_ids = CharIds(tokenizer)
         self._inside = {tag[2:]: i for i, tag in enumerate(self.tags) if tag.startswith("I-")}
         self._labels = {label: label for label in self.labels}
+        # The tags as the Numba span reader takes them, and per kind BIO's inside tag (-1: none),
+        # which a span's probability must not continue into (marginals.score_paths).
+        roles, kinds, names = tag_codes(self.tags, scheme)
+        names = [self._labels.get(name or WORD, name or WORD) for name in names]
+        cont = np.array([self._inside.get(name, -1) if scheme == "BIO" else -1 for name in names])
+        self._span_codes = (roles, kinds, cont, names)
         # tags after which no span is open: where a long text's decoding may hand spans out
         self._closes = np.array([tag.split("-")[0] in ("O", "E", "S") for tag in self.tags])
         self.timings = {"encode": 0.0, "decode": 0.0, "score": 0.0}
@@ -542,11 +549,13 @@ class Tagger(Model):
             em_np = em.numpy()
             lengths = mask.sum(1).numpy().astype(np.int64)
             alpha, beta, log_z = forward_backward(em_np, lengths, trans, start, end)
-            for row, i in enumerate(idx):
-                k = len(texts[i])
-                scorer = PathScorer(em_np[row, :k], alpha[row, :k], beta[row, :k], log_z[row],
-                                    trans, start, end)
-                results[i] = self._candidates(texts[i], paths[row], scorer)
+            batch = [texts[i] for i in idx]
+            scored = self._scored([len(t) for t in batch], paths, em_np, alpha, beta, log_z,
+                                  (trans, start, end))
+            for i, text, candidates in zip(idx, batch, scored):
+                results[i] = [Candidate(self._spans(text, spans), prob) for spans, prob in candidates]
+                if not text:
+                    results[i] = [Candidate([], 1.0)]
             self.timings["score"] += time.perf_counter() - begin
         return results
 
@@ -565,33 +574,27 @@ class Tagger(Model):
                 results[i] = [(s.start, s.end, s.label) for s in self._nbest_long(text, 1)[0].spans]
         return results
 
-    def _candidates(self, text: str, paths: np.ndarray, scorer: PathScorer) -> list[Candidate]:
-        if not text:
-            return [Candidate([], 1.0)]
+    def _scored(self, limits: list[int], paths: np.ndarray, em: np.ndarray, alpha: np.ndarray,
+                beta: np.ndarray, log_z: np.ndarray, chain: tuple[np.ndarray, ...]
+                ) -> list[list[tuple[list[tuple[int, int, str, float]], float]]]:
+        """For each row of a batch, its present paths ``[N, L]`` as ``(spans, path probability)``,
+        each span ``(start, end, label, probability)``; the first ``limits[b]`` tags are read, and
+        those are the tokens a span may be continued into (:func:`score_paths`)."""
+        roles, kinds, cont, names = self._span_codes
+        lengths = np.minimum(np.asarray(limits, dtype=np.int64), paths.shape[2])
+        starts, ends, found, probs, counts, path_probs = score_paths(
+            paths, lengths, limits, roles, kinds, cont, em, alpha, beta, log_z, *chain)
+        rows = zip(starts.tolist(), ends.tolist(), found.tolist(), probs.tolist())
         out = []
-        for path in paths:
-            if path[0] < 0:  # fewer allowed paths than asked for
-                break
-            path = path[: len(text)]
-            out.append(Candidate(self._scored_spans(text, path, scorer), scorer.path_prob(path)))
+        for row_counts, row_probs in zip(counts.tolist(), path_probs.tolist()):
+            out.append([([(a, e, names[k], p) for a, e, k, p in itertools.islice(rows, c)], prob)
+                        for c, prob in zip(row_counts, row_probs) if prob >= 0])
         return out
 
-    def _scored_spans(self, text: str, path: np.ndarray, scorer: PathScorer, offset: int = 0
-                      ) -> list[Span]:
-        """The spans of ``path``, the tags of ``text`` from ``offset`` on (``scorer`` reading rows
-        from there too), with their probabilities."""
-        found = self._spans_of(text, path, offset)
-        if not found:
-            return []
-        starts, ends, labels = zip(*found)
-        labels = [self._labels.get(label, label) for label in labels]  # one string per label
-        # In BIO a span also needs the next tag not to continue it.
-        bio = self.scheme == "BIO"
-        conts = [self._inside.get(label, -1) if bio and offset + end < len(text) else -1
-                 for label, end in zip(labels, ends)]
-        scores = scorer.span_probs(path, starts, ends, conts).tolist()
-        return [Span(offset + start, offset + end, label, text[offset + start : offset + end], score)
-                for start, end, label, score in zip(starts, ends, labels, scores)]
+    @staticmethod
+    def _spans(text: str, spans: list[tuple[int, int, str, float]], offset: int = 0) -> list[Span]:
+        return [Span(offset + a, offset + e, label, text[offset + a : offset + e], p)
+                for a, e, label, p in spans]
 
     def _nbest_long(self, text: str, n: int) -> list[Candidate]:
         """:meth:`nbest` of one long text: its windows run through the encoder a batch at a time
@@ -603,8 +606,12 @@ class Tagger(Model):
         begin = time.perf_counter()
         parts: list[list[list[Span]]] = [[] for _ in range(n)]  # per path, region by region
         for region in chain.regions():  # last first; each region's arrays go once it is read
-            for m, path in enumerate(region.paths):
-                parts[m].append(self._scored_spans(text, path, region.scorer, region.offset))
+            sc = region.scorer
+            paths = np.asarray(region.paths)[None]
+            scored = self._scored([len(text) - region.offset], paths, sc.em[None], sc.alpha[None],
+                                  sc.beta[None], np.array([sc.log_z]), (sc.trans, sc.start, sc.end))
+            for m, (spans, _) in enumerate(scored[0]):
+                parts[m].append(self._spans(text, spans, region.offset))
         self.timings["decode"] += time.perf_counter() - begin
         return [Candidate([span for part in reversed(parts[m]) for span in part], prob)
                 for m, prob in enumerate(chain.probs)]
