@@ -10,8 +10,8 @@ cost (passing a dozen arrays into Numba, boxing the results) more than the rest.
   novels, 85,552 distinct words), then the dictionary's words by word id, each filled the first
   time the word is met. A kernel gives each token's slot and one numpy ``take`` builds the list
   (an INCREF per word instead of an allocation). The words outside the dictionary are found in a
-  trie of their own that grows as they are met; a token still without a slot is sliced from the
-  text.
+  trie of their own that grows as they are met (a batch of words at a time; a word waiting for
+  it is served from its slot); a token still without a slot is sliced from the text.
 - A segmenter's kernel arguments travel as one :class:`SegState` (a Numba structref): one pointer
   to unbox per call instead of a dozen arrays.
 """
@@ -32,6 +32,8 @@ CHARS = 0x10000  # slots of the BMP's single characters
 EMPTY = CHARS  # the slot of "" (full mode's empty pieces; placeholder for tokens to be sliced)
 EXTRA = CHARS + 1  # the slot of the first word outside the dictionary
 EXTRA_WORDS = 1 << 18  # words outside the dictionary given a slot (2 MiB of the table), at most
+PENDING = 256  # such words waiting for the trie the kernels read, at most (WordTable._remember)
+PENDING_HITS = 64  # times waiting words are met before they are inserted, at most
 BASE = EXTRA + EXTRA_WORDS  # the slot of word id 0
 LOOKUP = -2  # a token's word id not known yet: walk the trie for it
 NO_IDS = np.empty(0, dtype=np.int32)  # no word ids known: every token is looked up
@@ -160,7 +162,9 @@ class WordTable:
         self.strings = np.empty(0, dtype=object)
         self.known = np.zeros(0, dtype=np.uint8)
         self.extra: Trie | None = None  # made with the strings, by the first fit
-        self._extras = 0  # words in extra
+        self._extras = 0  # words outside the dictionary with a slot (in extra, or pending)
+        self._pending: dict[str, int] = {}  # such words not yet in extra, and their slots
+        self._pending_hits = 0  # times pending words were met since the last insertion
         self._on_change = on_change
         self._lock = threading.Lock()  # threads sharing a segmenter may size it at once
 
@@ -195,20 +199,35 @@ class WordTable:
         words = self.strings.take(res[:n]).tolist()
         fixes = iter(res[n : n + 4 * n_fix].tolist())
         room = self._extras < EXTRA_WORDS  # past the cap, such words are only sliced
+        pending = self._pending
         fresh: dict[str, None] = {}
+        hits = 0
         for t, a, b, w in zip(fixes, fixes, fixes, fixes):
-            words[t] = word = text[a:b]
+            word = text[a:b]
             if w >= 0:  # a dictionary word met for the first time: its string from now on
+                words[t] = word
                 self.strings[BASE + w] = word
                 self.known[w] = 1
-            elif room:
-                fresh[word] = None
-        if fresh:
-            self._remember(list(fresh))
+                continue
+            slot = pending.get(word)
+            if slot is not None:  # given a slot, not yet in the trie the kernels read
+                words[t] = self.strings[slot]
+                hits += 1
+            else:
+                words[t] = word
+                if room:
+                    fresh[word] = None
+        if fresh or hits:
+            self._remember(list(fresh), hits)
         return words
 
-    def _remember(self, words: list[str]) -> None:
+    def _remember(self, words: list[str], hits: int = 0) -> None:
         """Give ``words`` (outside the dictionary, not in ``extra``) slots, while there is room.
+
+        Each word has its slot at once, but goes into ``extra`` (where the kernels find it) with
+        others: when :data:`PENDING` words wait, or when waiting words were met
+        :data:`PENDING_HITS` times (``hits``: this call's). Inserting a line's few new words
+        one line at a time cost ~16 us a line, a fifth of a first pass over the novels.
 
         Kernels in other threads may be reading ``extra`` meanwhile: each string is in place
         before its word id is, a word is added in place only where no array moves (a reader then
@@ -216,18 +235,27 @@ class WordTable:
         before the other arrays move (a reader's old arrays then stay consistent).
         """
         with self._lock:
-            words = words[: EXTRA_WORDS - self._extras]
-            if not words:
-                return
+            pending = self._pending
+            words = [w for w in words if w not in pending][: EXTRA_WORDS - self._extras]
             first = self._extras
             for k, word in enumerate(words):
                 self.strings[EXTRA + first + k] = word
-            trie = self.extra
-            if grows(trie, sum(map(len, words))):
-                trie = trie._replace(root=trie.root.copy())
-            trie, _ = trie_insert(trie, words, np.zeros(len(words)), first)
+                pending[word] = EXTRA + first + k
             self._extras = first + len(words)
-            if trie is not self.extra:
-                self.extra = trie
-                if self._on_change is not None:
-                    self._on_change()
+            self._pending_hits += hits
+            if pending and (len(pending) >= PENDING or self._pending_hits >= PENDING_HITS):
+                self._insert_pending()
+
+    def _insert_pending(self) -> None:
+        """Put the words waiting for ``extra`` into it (their slots are consecutive)."""
+        words = list(self._pending)
+        trie = self.extra
+        if grows(trie, sum(map(len, words))):
+            trie = trie._replace(root=trie.root.copy())
+        trie, _ = trie_insert(trie, words, np.zeros(len(words)), self._pending[words[0]] - EXTRA)
+        self._pending.clear()
+        self._pending_hits = 0
+        if trie is not self.extra:
+            self.extra = trie
+            if self._on_change is not None:
+                self._on_change()
