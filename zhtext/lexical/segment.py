@@ -1005,6 +1005,10 @@ class Segmenter:
             n, n_fix, _ = line(text, state, _MODE_CODE[mode], True, res)
             words = self._strings.words(text, res, n, n_fix)
             p = n + 4 * n_fix
+            if mode == "default":  # the tokens tile the line: one int per boundary, shared
+                bounds = res[p : p + n].tolist()
+                bounds.append(int(res[p + 2 * n - 1]))
+                return list(zip(words, bounds, itertools.islice(bounds, 1, None)))
             return list(zip(words, res[p : p + n].tolist(), res[p + n : p + 2 * n].tolist()))
         return self.tokenize_lines([text], mode, hmm=hmm)[0]
 
