@@ -323,20 +323,20 @@ def score_paths(paths: np.ndarray, lengths: np.ndarray, limits: np.ndarray, role
     ``log_z [B]`` are :func:`forward_backward`'s.
 
     Returns ``(starts, ends, kinds, probs)`` of every span, path after path, ``counts [B, N]``
-    (spans per path) and ``path_probs [B, N]`` (-1 where a path is absent or the text empty).
+    (spans per path; -1 where a path is absent or the text empty) and ``path_probs [B, N]``.
     """
     paths = np.ascontiguousarray(paths, dtype=np.int64)
     n_batch, n_paths, width = paths.shape
     room = n_batch * n_paths * width
     starts, ends, span_kinds = (np.empty(room, dtype=np.int64) for _ in range(3))
     probs = np.empty(room)
-    counts = np.zeros((n_batch, n_paths), dtype=np.int64)
+    counts = np.full((n_batch, n_paths), -1, dtype=np.int64)
     path_probs = np.full((n_batch, n_paths), -1.0)
     f64 = [np.ascontiguousarray(x, dtype=np.float64) for x in (em, alpha, beta, log_z, trans, start, end)]
     i64 = [np.ascontiguousarray(x, dtype=np.int64) for x in (lengths, limits, roles, kinds, cont)]
     with np.errstate(over="ignore", invalid="ignore"):
         _score_paths_kernel(paths, *i64, *f64, starts, ends, span_kinds, probs, counts, path_probs)
-    used = int(counts.sum())
+    used = int(counts[counts > 0].sum())
     return starts[:used], ends[:used], span_kinds[:used], probs[:used], counts, path_probs
 
 

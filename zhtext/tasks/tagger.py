@@ -588,7 +588,7 @@ class Tagger(Model):
         out = []
         for row_counts, row_probs in zip(counts.tolist(), path_probs.tolist()):
             out.append([([(a, e, names[k], p) for a, e, k, p in itertools.islice(rows, c)], prob)
-                        for c, prob in zip(row_counts, row_probs) if prob >= 0])
+                        for c, prob in zip(row_counts, row_probs) if c >= 0])
         return out
 
     @staticmethod
