@@ -20,8 +20,9 @@ _OUT, _BEGIN, _INSIDE, _END, _SINGLE = "O", "B", "I", "E", "S"
 
 SCHEMES = ("BIO", "BIOES", "BMES")
 
-# The roles as zhtext.labels.spans numbers them (that module loads Numba; this one must not).
-_ROLE_CODES = {_OUT: 0, _BEGIN: 1, _INSIDE: 2, _END: 3, _SINGLE: 4}
+# The roles as numbers, for the Numba span reader (zhtext.labels.spans, which loads Numba: this
+# module must not).
+ROLE_CODES = {_OUT: 0, _BEGIN: 1, _INSIDE: 2, _END: 3, _SINGLE: 4}
 
 
 _PREFIXES = {
@@ -115,7 +116,7 @@ def tag_codes(tags: Sequence[str], scheme: str) -> tuple[np.ndarray, np.ndarray,
     tags as the Numba span reader takes them."""
     parsed = [_parse(tag, scheme) for tag in tags]
     ids: dict[str, int] = {}
-    roles = np.array([_ROLE_CODES[role] for role, _ in parsed], dtype=np.int64)
+    roles = np.array([ROLE_CODES[role] for role, _ in parsed], dtype=np.int64)
     kinds = np.array([ids.setdefault(kind, len(ids)) for _, kind in parsed], dtype=np.int64)
     return roles, kinds, list(ids)
 

@@ -3,7 +3,9 @@
 probabilities, :func:`~zhtext.labels.marginals.score_paths`).
 
 A tag is given as its *role* (:data:`OUT`, :data:`BEGIN`, :data:`INSIDE` for I or M, :data:`END`,
-:data:`SINGLE`) and the id of its *kind* (the entity type; one id for BMES's untyped tags).
+:data:`SINGLE`: the numbers of :data:`~zhtext.labels.schemes.ROLE_CODES`) and the id of its *kind*
+(the entity type; one id for BMES's untyped tags).
+
 Ill-formed sequences are read leniently: an inside or end tag with no open entity of its kind
 starts a new one, a begin tag closes the open entity, and an entity still open at the end is
 closed there.
@@ -14,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-OUT, BEGIN, INSIDE, END, SINGLE = 0, 1, 2, 3, 4
+from zhtext.labels.schemes import ROLE_CODES
+
+OUT, BEGIN, INSIDE, END, SINGLE = (ROLE_CODES[role] for role in "OBIES")
 
 
 @njit(cache=True, nogil=True, inline="always")
