@@ -228,16 +228,22 @@ def test_the_console_script_skips_teardown_but_keeps_statuses_output_and_atexit(
     assert ok.stdout.decode() == expected
     assert _console("segment", str(tmp_path / "absent.txt")).returncode == 1
     assert _console("segment", "--no-such-option").returncode == 2
-    # atexit handlers still run (Ray, multiprocessing and temporary folders rely on them)
-    marker = tmp_path / "atexit.txt"
+    # atexit handlers still run (Ray, multiprocessing and temporary folders rely on them), while
+    # the teardown that frees every object (here one whose __del__ would say so) does not
+    marker, torn = tmp_path / "atexit.txt", tmp_path / "teardown.txt"
     script = ("import atexit, sys\n"
               f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+              "class Freed:\n"
+              f"    def __del__(self, path={str(torn)!r}, open=open):\n"
+              "        open(path, 'w').write('freed')\n"
+              "kept = Freed()\n"
               "sys.argv = ['zhtext', '--help']\n"
               "from zhtext_cli.entry import main\n"
               "main()\n")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0 and b"segment" in proc.stdout
     assert marker.read_text() == "ran"
+    assert not torn.exists()  # the interpreter's teardown was skipped
 
 
 def test_skipping_numbas_blas_probe_keeps_its_linear_algebra():

@@ -553,9 +553,8 @@ class Tagger(Model):
             scored = self._scored([len(t) for t in batch], paths, em_np, alpha, beta, log_z,
                                   (trans, start, end))
             for i, text, candidates in zip(idx, batch, scored):
-                results[i] = [Candidate(self._spans(text, spans), prob) for spans, prob in candidates]
-                if not text:
-                    results[i] = [Candidate([], 1.0)]
+                results[i] = ([Candidate(self._spans(text, spans), prob) for spans, prob in candidates]
+                              if text else [Candidate([], 1.0)])
             self.timings["score"] += time.perf_counter() - begin
         return results
 
