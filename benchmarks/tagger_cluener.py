@@ -61,7 +61,8 @@ def train_with_budget(train, dev, budget: float, args, lexicon=None, name: str =
         train=train, dev=dev, output=out, layers=args.layers, hidden=args.hidden, epochs=1000,
         max_seconds=budget, batch_size=args.batch_size, lr=args.lr, max_len=args.max_len,
         seed=args.seed, dropout=args.dropout, min_char_count=2, progress=not args.no_progress,
-        lexicon=lexicon, word_dim=args.word_dim, ema=args.ema, lstm=args.lstm, overwrite=True,
+        lexicon=lexicon, word_dim=args.word_dim, word_dropout=args.word_dropout, ema=args.ema,
+        lstm=args.lstm, overwrite=True,
     ))
     train_s = time.perf_counter() - begin
     best = tagger.meta["best"]
@@ -176,6 +177,8 @@ def main() -> None:
                         help="dev sentences tagged with the BERT-base-sized encoder")
     parser.add_argument("--word-dim", type=int, default=0,
                         help="embeddings of the lexicon's words (0: lengths and frequencies only)")
+    parser.add_argument("--word-dropout", type=float, default=0.1,
+                        help="with --word-dim: share of training words shown as unseen")
     parser.add_argument("--ema", type=float, default=0.999,
                         help="decay of the weights' moving average that is scored and kept (0: off)")
     parser.add_argument("--lstm", action=argparse.BooleanOptionalAction, default=True,
@@ -249,7 +252,8 @@ def main() -> None:
         "model": {"layers": args.layers, "hidden": args.hidden, "dropout": args.dropout,
                   "max_len": args.max_len,
                   "batch_size": args.batch_size, "lr": args.lr, "threads": torch.get_num_threads(),
-                  "word_dim": args.word_dim, "ema": args.ema, "lstm": args.lstm},
+                  "word_dim": args.word_dim, "word_dropout": args.word_dropout, "ema": args.ema,
+                  "lstm": args.lstm},
         "train_sentences": len(train),
         "dev_sentences": len(dev),
         "published_bert_crf_dev_f1": list(PUBLISHED_BERT_CRF),

@@ -138,6 +138,16 @@ def train_tagger(
             "texts hold (0: only the word-length and frequency features).",
         ),
     ] = 0,
+    word_dropout: Annotated[
+        float,
+        typer.Option(
+            "--word-dropout",
+            min=0.0,
+            max=0.99,
+            help="With --word-dim: the share of training words shown as a word the training texts "
+            "never held, so the tagger learns what to make of the lexicon's other words.",
+        ),
+    ] = 0.1,
     lstm: Annotated[
         bool | None,
         typer.Option(

@@ -256,6 +256,43 @@ def test_word_embeddings_rows_save_load_and_marks_only(tmp_path):
         Tagger.train(TaggerTrainConfig(train=train, output=tmp_path / "q", word_dim=-1))
 
 
+def test_word_dropout_shows_training_words_as_unseen():
+    """The unseen words' row starts at zero; in training, ``word_dropout`` of the words met are
+    looked up as that row (all at 1, none at 0), and never a slot without a word; in evaluation
+    nothing changes."""
+    plain = random_tagger("BIOES", seed=0, max_len=16)
+    net = TaggerModel(plain.model.encoder, plain.tags, plain.scheme, 0.0, FEATURE_DIM, word_slots=2,
+                      word_rows=6, word_dim=4, lexicon_size=9)
+    net.give_rows(np.array([0, 3, 5, 7]))  # word ids 0, 3, 5, 7: rows 2..5; the rest row 1
+    assert not net.lexicon_words.weight[1].any() and net.lexicon_words.weight[2:].abs().sum() > 0
+    ids = torch.tensor([[[1, 4, 6, 8, 2, 0, 9, 0]]], dtype=torch.float32)  # ids + 1; 0: none
+    features = torch.cat([torch.zeros(1, 1, FEATURE_DIM), ids, torch.ones(1, 1, 8)], dim=-1)
+    rows_met: list[torch.Tensor] = []
+    original = net.lexicon_words.forward
+    net.lexicon_words.forward = lambda rows: rows_met.append(rows.clone()) or original(rows)
+    expected = net.word_row[ids.long()]
+    assert expected[0, 0].tolist() == [2, 3, 4, 5, 1, 0, 1, 0]
+
+    for p, training, want in ((1.0, True, torch.where(expected > 1, 1, expected)),
+                              (0.0, True, expected), (1.0, False, expected)):
+        net.word_dropout = p
+        net.train(training)
+        first = net.lexicon_input(features)
+        assert torch.equal(rows_met[-1], want)
+        if p == 1.0 and training:  # every word as unseen: the pooled part is zero, marks unchanged
+            assert not first[..., FEATURE_DIM:].any()
+    net.word_dropout = 0.5
+    net.train()
+    torch.manual_seed(0)
+    shown = torch.stack([net.lexicon_input(features) is not None and rows_met[-1]
+                         for _ in range(200)])
+    words = expected > 1
+    share = (shown[:, words] == 1).float().mean().item()
+    assert 0.4 < share < 0.6 and torch.equal(shown[:, ~words], expected[~words].expand(200, -1))
+    with pytest.raises(ZhtextError, match="word_dropout must be in"):
+        Tagger.train(TaggerTrainConfig(train=toy_examples(4, 1), output="unused", word_dropout=1.0))
+
+
 def test_cli_train_with_lexicon_then_tag(tmp_path, monkeypatch, capsys):
     train, dev = tmp_path / "train.json", tmp_path / "dev.json"
     for path, examples in ((train, toy_examples(40, 1)), (dev, toy_examples(8, 2))):
@@ -289,3 +326,6 @@ def test_cli_train_with_lexicon_then_tag(tmp_path, monkeypatch, capsys):
     assert code == 1 and out == "" and err.count("\n") == 1
     assert err.startswith("zhtext: error: ") and "lexicon.tsv:2: count '3.5'" in err
     assert not (tmp_path / "m2").exists()
+    code, out, err = run_cli(monkeypatch, capsys, *args[:-1], str(tmp_path / "m3"), "--lexicon",
+                             "jieba", "--word-dim", "8", "--word-dropout", "1")
+    assert code == 2 and "--word-dropout" in err and not (tmp_path / "m3").exists()

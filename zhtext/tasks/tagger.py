@@ -232,7 +232,10 @@ class TaggerModel(nn.Module):
     ``word_slots`` > 0 the features also carry words (ids into a lexicon of ``lexicon_size``
     words): ``word_row`` maps each to a row of ``lexicon_words`` (``word_rows`` rows of
     ``word_dim``; row 0: no word, row 1: every word the training texts never showed), and the
-    weighted sum of each B/M/E/S set's rows joins the marks before the projection.
+    weighted sum of each B/M/E/S set's rows joins the marks before the projection. Row 1 starts
+    at zero, and in training ``word_dropout`` of the words met are shown as row 1: it learns what
+    an unseen word means, where it would otherwise stay an untrained random vector that every
+    word outside the training texts (most of a jieba-sized lexicon) meets at inference.
     """
 
     def __init__(self, encoder: nn.Module, tags: Sequence[str], scheme: str, dropout: float = 0.1,
@@ -248,8 +251,11 @@ class TaggerModel(nn.Module):
         self.lexicon: nn.Linear | None = None
         self.lexicon_words: nn.Embedding | None = None
         self.word_slots = word_slots if lexicon_dim and word_dim else 0
+        self.word_dropout = 0.0  # set for training (TaggerTrainConfig.word_dropout)
         if self.word_slots:
             self.lexicon_words = nn.Embedding(word_rows, word_dim, padding_idx=0)
+            with torch.no_grad():
+                self.lexicon_words.weight[1].zero_()
             self.register_buffer("word_row", torch.ones(lexicon_size + 1, dtype=torch.long))
             self.word_row[0] = 0
             lexicon_dim += len("BMES") * word_dim
@@ -274,7 +280,11 @@ class TaggerModel(nn.Module):
         n = len("BMES") * self.word_slots
         ids = features[..., FEATURE_DIM : FEATURE_DIM + n].long()
         weights = features[..., FEATURE_DIM + n :].unsqueeze(-1)
-        vectors = self.lexicon_words(self.word_row[ids]) * weights  # [B, L, 4 x slots, D]
+        rows = self.word_row[ids]
+        if self.training and self.word_dropout > 0:
+            shown_unseen = torch.rand(rows.shape, device=rows.device) < self.word_dropout
+            rows = rows.masked_fill(shown_unseen & (rows > 1), 1)
+        vectors = self.lexicon_words(rows) * weights  # [B, L, 4 x slots, D]
         pooled = vectors.unflatten(-2, (len("BMES"), self.word_slots)).sum(-2).flatten(-2)
         return torch.cat([marks, pooled], dim=-1)
 
@@ -347,7 +357,8 @@ class TaggerTrainConfig(TrainConfig):
     ``lexicon`` (a lexicon file, TSV or jieba format, ``"jieba"`` for jieba's dictionary, or a
     :class:`~zhtext.lexical.lexicon.Lexicon`) makes a lexicon-aware tagger: see
     :mod:`zhtext.lexical.softlex`; the lexicon is saved with the model. ``word_dim`` > 0 adds
-    embeddings of the lexicon's words (of that size; 0: the features of lengths and counts only).
+    embeddings of the lexicon's words (of that size; 0: the features of lengths and counts only),
+    ``word_dropout`` the share of them shown in training as a word the training texts never held.
     ``lstm`` puts a BiLSTM between the encoder and the emission layer (see :class:`TaggerModel`);
     by default on from scratch and off for a pretrained encoder.
     """
@@ -358,6 +369,7 @@ class TaggerTrainConfig(TrainConfig):
     # a lexicon-aware tagger: a lexicon file (TSV or jieba format), "jieba", or a Lexicon
     lexicon: Any = None
     word_dim: int = 0  # embeddings of the lexicon's words (e.g. 50), 0: none
+    word_dropout: float = 0.1  # with word_dim: the share of training words shown as unseen
     lstm: bool | None = None  # a BiLSTM before the emissions; None: from scratch only
     # defaults that differ from the shared ones: a small model, bigger batches
     layers: int = 2
@@ -377,6 +389,8 @@ class TaggerTrainConfig(TrainConfig):
             problems.append("max_len must be at least 3 ([CLS], one character, [SEP])")
         if self.word_dim < 0:
             problems.append(f"word_dim must be >= 0, not {self.word_dim}")
+        if not 0 <= self.word_dropout < 1:
+            problems.append(f"word_dropout must be in [0, 1), not {self.word_dropout}")
         if self.head_lr is not None and not self.head_lr > 0:
             problems.append(f"the head learning rate must be > 0, not {self.head_lr}")
         try:
@@ -840,6 +854,7 @@ class Tagger(Model):
                           config.word_dim, len(lexicon) if lexicon is not None else 0, lstm)
         if net.lexicon_words is not None:
             net.give_rows(seen)
+            net.word_dropout = config.word_dropout
         meta = {"dropout": config.dropout, **source, "train_examples": len(train),
                 "dev_examples": len(dev)}
         tagger = cls(net, tokenizer, labels, scheme, max_len, pick_device(config.device),
