@@ -175,7 +175,7 @@ def main() -> None:
                         help="torch threads (1 is fastest for small models on a busy 2-core machine)")
     parser.add_argument("--bert-texts", type=int, default=256,
                         help="dev sentences tagged with the BERT-base-sized encoder")
-    parser.add_argument("--word-dim", type=int, default=0,
+    parser.add_argument("--word-dim", type=int, default=50,
                         help="embeddings of the lexicon's words (0: lengths and frequencies only)")
     parser.add_argument("--word-dropout", type=float, default=0.1,
                         help="with --word-dim: share of training words shown as unseen")

@@ -137,7 +137,7 @@ def train_tagger(
             help="With --lexicon: size of the embeddings of the lexicon's words that the training "
             "texts hold (0: only the word-length and frequency features).",
         ),
-    ] = 0,
+    ] = 50,
     word_dropout: Annotated[
         float,
         typer.Option(
@@ -180,7 +180,7 @@ def train_tagger(
         zhtext train tagger --train train.json --dev dev.json --from-scratch --layers 2 --hidden 128 -o small-ner --max-seconds 600
 
     With --lexicon, each character also gets features of the lexicon words that begin, continue,
-    end or equal it (their lengths and frequencies; with --word-dim N also embeddings of the words
+    end or equal it (their lengths and frequencies, and embeddings of the words
     themselves); the lexicon is saved with the model, so tag needs nothing more:
 
         zhtext train tagger --train train.json --dev dev.json --from-scratch --lexicon jieba -o lex-ner

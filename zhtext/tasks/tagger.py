@@ -357,7 +357,8 @@ class TaggerTrainConfig(TrainConfig):
     ``lexicon`` (a lexicon file, TSV or jieba format, ``"jieba"`` for jieba's dictionary, or a
     :class:`~zhtext.lexical.lexicon.Lexicon`) makes a lexicon-aware tagger: see
     :mod:`zhtext.lexical.softlex`; the lexicon is saved with the model. ``word_dim`` > 0 adds
-    embeddings of the lexicon's words (of that size; 0: the features of lengths and counts only),
+    embeddings of the lexicon's words (of that size, 50 by default; 0: the features of lengths and
+    counts only),
     ``word_dropout`` the share of them shown in training as a word the training texts never held.
     ``lstm`` puts a BiLSTM between the encoder and the emission layer (see :class:`TaggerModel`);
     by default on from scratch and off for a pretrained encoder.
@@ -368,7 +369,7 @@ class TaggerTrainConfig(TrainConfig):
     head_lr: float | None = None
     # a lexicon-aware tagger: a lexicon file (TSV or jieba format), "jieba", or a Lexicon
     lexicon: Any = None
-    word_dim: int = 0  # embeddings of the lexicon's words (e.g. 50), 0: none
+    word_dim: int = 50  # with a lexicon: embeddings of its words, this wide; 0: none
     word_dropout: float = 0.1  # with word_dim: the share of training words shown as unseen
     lstm: bool | None = None  # a BiLSTM before the emissions; None: from scratch only
     # defaults that differ from the shared ones: a small model, bigger batches
