@@ -144,8 +144,9 @@ def train_tagger(
             "--word-dropout",
             min=0.0,
             max=0.99,
-            help="With --word-dim: the share of training words shown as a word the training texts "
-            "never held, so the tagger learns what to make of the lexicon's other words.",
+            help="With --lexicon and word embeddings: the share of training words shown as a word "
+            "the training texts never held, so the tagger learns what to make of the lexicon's "
+            "other words.",
         ),
     ] = 0.1,
     lstm: Annotated[

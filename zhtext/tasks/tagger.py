@@ -358,8 +358,8 @@ class TaggerTrainConfig(TrainConfig):
     :class:`~zhtext.lexical.lexicon.Lexicon`) makes a lexicon-aware tagger: see
     :mod:`zhtext.lexical.softlex`; the lexicon is saved with the model. ``word_dim`` > 0 adds
     embeddings of the lexicon's words (of that size, 50 by default; 0: the features of lengths and
-    counts only),
-    ``word_dropout`` the share of them shown in training as a word the training texts never held.
+    counts only), ``word_dropout`` the share of them shown in training as a word the training texts
+    never held.
     ``lstm`` puts a BiLSTM between the encoder and the emission layer (see :class:`TaggerModel`);
     by default on from scratch and off for a pretrained encoder.
     """
