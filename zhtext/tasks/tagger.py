@@ -49,12 +49,12 @@ from zhtext.labels.formats import (
     Example,
     check_format,
     read_examples,
-    to_spans,
     to_tags,
     words_of,
 )
 from zhtext.labels.marginals import forward_backward, score_paths
 from zhtext.labels.schemes import SCHEMES, tag_codes
+from zhtext.labels.spans import read_spans
 from zhtext.labels.stream import LongChain
 from zhtext.lexical.softlex import (
     FEATURE_DIM,
@@ -437,13 +437,14 @@ class Tagger(Model):
         self.device = device or torch.device("cpu")
         self.meta = dict(meta or {})
         self.char_ids = CharIds(tokenizer)
-        self._inside = {tag[2:]: i for i, tag in enumerate(self.tags) if tag.startswith("I-")}
-        self._labels = {label: label for label in self.labels}
-        # The tags as the Numba span reader takes them, and per kind BIO's inside tag (-1: none),
-        # which a span's probability must not continue into (marginals.score_paths).
+        # The tags as the Numba span reader takes them (kind names: one string per label, bare
+        # BMES words as WORD), and per kind BIO's inside tag (-1: none), which a span's
+        # probability must not continue into (marginals.score_paths).
+        inside = {tag[2:]: i for i, tag in enumerate(self.tags) if tag.startswith("I-")}
+        interned = {label: label for label in self.labels}
         roles, kinds, names = tag_codes(self.tags, scheme)
-        names = [self._labels.get(name or WORD, name or WORD) for name in names]
-        cont = np.array([self._inside.get(name, -1) if scheme == "BIO" else -1 for name in names])
+        names = [interned.get(name or WORD, name or WORD) for name in names]
+        cont = np.array([inside.get(name, -1) if scheme == "BIO" else -1 for name in names])
         self._span_codes = (roles, kinds, cont, names)
         # tags after which no span is open: where a long text's decoding may hand spans out
         self._closes = np.array([tag.split("-")[0] in ("O", "E", "S") for tag in self.tags])
@@ -512,9 +513,12 @@ class Tagger(Model):
             cursor += n_win
         return result
 
-    def _spans_of(self, text: str, path: np.ndarray, offset: int = 0) -> list[tuple[int, int, str]]:
-        """Spans of ``path``, the tags of ``text`` from ``offset`` on (offsets relative to it)."""
-        return to_spans([self.tags[t] for t in path[: len(text) - offset]], self.scheme)
+    def _spans_of(self, path: np.ndarray) -> list[tuple[int, int, str]]:
+        """Spans of the tag ids ``path``, read by the Numba reader from the tag codes kept at
+        construction (no tag strings made and parsed again per text)."""
+        roles, kinds, _, names = self._span_codes
+        starts, ends, found = read_spans(np.ascontiguousarray(path, dtype=np.int64), roles, kinds)
+        return [(a, e, names[k]) for a, e, k in zip(starts.tolist(), ends.tolist(), found.tolist())]
 
     def predict(self, texts: Sequence[str]) -> list[list[Span]]:
         """The labelled spans of each text (its most probable tagging), in order."""
@@ -582,7 +586,7 @@ class Tagger(Model):
         for idx, _, _, paths in self._decoded([texts[i] for i in short], 1):
             for row, r in enumerate(idx):
                 text = texts[short[r]]
-                results[short[r]] = self._spans_of(text, paths[row][: len(text)])
+                results[short[r]] = self._spans_of(paths[row][: len(text)])
         for i, text in enumerate(texts):
             if len(text) > LONG_TEXT:
                 results[i] = [(s.start, s.end, s.label) for s in self._nbest_long(text, 1)[0].spans]
