@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def lexicon() -> Lexicon:
 def trained(tmp_path_factory) -> MaskedLM:
     """A tiny BERT pretrained from scratch with whole-word masking over a discovered lexicon."""
     out = tmp_path_factory.mktemp("mlm") / "model"
-    config = MLMTrainConfig(train=corpus_lines(400), output=out, heldout_every=10, eval_every=15,
+    config = MLMTrainConfig(train=corpus_lines(400), output=out, heldout_every=10, eval_every=5,
                             **{**TINY, "hidden": 64, "max_len": 48, "batch_size": 16, "lr": 3e-3})
     return MaskedLM.train(config)
 
@@ -281,3 +282,24 @@ def test_cli_mask_rate_range(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "train", "mlm", str(CORPUS), "--from-scratch",
                            "-o", str(tmp_path / "out"), "--mask-rate", "1.5")
     assert code == 2 and "--mask-rate" in err
+
+
+def test_scratch_mlm_starts_untied_with_sinusoidal_positions():
+    """From scratch a masked LM gets its own output layer, the wider initialisation, no dropout and
+    sine/cosine position embeddings (what lets it leave the unigram plateau within minutes); the
+    tagger's bare encoder keeps BERT's tied, 0.02 start."""
+    config = MLMTrainConfig(**TINY)
+    torch.manual_seed(0)
+    lm, _, _ = scratch_model("bert-mlm", ["北京大学的学生"], config, 16)
+    assert config.dropout == 0.0 and lm.config.hidden_dropout_prob == 0.0
+    assert lm.cls.predictions.decoder.weight is not lm.bert.embeddings.word_embeddings.weight
+    assert lm.config.initializer_range == 0.05
+    assert 0.04 < float(lm.bert.encoder.layer[0].attention.self.query.weight.std()) < 0.06
+    table = lm.bert.embeddings.position_embeddings.weight.detach().double()
+    n, width = table.shape
+    assert (n, width) == (16, 32)
+    raw = torch.tensor([[(math.sin if k % 2 == 0 else math.cos)(p / 10000 ** ((k - k % 2) / width))
+                         for k in range(width)] for p in range(n)], dtype=torch.float64)
+    assert torch.allclose(table, raw / raw.std() * 0.1, atol=1e-6)
+    encoder, _, _ = scratch_model("bert", ["北京大学的学生"], MLMTrainConfig(**TINY, dropout=0.1), 16)
+    assert encoder.config.initializer_range == 0.02 and encoder.config.hidden_dropout_prob == 0.1

@@ -144,6 +144,29 @@ def small_bert_config(
 # The architectures a trainer can build from scratch.
 ARCHITECTURES = ("bert", "bert-lm", "bert-mlm", "gpt2")
 
+# A masked LM from scratch with BERT's tied head and 0.02 initialisation stays at the unigram
+# plateau (filling every [MASK] with a frequent character) for thousands of steps on a CPU; its
+# own output layer, a wider initialisation and sinusoidal position embeddings (so that "the
+# character before" is a linear function of the positions) let it leave within minutes.
+MLM_SCRATCH = {"tie_word_embeddings": False, "initializer_range": 0.05}
+POSITION_STD = 0.1
+
+
+def sinusoidal_positions_(weight: Any, std: float = POSITION_STD) -> None:
+    """Fill a (positions, width) position-embedding table in place with sines and cosines of
+    geometrically spaced frequencies (the Transformer's), scaled to standard deviation ``std``;
+    they stay trainable."""
+    import torch
+
+    n, width = weight.shape
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, width, 2, dtype=torch.float64) / width)
+    table = torch.zeros(n, width, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: width // 2])
+    with torch.no_grad():
+        weight.copy_((table / table.std() * std).to(weight.dtype))
+
 
 def scratch_model(arch: str, texts: Iterable[str], config: Any, max_position: int,
                   **model_kw: Any) -> tuple[Any, PreTrainedTokenizerBase, dict[str, Any]]:
@@ -151,7 +174,8 @@ def scratch_model(arch: str, texts: Iterable[str], config: Any, max_position: in
     behind every trainer's from-scratch start.
 
     ``arch``: ``bert`` (a bare encoder, for the tagger), ``bert-lm`` (a ``BertLMHeadModel`` set
-    as a decoder, for UniLM titles), ``bert-mlm`` (``BertForMaskedLM``, for pretraining) or
+    as a decoder, for UniLM titles), ``bert-mlm`` (``BertForMaskedLM``, for pretraining;
+    untied and sinusoidal: :data:`MLM_SCRATCH`) or
     ``gpt2`` (``GPT2LMHeadModel``). Sizes come from ``config``
     (a :class:`~zhtext.neural.trainer.TrainConfig`: ``layers``, ``hidden``, ``n_heads``,
     ``dropout``, ``min_char_count``, ``max_vocab``); ``max_position`` is the longest input.
@@ -174,10 +198,14 @@ def scratch_model(arch: str, texts: Iterable[str], config: Any, max_position: in
         model = GPT2LMHeadModel(gpt)
         size["block_size"] = max_position
     else:
+        if arch == "bert-lm":
+            model_kw = {"is_decoder": True, **model_kw}
+        elif arch == "bert-mlm":
+            model_kw = {**MLM_SCRATCH, **model_kw}
         bert = small_bert_config(len(vocab), layers=config.layers, hidden=config.hidden,
                                  heads=config.n_heads, max_position=max_position,
                                  hidden_dropout_prob=drop, attention_probs_dropout_prob=drop,
-                                 **({"is_decoder": True} if arch == "bert-lm" else {}), **model_kw)
+                                 **model_kw)
         if arch == "bert-lm":
             from transformers import BertLMHeadModel
 
@@ -186,6 +214,7 @@ def scratch_model(arch: str, texts: Iterable[str], config: Any, max_position: in
             from transformers import BertForMaskedLM
 
             model = BertForMaskedLM(bert)
+            sinusoidal_positions_(model.bert.embeddings.position_embeddings.weight)
         else:
             from transformers import AutoModel
 
